@@ -1,0 +1,3 @@
+"""conceptlens.backbones."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""conceptlens.concepts."""
+
+__all__: list[str] = []

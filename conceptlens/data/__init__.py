@@ -1,0 +1,3 @@
+"""conceptlens.data."""
+
+__all__: list[str] = []

@@ -1,0 +1,74 @@
+"""Exceptions and warnings raised by conceptlens.
+
+Every error the library raises on purpose is a :class:`ConceptLensError`. Each
+subclass also derives from the built-in exception it resembles, so code that
+catches ``ValueError`` or ``KeyError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackboneUnavailableError",
+    "BankError",
+    "CacheError",
+    "ConceptLensError",
+    "ConceptLensWarning",
+    "ConfigError",
+    "DataError",
+    "ImageDecodeError",
+    "IntegrityError",
+    "MissingDependencyError",
+    "MissingFileError",
+    "UnknownNameError",
+]
+
+
+class ConceptLensError(Exception):
+    """Base class of every error conceptlens raises on purpose."""
+
+
+class DataError(ConceptLensError, ValueError):
+    """Invalid data: bad manifest, unknown label, NaN label, wrong mask size, empty set."""
+
+
+class ImageDecodeError(DataError):
+    """An image or DICOM file could not be decoded (corrupt, truncated, missing plugin)."""
+
+
+class MissingFileError(ConceptLensError, FileNotFoundError):
+    """A file the user referenced does not exist."""
+
+
+class ConfigError(ConceptLensError, ValueError):
+    """An invalid configuration value or option combination."""
+
+
+class UnknownNameError(ConceptLensError, KeyError):
+    """A registry lookup missed (backbone, bank, preset...). The message lists what exists."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BankError(ConceptLensError, ValueError):
+    """A concept bank file breaks the schema; the message names file, concept and field."""
+
+
+class IntegrityError(ConceptLensError, ValueError):
+    """A file does not match its expected checksum or size."""
+
+
+class CacheError(ConceptLensError, RuntimeError):
+    """An on-disk cache is corrupted or was written for something else."""
+
+
+class BackboneUnavailableError(ConceptLensError, OSError):
+    """Backbone weights cannot be found locally (and no network was allowed)."""
+
+
+class MissingDependencyError(ConceptLensError, ImportError):
+    """An optional dependency is needed for this feature; the message names the package."""
+
+
+class ConceptLensWarning(UserWarning):
+    """Warnings emitted by conceptlens (the test suite turns them into errors)."""

@@ -1,0 +1,3 @@
+"""conceptlens.heads."""
+
+__all__: list[str] = []

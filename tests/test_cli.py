@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from conceptlens import __version__
+from conceptlens.cli import main
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_help_lists_every_command_group():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for group in [
+        "data",
+        "backbone",
+        "bank",
+        "score",
+        "fit",
+        "explain",
+        "audit",
+        "report",
+        "demo",
+    ]:
+        assert group in result.output
+
+
+def test_planned_command_fails_with_one_clear_line():
+    result = CliRunner().invoke(main, ["audit", "--anything"])
+    assert result.exit_code == 1
+    assert "not available" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_console_script_runs_as_module():
+    out = subprocess.run(
+        [sys.executable, "-m", "conceptlens.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert __version__ in out.stdout
