@@ -1,0 +1,348 @@
+"""numba kernels of the heads package (the only module that imports numba).
+
+The big matrix products (``X @ W.T`` and ``X.T @ R``) go through BLAS in
+:mod:`conceptlens.heads._solver`; the kernels here do the ``O(n k)`` work on logits
+(loss, residuals, curvature, line search), the coordinate descent on the quadratic model
+(``O(d)`` per coordinate update, on a working set) and the bootstrap resampling.
+All kernels are compiled with ``cache=True`` and are deterministic.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = [
+    "MULTINOMIAL",
+    "SIGMOID",
+    "bootstrap_indices",
+    "cd_exact",
+    "cd_quadratic",
+    "loss_along",
+    "loss_grad",
+    "replicate_metrics",
+]
+
+MULTINOMIAL = 0
+SIGMOID = 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _log1pexp(z: float) -> float:
+    if z > 0.0:
+        return z + np.log1p(np.exp(-z))
+    return np.log1p(np.exp(z))
+
+
+@numba.njit(cache=True, nogil=True)
+def loss_grad(Z, Y, s, mode):
+    """Weighted loss, residuals and per-column curvature from the logits.
+
+    Z (n, k) logits, Y (n, k) one-hot (multinomial) or 0/1 targets (sigmoid), s (n,)
+    weights summing to 1.  Returns ``(loss, R, c)``: ``loss = sum_i s_i l_i``,
+    ``R[i, a] = s_i (p_ia - y_ia)`` (so the gradient is ``R.T @ X``) and
+    ``c[a] = sum_i s_i p_ia (1 - p_ia)``, the curvature scale of column ``a``.
+    """
+    n, k = Z.shape
+    R = np.empty((n, k))
+    c = np.zeros(k)
+    loss = 0.0
+    p = np.empty(k)
+    for i in range(n):
+        si = s[i]
+        if mode == MULTINOMIAL:
+            m = Z[i, 0]
+            for a in range(1, k):
+                if Z[i, a] > m:
+                    m = Z[i, a]
+            tot = 0.0
+            for a in range(k):
+                p[a] = np.exp(Z[i, a] - m)
+                tot += p[a]
+            lse = m + np.log(tot)
+            for a in range(k):
+                pa = p[a] / tot
+                loss -= si * Y[i, a] * (Z[i, a] - lse)
+                R[i, a] = si * (pa - Y[i, a])
+                c[a] += si * pa * (1.0 - pa)
+        else:
+            for a in range(k):
+                z = Z[i, a]
+                pa = 1.0 / (1.0 + np.exp(-z))
+                loss += si * (_log1pexp(z) - Y[i, a] * z)
+                R[i, a] = si * (pa - Y[i, a])
+                c[a] += si * pa * (1.0 - pa)
+    return loss, R, c
+
+
+@numba.njit(cache=True, nogil=True)
+def loss_along(Z, dZ, t, Y, s, mode):
+    """Weighted loss at the logits ``Z + t * dZ`` (no pass over the features)."""
+    n, k = Z.shape
+    loss = 0.0
+    for i in range(n):
+        si = s[i]
+        if mode == MULTINOMIAL:
+            m = Z[i, 0] + t * dZ[i, 0]
+            for a in range(1, k):
+                z = Z[i, a] + t * dZ[i, a]
+                if z > m:
+                    m = z
+            tot = 0.0
+            zy = 0.0
+            for a in range(k):
+                z = Z[i, a] + t * dZ[i, a]
+                tot += np.exp(z - m)
+                zy += Y[i, a] * z
+            loss += si * (m + np.log(tot) - zy)
+        else:
+            for a in range(k):
+                z = Z[i, a] + t * dZ[i, a]
+                loss += si * (_log1pexp(z) - Y[i, a] * z)
+    return loss
+
+
+@numba.njit(cache=True, nogil=True)
+def cd_quadratic(G, grad, A, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, tol):
+    """Coordinate descent on the Kronecker quadratic model of the loss.
+
+    With ``V`` (k, d + 1) the current weights (``d`` concept weights then the intercept,
+    per class), minimise over the step ``D`` (k, d + 1)::
+
+        sum(grad * D) + 1/2 sum_ab A[a, b] * D[a] @ G @ D[b]
+        + lam1 |W + D_W|_1 + lam2 / 2 |W + D_W|^2 + gamma / 2 |W + D_W - P|^2
+
+    ``A`` (k, k) is the weighted mean of the per-sample softmax Hessians
+    ``diag(p) - p p^T`` (or ``diag(p (1 - p))`` for sigmoid columns) and ``G`` the
+    weighted Gram matrix of ``[X, 1]``.  The intercept (last column) is not penalised.
+    Only coordinates ``ws[a, :ws_len[a]]`` move.  Returns ``D``.
+    """
+    k, d1 = V.shape
+    d = d1 - 1
+    D = np.zeros((k, d1))
+    Q = np.zeros((k, d1))  # Q[b] = G @ D[b]
+    for _sweep in range(max_sweeps):
+        max_change = 0.0
+        for a in range(k):
+            caa = A[a, a]
+            if caa < 1e-12:
+                caa = 1e-12
+            for jj in range(ws_len[a]):
+                j = ws[a, jj]
+                u0 = V[a, j] + D[a, j]
+                h = grad[a, j]
+                for b in range(k):
+                    h += A[a, b] * Q[b, j]
+                if j == d:
+                    aj = caa * G[j, j]
+                    if aj <= 0.0:
+                        continue
+                    u = u0 - h / aj
+                else:
+                    h += lam2 * u0 + gamma * (u0 - P[a, j])
+                    aj = caa * G[j, j] + lam2 + gamma
+                    if aj <= 0.0:
+                        continue
+                    z = u0 * aj - h
+                    if z > lam1:
+                        u = (z - lam1) / aj
+                    elif z < -lam1:
+                        u = (z + lam1) / aj
+                    else:
+                        u = 0.0
+                diff = u - u0
+                if diff != 0.0:
+                    D[a, j] += diff
+                    for i in range(d1):
+                        Q[a, i] += diff * G[i, j]
+                    change = abs(diff) * aj
+                    if change > max_change:
+                        max_change = change
+        if max_change <= tol:
+            break
+    return D
+
+
+@numba.njit(cache=True, nogil=True)
+def cd_exact(X, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, tol, mode):
+    """Coordinate descent on the exact second-order model of the loss.
+
+    The model is ``sum(grad * D) + 1/2 sum_i s_i u_i^T M_i u_i`` with ``u_i = D [x_i, 1]``
+    the change of the logits of sample ``i`` and ``M_i = diag(p_i) - p_i p_i^T``
+    (multinomial) or ``diag(p_i (1 - p_i))`` (sigmoid), plus the penalties of
+    :func:`cd_quadratic`.  ``X`` (n, d) should be Fortran-ordered; each coordinate update
+    costs ``O(n)`` (glmnet-style residual updates).  Returns ``D`` (k, d + 1).
+    """
+    n, d = X.shape
+    k = V.shape[0]
+    D = np.zeros((k, d + 1))
+    U = np.zeros((n, k))
+    v = np.zeros(n)  # sum_b p_ib u_ib (multinomial)
+    for _sweep in range(max_sweeps):
+        max_change = 0.0
+        for a in range(k):
+            for jj in range(ws_len[a]):
+                j = ws[a, jj]
+                h = grad[a, j]
+                hjj = 0.0
+                for i in range(n):
+                    xi = 1.0 if j == d else X[i, j]
+                    pa = Pm[i, a]
+                    if mode == MULTINOMIAL:
+                        h += s[i] * xi * pa * (U[i, a] - v[i])
+                    else:
+                        h += s[i] * xi * pa * (1.0 - pa) * U[i, a]
+                    hjj += s[i] * xi * xi * pa * (1.0 - pa)
+                if hjj < 1e-12:
+                    hjj = 1e-12
+                u0 = V[a, j] + D[a, j]
+                if j == d:
+                    aj = hjj
+                    u = u0 - h / aj
+                else:
+                    h += lam2 * u0 + gamma * (u0 - P[a, j])
+                    aj = hjj + lam2 + gamma
+                    z = u0 * aj - h
+                    if z > lam1:
+                        u = (z - lam1) / aj
+                    elif z < -lam1:
+                        u = (z + lam1) / aj
+                    else:
+                        u = 0.0
+                diff = u - u0
+                if diff != 0.0:
+                    D[a, j] += diff
+                    for i in range(n):
+                        xi = 1.0 if j == d else X[i, j]
+                        U[i, a] += diff * xi
+                        if mode == MULTINOMIAL:
+                            v[i] += diff * Pm[i, a] * xi
+                    change = abs(diff) * aj
+                    if change > max_change:
+                        max_change = change
+        if max_change <= tol:
+            break
+    return D
+
+
+@numba.njit(cache=True, nogil=True)
+def bootstrap_indices(strata, n_strata, n_boot, seed):
+    """Stratified bootstrap resamples: (n_boot, n) int64 row indices.
+
+    Replicate ``b`` draws, for each stratum ``h`` in turn, as many members of ``h`` as it
+    holds, uniformly with replacement, so every replicate keeps the stratum sizes.  The
+    generator is numba's Mersenne Twister seeded with ``seed``: the same seed gives the
+    same resamples on every run and platform.
+    """
+    np.random.seed(seed)  # noqa: NPY002 (numba supports only the legacy API)
+    n = strata.shape[0]
+    counts = np.zeros(n_strata, dtype=np.int64)
+    for i in range(n):
+        counts[strata[i]] += 1
+    starts = np.zeros(n_strata + 1, dtype=np.int64)
+    for h in range(n_strata):
+        starts[h + 1] = starts[h] + counts[h]
+    members = np.empty(n, dtype=np.int64)
+    fill = starts[:n_strata].copy()
+    for i in range(n):
+        h = strata[i]
+        members[fill[h]] = i
+        fill[h] += 1
+    out = np.empty((n_boot, n), dtype=np.int64)
+    for b in range(n_boot):
+        pos = 0
+        for h in range(n_strata):
+            nh = counts[h]
+            for _ in range(nh):
+                out[b, pos] = members[starts[h] + np.random.randint(0, nh)]  # noqa: NPY002
+                pos += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _auroc(score, positive):
+    """Binary AUROC (Mann-Whitney with mid-ranks for ties); nan if one class is absent."""
+    m = score.shape[0]
+    order = np.argsort(score, kind="mergesort")
+    n_pos = 0
+    for i in range(m):
+        if positive[i]:
+            n_pos += 1
+    n_neg = m - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return np.nan
+    rank_sum = 0.0
+    i = 0
+    while i < m:
+        j = i
+        while j + 1 < m and score[order[j + 1]] == score[order[i]]:
+            j += 1
+        mid = 0.5 * (i + j) + 1.0
+        for t in range(i, j + 1):
+            if positive[order[t]]:
+                rank_sum += mid
+        i = j + 1
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+@numba.njit(cache=True, nogil=True)
+def replicate_metrics(idx, y_true, y_pred, proba, group, n_groups, n_classes):
+    """Accuracy, balanced accuracy and macro one-vs-rest AUROC on each resample.
+
+    ``idx`` (n_boot, m) row indices (``bootstrap_indices``); ``group`` (n,) int group
+    codes.  Returns (n_boot, n_groups + 1, 3): slot ``g < n_groups`` is group ``g``,
+    the last slot all samples; metrics are [accuracy, balanced accuracy, macro AUROC].
+    Balanced accuracy and macro AUROC average over the classes present (nan if none).
+    """
+    n_boot, m = idx.shape
+    out = np.full((n_boot, n_groups + 1, 3), np.nan)
+    for b in range(n_boot):
+        for g in range(n_groups + 1):
+            cnt = 0
+            for t in range(m):
+                if g == n_groups or group[idx[b, t]] == g:
+                    cnt += 1
+            if cnt == 0:
+                continue
+            rows = np.empty(cnt, dtype=np.int64)
+            cnt = 0
+            for t in range(m):
+                i = idx[b, t]
+                if g == n_groups or group[i] == g:
+                    rows[cnt] = i
+                    cnt += 1
+            correct = 0.0
+            per_tot = np.zeros(n_classes)
+            per_cor = np.zeros(n_classes)
+            for t in range(cnt):
+                i = rows[t]
+                per_tot[y_true[i]] += 1.0
+                if y_pred[i] == y_true[i]:
+                    correct += 1.0
+                    per_cor[y_true[i]] += 1.0
+            out[b, g, 0] = correct / cnt
+            bal = 0.0
+            n_present = 0
+            for a in range(n_classes):
+                if per_tot[a] > 0:
+                    bal += per_cor[a] / per_tot[a]
+                    n_present += 1
+            if n_present > 0:
+                out[b, g, 1] = bal / n_present
+            score = np.empty(cnt)
+            positive = np.empty(cnt, dtype=np.bool_)
+            auc_sum = 0.0
+            n_auc = 0
+            for a in range(n_classes):
+                if n_classes == 2 and a == 0:
+                    continue
+                for t in range(cnt):
+                    score[t] = proba[rows[t], a]
+                    positive[t] = y_true[rows[t]] == a
+                auc = _auroc(score, positive)
+                if not np.isnan(auc):
+                    auc_sum += auc
+                    n_auc += 1
+            if n_auc > 0:
+                out[b, g, 2] = auc_sum / n_auc
+    return out

@@ -1,0 +1,490 @@
+"""Elastic-net logistic regression solvers: numba proximal Newton and a numpy reference.
+
+Objective (scikit-learn's ``LogisticRegression(C, l1_ratio, solver="saga")``)::
+
+    C * sum_i s_i * loss_i(W, b) + l1_ratio * |W|_1 + (1 - l1_ratio) / 2 * |W|_F^2
+        [+ prior_strength / 2 * |W - P|_F^2]
+
+with ``loss_i`` the multinomial cross-entropy (``mode="multinomial"``) or a sum of
+independent binary logistic losses, one per column of a 0/1 target matrix
+(``mode="sigmoid"``: binary problems use one column, multi-label one column per label).
+The intercept ``b`` is not penalised.  Internally the objective is divided by
+``C * sum(s)``, so the loss is a weighted mean and the penalties are ``lam1 |W|_1 +
+lam2 / 2 |W|^2 + gamma / 2 |W - P|^2``.
+
+The numba solver is a proximal-Newton scheme.  An outer loop makes one pass over ``X``
+for the full gradient, stops when the largest KKT violation is below ``tol_abs``, and
+otherwise restricts the problem to a working set of concepts (non-zero weights and KKT
+violators).  On the working set, each iteration makes one pass for the loss, gradient
+and curvature, minimises a quadratic model of the loss plus the exact penalty by
+coordinate descent -- the Kronecker model ``A kron G`` (``A`` the weighted mean of the
+per-sample softmax Hessians ``diag(p) - p p^T``, ``G`` the weighted Gram matrix of
+``[X, 1]``, computed once), or, after five slow iterations, the exact second-order model
+with ``O(n)`` coordinate updates -- then backtracks on the exact objective, evaluating the
+loss from ``Z + t dZ`` without another pass over ``X``.  For the multinomial a
+per-concept shift of all classes' weights then lowers the penalty at no change of loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from conceptlens.heads import _kernels
+
+__all__ = [
+    "SolveResult",
+    "gram",
+    "grad_scale",
+    "kkt_violation",
+    "objective",
+    "solve",
+    "solve_reference",
+]
+
+_MODES = {"multinomial": _kernels.MULTINOMIAL, "sigmoid": _kernels.SIGMOID}
+
+
+@dataclass
+class SolveResult:
+    """Solution of one penalty: ``coef`` (k, d), ``intercept`` (k,), diagnostics."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    n_iter: int
+    converged: bool
+    kkt: float
+    n_passes: int
+
+
+_TORCH: list = []
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Matrix product; large skinny products go through torch's BLAS (2-3x faster here)."""
+    if a.shape[0] * a.shape[1] < 1_000_000 or a.dtype != b.dtype:
+        return a @ b
+    if not _TORCH:
+        try:
+            import torch
+
+            _TORCH.append(torch)
+        except ImportError:  # pragma: no cover - torch is a dependency
+            _TORCH.append(None)
+    torch = _TORCH[0]
+    if torch is None:  # pragma: no cover
+        return a @ b
+    return (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
+
+
+def gram(X: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Weighted Gram matrix of ``[X, 1]``: (d + 1, d + 1), weights ``s`` summing to 1."""
+    _n, d = X.shape
+    G = np.empty((d + 1, d + 1))
+    Xs = X * s[:, None]
+    G[:d, :d] = Xs.T @ X  # numpy's BLAS is as fast as torch's for this square product
+    m = Xs.sum(axis=0)
+    G[:d, d] = m
+    G[d, :d] = m
+    G[d, d] = s.sum()
+    return G
+
+
+def _intercept_only(Y: np.ndarray, s: np.ndarray, mode: int) -> np.ndarray:
+    freq = np.clip(s @ Y, 1e-12, 1.0 - 1e-12)
+    if mode == _kernels.MULTINOMIAL:
+        b = np.log(freq)
+        return b - b.mean()
+    return np.log(freq) - np.log1p(-freq)
+
+
+def grad_scale(X: np.ndarray, Y: np.ndarray, s: np.ndarray, mode: int) -> np.ndarray:
+    """Loss gradient (k, d) at ``W = 0`` with the optimal intercepts (sets lambda_max)."""
+    b0 = _intercept_only(Y, s, mode)
+    Z = np.broadcast_to(b0, Y.shape).copy()
+    _, R, _ = _kernels.loss_grad(Z, Y, s, mode)
+    return _mm(R.T, X)
+
+
+def _centred_eigh(G):
+    """Eigen-decomposition of the centred Gram matrix (for the exact ridge step)."""
+    d = G.shape[0] - 1
+    tot = G[d, d]
+    mu = G[:d, d] / tot
+    Gc = G[:d, :d] - tot * np.outer(mu, mu)
+    lam, U = np.linalg.eigh(Gc)
+    return np.maximum(lam, 0.0), U, mu, tot
+
+
+def _ridge_step(eig, grad, A, W, P, lam2, gamma):
+    """Exact minimiser of the Kronecker model plus the L2/prior penalties (no L1).
+
+    Eliminating the intercept through the weighted feature means ``mu`` decouples the
+    model into ``(A kron Gc + (lam2 + gamma) I) vec(D_W) = -r`` with ``Gc`` the centred
+    Gram matrix, solved in the eigenbases of ``A`` and ``Gc``, and ``A e = -g_b / tot``
+    (pseudo-inverse: the multinomial ``A`` is singular along the all-ones vector).
+    """
+    lam, U, mu, tot = eig
+    d = U.shape[0]
+    g_b = grad[:, d]
+    r = grad[:, :d] - np.outer(g_b, mu) + lam2 * W + gamma * (W - P)
+    sig, Vk = np.linalg.eigh(A)
+    sig = np.maximum(sig, 0.0)
+    core = (Vk.T @ r @ U) / (sig[:, None] * lam[None, :] + lam2 + gamma)
+    DW = -(Vk @ core @ U.T)
+    keep = sig > 1e-12 * max(sig.max(), 1e-300)
+    e = -(Vk[:, keep] @ ((Vk[:, keep].T @ g_b) / sig[keep])) / tot
+    D = np.empty((grad.shape[0], d + 1))
+    D[:, :d] = DW
+    D[:, d] = e - DW @ mu
+    return D
+
+
+def _penalty(W, lam1, lam2, gamma, P):
+    val = lam1 * np.abs(W).sum() + 0.5 * lam2 * (W * W).sum()
+    if gamma > 0:
+        val += 0.5 * gamma * ((W - P) ** 2).sum()
+    return val
+
+
+def _null_shift(W, lam1, lam2, gamma, P):
+    """Per-feature shift ``tau`` minimising the penalty of ``W - tau`` (multinomial).
+
+    The multinomial loss does not change when the same constant is subtracted from every
+    class's weight of a feature, so this step lowers the objective exactly and removes
+    the direction that the per-class quadratic model handles worst.  Solved by bisection
+    on the monotone subgradient, vectorised over features.
+    """
+    k = W.shape[0]
+    lam = lam2 + gamma
+    lo = np.minimum(W.min(axis=0), (W - P).min(axis=0)) - 1.0
+    hi = np.maximum(W.max(axis=0), (W - P).max(axis=0)) + 1.0
+    lin = (lam2 * W + gamma * (W - P)).sum(axis=0)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        dv = -lam1 * np.sign(W - mid).sum(axis=0) + lam * k * mid - lin
+        up = dv > 0
+        hi = np.where(up, mid, hi)
+        lo = np.where(up, lo, mid)
+    tau = 0.5 * (lo + hi)
+    # snap to a breakpoint (an existing weight) when it is within bisection precision,
+    # so that exact zeros survive the shift
+    near = np.abs(W - tau) <= 1e-12 * (1.0 + np.abs(W))
+    tau = np.where(
+        near.any(axis=0), np.where(near, W, 0.0).sum(axis=0) / np.maximum(near.sum(axis=0), 1), tau
+    )
+    return tau
+
+
+def kkt_violation(grad_w, grad_b, W, lam1, lam2, gamma, P) -> float:
+    """Largest violation of the optimality conditions (normalised objective scale)."""
+    g = grad_w + lam2 * W + gamma * (W - P)
+    nz = W != 0
+    v = np.where(nz, np.abs(g + lam1 * np.sign(W)), np.maximum(np.abs(g) - lam1, 0.0))
+    out = float(v.max()) if v.size else 0.0
+    return max(out, float(np.abs(grad_b).max()) if grad_b.size else 0.0)
+
+
+def solve(
+    X: np.ndarray,
+    Y: np.ndarray,
+    s: np.ndarray,
+    mode: str,
+    *,
+    lam1: float,
+    lam2: float,
+    gamma: float = 0.0,
+    P: np.ndarray | None = None,
+    coef0: np.ndarray | None = None,
+    intercept0: np.ndarray | None = None,
+    G: np.ndarray | None = None,
+    tol_abs: float = 1e-8,
+    max_iter: int = 200,
+    max_sweeps: int = 500,
+    offset: np.ndarray | None = None,
+) -> SolveResult:
+    """Proximal-Newton solve of the normalised objective (see module docstring).
+
+    Parameters
+    ----------
+    X : ndarray (n, d) float64, C-contiguous
+    Y : ndarray (n, k) float64; one-hot rows (multinomial) or 0/1 targets (sigmoid)
+    s : ndarray (n,) float64, non-negative, summing to 1
+    mode : {"multinomial", "sigmoid"}
+    lam1, lam2, gamma : float
+        L1, L2 and prior strengths on the normalised scale.
+    P : ndarray (k, d), optional
+        Prior target for ``W`` (used when ``gamma > 0``).
+    coef0, intercept0 : ndarray, optional
+        Warm start.
+    G : ndarray (d + 1, d + 1), optional
+        Precomputed ``gram(X, s)`` (a path shares it); otherwise only the working set's
+        Gram matrix is computed.
+    tol_abs : float
+        Stop when the largest KKT violation is at most this.
+    offset : ndarray (n, k), optional
+        Fixed logits added to ``X @ W.T + b`` (residual fits).
+    """
+    m = _MODES[mode]
+    _n, d = X.shape
+    k = Y.shape[1]
+    if P is None:
+        P = np.zeros((k, d))
+    W = np.zeros((k, d)) if coef0 is None else np.array(coef0, dtype=np.float64)
+    b = _intercept_only(Y, s, m) if intercept0 is None else np.array(intercept0, dtype=float)
+    Z = _mm(X, np.ascontiguousarray(W.T)) + b
+    if offset is not None:
+        Z += offset
+    n_passes = 1
+    total_it = 0
+    converged = False
+    viol = np.inf
+    while True:
+        # full KKT check: one pass over all features
+        _, R, _ = _kernels.loss_grad(Z, Y, s, m)
+        gw = _mm(np.ascontiguousarray(R.T), X)
+        n_passes += 1
+        viol = kkt_violation(gw, R.sum(axis=0), W, lam1, lam2, gamma, P)
+        if viol <= tol_abs:
+            converged = True
+            break
+        if total_it >= max_iter:
+            break
+        gfull = gw + lam2 * W + gamma * (W - P)
+        cols = np.flatnonzero(((W != 0) | (np.abs(gfull) > lam1)).any(axis=0))
+        if cols.size > 0.9 * d:
+            cols = np.arange(d)
+            XJ = X
+        else:
+            XJ = np.ascontiguousarray(X[:, cols])
+        if G is None and cols.size == d:
+            G = gram(X, s)
+        if G is not None:
+            sub = np.append(cols, d)
+            GJ = G[np.ix_(sub, sub)]
+        else:  # single fit on a small working set: only its Gram matrix, O(n |J|^2)
+            GJ = gram(XJ, s)
+        WJ, b, Z, it, passes, stalled = _newton(
+            XJ,
+            Y,
+            s,
+            m,
+            lam1,
+            lam2,
+            gamma,
+            P[:, cols],
+            W[:, cols],
+            b,
+            Z,
+            GJ,
+            0.5 * tol_abs,
+            max_iter - total_it,
+            max_sweeps,
+        )
+        W[:, cols] = WJ
+        total_it += it
+        n_passes += passes
+        if stalled:
+            break
+    if m == _kernels.MULTINOMIAL:
+        b = b - b.mean()
+    return SolveResult(W, b, total_it, converged, float(viol), n_passes)
+
+
+def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max_sweeps):
+    """Proximal-Newton iterations on the columns of ``X`` (a working set)."""
+    _n, d = X.shape
+    k = Y.shape[1]
+    W = W.copy()
+    V = np.empty((k, d + 1))
+    n_passes = 0
+    it = 0
+    stalled = False
+    slow = 0
+    XF = None
+    eig = None
+    prev_viol = np.inf
+    for it in range(1, max_iter + 1):
+        loss, R, c = _kernels.loss_grad(Z, Y, s, m)
+        grad = np.empty((k, d + 1))
+        grad[:, :d] = _mm(np.ascontiguousarray(R.T), X)
+        grad[:, d] = R.sum(axis=0)
+        n_passes += 1
+        viol = kkt_violation(grad[:, :d], grad[:, d], W, lam1, lam2, gamma, P)
+        if viol <= tol_abs:
+            it -= 1
+            break
+        gfull = grad[:, :d] + lam2 * W + gamma * (W - P)
+        active = (W != 0) | (np.abs(gfull) > lam1)
+        ws = np.full((k, d + 1), d, dtype=np.int64)
+        ws_len = np.empty(k, dtype=np.int64)
+        for a in range(k):
+            idx = np.flatnonzero(active[a])
+            ws[a, : idx.size] = idx
+            ws[a, idx.size] = d
+            ws_len[a] = idx.size + 1
+        V[:, :d] = W
+        V[:, d] = b
+        inner_tol = max(0.05 * viol, 0.1 * tol_abs)
+        if m == _kernels.MULTINOMIAL:
+            Pm = Y + R / np.where(s > 0, s, 1.0)[:, None]
+            A = np.diag(c) - (Pm * s[:, None]).T @ Pm + np.diag((Pm * Pm * s[:, None]).sum(0))
+        else:
+            A = np.diag(c)
+        # The Kronecker model A kron G is cheap (coordinate updates cost O(d)) but
+        # poor when the curvature is very uneven across samples (near separation).
+        # After five slow iterations switch to the exact second-order model, whose
+        # coordinate updates cost O(n) (glmnet-style), for the rest of this subproblem.
+        slow = slow + 1 if viol > 0.85 * prev_viol else 0
+        prev_viol = viol
+        if slow >= 5 and XF is None:
+            XF = np.asfortranarray(X)
+        if XF is not None:
+            Pm = Y + R / np.where(s > 0, s, 1.0)[:, None]
+            D = _kernels.cd_exact(
+                XF, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, 20, 2 * inner_tol, m
+            )
+        elif lam1 == 0.0:
+            if eig is None:
+                eig = _centred_eigh(G)
+            D = _ridge_step(eig, grad, A, W, P, lam2, gamma)
+        else:
+            D = _kernels.cd_quadratic(
+                G, grad, A, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, inner_tol
+            )
+        DW, Db = D[:, :d], D[:, d]
+        dZ = _mm(X, np.ascontiguousarray(DW.T)) + Db
+        n_passes += 1
+        pen0 = _penalty(W, lam1, lam2, gamma, P)
+        f0 = loss + pen0
+        decrease = float((grad * D).sum()) + _penalty(W + DW, lam1, lam2, gamma, P) - pen0
+        t = 1.0
+        while True:
+            ft = _kernels.loss_along(Z, dZ, t, Y, s, m) + _penalty(
+                W + t * DW, lam1, lam2, gamma, P
+            )
+            # the 1e-13 slack accepts steps whose change is below float64 round-off,
+            # where the Armijo test can no longer tell a decrease from noise
+            if ft <= f0 + 1e-4 * t * min(decrease, 0.0) + 1e-13 * abs(f0) or t < 1e-10:
+                break
+            t *= 0.5
+        if t < 1e-10:
+            stalled = True
+            break
+        W = W + t * DW
+        b = b + t * Db
+        Z += t * dZ
+        if m == _kernels.MULTINOMIAL and k > 1:
+            W = W - _null_shift(W, lam1, lam2, gamma, P)
+    return W, b, Z, it, n_passes, stalled
+
+
+def objective(
+    X: np.ndarray,
+    Y: np.ndarray,
+    coef: np.ndarray,
+    intercept: np.ndarray,
+    *,
+    C: float,
+    l1_ratio: float,
+    mode: str,
+    sample_weight: np.ndarray | None = None,
+    prior: np.ndarray | None = None,
+    prior_strength: float = 0.0,
+) -> float:
+    """scikit-learn-scale objective (see module docstring), with a dense numpy formula."""
+    Z = X @ coef.T + intercept
+    if mode == "multinomial":
+        zmax = Z.max(axis=1, keepdims=True)
+        lse = (zmax + np.log(np.exp(Z - zmax).sum(axis=1, keepdims=True)))[:, 0]
+        li = lse - (Y * Z).sum(axis=1)
+    else:
+        li = (np.logaddexp(0.0, Z) - Y * Z).sum(axis=1)
+    sw = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    val = C * float(sw @ li) + l1_ratio * np.abs(coef).sum()
+    val += 0.5 * (1 - l1_ratio) * (coef * coef).sum()
+    if prior_strength > 0 and prior is not None:
+        val += 0.5 * prior_strength * ((coef - prior) ** 2).sum()
+    return float(val)
+
+
+def solve_reference(
+    X: np.ndarray,
+    Y: np.ndarray,
+    s: np.ndarray,
+    mode: str,
+    *,
+    lam1: float,
+    lam2: float,
+    gamma: float = 0.0,
+    P: np.ndarray | None = None,
+    tol_abs: float = 1e-10,
+    max_iter: int = 50_000,
+) -> SolveResult:
+    """Pure-numpy FISTA with backtracking on the same objective (the tests' reference)."""
+    n, d = X.shape
+    k = Y.shape[1]
+    P = np.zeros((k, d)) if P is None else P
+    Xa = np.hstack([X, np.ones((n, 1))])
+
+    def smooth(V):
+        Z = Xa @ V.T
+        if mode == "multinomial":
+            zmax = Z.max(axis=1, keepdims=True)
+            E = np.exp(Z - zmax)
+            tot = E.sum(axis=1, keepdims=True)
+            lse = zmax + np.log(tot)
+            loss = float(s @ (lse[:, 0] - (Y * Z).sum(axis=1)))
+            Pr = E / tot
+        else:
+            loss = float(s @ (np.logaddexp(0.0, Z) - Y * Z).sum(axis=1))
+            Pr = 1.0 / (1.0 + np.exp(-Z))
+        W = V[:, :d]
+        loss += 0.5 * lam2 * (W * W).sum() + 0.5 * gamma * ((W - P) ** 2).sum()
+        grad = ((Pr - Y) * s[:, None]).T @ Xa
+        grad[:, :d] += lam2 * W + gamma * (W - P)
+        return loss, grad
+
+    def prox(V, step):
+        out = V.copy()
+        out[:, :d] = np.sign(V[:, :d]) * np.maximum(np.abs(V[:, :d]) - step * lam1, 0.0)
+        return out
+
+    V = np.zeros((k, d + 1))
+    Vprev = V.copy()
+    L = 1.0
+    tk = 1.0
+    viol = np.inf
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        _f, g = smooth(V)
+        viol = kkt_violation(
+            g[:, :d] - lam2 * V[:, :d] - gamma * (V[:, :d] - P),
+            g[:, d],
+            V[:, :d],
+            lam1,
+            lam2,
+            gamma,
+            P,
+        )
+        if viol <= tol_abs:
+            converged = True
+            break
+        tnext = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
+        Yk = V + ((tk - 1) / tnext) * (V - Vprev)
+        fy, gy = smooth(Yk)
+        while True:
+            Vn = prox(Yk - gy / L, 1.0 / L)
+            diff = Vn - Yk
+            fn, _ = smooth(Vn)
+            if fn <= fy + (gy * diff).sum() + 0.5 * L * (diff * diff).sum() + 1e-15:
+                break
+            L *= 2.0
+        Vprev, V, tk = V, Vn, tnext
+        L *= 0.9
+    b = V[:, d].copy()
+    if mode == "multinomial":
+        b -= b.mean()
+    return SolveResult(V[:, :d].copy(), b, it, converged, float(viol), 0)

@@ -1,0 +1,169 @@
+"""The numba proximal-Newton solver against scikit-learn's saga and the numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from conceptlens.heads import SparseLinearHead, _solver
+from tests.heads.conftest import make_problem
+
+
+def _targets(y, k):
+    if k == 2:
+        return (y == 1).astype(float)[:, None], "sigmoid"
+    return np.eye(k)[y], "multinomial"
+
+
+def _saga(X, y, C, l1_ratio, sample_weight=None, class_weight=None):
+    return LogisticRegression(
+        C=C,
+        l1_ratio=l1_ratio,
+        solver="saga",
+        tol=1e-10,
+        max_iter=100_000,
+        class_weight=class_weight,
+    ).fit(X, y, sample_weight=sample_weight)
+
+
+@pytest.mark.parametrize(
+    ("k", "C", "l1_ratio"),
+    [(3, 0.05, 0.5), (3, 0.2, 1.0), (2, 0.05, 0.8), (4, 0.1, 0.0)],
+)
+def test_matches_sklearn_saga(k, C, l1_ratio, global_random_seed):
+    X, y = make_problem(global_random_seed, n=300, d=10, k=k)
+    Xtest, _ = make_problem(global_random_seed + 1, n=200, d=10, k=k)
+    head = SparseLinearHead(C=C, l1_ratio=l1_ratio, standardize=False, tol=1e-8).fit(X, y)
+    ref = _saga(X, y, C, l1_ratio)
+    Y, mode = _targets(y, k)
+    obj = _solver.objective(X, Y, head.coef_, head.intercept_, C=C, l1_ratio=l1_ratio, mode=mode)
+    obj_ref = _solver.objective(X, Y, ref.coef_, ref.intercept_, C=C, l1_ratio=l1_ratio, mode=mode)
+    assert head.converged_
+    assert obj <= obj_ref * (1 + 1e-4)
+    assert abs(obj - obj_ref) <= 1e-4 * abs(obj_ref)
+    np.testing.assert_array_equal(head.coef_ != 0, ref.coef_ != 0)
+    np.testing.assert_array_equal(head.predict(Xtest), ref.predict(Xtest))
+    np.testing.assert_allclose(head.predict_proba(Xtest), ref.predict_proba(Xtest), atol=1e-4)
+
+
+def test_standardisation_is_folded_back(global_random_seed):
+    X, y = make_problem(global_random_seed, n=300, d=8, k=3)
+    rng = np.random.default_rng(global_random_seed)
+    Xraw = X * rng.uniform(0.1, 10, size=8) + rng.normal(size=8) * 5
+    C, l1 = 0.1, 0.7
+    head = SparseLinearHead(C=C, l1_ratio=l1, tol=1e-8).fit(Xraw, y)
+    lr = LogisticRegression(C=C, l1_ratio=l1, solver="saga", tol=1e-10, max_iter=100_000)
+    pipe = make_pipeline(StandardScaler(), lr)
+    pipe.fit(Xraw, y)
+    scaler, lr = pipe[0], pipe[1]
+    np.testing.assert_allclose(head.coef_ * scaler.scale_, lr.coef_, atol=1e-4)
+    np.testing.assert_allclose(
+        head.decision_function(Xraw) - head.decision_function(Xraw).mean(1, keepdims=True),
+        pipe.decision_function(Xraw) - pipe.decision_function(Xraw).mean(1, keepdims=True),
+        atol=1e-3,
+    )
+
+
+def test_sample_and_class_weights_match_sklearn(global_random_seed):
+    X, y = make_problem(global_random_seed, n=300, d=8, k=3)
+    sw = np.random.default_rng(global_random_seed).uniform(0.2, 3.0, size=len(y))
+    C, l1 = 0.1, 0.6
+    head = SparseLinearHead(
+        C=C, l1_ratio=l1, standardize=False, tol=1e-8, class_weight="balanced"
+    ).fit(X, y, sample_weight=sw)
+    ref = _saga(X, y, C, l1, sample_weight=sw, class_weight="balanced")
+    np.testing.assert_allclose(head.coef_, ref.coef_, atol=2e-4)
+    np.testing.assert_array_equal(head.coef_ != 0, ref.coef_ != 0)
+
+
+def test_integer_weights_equal_repeated_rows(global_random_seed):
+    X, y = make_problem(global_random_seed, n=120, d=6, k=3)
+    w = np.random.default_rng(global_random_seed).integers(0, 4, size=len(y))
+    a = SparseLinearHead(C=0.3, tol=1e-9).fit(X, y, sample_weight=w)
+    b = SparseLinearHead(C=0.3, tol=1e-9).fit(np.repeat(X, w, 0), np.repeat(y, w))
+    np.testing.assert_allclose(a.coef_, b.coef_, atol=1e-7)
+
+
+@pytest.mark.parametrize(("k", "mode"), [(3, "multinomial"), (2, "sigmoid")])
+def test_numba_solver_matches_numpy_reference(k, mode, global_random_seed):
+    X, y = make_problem(global_random_seed, n=200, d=8, k=k)
+    Y, _ = _targets(y, k)
+    s = np.full(len(y), 1.0 / len(y))
+    P = np.sign(np.random.default_rng(0).normal(size=(Y.shape[1], 8)))
+    kw = dict(lam1=0.02, lam2=0.01, gamma=0.005, P=P)
+    fast = _solver.solve(X, Y, s, mode, tol_abs=1e-10, max_iter=1000, **kw)
+    slow = _solver.solve_reference(X, Y, s, mode, tol_abs=1e-10, **kw)
+    assert fast.converged and slow.converged
+    np.testing.assert_allclose(fast.coef, slow.coef, atol=1e-6)
+    np.testing.assert_allclose(fast.intercept, slow.intercept, atol=1e-6)
+
+
+def test_deterministic(global_random_seed):
+    X, y = make_problem(global_random_seed, n=200, d=8, k=3)
+    a = SparseLinearHead(C=0.1).fit(X, y)
+    b = SparseLinearHead(C=0.1).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_knowledge_prior_pulls_towards_prior(global_random_seed):
+    X, y = make_problem(global_random_seed, n=200, d=6, k=3)
+    P = np.array([[1, -1, 0, 0, 1, 0], [0, 1, 0, -1, 0, 0], [-1, 0, 1, 0, 0, 1]], float)
+    free = SparseLinearHead(C=0.05, standardize=False).fit(X, y)
+    pulled = SparseLinearHead(
+        C=0.05, standardize=False, knowledge_prior=P, prior_strength=5.0
+    ).fit(X, y)
+    assert np.abs(pulled.coef_ - P).sum() < np.abs(free.coef_ - P).sum()
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    k=st.sampled_from([2, 3]),
+    C=st.floats(0.01, 1.0),
+    l1_ratio=st.floats(0.0, 1.0),
+)
+def test_kkt_conditions_hold(seed, k, C, l1_ratio):
+    X, y = make_problem(seed, n=80, d=5, k=k)
+    head = SparseLinearHead(C=C, l1_ratio=l1_ratio, standardize=False, tol=1e-9).fit(X, y)
+    Y, mode = _targets(y, k)
+    W, b = head.coef_, head.intercept_
+    Z = X @ W.T + b
+    if mode == "multinomial":
+        P = np.exp(Z - Z.max(1, keepdims=True))
+        P /= P.sum(1, keepdims=True)
+    else:
+        P = 1 / (1 + np.exp(-Z))
+    grad = C * (P - Y).T @ X + (1 - l1_ratio) * W  # smooth part, sklearn scale
+    scale = max(np.abs(C * (P - Y).T @ X).max(), 1.0)
+    nz = W != 0
+    assert np.all(np.abs(grad[nz] + l1_ratio * np.sign(W[nz])) <= 1e-5 * scale)
+    assert np.all(np.abs(grad[~nz]) <= l1_ratio + 1e-5 * scale)
+    assert np.all(np.abs(C * (P - Y).sum(0)) <= 1e-5 * scale)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), l1_ratio=st.floats(0.2, 1.0))
+def test_permuting_features_permutes_coefficients(seed, l1_ratio):
+    X, y = make_problem(seed, n=100, d=6, k=3)
+    perm = np.random.default_rng(seed).permutation(6)
+    a = SparseLinearHead(C=0.2, l1_ratio=l1_ratio, tol=1e-9).fit(X, y)
+    b = SparseLinearHead(C=0.2, l1_ratio=l1_ratio, tol=1e-9).fit(X[:, perm], y)
+    np.testing.assert_allclose(b.coef_, a.coef_[:, perm], atol=1e-6)
+
+
+def test_offset_is_a_fixed_logit(global_random_seed):
+    X, y = make_problem(global_random_seed, n=200, d=6, k=3)
+    Y, _ = _targets(y, 3)
+    s = np.full(len(y), 1 / len(y))
+    offset = np.random.default_rng(0).normal(size=(len(y), 3))
+    with_off = _solver.solve(X, Y, s, "multinomial", lam1=0.01, lam2=0.01, offset=offset)
+    # optimality of the intercepts with the offset included in the logits
+    Z = X @ with_off.coef.T + with_off.intercept + offset
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    np.testing.assert_allclose(((P - Y) * s[:, None]).sum(0), 0, atol=1e-6)
