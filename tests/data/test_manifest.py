@@ -1,0 +1,190 @@
+"""Manifest, folder and image decoding on real scikit-image medical images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conceptlens.data import load_folder, load_manifest, read_image, read_mask
+from conceptlens.exceptions import DataError, ImageDecodeError, MissingFileError
+
+
+def _rgb(a: np.ndarray) -> np.ndarray:
+    return np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a
+
+
+def test_folder_loader_reads_skimage_images_back(png_folder, skimage_images):
+    ds = load_folder(png_folder)
+    assert ds.classes == ["fundus", "pathology"]
+    assert ds.ids == ["fundus/microaneurysms.png", "fundus/retina.png", "pathology/ihc.png"]
+    assert ds.labels.tolist() == [0, 0, 1]
+    expected = {
+        "fundus/retina.png": skimage_images["retina"],
+        "fundus/microaneurysms.png": skimage_images["microaneurysms"],
+        "pathology/ihc.png": skimage_images["immunohistochemistry"],
+    }
+    for s in ds:
+        np.testing.assert_array_equal(s.image, _rgb(expected[s.id]))
+    assert ds.validate() is ds
+    only = load_folder(png_folder, classes=["pathology"])
+    assert only.ids == ["pathology/ihc.png"] and only.classes == ["pathology"]
+    with pytest.raises(DataError, match=r"no subfolder for classes \['xray'\]"):
+        load_folder(png_folder, classes=["xray"])
+
+
+def test_folder_loader_stray_and_corrupt_files(png_folder):
+    (png_folder / "stray.png").write_bytes((png_folder / "pathology" / "ihc.png").read_bytes())
+    with pytest.raises(DataError, match=r"not in a class subfolder"):
+        load_folder(png_folder)
+    raw = (png_folder / "fundus" / "retina.png").read_bytes()
+    (png_folder / "pathology" / "truncated.png").write_bytes(raw[: len(raw) // 2])
+    ds = load_folder(png_folder, on_error="skip")
+    assert [s.id for s in ds.skipped] == ["stray.png"]
+    seen = [s.id for s in ds]
+    assert "pathology/truncated.png" not in seen and len(seen) == 3
+    assert "pathology/truncated.png" in [s.id for s in ds.skipped]
+    reason = next(s.reason for s in ds.skipped if s.id == "pathology/truncated.png")
+    assert "truncated.png" in reason and "corrupt or truncated" in reason
+    with pytest.raises(MissingFileError):
+        load_folder(png_folder / "nope")
+
+
+def test_read_image_errors(tmp_path, png_folder):
+    with pytest.raises(MissingFileError) as info:
+        read_image(tmp_path / "missing.png")
+    assert isinstance(info.value, FileNotFoundError) and "missing.png" in str(info.value)
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ImageDecodeError, match=r"text.png: not a readable image"):
+        read_image(tmp_path / "text.png")
+    raw = (png_folder / "fundus" / "retina.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(raw[:2000])
+    with pytest.raises(ImageDecodeError, match=r"cut.png: image is corrupt or truncated"):
+        read_image(tmp_path / "cut.png")
+
+
+def test_sixteen_bit_png_is_scaled_from_full_range(tmp_path):
+    a = np.array([[0, 257, 65535], [1000, 30000, 40000]], dtype=np.uint16)
+    Image.fromarray(a).save(tmp_path / "x16.png")
+    out = read_image(tmp_path / "x16.png")
+    expected = np.rint(a.astype(float) * 255 / 65535).astype(np.uint8)
+    np.testing.assert_array_equal(out[:, :, 0], expected)
+
+
+def _write_manifest(root: Path, skimage_images: dict[str, np.ndarray]) -> Path:
+    (root / "img").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = []
+    for k, (name, arr) in enumerate(sorted(skimage_images.items())):
+        Image.fromarray(arr).save(root / "img" / f"{name}.png")
+        mask = np.zeros(arr.shape[:2], np.uint8)
+        mask[: arr.shape[0] // 2] = 255
+        Image.fromarray(mask).save(root / "masks" / f"{name}_roi.png")
+        rows.append(
+            {
+                "id": f"case{k:03d}",
+                "path": f"img/{name}.png",
+                "label": ["benign", "malignant"][k % 2],
+                "site": f"site_{k}",
+                "age": 40 + k,
+                "roi_mask": f"masks/{name}_roi.png" if k != 1 else "",
+            }
+        )
+    frame = pd.DataFrame(rows)
+    frame.to_csv(root / "manifest.csv", index=False)
+    frame.to_parquet(root / "manifest.parquet", index=False)
+    return root / "manifest.csv"
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_manifest_with_masks_and_metadata(tmp_path, skimage_images, kind):
+    csv = _write_manifest(tmp_path / "set", skimage_images)
+    ds = load_manifest(csv.with_suffix(f".{kind}"))
+    names = sorted(skimage_images)
+    assert ds.ids == ["case000", "case001", "case002"]  # zero-padded ids survive
+    assert ds.classes == ["benign", "malignant"] and ds.labels.tolist() == [0, 1, 0]
+    assert list(ds.metadata.columns) == ["label", "site", "age"]
+    assert ds.mask_names == ["roi_mask"]
+    for k, s in enumerate(ds):
+        arr = skimage_images[names[k]]
+        np.testing.assert_array_equal(s.image, _rgb(arr))
+        if k == 1:
+            assert s.masks == {}  # empty cell = no mask for this sample
+        else:
+            m = s.masks["roi_mask"]
+            assert m.dtype == bool and m.shape == arr.shape[:2]
+            assert m[: arr.shape[0] // 2].all() and not m[arr.shape[0] // 2 :].any()
+    assert ds.metadata.loc["case002", "site"] == "site_2"
+
+
+def test_manifest_root_and_errors(tmp_path, skimage_images):
+    csv = _write_manifest(tmp_path / "set", skimage_images)
+    frame = pd.read_csv(csv, dtype=str)
+    other = tmp_path / "elsewhere.csv"
+    frame.to_csv(other, index=False)
+    with pytest.raises(MissingFileError, match=r"image file not found"):
+        load_manifest(other)[0]
+    assert len(load_manifest(other, root=csv.parent).validate()) == 3
+    with pytest.raises(DataError, match=r"path column 'file' not found"):
+        load_manifest(csv, path_column="file")
+    with pytest.raises(DataError, match=r"label column 'dx' not found"):
+        load_manifest(csv, label_column="dx")
+    nolab = load_manifest(csv, label_column=None)
+    assert nolab[0].label is None and "label" in nolab.metadata.columns
+
+
+def test_manifest_bad_rows_named_by_line(tmp_path, skimage_images):
+    csv = _write_manifest(tmp_path / "set", skimage_images)
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    extra = [
+        {"id": "nan_label", "path": "img/retina.png", "label": ""},
+        {"id": "ghost", "path": "img/ghost.png", "label": "benign"},
+        {"id": "bigmask", "path": "img/retina.png", "label": "benign", "roi_mask": "big.png"},
+        {"id": "case000", "path": "img/retina.png", "label": "benign"},
+    ]
+    Image.fromarray(np.ones((7, 7), np.uint8)).save(tmp_path / "set" / "big.png")
+    pd.concat([frame, pd.DataFrame(extra)]).to_csv(csv, index=False)
+    with pytest.raises(DataError) as info:
+        load_manifest(csv)
+    msg = str(info.value)
+    assert "manifest.csv line 5" in msg and "'label' is empty (NaN)" in msg
+    assert "manifest.csv line 8" in msg and "duplicate id 'case000'" in msg
+    ds = load_manifest(csv, on_error="skip")
+    assert [s.id for s in ds.skipped] == ["nan_label", "case000"]
+    assert len(ds) == 5
+    with pytest.raises(MissingFileError, match=r"ghost.png"):
+        ds[3]
+    with pytest.raises(DataError, match=r"roi_mask is 7x7 .* but its image is 160x160"):
+        ds[4]
+    good = ds.validate()
+    assert good.ids == ["case000", "case001", "case002"]
+    reasons = {s.id: s.reason for s in good.skipped}
+    assert set(reasons) == {"nan_label", "case000", "ghost", "bigmask"}
+    assert "resize the mask" in reasons["bigmask"]
+
+
+def test_unknown_label_with_given_classes(tmp_path, skimage_images):
+    csv = _write_manifest(tmp_path / "set", skimage_images)
+    with pytest.raises(DataError, match=r"line 3: unknown label 'malignant'"):
+        load_manifest(csv, classes=["benign"])
+
+
+def test_read_mask_variants(tmp_path):
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[1, 2, 1] = 9
+    Image.fromarray(rgb).save(tmp_path / "m.png")
+    m = read_mask(tmp_path / "m.png", shape=(4, 5))
+    assert m.sum() == 1 and m[1, 2]
+    np.save(tmp_path / "m.npy", np.eye(3))
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.npy"), np.eye(3, dtype=bool))
+    with pytest.raises(DataError, match=r"is 3x3"):
+        read_mask(tmp_path / "m.npy", shape=(4, 4))
+
+
+def test_empty_manifest(tmp_path):
+    (tmp_path / "e.csv").write_text("path,label\n")
+    with pytest.raises(DataError, match=r"no rows"):
+        load_manifest(tmp_path / "e.csv")
