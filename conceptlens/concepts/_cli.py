@@ -1,0 +1,325 @@
+"""``conceptlens bank``: list, show, validate, generate, retrieve and filter concept banks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from conceptlens.exceptions import BankError, ConfigError
+
+__all__ = ["bank"]
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    if not out:
+        raise ConfigError("give at least one class, e.g. --classes nevus,melanoma")
+    return out
+
+
+def _embed_fn(name: str, *, fallback: bool = False) -> Any:
+    if name == "lexical":
+        from conceptlens.concepts._filter import lexical_embed
+
+        return lexical_embed
+    if name == "minilm":
+        from conceptlens.concepts._retrieve import minilm_embed
+
+        return minilm_embed
+    if fallback:  # plain MiniLM if the backbone's weights are missing (logged)
+        from conceptlens.concepts._retrieve import default_embed
+
+        return default_embed(name)
+    from conceptlens.backbones import load_backbone  # heavy; only when asked
+
+    backbone = load_backbone(name)
+    return backbone.encode_text
+
+
+def _llm(base_url: str | None, model: str | None, timeout: float, cache_dir: str | None) -> Any:
+    from conceptlens.concepts._llm import LLMClient
+
+    return LLMClient(base_url=base_url, model=model, timeout=timeout, cache_dir=cache_dir)
+
+
+@click.group(name="bank")
+def bank() -> None:
+    """Concept banks: list, show, validate, generate, retrieve, filter."""
+
+
+@bank.command(name="list")
+def list_cmd() -> None:
+    """List the shipped banks."""
+    from conceptlens.concepts._bank import list_banks, load_bank
+
+    click.echo(f"{'name':<18} {'version':<8} {'classes':>7} {'concepts':>8}  domain / modality")
+    for name in list_banks():
+        b = load_bank(name)
+        where = " / ".join(x for x in (b.domain, b.modality) if x)
+        click.echo(f"{name:<18} {b.version:<8} {len(b.classes):>7} {len(b):>8}  {where}")
+
+
+@bank.command(name="show")
+@click.argument("name")
+@click.option("--yaml", "as_yaml", is_flag=True, help="Print the whole bank as YAML.")
+def show_cmd(name: str, as_yaml: bool) -> None:
+    """Show a bank (shipped name or path): header and one line per concept."""
+    from conceptlens.concepts._bank import load_bank
+
+    b = load_bank(name)
+    if as_yaml:
+        click.echo(b.to_yaml(), nl=False)
+        return
+    click.echo(f"{b.id} {b.version}  {b.name or ''}")
+    click.echo(f"classes: {', '.join(b.classes)}")
+    click.echo(f"concepts: {len(b)}  groups: {', '.join(sorted(set(b.groups)))}")
+    click.echo(f"fingerprint: {b.fingerprint}")
+    for c in b.concepts:
+        cls = ",".join(c.positive_classes) or "-"
+        src = c.provenance.get("kind", "?")
+        cit = c.provenance.get("citation") or c.provenance.get("document") or ""
+        cit = ",".join(cit) if isinstance(cit, list) else str(cit)
+        click.echo(f"  {c.name:<34} {c.group:<12} {cls:<28} {src}:{cit}  {c.prompts[0]!r}")
+    if b.citations:
+        click.echo("citations:")
+        for k, v in b.citations.items():
+            click.echo(f"  [{k}] {v}")
+
+
+@bank.command(name="validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate_cmd(paths: tuple[str, ...]) -> None:
+    """Validate bank files; exit 1 if any fails (each error names file, concept and field)."""
+    from conceptlens.concepts._bank import validate_bank_file
+    from conceptlens.exceptions import ConceptLensError
+
+    failed = 0
+    for p in paths:
+        try:
+            b = validate_bank_file(p)
+        except ConceptLensError as exc:
+            failed += 1
+            click.echo(f"FAIL {exc}", err=True)
+        else:
+            click.echo(f"ok   {p}: {b.id} {b.version}, {len(b)} concepts, {b.fingerprint[:12]}")
+    if failed:
+        raise BankError(f"{failed} of {len(paths)} bank file(s) failed validation")
+
+
+_llm_options = [
+    click.option("--base-url", default=None, help="Chat-completions base URL ($OPENAI_BASE_URL)."),
+    click.option("--model", default=None, help="Model name ($OPENAI_MODEL, default gpt-4o-mini)."),
+    click.option("--timeout", default=60.0, show_default=True, help="Seconds per request."),
+    click.option("--cache-dir", default=None, help="LLM response cache folder."),
+]
+
+
+def _with(options: list[Any]) -> Any:
+    def deco(f: Any) -> Any:
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+@bank.command(name="generate")
+@click.option("--classes", "classes", multiple=True, required=True, help="Comma-separated.")
+@click.option("--domain", required=True, help="E.g. dermatology.")
+@click.option("--modality", default="", help="E.g. dermoscopy.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank file to write.")
+@click.option("--families", default="features,differences,questions,priors", show_default=True)
+@click.option("--n", "n_per_prompt", default=10, show_default=True, help="Items per prompt.")
+@click.option("--id", "bank_id", default=None, help="Bank id (default: <domain>_llm).")
+@_with(_llm_options)
+def generate_cmd(
+    classes: tuple[str, ...],
+    domain: str,
+    modality: str,
+    out: str,
+    families: str,
+    n_per_prompt: int,
+    bank_id: str | None,
+    base_url: str | None,
+    model: str | None,
+    timeout: float,
+    cache_dir: str | None,
+) -> None:
+    """Generate a bank with an OpenAI-compatible model (asks the network)."""
+    from conceptlens.concepts._generate import generate_bank
+
+    llm = _llm(base_url, model, timeout, cache_dir)
+    result = generate_bank(
+        _split(classes),
+        domain,
+        llm=llm,
+        families=_split((families,)),
+        modality=modality,
+        n_per_prompt=n_per_prompt,
+        bank_id=bank_id,
+        return_rejected=True,
+    )
+    b, rejected = result  # type: ignore[misc]
+    b.save(out)
+    click.echo(
+        f"wrote {out}: {len(b)} concepts, {len(rejected)} rejected; "
+        f"{llm.n_requests} requests, {llm.n_cache_hits} cache hits"
+    )
+    for r in rejected:
+        click.echo(f"  rejected {r.text!r}: {r.reason}")
+
+
+@bank.command(name="retrieve")
+@click.option("--corpus", "corpora", multiple=True, help="Corpus file/folder (.txt .jsonl .xml).")
+@click.option(
+    "--index",
+    "index_dir",
+    default=None,
+    help="Index folder: loaded if it exists, else built from --corpus and saved there.",
+)
+@click.option("--classes", "classes", multiple=True, required=True, help="Comma-separated.")
+@click.option("--domain", default="", help="Stored in the bank (and told to the LLM).")
+@click.option("--modality", default="", help="Stored in the bank (and told to the LLM).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank file to write.")
+@click.option("--k", default=8, show_default=True, help="Passages per class.")
+@click.option("--method", type=click.Choice(["bm25", "dense", "hybrid"]), default="bm25")
+@click.option(
+    "--embed",
+    default="synthderm-lit",
+    show_default=True,
+    help="Backbone whose text tower embeds passages (dense/hybrid), 'minilm' or 'lexical'.",
+)
+@click.option("--use-llm", is_flag=True, help="Extract concepts with the LLM (else extractive).")
+@_with(_llm_options)
+def retrieve_cmd(
+    corpora: tuple[str, ...],
+    index_dir: str | None,
+    classes: tuple[str, ...],
+    domain: str,
+    modality: str,
+    out: str,
+    k: int,
+    method: str,
+    embed: str,
+    use_llm: bool,
+    base_url: str | None,
+    model: str | None,
+    timeout: float,
+    cache_dir: str | None,
+) -> None:
+    """Build a bank from passages retrieved per class (BM25 / dense / hybrid)."""
+    from conceptlens.concepts._retrieve import CorpusIndex, read_corpus, retrieve_concepts
+
+    if index_dir and (Path(index_dir) / "index.json").is_file() and not corpora:
+        index = CorpusIndex.load(index_dir)
+    else:
+        if not corpora:
+            raise ConfigError("give --corpus FILE (or --index DIR of a saved index)")
+        passages = [p for c in corpora for p in read_corpus(c)]
+        index = CorpusIndex.build(passages)
+        if index_dir:
+            index.save(index_dir)
+    llm = _llm(base_url, model, timeout, cache_dir) if use_llm else None
+    result = retrieve_concepts(
+        index,
+        _split(classes),
+        domain=domain,
+        modality=modality,
+        k=k,
+        method=method,
+        embed=_embed_fn(embed, fallback=True) if method != "bm25" else None,
+        llm=llm,
+        return_rejected=True,
+    )
+    b, rejected = result  # type: ignore[misc]
+    b.save(out)
+    click.echo(
+        f"wrote {out}: {len(b)} concepts from {len(index)} passages, "
+        f"{len(rejected)} candidates rejected"
+    )
+
+
+@bank.command(name="filter")
+@click.argument("bank_ref")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank file to write.")
+@click.option("--max-words", type=int, default=None, help="Drop prompts longer than this.")
+@click.option(
+    "--class-ratio",
+    type=float,
+    default=None,
+    help="Drop concepts whose prompt resembles a class name above this ratio.",
+)
+@click.option(
+    "--duplicates",
+    "dup",
+    type=float,
+    default=None,
+    help="Drop near-duplicates above this embedding cosine.",
+)
+@click.option(
+    "--embed",
+    default="lexical",
+    show_default=True,
+    help="'lexical', 'minilm' or a backbone name whose text tower embeds concepts.",
+)
+@click.option(
+    "--scores",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="netCDF concept_score on training images (for --cutoff / --select).",
+)
+@click.option("--cutoff", type=float, default=None, help="Min mean of top-k scores.")
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--select", "select_k", type=int, default=None, help="Keep K concepts per class.")
+@click.option(
+    "--report",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write what was removed and why as CSV.",
+)
+def filter_cmd(
+    bank_ref: str,
+    out: str,
+    max_words: int | None,
+    class_ratio: float | None,
+    dup: float | None,
+    embed: str,
+    scores: str | None,
+    cutoff: float | None,
+    top_k: int,
+    select_k: int | None,
+    report: str | None,
+) -> None:
+    """Filter a bank and optionally select K concepts per class."""
+    from conceptlens._io import atomic_write_text
+    from conceptlens.concepts._bank import load_bank
+    from conceptlens.concepts._filter import filter_bank, select_concepts
+
+    b = load_bank(bank_ref)
+    score_arr = None
+    if scores:
+        import xarray as xr
+
+        score_arr = xr.load_dataarray(scores)
+    fn = _embed_fn(embed)
+    kept, rep = filter_bank(
+        b,
+        max_words=max_words,
+        class_ratio=class_ratio,
+        duplicate_cosine=dup,
+        embed=fn,
+        concept_score=score_arr,
+        cutoff=cutoff,
+        top_k=top_k,
+    )
+    for r in rep.records:
+        click.echo(f"  removed {r['concept']:<34} [{r['filter']}] {r['reason']}")
+    if select_k is not None:
+        kept, _table = select_concepts(kept, select_k, embed=fn, concept_score=score_arr)
+        click.echo(f"selected {len(kept)} concepts ({select_k} per class)")
+    kept.save(out)
+    if report:
+        atomic_write_text(report, rep.to_frame().to_csv(index=False))
+    click.echo(f"wrote {out}: kept {len(kept)} of {len(b)} concepts ({rep.summary()})")

@@ -1,0 +1,355 @@
+"""Concept bank format: validation, load/save round trips, subset, merge, shipped banks."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conceptlens.concepts import ConceptBank, list_banks, load_bank, validate_bank_file
+from conceptlens.concepts._bank import shipped_bank_dirs
+from conceptlens.exceptions import BankError, MissingFileError, UnknownNameError
+
+MINIMAL = {
+    "schema_version": 1,
+    "id": "toy",
+    "version": "1.0.0",
+    "classes": ["nevus", "melanoma", "seborrheic_keratosis"],
+    "citations": {"argenziano1998": "Argenziano G et al. Arch Dermatol 1998;134:1563-70."},
+    "concepts": [
+        {
+            "name": "blue_white_veil",
+            "prompts": ["blue-white veil", "a blue-white veil over the lesion"],
+            "group": "colour",
+            "question": "Is there a blue-white veil?",
+            "classes": {"melanoma": 1, "nevus": -1, "seborrheic_keratosis": 0},
+            "provenance": {"kind": "curated", "citation": "argenziano1998"},
+        },
+        {
+            "name": "milia_like_cysts",
+            "prompts": ["milia-like cysts"],
+            "group": "structure",
+            # a concept may belong to several classes
+            "classes": {"seborrheic_keratosis": 1, "nevus": 1},
+            "provenance": {
+                "kind": "llm",
+                "model": "m",
+                "prompt_hash": "abc",
+                "date": "2026-01-01",
+            },
+        },
+        {
+            "name": "ruler",
+            "prompts": ["ruler markings"],
+            "group": "artifact",
+            "provenance": {
+                "kind": "retrieved",
+                "document": "PMID:1",
+                "passage": "rulers...",
+                "score": 3.5,
+            },
+        },
+    ],
+}
+
+
+def _write(tmp_path, data, name="bank.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+@pytest.fixture
+def bank() -> ConceptBank:
+    return ConceptBank.from_dict(copy.deepcopy(MINIMAL))
+
+
+def test_every_shipped_bank_validates_and_has_citations():
+    names = list_banks()
+    assert {"dermoscopy", "chest_xray", "histopathology", "retinal_fundus", "blood_cell"} <= set(
+        names
+    )
+    for name in names:
+        b = load_bank(name)
+        assert len(b) >= 10 and b.reference_prompts, name
+        assert b.citations, f"{name} has no citations"
+        used = set()
+        for c in b.concepts:
+            cit = c.provenance.get("citation")
+            used.update([cit] if isinstance(cit, str) else cit or [])
+        assert used == set(b.citations), f"{name}: unused or undefined citations"
+        for ref in b.citations.values():  # authors, title, journal/venue and a year
+            assert re.search(r"(19|20)\d\d", ref), ref
+
+
+def test_shipped_bank_files_all_validate_by_path():
+    files = [p for d in shipped_bank_dirs() for p in d.glob("*.yaml")]
+    assert files
+    for p in files:
+        validate_bank_file(p)  # includes synthderm.yaml once it is written
+
+
+def test_shipped_banks_cover_the_required_concepts():
+    derm = load_bank("dermoscopy")
+    for n in (
+        "atypical_pigment_network",
+        "blue_white_veil",
+        "irregular_streaks",
+        "regression_structures",
+        "ruler",
+        "purple_ink",
+        "dark_corners",
+        "hair",
+        "gel_bubbles",
+        "milia_like_cysts",
+    ):
+        assert n in derm.names
+    assert set(derm.subset(groups=["artifact"]).names) >= {"ruler", "hair", "gel_bubbles"}
+    cxr = load_bank("chest_xray")
+    assert "0.5" in " ".join(cxr["cardiomegaly"].prompts)
+    assert {"chest_tube", "pacemaker", "laterality_marker"} <= set(cxr.names)
+    fundus = load_bank("retinal_fundus")
+    assert {
+        "microaneurysms",
+        "hard_exudates",
+        "cotton_wool_spots",
+        "venous_beading",
+        "irma",
+        "neovascularisation_disc",
+    } <= set(fundus.names)
+
+
+def test_from_dict_fields(bank):
+    assert bank.names == ("blue_white_veil", "milia_like_cysts", "ruler")
+    assert bank.groups == ("colour", "structure", "artifact")
+    assert bank.templates == ("{}",)
+    assert bank["milia_like_cysts"].positive_classes == ("seborrheic_keratosis", "nevus")
+    with pytest.raises(UnknownNameError, match="concept 'nope' is not in bank 'toy'"):
+        bank["nope"]
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_save_load_round_trip_is_exact(bank, tmp_path, suffix):
+    p = bank.save(tmp_path / f"b{suffix}")
+    again = load_bank(p)
+    assert again == bank and again.fingerprint == bank.fingerprint
+    first = p.read_bytes()
+    again.save(p)
+    assert p.read_bytes() == first  # byte-identical rewrite
+    assert not [x for x in tmp_path.iterdir() if x.name.endswith(".tmp")]
+
+
+def test_shipped_bank_round_trips(tmp_path):
+    derm = load_bank("dermoscopy")
+    again = load_bank(derm.save(tmp_path / "d.yaml"))
+    assert again == derm and again.fingerprint == derm.fingerprint
+
+
+def test_fingerprint_ignores_key_order_but_not_content(bank):
+    data = copy.deepcopy(MINIMAL)
+    shuffled = dict(reversed(list(data.items())))
+    shuffled["concepts"] = [dict(reversed(list(c.items()))) for c in data["concepts"]]
+    assert ConceptBank.from_dict(shuffled).fingerprint == bank.fingerprint
+    data["concepts"][0]["prompts"].append("bluish veil")
+    assert ConceptBank.from_dict(data).fingerprint != bank.fingerprint
+    assert len(bank.fingerprint) == 64 and hash(bank) == hash(ConceptBank.from_dict(MINIMAL))
+
+
+def _mutate(path, value):
+    data = copy.deepcopy(MINIMAL)
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "concept", "field", "hint"),
+    [
+        (("concepts", 0, "prompts"), KeyError, "#0 ('blue_white_veil')", "prompts", "add"),
+        (("concepts", 0, "name"), "Blue White", "#0 ('Blue White')", "name", "snake_case"),
+        (("concepts", 1, "prompts"), [], "#1 ('milia_like_cysts')", "prompts", "non-empty"),
+        (("concepts", 0, "classes", "melanoma"), 2, "#0", "classes.melanoma", "-1, 0 or 1"),
+        (("concepts", 0, "classes", "bcc"), 1, "#0", "classes.bcc", "not one of the bank"),
+        (
+            ("concepts", 0, "provenance", "citation"),
+            "nobody2020",
+            "#0",
+            "provenance.citation",
+            "add it there",
+        ),
+        (("concepts", 0, "provenance", "kind"), "guess", "#0", "provenance.kind", "one of"),
+        (("concepts", 1, "provenance", "date"), KeyError, "#1", "provenance.date", "needs"),
+        (("concepts", 2, "provenance", "score"), "high", "#2", "provenance.score", "number"),
+        (("concepts", 2, "provenance"), KeyError, "#2", "provenance", "needs a provenance"),
+        (("concepts", 0, "colour"), "blue", "#0", "colour", "unknown field"),
+        (("concepts", 0, "group"), "Colour Group", "#0", "group", "lowercase"),
+        (("concepts", 2, "name"), "blue_white_veil", "#2", "name", "duplicate"),
+        (("schema_version",), 2, None, "schema_version", "reads schema_version 1"),
+        (("version",), 1.0, None, "version", "quoted string"),
+        (("templates",), ["a photo of"], None, "templates", "exactly one '{}'"),
+        (("classes",), ["a", "a"], None, "classes", "duplicate"),
+        (("concepts",), [], None, "concepts", "non-empty"),
+    ],
+)
+def test_schema_errors_name_file_concept_and_field(tmp_path, path, value, concept, field, hint):
+    p = _write(tmp_path, _mutate(path, value))
+    with pytest.raises(BankError) as info:
+        validate_bank_file(p)
+    msg = str(info.value)
+    assert msg.startswith(str(p))
+    assert f"field '{field}'" in msg
+    if concept is not None:
+        assert f"concept {concept}" in msg
+    assert hint in msg
+
+
+def test_yaml_is_read_with_safe_load(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("!!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(BankError, match="not valid YAML"):
+        validate_bank_file(p)
+
+
+def test_load_bank_lookup_errors(tmp_path):
+    with pytest.raises(UnknownNameError, match=r"unknown concept bank 'derm'.*'dermoscopy'"):
+        load_bank("derm")
+    with pytest.raises(MissingFileError, match="does not exist"):
+        load_bank(tmp_path / "missing.yaml")
+    with pytest.raises(BankError, match="unknown bank file extension"):
+        load_bank("dermoscopy").save(tmp_path / "x.txt")
+
+
+def test_json_bank_file(tmp_path):
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(MINIMAL))
+    assert load_bank(p).names == ConceptBank.from_dict(MINIMAL).names
+
+
+def test_subset(bank):
+    assert bank.subset(groups=["artifact"]).names == ("ruler",)
+    assert bank.subset(exclude_groups=["artifact"]).names == (
+        "blue_white_veil",
+        "milia_like_cysts",
+    )
+    # a concept associated with several classes is found under each
+    assert bank.subset(classes=["nevus"]).names == ("milia_like_cysts",)
+    assert bank.subset(classes=["seborrheic_keratosis"]).names == ("milia_like_cysts",)
+    assert bank.subset(classes=["melanoma"], include_unassociated=True).names == (
+        "blue_white_veil",
+        "ruler",
+    )
+    assert bank.subset(names=["ruler", "blue_white_veil"]).names == ("blue_white_veil", "ruler")
+    with pytest.raises(UnknownNameError, match="groups"):
+        bank.subset(groups=["device"])
+    with pytest.raises(UnknownNameError, match="classes"):
+        bank.subset(classes=["bcc"])
+    with pytest.raises(BankError, match="empty"):
+        bank.subset(groups=["artifact"], classes=["melanoma"])
+    assert bank.subset(groups=["colour"]).classes == bank.classes
+
+
+def test_merge(bank):
+    other_data = copy.deepcopy(MINIMAL)
+    other_data["id"] = "other"
+    other_data["classes"] = ["melanoma", "basal_cell_carcinoma"]
+    other_data["concepts"] = [
+        dict(MINIMAL["concepts"][0], classes={"melanoma": 1}),  # same name, different content
+        {
+            "name": "arborizing_vessels",
+            "prompts": ["arborizing vessels"],
+            "group": "structure",
+            "classes": {"basal_cell_carcinoma": 1},
+            "provenance": {"kind": "curated"},
+        },
+    ]
+    other = ConceptBank.from_dict(other_data)
+    with pytest.raises(BankError, match="'blue_white_veil' differs"):
+        bank.merge(other)
+    merged = bank.merge(other, on_conflict="keep_first")
+    assert merged.id == "toy+other"
+    assert merged.classes == ("nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma")
+    assert merged.names == ("blue_white_veil", "milia_like_cysts", "ruler", "arborizing_vessels")
+    assert merged["blue_white_veil"] == bank["blue_white_veil"]
+    second = bank.merge(other, on_conflict="keep_second")
+    assert dict(second["blue_white_veil"].classes) == {"melanoma": 1}
+    assert bank.merge(bank).names == bank.names  # identical concepts kept once
+    clash = dict(other_data, citations={"argenziano1998": "someone else"})
+    with pytest.raises(BankError, match="citation key 'argenziano1998'"):
+        bank.merge(ConceptBank.from_dict(clash), on_conflict="keep_first")
+
+
+def test_to_frame(bank):
+    df = bank.to_frame()
+    assert list(df.index) == list(bank.names)
+    assert df.loc["ruler", "provenance"] == "retrieved"
+
+
+_names = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
+_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp")),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    names=st.lists(_names, min_size=1, max_size=6, unique=True),
+    prompts=st.lists(_text, min_size=1, max_size=3),
+    priors=st.lists(st.sampled_from([-1, 0, 1]), min_size=2, max_size=2),
+)
+def test_round_trip_property(tmp_path_factory, names, prompts, priors):
+    data = {
+        "schema_version": 1,
+        "id": "prop",
+        "version": "0.0.1",
+        "classes": ["a", "b"],
+        "concepts": [
+            {
+                "name": n,
+                "prompts": prompts,
+                "group": "finding",
+                "classes": {"a": priors[0], "b": priors[1]},
+                "provenance": {"kind": "retrieved", "document": "d", "passage": "p", "score": 0.5},
+            }
+            for n in names
+        ],
+    }
+    b = ConceptBank.from_dict(data)
+    d = tmp_path_factory.mktemp("rt")
+    for suffix in (".yaml", ".json"):
+        again = load_bank(b.save(d / f"b{suffix}"))
+        assert again == b and again.fingerprint == b.fingerprint
+
+
+def test_synthderm_bank_maps_one_to_one_to_ground_truth():
+    if "synthderm" not in list_banks():
+        pytest.skip("concept_banks/synthderm.yaml not written yet")
+    data = pytest.importorskip("conceptlens.data")
+    truth = getattr(data, "SYNTHDERM_CONCEPTS", None)
+    if truth is None:
+        pytest.skip("conceptlens.data.SYNTHDERM_CONCEPTS not available yet")
+    bank = load_bank("synthderm")
+    assert bank.names == tuple(name for name, _ in truth)
+    assert bank.groups == tuple(group for _, group in truth)
+    assert bank.classes == tuple(data.SYNTHDERM_CLASSES)
+
+
+@pytest.mark.parametrize("module", ["_bank", "_filter", "_retrieve", "_sanitize", "_llm"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"conceptlens.concepts.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
