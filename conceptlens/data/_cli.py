@@ -1,0 +1,207 @@
+"""``conceptlens data ...`` commands."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+
+from conceptlens.data._cli_synthderm import synthderm
+
+__all__ = ["data", "dataset_report", "open_dataset"]
+
+# A class this many times rarer than the most common one is flagged as imbalance.
+IMBALANCE_RATIO = 10.0
+# Metadata columns counted by `data info` when present.
+BREAKDOWN_COLUMNS = ("split", "site", "group", "sex", "view_position", "localization")
+
+
+@click.group(name="data")
+def data() -> None:
+    """Inspect datasets; generate SynthDerm."""
+
+
+def open_dataset(
+    path: str | Path,
+    *,
+    root: str | None = None,
+    path_column: str = "path",
+    label_column: str | None = "label",
+    label_columns: list[str] | None = None,
+    dicom_frame: str = "error",
+) -> Any:
+    """Open a folder, manifest (CSV/Parquet), ``.npz`` or DICOM file/folder in skip mode."""
+    from conceptlens.data._dicom import DicomOptions, load_dicom
+    from conceptlens.data._folder import load_folder
+    from conceptlens.data._images import is_dicom_path
+    from conceptlens.data._manifest import load_manifest
+    from conceptlens.data._npz import load_npz
+    from conceptlens.exceptions import MissingFileError
+
+    p = Path(path)
+    frame: Any = int(dicom_frame) if dicom_frame.isdigit() else dicom_frame
+    options = DicomOptions(frame=frame)
+    if not p.exists():
+        raise MissingFileError(f"no such file or folder: {p}")
+    if p.is_dir():
+        has_subdirs = any(c.is_dir() and not c.name.startswith(".") for c in p.iterdir())
+        if has_subdirs:
+            return load_folder(p, on_error="skip", dicom_options=options)
+        return load_dicom(p, options=options, on_error="skip")
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        return load_npz(p, on_error="skip")
+    if is_dicom_path(p):
+        return load_dicom(p, options=options, on_error="skip")
+    return load_manifest(
+        p,
+        root=root,
+        path_column=path_column,
+        label_column=label_column,
+        label_columns=label_columns,
+        on_error="skip",
+        dicom_options=options,
+    )
+
+
+def dataset_report(ds: Any, *, check_images: bool = True) -> dict[str, Any]:
+    """Counts and problems of a dataset opened in skip mode (used by ``data info``).
+
+    Returns a JSON-ready dict: ``n_samples``, ``classes``, ``label_counts``, per-column
+    ``breakdown`` counts, ``errors`` (one string per bad sample: missing file, unreadable
+    image, bad label, duplicate id) and ``warnings`` (label imbalance).
+    """
+    if check_images:
+        ds = ds.validate()
+    meta = ds.metadata
+    report: dict[str, Any] = {
+        "n_samples": len(ds),
+        "classes": ds.classes,
+        "label_columns": ds.label_columns,
+        "multilabel": ds.is_multilabel,
+        "masks": ds.mask_names,
+        "images_checked": bool(check_images),
+    }
+    labels = ds.labels
+    counts: dict[str, int] = {}
+    if labels is not None and ds.is_multilabel:
+        for j, c in enumerate(ds.classes):
+            counts[c] = int((labels[:, j] == 1).sum())
+        unknown = {c: int(v) for c, v in zip(ds.classes, (labels != labels).sum(0), strict=True)}
+        if any(unknown.values()):
+            report["label_unknown_counts"] = unknown
+    elif labels is not None:
+        tally = Counter(labels.tolist())
+        counts = {c: int(tally.get(k, 0)) for k, c in enumerate(ds.classes)}
+    report["label_counts"] = counts
+    breakdown: dict[str, dict[str, int]] = {}
+    for col in BREAKDOWN_COLUMNS:
+        if col in meta.columns:
+            vc = meta[col].astype("string").fillna("<missing>").value_counts(sort=False)
+            breakdown[col] = {str(k): int(v) for k, v in sorted(vc.items())}
+    report["breakdown"] = breakdown
+    report["errors"] = [str(s) for s in ds.skipped]
+    warnings: list[str] = []
+    if counts:
+        nonzero = [v for v in counts.values() if v > 0]
+        empty = [c for c, v in counts.items() if v == 0]
+        if empty:
+            warnings.append(f"classes with no samples: {empty}")
+        if nonzero and max(nonzero) / min(nonzero) >= IMBALANCE_RATIO:
+            rare = min(counts, key=lambda c: counts[c] if counts[c] > 0 else float("inf"))
+            common = max(counts, key=lambda c: counts[c])
+            warnings.append(
+                f"label imbalance: {common!r} has {counts[common]} samples, {rare!r} only "
+                f"{counts[rare]} (ratio {counts[common] / counts[rare]:.1f} >= "
+                f"{IMBALANCE_RATIO:g}); consider stratified splits and class weights"
+            )
+    report["warnings"] = warnings
+    return report
+
+
+def _print_report(path: str, r: dict[str, Any]) -> None:
+    echo = click.echo
+    echo(f"{path}: {r['n_samples']} readable samples")
+    if r["label_counts"]:
+        kind = "multi-label positives" if r["multilabel"] else "labels"
+        echo(f"{kind} ({len(r['classes'])} classes):")
+        width = max(len(c) for c in r["label_counts"])
+        for c, v in r["label_counts"].items():
+            echo(f"  {c:<{width}}  {v}")
+    else:
+        echo("labels: none")
+    for col, vc in r["breakdown"].items():
+        echo(f"by {col}: " + ", ".join(f"{k}={v}" for k, v in vc.items()))
+    if r["masks"]:
+        echo(f"masks: {', '.join(r['masks'])}")
+    if not r["images_checked"]:
+        echo("images: not decoded (--no-check-images)")
+    for w in r["warnings"]:
+        echo(f"warning: {w}")
+    if r["errors"]:
+        echo(f"{len(r['errors'])} problem(s):", err=True)
+        for e in r["errors"]:
+            echo(f"  - {e}", err=True)
+
+
+@data.command("info")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--root", default=None, help="Folder that manifest paths are relative to.")
+@click.option("--path-column", default="path", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option(
+    "--label-columns",
+    default=None,
+    help="Comma-separated multi-label 0/1 columns (instead of --label-column).",
+)
+@click.option(
+    "--check-images/--no-check-images",
+    default=True,
+    show_default=True,
+    help="Decode every image and mask (finds corrupt files; slower).",
+)
+@click.option(
+    "--dicom-frame", default="error", show_default=True, help="Multi-frame DICOM: error|first|N."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--allow-errors", is_flag=True, help="Exit 0 even when some samples are unreadable.")
+def info(
+    path: str,
+    root: str | None,
+    path_column: str,
+    label_column: str,
+    label_columns: str | None,
+    check_images: bool,
+    dicom_frame: str,
+    as_json: bool,
+    allow_errors: bool,
+) -> None:
+    """Counts by label, site/group and split, and every problem found in PATH.
+
+    PATH is a class-per-folder directory, a CSV/Parquet manifest, a MedMNIST-style
+    .npz, or a DICOM file/folder. Exits with status 1 if any sample is bad (missing or
+    unreadable file, bad label, duplicate id) unless --allow-errors; label imbalance
+    is a warning only.
+    """
+    ds = open_dataset(
+        path,
+        root=root,
+        path_column=path_column,
+        label_column=label_column,
+        label_columns=label_columns.split(",") if label_columns else None,
+        dicom_frame=dicom_frame,
+    )
+    report = dataset_report(ds, check_images=check_images)
+    report["path"] = str(path)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        _print_report(path, report)
+    if report["errors"] and not allow_errors:
+        raise click.exceptions.Exit(1)
+
+
+data.add_command(synthderm)
