@@ -1,3 +1,80 @@
-"""conceptlens.concepts."""
+"""Concept banks: format, shipped banks, LLM generation, literature retrieval, filtering."""
 
-__all__: list[str] = []
+from conceptlens.concepts._bank import (
+    PROVENANCE_KINDS,
+    SCHEMA_VERSION,
+    Concept,
+    ConceptBank,
+    list_banks,
+    load_bank,
+    validate_bank_file,
+)
+from conceptlens.concepts._filter import (
+    FilterReport,
+    facility_location_greedy,
+    facility_location_value,
+    filter_bank,
+    filter_class_names,
+    filter_duplicates,
+    filter_length,
+    filter_unscorable,
+    lexical_embed,
+    select_concepts,
+)
+from conceptlens.concepts._generate import generate_bank
+from conceptlens.concepts._llm import LLMClient, LLMError
+from conceptlens.concepts._retrieve import (
+    CorpusIndex,
+    Hit,
+    Passage,
+    extract_candidates,
+    read_corpus,
+    retrieve_concepts,
+    shipped_corpus,
+)
+from conceptlens.concepts._sanitize import Rejection, sanitize_concept
+
+__all__ = [
+    # bank format
+    "SCHEMA_VERSION",
+    "PROVENANCE_KINDS",
+    "Concept",
+    "ConceptBank",
+    "list_banks",
+    "load_bank",
+    "validate_bank_file",
+    # generation
+    "LLMClient",
+    "LLMError",
+    "Rejection",
+    "generate_bank",
+    "sanitize_concept",
+    # retrieval
+    "CorpusIndex",
+    "Hit",
+    "Passage",
+    "extract_candidates",
+    "read_corpus",
+    "retrieve_concepts",
+    "shipped_corpus",
+    # filtering and selection
+    "FilterReport",
+    "facility_location_greedy",
+    "facility_location_value",
+    "filter_bank",
+    "filter_class_names",
+    "filter_duplicates",
+    "filter_length",
+    "filter_unscorable",
+    "lexical_embed",
+    "select_concepts",
+]
+
+# concept scoring (backbone/scoring engineer)
+from conceptlens.concepts._scoring import (
+    ConceptStandardizer,
+    concept_text_embeddings,
+    score_concepts,
+)
+
+__all__ += ["ConceptStandardizer", "concept_text_embeddings", "score_concepts"]

@@ -1,0 +1,692 @@
+"""The :class:`Backbone`: one open_clip model with its tokenizer, preprocessing and device.
+
+Encoding runs under ``torch.inference_mode`` on the best device available (CUDA, then
+MPS, then CPU), with bf16/fp16 autocast on accelerators, batches sized to fit memory (a
+manual ``batch_size`` always wins) and, for :class:`~conceptlens.data.ImageDataset`
+inputs, image decoding in DataLoader workers with pinned memory on CUDA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from conceptlens._io import sha256_file
+from conceptlens.backbones._loading import LoadedModel, build_model, resolve_spec
+from conceptlens.backbones._registry import DEFAULT_BACKBONE, BackboneConfig
+from conceptlens.exceptions import ConfigError, DataError
+
+__all__ = ["Backbone", "image_key", "load_backbone"]
+
+_PRECISIONS = ("fp32", "bf16", "fp16")
+_WEIGHT_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+# --------------------------------------------------------------------------- helpers
+def image_key(image: np.ndarray) -> str:
+    """Content key of a decoded image: sha256 of its shape and uint8 bytes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> key = image_key(np.zeros((2, 2, 3), np.uint8))
+    >>> len(key), key == image_key(np.zeros((2, 2, 3), np.uint8))
+    (64, True)
+    """
+    arr = np.ascontiguousarray(image)
+    h = hashlib.sha256(("x".join(map(str, arr.shape)) + "|" + arr.dtype.str + "|").encode())
+    h.update(arr.data)
+    return h.hexdigest()
+
+
+def _to_uint8_image(img: Any, where: str) -> np.ndarray:
+    if hasattr(img, "convert") and hasattr(img, "size"):  # PIL image
+        img = np.asarray(img.convert("RGB"))
+    arr = np.asarray(img)
+    if arr.dtype != np.uint8:
+        raise DataError(
+            f"{where}: images must be uint8 (H, W, 3), got dtype {arr.dtype}; convert with "
+            "np.clip(x * 255, 0, 255).astype(np.uint8) for [0, 1] floats"
+        )
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise DataError(f"{where}: images must have shape (H, W, 3), got {arr.shape}")
+    return arr
+
+
+def _is_dataset(obj: Any) -> bool:
+    return hasattr(obj, "load_image") and hasattr(obj, "ids") and hasattr(obj, "__len__")
+
+
+def as_image_source(images: Any) -> tuple[int, Any]:
+    """Length and an indexable ``i -> uint8 (H, W, 3)`` view of any supported input."""
+    if _is_dataset(images):
+        return len(images), images.load_image
+    if isinstance(images, np.ndarray):
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise DataError(
+                "image arrays must be uint8 with shape (H, W, 3) or (N, H, W, 3), got "
+                f"{images.dtype} {images.shape}"
+            )
+        arr = images
+        return len(arr), lambda i: arr[i]
+    if isinstance(images, Sequence) or hasattr(images, "__iter__"):
+        seq = list(images)
+        converted = [_to_uint8_image(im, f"image {i}") for i, im in enumerate(seq)]
+        return len(converted), converted.__getitem__
+    raise DataError(
+        f"cannot encode {type(images).__name__}: pass a list of PIL images, a uint8 array "
+        "(H, W, 3) / (N, H, W, 3) or an ImageDataset"
+    )
+
+
+class Preprocessor:
+    """Picklable batch preprocessing: uint8 (H, W, 3) images -> normalised (N, 3, S, S).
+
+    ``shortest``: resize the shorter side to ``S`` then centre-crop; ``squash``: resize to
+    ``S x S``. Resampling is antialiased; images already ``S x S`` are not resampled.
+    """
+
+    def __init__(self, config: BackboneConfig) -> None:
+        self.size = int(config.image_size)
+        self.mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.mode = config.interpolation
+        self.resize_mode = config.resize_mode
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.size
+        h, w = x.shape[-2:]
+        if (h, w) == (s, s):
+            return x
+        if self.resize_mode == "squash":
+            new = (s, s)
+        else:
+            # as torchvision's Resize(int): shorter side -> s, longer side truncated
+            new = (s, max(s, int(s * w / h))) if h <= w else (max(s, int(s * h / w)), s)
+        kw: dict[str, Any] = {"mode": self.mode}
+        if self.mode != "nearest":
+            kw.update(align_corners=False, antialias=True)
+        x = F.interpolate(x, size=new, **kw).clamp_(0.0, 1.0)
+        top, left = (new[0] - s) // 2, (new[1] - s) // 2
+        return x[..., top : top + s, left : left + s]
+
+    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        if not len(images):
+            return torch.empty(0, 3, self.size, self.size)
+        shapes = {im.shape for im in images}
+        if len(shapes) == 1:
+            x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+            x = self._resize(x)
+        else:
+            x = torch.cat(
+                [
+                    self._resize(torch.from_numpy(im).permute(2, 0, 1)[None].float().div_(255.0))
+                    for im in images
+                ]
+            )
+        return ((x - self.mean) / self.std).contiguous()
+
+
+class _BatchSource(torch.utils.data.Dataset):
+    """Batch ``b`` -> (content keys, preprocessed tensor or raw images), for DataLoader."""
+
+    def __init__(
+        self,
+        get: Any,
+        index_batches: list[np.ndarray],
+        preprocess: Preprocessor | None,
+        with_keys: bool,
+    ) -> None:
+        self.get = get
+        self.index_batches = index_batches
+        self.preprocess = preprocess
+        self.with_keys = with_keys
+
+    def __len__(self) -> int:
+        return len(self.index_batches)
+
+    def __getitem__(self, b: int) -> tuple[list[str], Any]:
+        imgs = [
+            _to_uint8_image(self.get(int(i)), f"sample {int(i)}") for i in self.index_batches[b]
+        ]
+        keys = [image_key(im) for im in imgs] if self.with_keys else []
+        if self.preprocess is None:
+            return keys, imgs
+        return keys, self.preprocess(imgs)
+
+
+def _collate_identity(x: Any) -> Any:
+    return x
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA, then MPS, then CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _weights_hash(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _WEIGHT_HASHES:
+        _WEIGHT_HASHES[key] = sha256_file(path)
+    return _WEIGHT_HASHES[key]
+
+
+def _state_dict_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- Backbone
+class Backbone:
+    """A loaded vision-language backbone ready to encode images and text.
+
+    Build one with :func:`load_backbone`. Embeddings are float32 numpy arrays, L2
+    normalised unless ``normalize=False``.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, ``hf-hub:`` id, ``local-dir:`` folder or ``file:`` checkpoint.
+    config : BackboneConfig
+    model : open_clip.CLIP or open_clip.CustomTextCLIP
+    tokenizer : callable
+        list of str -> LongTensor (T, context_length).
+    device : torch.device
+    precision : {"fp32", "bf16", "fp16"}
+    embed_dim : int
+    image_size : int
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        device: str | torch.device | None = None,
+        precision: str | None = None,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+    ) -> None:
+        self.config = loaded.config
+        self.name = loaded.config.name
+        self.tokenizer = loaded.tokenizer
+        self.weights_path = loaded.weights_path
+        self.device = pick_device(device)
+        if precision is None:
+            if self.device.type == "cuda":
+                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            elif self.device.type == "mps":
+                precision = "fp16"
+            else:
+                precision = "fp32"
+        if precision not in _PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is not one of {_PRECISIONS}")
+        self.precision = precision
+        self.model = loaded.model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self._preprocessor = Preprocessor(self.config)
+        self._fingerprint: str | None = None
+        self.n_image_encodes = 0  # images pushed through the image tower (for cache tests)
+        self.spec: dict[str, Any] | None = None  # how to load it again (Dask workers)
+
+    def __repr__(self) -> str:
+        return (
+            f"Backbone(name={self.name!r}, device={self.device.type!r}, "
+            f"precision={self.precision!r}, embed_dim={self.embed_dim}, "
+            f"image_size={self.image_size})"
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def image_size(self) -> int:
+        """Square input size of the image tower, in pixels."""
+        return int(self.config.image_size)
+
+    @property
+    def embed_dim(self) -> int:
+        """Dimension of the joint image-text embedding space."""
+        dim = getattr(self.model, "embed_dim", None)
+        if dim is None:
+            with torch.inference_mode():
+                dim = self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1]
+            self.model.embed_dim = int(dim)
+        return int(dim)
+
+    @property
+    def fingerprint(self) -> str:
+        """Cache key: backbone id + weights hash + preprocessing + numeric precision."""
+        if self._fingerprint is None:
+            if self.weights_path is not None:
+                weights = "sha256:" + _weights_hash(Path(self.weights_path))
+            else:
+                weights = "state:" + _state_dict_hash(self.model)
+            payload = {
+                "backbone": self.name,
+                "weights": weights,
+                "preprocessing": self.config.preprocessing,
+                "precision": self.precision,
+            }
+            blob = json.dumps(payload, sort_keys=True).encode()
+            self._fingerprint = f"{_slug(self.name)}-{hashlib.sha256(blob).hexdigest()[:32]}"
+        return self._fingerprint
+
+    # ------------------------------------------------------------------ internals
+    def _autocast(self) -> Any:
+        if self.precision == "fp32":
+            return torch.autocast(device_type=self.device.type, enabled=False)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _auto_batch_size(self) -> int:
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        if self.device.type != "cuda":
+            return int(max(8, min(256, 64 * (224 / self.image_size) ** 2)))
+        # measure the peak memory of a small batch and fill ~60% of what is free
+        probe = 8
+        x = torch.zeros(probe, 3, self.image_size, self.image_size, device=self.device)
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        with torch.inference_mode(), self._autocast():
+            self.model.encode_image(x)
+        per_image = max(1, (torch.cuda.max_memory_allocated(self.device) - base) // probe)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        self.batch_size = int(max(8, min(2048, 0.6 * free // per_image)))
+        return self.batch_size
+
+    def _image_forward(self, x: torch.Tensor, normalize: bool) -> np.ndarray:
+        x = x.to(self.device, non_blocking=True)
+        try:
+            with torch.inference_mode(), self._autocast():
+                feats = self.model.encode_image(x).float()
+        except torch.OutOfMemoryError:
+            if x.shape[0] == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = x.shape[0] // 2
+            self.batch_size = max(1, half)
+            return np.concatenate(
+                [
+                    self._image_forward(x[:half], normalize),
+                    self._image_forward(x[half:], normalize),
+                ]
+            )
+        self.n_image_encodes += x.shape[0]
+        if normalize:
+            feats = F.normalize(feats, dim=-1)
+        return feats.cpu().numpy().astype(np.float32, copy=False)
+
+    def iter_batches(
+        self,
+        images: Any,
+        *,
+        batch_size: int | None = None,
+        indices: np.ndarray | None = None,
+        preprocess: bool = True,
+        with_keys: bool = False,
+        num_workers: int | None = None,
+    ) -> Iterator[tuple[np.ndarray, list[str], Any]]:
+        """Yield ``(indices, keys, batch)`` over ``images`` (decoded in DataLoader workers).
+
+        ``batch`` is the preprocessed tensor (``preprocess=True``) or the list of uint8
+        images; ``keys`` are :func:`image_key` content hashes when ``with_keys``.
+        """
+        n, get = as_image_source(images)
+        bs = int(batch_size or self._auto_batch_size())
+        idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+        batches = [idx[i : i + bs] for i in range(0, len(idx), bs)]
+        workers = num_workers if num_workers is not None else self.num_workers
+        if workers is None:
+            workers = 0 if self.device.type == "cpu" or not _is_dataset(images) else 4
+            workers = min(workers, max(0, (os.cpu_count() or 1) - 1))
+        source = _BatchSource(get, batches, self._preprocessor if preprocess else None, with_keys)
+        loader = torch.utils.data.DataLoader(
+            source,
+            batch_size=None,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate_identity,
+            pin_memory=self.device.type == "cuda" and preprocess,
+            persistent_workers=False,
+        )
+        for b, (keys, batch) in enumerate(loader):
+            yield batches[b], keys, batch
+
+    # ------------------------------------------------------------------ public API
+    def preprocess(self, images: Any) -> torch.Tensor:
+        """Resize, crop and normalise images into the model's input tensor.
+
+        Parameters
+        ----------
+        images : list of PIL.Image, uint8 array (H, W, 3) or (N, H, W, 3), or ImageDataset
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape (N, 3, image_size, image_size), on the CPU.
+        """
+        n, get = as_image_source(images)
+        return self._preprocessor([get(i) for i in range(n)])
+
+    def encode_images(
+        self,
+        images: Any,
+        *,
+        batch_size: int | None = None,
+        normalize: bool = True,
+        num_workers: int | None = None,
+    ) -> np.ndarray:
+        """Embed images into the joint space.
+
+        Parameters
+        ----------
+        images : list of PIL.Image, uint8 array (H, W, 3) or (N, H, W, 3), or ImageDataset
+        batch_size : int, optional
+            Images per forward pass; default: chosen to fit memory.
+        normalize : bool, default True
+            L2-normalise each embedding.
+        num_workers : int, optional
+            DataLoader workers decoding an ImageDataset (default 0 on CPU, 4 on GPU).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape (N, embed_dim).
+
+        Examples
+        --------
+        >>> bb = load_backbone("synthderm-lit")  # doctest: +SKIP
+        >>> bb.encode_images(np.zeros((2, 96, 96, 3), np.uint8)).shape  # doctest: +SKIP
+        (2, 256)
+        """
+        out = [
+            self._image_forward(batch, normalize)
+            for _, _, batch in self.iter_batches(
+                images, batch_size=batch_size, num_workers=num_workers
+            )
+        ]
+        if not out:
+            return np.zeros((0, self.embed_dim), np.float32)
+        return np.concatenate(out)
+
+    def encode_text(
+        self,
+        texts: str | Sequence[str],
+        *,
+        templates: Sequence[str] | None = None,
+        normalize: bool = True,
+        batch_size: int = 256,
+    ) -> np.ndarray:
+        """Embed texts; with ``templates``, each text is the ensemble of its templated forms.
+
+        Each templated prompt is embedded and L2-normalised, the embeddings of one text are
+        averaged, and the mean is renormalised (CLIP's prompt ensembling).
+
+        Parameters
+        ----------
+        texts : str or list of str
+        templates : list of str, optional
+            Format strings with one ``{}``, e.g. ``["a dermoscopy image of {}"]``.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape (T, embed_dim).
+
+        Examples
+        --------
+        >>> bb.encode_text(["hair"], templates=["{}", "a photo of {}"]).shape  # doctest: +SKIP
+        (1, 256)
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        tpls = list(templates) if templates else ["{}"]
+        for t in tpls:
+            if "{}" not in t:
+                raise ConfigError(f"prompt template {t!r} must contain '{{}}'")
+        prompts = [t.format(text) for text in texts for t in tpls]
+        feats = []
+        for i in range(0, len(prompts), batch_size):
+            tokens = self.tokenizer(prompts[i : i + batch_size]).to(self.device)
+            with torch.inference_mode(), self._autocast():
+                f = self.model.encode_text(tokens).float()
+            feats.append(F.normalize(f, dim=-1) if (len(tpls) > 1 or normalize) else f)
+        if not feats:
+            return np.zeros((0, self.embed_dim), np.float32)
+        emb = torch.cat(feats).view(len(texts), len(tpls), -1).mean(dim=1)
+        if normalize:
+            emb = F.normalize(emb, dim=-1)
+        return emb.cpu().numpy().astype(np.float32, copy=False)
+
+    def _tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(pooled projected (N, D), projected patch tokens (N, gh, gw, D), grid)."""
+        visual = self.model.visual
+        if hasattr(visual, "trunk") and hasattr(visual, "head"):  # open_clip TimmModel
+            trunk = visual.trunk
+            feats = trunk.forward_features(x)
+            pooled = visual.head(trunk.forward_head(feats))
+            if feats.ndim == 4:  # convnet: (N, C, H, W)
+                grid = (int(feats.shape[2]), int(feats.shape[3]))
+                patches = feats.permute(0, 2, 3, 1).flatten(1, 2)
+            else:
+                npt = int(getattr(trunk, "num_prefix_tokens", 1))
+                patches = feats[:, npt:]
+                fc_norm = getattr(trunk, "fc_norm", None)
+                if fc_norm is not None:
+                    patches = fc_norm(patches)
+                g = trunk.patch_embed.grid_size
+                grid = (int(g[0]), int(g[1]))
+            proj = visual.head(patches)
+        elif hasattr(visual, "conv1") and hasattr(visual, "ln_post"):  # open_clip ViT
+            if getattr(visual, "attn_pool", None) is not None:
+                raise ConfigError(
+                    f"{self.name}: patch embeddings are not defined for attention-pooled towers"
+                )
+            tokens = visual.transformer(visual._embeds(x))
+            pooled, _ = visual._pool(tokens)
+            patches = visual.ln_post(tokens[:, 1:])
+            if visual.proj is not None:
+                pooled = pooled @ visual.proj
+                proj = patches @ visual.proj
+            else:
+                proj = patches
+            g = visual.grid_size
+            grid = (int(g[0]), int(g[1]))
+        else:
+            raise ConfigError(
+                f"{self.name}: patch embeddings need a ViT image tower (open_clip ViT or a timm "
+                f"trunk); this model's image tower is {type(visual).__name__}"
+            )
+        return pooled, proj.reshape(x.shape[0], grid[0], grid[1], -1), grid
+
+    def _patch_forward(self, x: torch.Tensor) -> tuple[np.ndarray, tuple[int, int]]:
+        x = x.to(self.device)
+        with torch.inference_mode(), self._autocast():
+            _, patches, grid = self._tokens(x)
+        return patches.float().cpu().numpy().astype(np.float32, copy=False), grid
+
+    def patch_embeddings(
+        self,
+        images: Any,
+        *,
+        batch_size: int | None = None,
+        normalize: bool = False,
+        cache: Any = None,
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """ViT patch tokens projected into the joint space, on the patch grid.
+
+        Tokens go through the tower's final norm (``ln_post`` / timm ``norm``) and its
+        projection (``proj`` / the open_clip head), as the pooled token does, so a patch
+        embedding can be compared with text embeddings. For average-pooled towers the mean
+        of the patch embeddings equals the (unnormalised) image embedding.
+
+        Parameters
+        ----------
+        images : list of PIL.Image, uint8 array (H, W, 3) or (N, H, W, 3), or ImageDataset
+        normalize : bool, default False
+            L2-normalise each patch embedding.
+        cache : path, optional
+            Embedding cache folder; patch grids are cached (kind ``patch``) by content.
+
+        Returns
+        -------
+        embeddings : numpy.ndarray
+            float32, shape (N, gh, gw, embed_dim).
+        grid : tuple of int
+            ``(gh, gw)``.
+        """
+        out: list[np.ndarray] = []
+        grid = (0, 0)
+        if cache is None:
+            for _, _, batch in self.iter_batches(images, batch_size=batch_size):
+                patches, grid = self._patch_forward(batch)
+                out.append(patches)
+        else:
+            from conceptlens.backbones._cache import EmbeddingCache
+
+            probe, grid = self._patch_forward(torch.zeros(1, 3, self.image_size, self.image_size))
+            store = EmbeddingCache(
+                cache, self.fingerprint, row_shape=probe.shape[1:], kind="patch"
+            )
+            with store.writer() as writer:
+                for _, keys, imgs in self.iter_batches(
+                    images, batch_size=batch_size, preprocess=False, with_keys=True
+                ):
+                    found = store.contains(keys)
+                    rows = np.empty((len(keys), *probe.shape[1:]), np.float32)
+                    if found.any():
+                        rows[found] = store.get([k for k, f in zip(keys, found, strict=True) if f])
+                    miss = np.flatnonzero(~found)
+                    if len(miss):
+                        new, _ = self._patch_forward(self._preprocessor([imgs[i] for i in miss]))
+                        self.n_image_encodes += len(miss)
+                        writer.append([keys[i] for i in miss], new)
+                        rows[miss] = new
+                    out.append(rows)
+        if not out:
+            raise DataError("patch_embeddings got no images")
+        result = np.concatenate(out)
+        if normalize:
+            result /= np.linalg.norm(result, axis=-1, keepdims=True)
+        return result, grid
+
+    def image_text_module(self, *, pixel_space: bool = False) -> torch.nn.Module:
+        """A differentiable module: image tensor -> L2-normalised joint embedding (N, D).
+
+        Parameters
+        ----------
+        pixel_space : bool, default False
+            If True the module takes [0, 1] RGB tensors (N, 3, S, S) and applies the
+            backbone's mean/std itself (what pixel attributions want); otherwise it takes
+            the output of :meth:`preprocess`.
+        """
+        return _ImageEmbedder(self.model, self._preprocessor if pixel_space else None)
+
+
+class _ImageEmbedder(torch.nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, model: Any, pre: Preprocessor | None) -> None:
+        super().__init__()
+        self.model: Any = model
+        self.pixel_space = pre is not None
+        if pre is not None:
+            self.register_buffer("mean", pre.mean.clone())
+            self.register_buffer("std", pre.std.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pixel_space:
+            x = (x - self.mean) / self.std
+        return F.normalize(self.model.encode_image(x), dim=-1)
+
+
+def _slug(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.split("/")[-1])
+    return keep[:40] or "backbone"
+
+
+def load_backbone(
+    name_or_path: str | os.PathLike[str] | BackboneConfig = DEFAULT_BACKBONE,
+    *,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    architecture: Any = None,
+    pretrained: bool = True,
+) -> Backbone:
+    """Load a backbone by registry name, checkpoint file, ``local-dir:`` or ``hf-hub:`` id.
+
+    Parameters
+    ----------
+    name_or_path : str, path or BackboneConfig, default "synthderm-lit"
+        A name from :func:`list_backbones`; a ``.safetensors`` / ``.pt`` checkpoint (its
+        architecture comes from ``architecture``, its safetensors metadata
+        ``open_clip_config`` or an ``open_clip_config.json`` next to it); a folder or
+        ``local-dir:/path`` with ``open_clip_config.json`` + weights; or ``hf-hub:org/repo``.
+    device : str, optional
+        Default: CUDA, then MPS, then CPU.
+    precision : {"fp32", "bf16", "fp16"}, optional
+        Default: bf16 (fp16 where bf16 is unsupported) on GPU, fp32 on CPU.
+    batch_size : int, optional
+        Images per forward pass; default chosen to fit memory.
+    pretrained : bool, default True
+        False builds the architecture with random weights (tests, benchmarks).
+
+    Raises
+    ------
+    UnknownNameError
+        Unknown name; the message lists the registered backbones.
+    BackboneUnavailableError
+        Hub weights are not cached and the Hub cannot be reached; raised within seconds,
+        the message says how to make the weights available.
+
+    Examples
+    --------
+    >>> bb = load_backbone("synthderm-lit")  # doctest: +SKIP
+    >>> bb.encode_text(["blue-white veil"]).shape  # doctest: +SKIP
+    (1, 256)
+    """
+    config, checkpoint = resolve_spec(name_or_path)
+    loaded = build_model(
+        config, checkpoint=checkpoint, architecture=architecture, pretrained=pretrained
+    )
+    backbone = Backbone(
+        loaded, device=device, precision=precision, batch_size=batch_size, num_workers=num_workers
+    )
+    if not isinstance(name_or_path, BackboneConfig) and (
+        architecture is None or isinstance(architecture, str)
+    ):
+        backbone.spec = {
+            "name_or_path": os.fspath(name_or_path),
+            "precision": precision,
+            "batch_size": batch_size,
+            "architecture": architecture,
+            "pretrained": pretrained,
+        }
+    return backbone

@@ -1,0 +1,118 @@
+"""``conceptlens score``: score a concept bank on a dataset into netCDF or zarr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["score"]
+
+
+@click.command(name="score")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Manifest CSV/Parquet (a 'path' column, paths relative to the manifest).",
+)
+@click.option("--bank", required=True, help="Concept bank name or file.")
+@click.option(
+    "--backbone",
+    default="synthderm-lit",
+    show_default=True,
+    help="Backbone name, checkpoint file, local-dir:PATH or hf-hub:ID.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=True),
+    help="Output: .nc (netCDF) or .zarr.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["cosine", "relative"]),
+    default="cosine",
+    show_default=True,
+    help="relative = cosine minus the cosine with the bank's reference prompts.",
+)
+@click.option("--cache", type=click.Path(file_okay=False), default=None, help="Embedding cache.")
+@click.option("--batch-size", type=int, default=None, help="Images per forward pass.")
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
+@click.option("--scheduler", default=None, help="dask.distributed scheduler address.")
+def score(
+    data: str,
+    bank: str,
+    backbone: str,
+    out: str,
+    mode: str,
+    cache: str | None,
+    batch_size: int | None,
+    label_column: str,
+    device: str | None,
+    scheduler: str | None,
+) -> None:
+    """Score a concept bank on the images of a manifest; write a concept_score array."""
+    from conceptlens.backbones import load_backbone
+    from conceptlens.concepts import load_bank, score_concepts
+    from conceptlens.data import load_manifest
+    from conceptlens.exceptions import ConfigError
+
+    out_path = Path(out)
+    suffix = out_path.suffix.lower()
+    if suffix not in (".nc", ".zarr"):
+        raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
+    dataset = load_manifest(data, label_column=label_column)
+    bank_obj = load_bank(bank)
+    bb = load_backbone(backbone, device=device, batch_size=batch_size)
+    client = None
+    if scheduler:
+        from dask.distributed import Client
+
+        client = Client(scheduler)
+    try:
+        scores = score_concepts(
+            bb, dataset, bank_obj, mode=mode, cache=cache, batch_size=batch_size, client=client
+        )
+        scores = scores.compute() if client is not None else scores
+    finally:
+        if client is not None:
+            client.close()
+    write_scores(scores, out_path)
+    click.echo(
+        f"wrote {out_path}: {scores.sizes['sample']} samples x {scores.sizes['concept']} "
+        f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version})"
+    )
+
+
+def _netcdf_engine() -> str:
+    import importlib.util
+
+    if importlib.util.find_spec("netCDF4") is not None:
+        return "netcdf4"
+    return "h5netcdf"
+
+
+def write_scores(scores, out_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Write a concept_score DataArray atomically (.nc: netCDF4 or h5netcdf; .zarr: zarr)."""
+    import shutil
+    import tempfile
+
+    from conceptlens._io import atomic_path
+
+    if out_path.suffix.lower() == ".nc":
+        with atomic_path(out_path) as tmp:
+            scores.to_netcdf(tmp, engine=_netcdf_engine())
+        return
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
+    try:
+        # zarr format 2: string coords have a stable spec there (readable by every zarr)
+        scores.to_dataset().to_zarr(tmp_dir / "store.zarr", mode="w", zarr_format=2)
+        if out_path.exists():
+            shutil.rmtree(out_path)
+        (tmp_dir / "store.zarr").rename(out_path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)

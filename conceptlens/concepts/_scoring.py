@@ -1,0 +1,613 @@
+"""Concept scores: images x concept bank -> labelled ``concept_score`` DataArray.
+
+The image embeddings are streamed block by block (``block_size`` samples at a time,
+read from or written to the embedding cache), so the memory held is one block of
+embeddings plus the (n_samples, n_concepts) result, whatever the dataset size. Scores of
+one block are one matrix product; blocks start at fixed global offsets, which is what
+makes the single-process and the Dask runs bit-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+
+from conceptlens._progress import progress
+from conceptlens.exceptions import ConfigError, DataError
+
+__all__ = ["ConceptStandardizer", "concept_text_embeddings", "embed_images", "score_concepts"]
+
+_MODES = ("cosine", "relative")
+_RESERVED = ("sample", "concept", "concept_group", "concept_source")
+DEFAULT_BLOCK_SIZE = 4096
+
+
+# --------------------------------------------------------------------------- text side
+def _resolve_templates(backbone: Any, bank: Any, templates: Sequence[str] | None) -> list[str]:
+    if templates is not None:
+        tpls = list(templates)
+    elif tuple(getattr(bank, "templates", ("{}",))) != ("{}",):
+        tpls = list(bank.templates)
+    else:
+        tpls = list(backbone.config.templates)
+    for t in tpls:
+        if not isinstance(t, str) or "{}" not in t:
+            raise ConfigError(f"prompt template {t!r} must be a string containing '{{}}'")
+    return tpls
+
+
+def _ensemble(backbone: Any, prompts: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+    """Mean of the L2-normalised embeddings of every prompt x template, renormalised."""
+    per_prompt = backbone.encode_text(list(prompts), templates=templates, normalize=False)
+    if len(templates) == 1:  # encode_text skipped the per-template normalisation
+        per_prompt = per_prompt / np.linalg.norm(per_prompt, axis=1, keepdims=True)
+    mean = per_prompt.mean(axis=0, dtype=np.float64)
+    return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+
+def concept_text_embeddings(
+    backbone: Any,
+    bank: Any,
+    *,
+    templates: Sequence[str] | None = None,
+    reference: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Text embeddings of every concept (and of the bank's reference prompts).
+
+    Each concept's embedding is the renormalised mean over its prompts x templates.
+
+    Returns
+    -------
+    concepts : numpy.ndarray
+        float32, (n_concepts, D), unit norm.
+    reference : numpy.ndarray or None
+        float32, (D,), unit norm, when ``reference`` is True.
+    templates : list of str
+        The templates used (argument, else the bank's, else the backbone's).
+    """
+    tpls = _resolve_templates(backbone, bank, templates)
+    # text embeddings are memoised on the backbone object (same weights -> same vectors)
+    memo: dict[tuple[str, ...], np.ndarray] = backbone.__dict__.setdefault("_text_memo", {})
+
+    def ensemble(prompts: Sequence[str]) -> np.ndarray:
+        key = (*tpls, "\x00", *prompts)
+        if key not in memo:
+            memo[key] = _ensemble(backbone, prompts, tpls)
+        return memo[key]
+
+    text = np.stack([ensemble(c.prompts) for c in bank.concepts])
+    ref = None
+    if reference:
+        prompts = list(getattr(bank, "reference_prompts", ()) or ())
+        if not prompts:
+            raise ConfigError(
+                f"bank {bank.id!r} has no reference_prompts, which mode='relative' needs; add "
+                "e.g. reference_prompts: ['a dermoscopy image of skin'] to the bank file or use "
+                "mode='cosine'"
+            )
+        ref = ensemble(prompts)
+    return text, ref, tpls
+
+
+def _template_hash(bank: Any, tpls: Sequence[str], mode: str) -> str:
+    payload = {
+        "templates": list(tpls),
+        "prompts": {c.name: list(c.prompts) for c in bank.concepts},
+        "reference_prompts": list(bank.reference_prompts) if mode == "relative" else [],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- image side
+def _n_samples(dataset: Any) -> int:
+    from conceptlens.backbones._backbone import as_image_source
+
+    if hasattr(dataset, "load_image"):
+        return len(dataset)
+    return as_image_source(dataset)[0]
+
+
+def embed_images(
+    backbone: Any,
+    images: Any,
+    *,
+    cache: Any = None,
+    batch_size: int | None = None,
+    indices: np.ndarray | None = None,
+    num_workers: int | None = None,
+) -> np.ndarray:
+    """Embeddings of ``images`` (or of ``images[indices]``) through ``cache`` if given.
+
+    Cached images are read, not encoded; missing ones are encoded in batches and appended
+    to the cache after every batch (so an interrupted run keeps its progress).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, (n, D), unit norm.
+    """
+    if cache is None:
+        out = [
+            backbone._image_forward(batch, True)
+            for _, _, batch in backbone.iter_batches(
+                images, batch_size=batch_size, indices=indices, num_workers=num_workers
+            )
+        ]
+        return np.concatenate(out) if out else np.zeros((0, backbone.embed_dim), np.float32)
+    store = _open_cache(cache, backbone)
+    out = []
+    with store.writer() as writer:
+        for _, keys, imgs in backbone.iter_batches(
+            images,
+            batch_size=batch_size,
+            indices=indices,
+            preprocess=False,
+            with_keys=True,
+            num_workers=num_workers,
+        ):
+            found = store.contains(keys)
+            emb = np.empty((len(keys), backbone.embed_dim), np.float32)
+            if found.any():
+                emb[found] = store.get([k for k, f in zip(keys, found, strict=True) if f])
+            miss = np.flatnonzero(~found)
+            if len(miss):
+                # identical images inside one batch are encoded once
+                uniq: dict[str, int] = {}
+                for i in miss:
+                    uniq.setdefault(keys[i], int(i))
+                first = list(uniq.values())
+                x = backbone._preprocessor([imgs[i] for i in first])
+                new = backbone._image_forward(x, True)
+                writer.append(list(uniq), new)
+                lookup = dict(zip(uniq, new, strict=True))
+                for i in miss:
+                    emb[i] = lookup[keys[i]]
+            out.append(emb)
+    return np.concatenate(out) if out else np.zeros((0, backbone.embed_dim), np.float32)
+
+
+def _open_cache(cache: Any, backbone: Any) -> Any:
+    from conceptlens.backbones._cache import EmbeddingCache
+
+    if isinstance(cache, EmbeddingCache):
+        if cache.fingerprint != backbone.fingerprint:
+            raise ConfigError(
+                f"the embedding cache was opened for {cache.fingerprint!r}, not for this "
+                f"backbone ({backbone.fingerprint!r}); pass the cache folder instead"
+            )
+        return cache
+    return EmbeddingCache(cache, backbone.fingerprint, row_shape=(backbone.embed_dim,))
+
+
+def _score_range(
+    backbone: Any,
+    dataset: Any,
+    start: int,
+    stop: int,
+    text: np.ndarray,
+    ref: np.ndarray | None,
+    *,
+    cache: Any,
+    batch_size: int | None,
+    block_size: int,
+    num_workers: int | None,
+    show_progress: bool,
+) -> np.ndarray:
+    """Scores of samples [start, stop); ``start`` must be a multiple of ``block_size``."""
+    out = np.empty((stop - start, text.shape[0]), np.float32)
+    weights = _score_matrix(text, ref)
+    store = _open_cache(cache, backbone) if cache is not None else None
+    blocks = range(start, stop, block_size)
+    it = progress(blocks, total=len(blocks), desc="scoring") if show_progress else blocks
+    for b0 in it:
+        b1 = min(stop, b0 + block_size)
+        emb = embed_images(
+            backbone,
+            dataset,
+            cache=store,
+            batch_size=batch_size,
+            indices=np.arange(b0, b1),
+            num_workers=num_workers,
+        )
+        _block_scores(emb, weights, out=out[b0 - start : b1 - start])
+    return out
+
+
+def _score_matrix(text: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+    """(D, n_concepts) so that scores = emb @ W: cos(e, t) - cos(e, r) = e . (t - r)."""
+    w = text if ref is None else text - ref[None, :]
+    return np.ascontiguousarray(w.T, dtype=np.float32)
+
+
+def _block_scores(
+    emb: np.ndarray, weights: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Scores of one block: a single matrix product (written into ``out`` if given)."""
+    return np.matmul(emb, weights, out=out)
+
+
+# --------------------------------------------------------------------------- labelling
+def _sample_coords(dataset: Any, n: int) -> tuple[list[str], dict[str, Any]]:
+    ids = list(getattr(dataset, "ids", [])) or [f"img{i:06d}" for i in range(n)]
+    coords: dict[str, Any] = {}
+    meta = getattr(dataset, "metadata", None)
+    if meta is not None and len(meta.columns):
+        meta = meta.reindex(ids)
+        for col in meta.columns:
+            name = str(col)
+            if name in _RESERVED:
+                name = f"meta_{name}"
+            values = meta[col].to_numpy()
+            if values.dtype == object:
+                values = np.array(["" if v is None else str(v) for v in values], dtype=str)
+            coords[name] = ("sample", values)
+    return ids, coords
+
+
+def _label(
+    values: Any,
+    *,
+    ids: list[str],
+    sample_coords: dict[str, Any],
+    bank: Any,
+    backbone: Any,
+    tpls: list[str],
+    mode: str,
+) -> xr.DataArray:
+    sources = [str(dict(c.provenance).get("kind", "")) for c in bank.concepts]
+    return xr.DataArray(
+        values,
+        dims=("sample", "concept"),
+        coords={
+            "sample": np.array(ids, dtype=str),
+            **sample_coords,
+            "concept": np.array(bank.names, dtype=str),
+            "concept_group": ("concept", np.array(bank.groups, dtype=str)),
+            "concept_source": ("concept", np.array(sources, dtype=str)),
+        },
+        name="concept_score",
+        attrs={
+            "backbone": backbone.name,
+            "backbone_fingerprint": backbone.fingerprint,
+            "bank_id": bank.id,
+            "bank_version": bank.version,
+            "bank_fingerprint": bank.fingerprint,
+            "template_hash": _template_hash(bank, tpls, mode),
+            "templates": json.dumps(tpls),
+            "score_mode": mode,
+            "reference_prompts": json.dumps(list(bank.reference_prompts))
+            if mode == "relative"
+            else "[]",
+        },
+    )
+
+
+# --------------------------------------------------------------------------- entry point
+def score_concepts(
+    backbone: Any,
+    dataset: Any,
+    bank: Any,
+    *,
+    mode: str = "cosine",
+    cache: str | os.PathLike[str] | None = None,
+    batch_size: int | None = None,
+    templates: Sequence[str] | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    num_workers: int | None = None,
+    client: Any = None,
+    show_progress: bool = True,
+) -> xr.DataArray:
+    """Score every concept of ``bank`` on every image of ``dataset``.
+
+    ``cosine``: cosine similarity between the image embedding and the concept embedding
+    (the renormalised mean over the concept's prompts x templates). ``relative``: that
+    cosine minus the image's cosine with the bank's ``reference_prompts`` (a neutral
+    prompt such as "a dermoscopy image of skin").
+
+    Parameters
+    ----------
+    backbone : Backbone or str
+        A loaded backbone or anything :func:`~conceptlens.backbones.load_backbone` takes.
+    dataset : ImageDataset, uint8 array (N, H, W, 3) or list of PIL images
+    bank : ConceptBank or str
+        A bank or anything :func:`load_bank` takes.
+    mode : {"cosine", "relative"}
+    cache : path, optional
+        Embedding cache folder; cached images are not re-encoded.
+    batch_size : int, optional
+        Images per forward pass (default: chosen to fit memory).
+    templates : list of str, optional
+        Prompt templates; default: the bank's if it sets any, else the backbone's.
+    block_size : int, default 4096
+        Samples per scoring block (memory held at once). Results are bit-identical
+        between runs with the same ``block_size`` and ``batch_size``, sharded or not.
+    client : dask.distributed.Client, optional
+        Shard the dataset across the cluster's workers (each loads the backbone once and
+        writes its shard to ``cache``); the result is dask-backed.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``concept_score``, float32, dims ``("sample", "concept")``; coords ``sample``
+        (ids) and every metadata column, ``concept``, ``concept_group``,
+        ``concept_source``; attrs ``backbone``, ``bank_id``, ``bank_version``,
+        ``template_hash``, ``score_mode``...
+
+    Examples
+    --------
+    >>> scores = score_concepts("synthderm-lit", ds, "synthderm", mode="relative")
+    ... # doctest: +SKIP
+    >>> scores.sel(concept="ruler").values[:3]  # doctest: +SKIP
+    """
+    from conceptlens.backbones._backbone import Backbone, load_backbone
+    from conceptlens.concepts._bank import load_bank
+
+    if mode not in _MODES:
+        raise ConfigError(f"mode {mode!r} is not one of {_MODES}")
+    if int(block_size) <= 0:
+        raise ConfigError(f"block_size must be positive, got {block_size}")
+    block_size = int(block_size)
+    if not isinstance(backbone, Backbone):
+        backbone = load_backbone(backbone, batch_size=batch_size)
+    bank = load_bank(bank)
+    n = _n_samples(dataset)
+    if n == 0:
+        raise DataError("the dataset is empty; nothing to score")
+    text, ref, tpls = concept_text_embeddings(
+        backbone, bank, templates=templates, reference=mode == "relative"
+    )
+    ids, sample_coords = _sample_coords(dataset, n)
+    if client is not None:
+        values = _score_on_cluster(
+            client,
+            backbone,
+            dataset,
+            n,
+            text,
+            ref,
+            cache=None if cache is None else str(Path(cache).resolve()),
+            batch_size=batch_size,
+            block_size=block_size,
+        )
+    else:
+        values = _score_range(
+            backbone,
+            dataset,
+            0,
+            n,
+            text,
+            ref,
+            cache=cache,
+            batch_size=batch_size,
+            block_size=block_size,
+            num_workers=num_workers,
+            show_progress=show_progress,
+        )
+    return _label(
+        values,
+        ids=ids,
+        sample_coords=sample_coords,
+        bank=bank,
+        backbone=backbone,
+        tpls=tpls,
+        mode=mode,
+    )
+
+
+# --------------------------------------------------------------------------- standardiser
+class ConceptStandardizer(TransformerMixin, BaseEstimator):
+    """Per-concept standardisation fitted on a training split, applied to any split.
+
+    ``z = (score - mean_) / scale_`` with the mean and (population) standard deviation
+    of each concept over the training samples. Constant concepts get ``scale_ = 1``.
+
+    Parameters
+    ----------
+    with_mean : bool, default True
+    with_std : bool, default True
+
+    Attributes
+    ----------
+    mean_ : numpy.ndarray (n_concepts,)
+    scale_ : numpy.ndarray (n_concepts,)
+    concepts_ : numpy.ndarray of str or None
+        Concept names seen in ``fit`` (DataArray input); ``transform`` aligns on them.
+
+    Examples
+    --------
+    >>> std = ConceptStandardizer().fit(train_scores)  # doctest: +SKIP
+    >>> z_test = std.transform(test_scores)  # doctest: +SKIP
+    """
+
+    def __init__(self, *, with_mean: bool = True, with_std: bool = True) -> None:
+        self.with_mean = with_mean
+        self.with_std = with_std
+
+    @staticmethod
+    def _values(X: Any) -> np.ndarray:
+        from sklearn.utils import check_array
+
+        if isinstance(X, xr.DataArray):
+            if X.dims != ("sample", "concept"):
+                X = X.transpose("sample", "concept")
+            X = X.values
+        return check_array(X, dtype=[np.float64, np.float32])
+
+    def fit(self, X: Any, y: Any = None) -> ConceptStandardizer:
+        """Learn per-concept mean and scale from the training scores ``X``."""
+        values = self._values(X)
+        self.n_features_in_ = values.shape[1]
+        self.concepts_ = (
+            np.asarray(X["concept"].values, dtype=str) if isinstance(X, xr.DataArray) else None
+        )
+        mean = values.mean(axis=0, dtype=np.float64)
+        std = values.std(axis=0, dtype=np.float64)
+        self.mean_ = mean if self.with_mean else np.zeros_like(mean)
+        self.scale_ = np.where(std > 0, std, 1.0) if self.with_std else np.ones_like(std)
+        return self
+
+    def _check(self, X: Any) -> Any:
+        if not hasattr(self, "mean_"):
+            raise NotFittedError(
+                "This ConceptStandardizer is not fitted yet; call fit(train_scores) first."
+            )
+        if isinstance(X, xr.DataArray) and self.concepts_ is not None:
+            names = [str(c) for c in X["concept"].values]
+            missing = sorted(set(self.concepts_) - set(names))
+            if missing:
+                raise DataError(
+                    f"scores lack concepts the standardiser was fitted on: {missing[:10]}; "
+                    "score them with the same bank"
+                )
+            X = X.sel(concept=list(self.concepts_))
+        return X
+
+    def transform(self, X: Any) -> Any:
+        """Standardise ``X`` (same type back: DataArray keeps its coords and attrs)."""
+        X = self._check(X)
+        values = self._values(X)
+        if values.shape[1] != self.n_features_in_:
+            raise DataError(
+                f"X has {values.shape[1]} concepts, the standardiser was fitted on "
+                f"{self.n_features_in_}"
+            )
+        z = ((values - self.mean_) / self.scale_).astype(values.dtype, copy=False)
+        if isinstance(X, xr.DataArray):
+            out = X.transpose("sample", "concept").copy(data=z)
+            out.attrs = {**X.attrs, "standardized": 1}
+            return out
+        return z
+
+    def inverse_transform(self, X: Any) -> Any:
+        """Undo :meth:`transform`."""
+        X = self._check(X)
+        values = self._values(X)
+        raw = (values * self.scale_ + self.mean_).astype(values.dtype, copy=False)
+        if isinstance(X, xr.DataArray):
+            out = X.transpose("sample", "concept").copy(data=raw)
+            out.attrs = {k: v for k, v in X.attrs.items() if k != "standardized"}
+            return out
+        return raw
+
+
+# --------------------------------------------------------------------------- Dask path
+_WORKER_LOCK = threading.Lock()
+_WORKER_BACKBONES: dict[str, Any] = {}
+
+
+def shard_bounds(n: int, n_workers: int, step: int) -> list[tuple[int, int]]:
+    """Shards of ``[0, n)`` made of whole ``step``-sized blocks, about one per worker."""
+    units = math.ceil(n / step)
+    per = max(1, math.ceil(units / max(1, n_workers)))
+    size = per * step
+    return [(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+def _take(dataset: Any, start: int, stop: int) -> Any:
+    if hasattr(dataset, "subset"):
+        return dataset.subset(np.arange(start, stop))
+    if isinstance(dataset, np.ndarray):
+        return dataset[None] if dataset.ndim == 3 else dataset[start:stop]
+    return list(dataset)[start:stop]
+
+
+def _worker_backbone(payload: Any, spec: dict[str, Any] | None, fingerprint: str) -> Any:
+    """The backbone on this worker process, loaded once and kept for later shards."""
+    if spec is None:
+        backbone = payload  # scattered to every worker once (broadcast)
+    else:
+        key = json.dumps(spec, sort_keys=True, default=str)
+        with _WORKER_LOCK:
+            if key not in _WORKER_BACKBONES:
+                from conceptlens.backbones._backbone import load_backbone
+
+                _WORKER_BACKBONES[key] = load_backbone(**spec)
+            backbone = _WORKER_BACKBONES[key]
+    if backbone.fingerprint != fingerprint:
+        raise ConfigError(
+            f"the backbone loaded on a Dask worker ({backbone.fingerprint}) differs from the "
+            f"client's ({fingerprint}); install the same weights on every worker"
+        )
+    return backbone
+
+
+def _score_shard(
+    payload: Any,
+    spec: dict[str, Any] | None,
+    fingerprint: str,
+    shard: Any,
+    n: int,
+    text: np.ndarray,
+    ref: np.ndarray | None,
+    cache: str | None,
+    batch_size: int | None,
+    block_size: int,
+) -> np.ndarray:
+    backbone = _worker_backbone(payload, spec, fingerprint)
+    return _score_range(
+        backbone,
+        shard,
+        0,
+        n,
+        text,
+        ref,
+        cache=cache,
+        batch_size=batch_size,
+        block_size=block_size,
+        num_workers=0,
+        show_progress=False,
+    )
+
+
+def _score_on_cluster(
+    client: Any,
+    backbone: Any,
+    dataset: Any,
+    n: int,
+    text: np.ndarray,
+    ref: np.ndarray | None,
+    *,
+    cache: str | None,
+    batch_size: int | None,
+    block_size: int,
+) -> Any:
+    """Dask array (n, n_concepts) of scores, one shard per worker, persisted on ``client``."""
+    import dask
+    import dask.array as da
+
+    spec = getattr(backbone, "spec", None)
+    fingerprint = backbone.fingerprint
+    if spec is not None and spec.get("pretrained", True):
+        payload = None  # each worker loads it by name/path, once per process
+        spec = {**spec, "precision": backbone.precision}
+    else:  # random weights or a hand-built backbone: ship the object, once per worker
+        payload = client.scatter(backbone, broadcast=True)
+        spec = None
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    parts = []
+    for s0, s1 in shard_bounds(n, n_workers, block_size):
+        task = dask.delayed(_score_shard, pure=False)(
+            payload,
+            spec,
+            fingerprint,
+            _take(dataset, s0, s1),
+            s1 - s0,
+            text,
+            ref,
+            cache,
+            batch_size,
+            block_size,
+        )
+        parts.append(da.from_delayed(task, shape=(s1 - s0, text.shape[0]), dtype=np.float32))
+    return client.persist(da.concatenate(parts, axis=0))

@@ -1,0 +1,171 @@
+import numpy as np
+import pytest
+import torch
+from _tiny import TIMM_AVG, TIMM_TOK, VIT_AVG, VIT_TOK, dataset, images, tiny_backbone
+from PIL import Image
+
+from conceptlens.backbones import image_key
+from conceptlens.exceptions import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def bb(tmp_path_factory):
+    return tiny_backbone(tmp_path_factory.mktemp("bb"), VIT_AVG, batch_size=4)
+
+
+def test_input_types_give_identical_embeddings(bb):
+    ds = dataset(6)
+    arr = np.stack([ds.load_image(i) for i in range(len(ds))])
+    from_array = bb.encode_images(arr)
+    from_pil = bb.encode_images([Image.fromarray(a) for a in arr])
+    from_ds = bb.encode_images(ds)
+    from_list = bb.encode_images(list(arr))
+    single = bb.encode_images(arr[2])
+    assert from_array.shape == (6, bb.embed_dim) and from_array.dtype == np.float32
+    np.testing.assert_array_equal(from_array, from_pil)
+    np.testing.assert_array_equal(from_array, from_ds)
+    np.testing.assert_array_equal(from_array, from_list)
+    np.testing.assert_allclose(single[0], from_array[2], atol=1e-6)  # batch of 1
+    np.testing.assert_allclose(np.linalg.norm(from_array, axis=1), 1.0, atol=1e-6)
+    # batch size does not change the result beyond float noise
+    np.testing.assert_allclose(bb.encode_images(arr, batch_size=1), from_array, atol=1e-6)
+
+
+def test_dataloader_workers_give_the_same_embeddings(bb):
+    ds = dataset(5)
+    np.testing.assert_allclose(
+        bb.encode_images(ds, num_workers=1), bb.encode_images(ds, num_workers=0), atol=1e-6
+    )
+
+
+def test_bad_inputs_are_rejected(bb):
+    with pytest.raises(DataError, match="uint8"):
+        bb.encode_images(np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(DataError, match="shape"):
+        bb.encode_images([np.zeros((8, 8), np.uint8)])
+
+
+def test_preprocess_matches_open_clip_transform(bb):
+    import open_clip
+
+    # smooth images: resampling kernels agree on low frequencies
+    yy, xx = np.mgrid[0:50, 0:70] / 50.0
+    imgs = np.stack(
+        [
+            np.stack([np.sin(k * xx), np.cos(k * yy), np.sin(k * (xx + yy))], -1) * 120 + 128
+            for k in (1.0, 2.0, 3.0)
+        ]
+    ).astype(np.uint8)
+    ours = bb.preprocess(imgs)
+    assert ours.shape == (3, 3, 32, 32)
+    ref_tf = open_clip.image_transform(
+        32, is_train=False, mean=bb.config.mean, std=bb.config.std, resize_mode="shortest"
+    )
+    ref = torch.stack([ref_tf(Image.fromarray(a)) for a in imgs])
+    # PIL's and torch's antialiased bicubic kernels differ slightly; same geometry though
+    assert (ours - ref).abs().mean() < 0.02
+    same = images(2, size=(32, 32))
+    expect = (torch.from_numpy(same).permute(0, 3, 1, 2) / 255.0 - bb._preprocessor.mean) / (
+        bb._preprocessor.std
+    )
+    torch.testing.assert_close(bb.preprocess(same), expect)
+
+
+def test_template_ensemble_equals_numpy_average(bb):
+    texts = ["red dots", "a ruler"]
+    templates = ["{}", "a photo of {}", "dermoscopy: {}"]
+    got = bb.encode_text(texts, templates=templates)
+    flat = bb.encode_text([t.format(x) for x in texts for t in templates])
+    manual = flat.reshape(2, 3, -1).mean(axis=1)
+    manual /= np.linalg.norm(manual, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, manual, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(flat, axis=1), 1.0, atol=1e-6)
+    with pytest.raises(ConfigError):
+        bb.encode_text(["x"], templates=["no placeholder"])
+
+
+@pytest.mark.parametrize(
+    ("cfg", "grid"), [(VIT_AVG, (4, 4)), (TIMM_AVG, (10, 10))], ids=["vit", "timm"]
+)
+def test_mean_of_patch_embeddings_is_the_avg_pooled_embedding(cfg, grid, tmp_path):
+    bb = tiny_backbone(tmp_path, cfg)
+    imgs = images(3, size=(bb.image_size, bb.image_size))
+    patches, g = bb.patch_embeddings(imgs)
+    assert g == grid and patches.shape == (3, *grid, bb.embed_dim)
+    pooled = bb.encode_images(imgs, normalize=False)
+    # avg pooling then a linear projection == mean of the projected patch tokens
+    np.testing.assert_allclose(patches.mean(axis=(1, 2)), pooled, atol=1e-5)
+    unit, _ = bb.patch_embeddings(imgs, normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", [VIT_TOK, TIMM_TOK], ids=["vit", "timm-biomedclip-like"])
+def test_token_pooled_towers_project_patches_like_the_class_token(cfg, tmp_path):
+    bb = tiny_backbone(tmp_path, cfg)
+    x = bb.preprocess(images(2, size=(bb.image_size, bb.image_size)))
+    with torch.inference_mode():
+        pooled, patches, grid = bb._tokens(x)
+        ref = bb.model.encode_image(x)
+    # the pooled path inside patch extraction is exactly the model's image embedding
+    torch.testing.assert_close(pooled, ref)
+    assert patches.shape == (2, *grid, bb.embed_dim)
+    # class-token pooling: the patch mean is a different vector
+    assert not torch.allclose(patches.mean(dim=(1, 2)), ref, atol=1e-3)
+
+
+def test_image_text_module_is_differentiable(bb):
+    imgs = images(2, size=(32, 32))
+    module = bb.image_text_module()
+    x = bb.preprocess(imgs).requires_grad_(True)
+    out = module(x)
+    np.testing.assert_allclose(out.detach().numpy(), bb.encode_images(imgs), atol=1e-6)
+    out[:, 0].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    pix = bb.image_text_module(pixel_space=True)
+    raw = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
+    np.testing.assert_allclose(pix(raw).detach().numpy(), bb.encode_images(imgs), atol=1e-5)
+
+
+def test_fingerprint_tracks_weights_preprocessing_and_precision(tmp_path):
+    a = tiny_backbone(tmp_path, VIT_AVG, seed=0)
+    a2 = tiny_backbone(tmp_path, VIT_AVG, seed=0)
+    b = tiny_backbone(tmp_path, VIT_AVG, seed=1)
+    assert a.fingerprint == a2.fingerprint
+    assert a.fingerprint != b.fingerprint
+    bf = tiny_backbone(tmp_path, VIT_AVG, seed=0, precision="bf16")
+    assert bf.fingerprint != a.fingerprint
+    with pytest.raises(ConfigError, match="precision"):
+        tiny_backbone(tmp_path, VIT_AVG, precision="int3")
+
+
+def test_device_defaults_to_cpu_here(bb):
+    assert bb.device.type == ("cuda" if torch.cuda.is_available() else bb.device.type)
+    assert bb.precision in ("fp32", "bf16", "fp16")
+    assert "Backbone(" in repr(bb)
+
+
+def test_image_key_depends_on_content_and_shape():
+    a = np.zeros((4, 6, 3), np.uint8)
+    assert image_key(a) == image_key(a.copy())
+    assert image_key(a) != image_key(np.zeros((6, 4, 3), np.uint8))
+    b = a.copy()
+    b[0, 0, 0] = 1
+    assert image_key(a) != image_key(b)
+    assert len(image_key(a)) == 64
+
+
+def test_synthderm_lit_architecture_offline():
+    from conceptlens.backbones import load_backbone
+
+    bb = load_backbone("synthderm-lit", pretrained=False)
+    assert bb.image_size == 96
+    imgs = images(2, size=(96, 96))
+    emb = bb.encode_images(imgs)
+    assert emb.shape == (2, bb.embed_dim)
+    txt = bb.encode_text(
+        ["blue-white veil", "ruler"], templates=["{}", "a dermoscopy image of {}"]
+    )
+    assert txt.shape == (2, bb.embed_dim)
+    patches, grid = bb.patch_embeddings(imgs)
+    assert patches.shape == (2, *grid, bb.embed_dim)
+    assert bb.fingerprint.startswith("synthderm-lit-")

@@ -1,0 +1,73 @@
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backbones"))
+from _tiny import VIT_AVG, dataset, tiny_bank, write_checkpoint
+
+from conceptlens.backbones import EmbeddingCache, load_backbone
+from conceptlens.concepts import score_concepts
+from conceptlens.concepts._scoring import shard_bounds
+
+
+def test_shards_are_whole_blocks():
+    assert shard_bounds(10, 2, 4) == [(0, 8), (8, 10)]
+    assert shard_bounds(24, 2, 4) == [(0, 12), (12, 24)]
+    assert shard_bounds(3, 4, 8) == [(0, 3)]
+    for n, w, s in [(100, 3, 7), (5, 8, 1), (64, 2, 16)]:
+        bounds = shard_bounds(n, w, s)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a % s == 0 for a, _ in bounds)
+        assert all(b == c for (_, b), (c, _) in itertools.pairwise(bounds))
+
+
+@pytest.mark.slow
+def test_dask_scores_are_bit_identical(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    import dask.array as da
+
+    ckpt = write_checkpoint(VIT_AVG, tmp_path / "tiny.safetensors", seed=7)
+    bb = load_backbone(ckpt, batch_size=4)
+    ds = dataset(24)
+    bank = tiny_bank()
+    single = score_concepts(bb, ds, bank, mode="relative", block_size=8, show_progress=False)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        lazy = score_concepts(
+            bb,
+            ds,
+            bank,
+            mode="relative",
+            block_size=8,
+            cache=tmp_path / "cache",
+            client=client,
+            show_progress=False,
+        )
+        assert isinstance(lazy.data, da.Array)
+        assert lazy.data.numblocks[0] == 2  # one shard per worker
+        computed = lazy.compute()
+        # random weights are shipped to each worker once rather than reloaded
+        random_bb = load_backbone(ckpt, batch_size=4, pretrained=True)
+        random_bb.spec = None
+        shipped = score_concepts(
+            random_bb, ds, bank, mode="relative", block_size=8, client=client
+        ).compute()
+    np.testing.assert_array_equal(computed.values, single.values)
+    np.testing.assert_array_equal(shipped.values, single.values)
+    assert computed.attrs == single.attrs
+    # the workers filled the shared cache: a local rerun encodes nothing
+    cache = EmbeddingCache(tmp_path / "cache", bb.fingerprint, row_shape=(bb.embed_dim,))
+    assert len(cache) == 24
+    bb.n_image_encodes = 0
+    again = score_concepts(
+        bb, ds, bank, mode="relative", block_size=8, cache=tmp_path / "cache", show_progress=False
+    )
+    assert bb.n_image_encodes == 0
+    np.testing.assert_array_equal(again.values, single.values)
