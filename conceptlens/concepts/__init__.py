@@ -70,11 +70,12 @@ __all__ = [
     "select_concepts",
 ]
 
-# concept scoring (backbone/scoring engineer)
+# concept scoring
 from conceptlens.concepts._scoring import (
     ConceptStandardizer,
     concept_text_embeddings,
+    embed_images,
     score_concepts,
 )
 
-__all__ += ["ConceptStandardizer", "concept_text_embeddings", "score_concepts"]
+__all__ += ["ConceptStandardizer", "concept_text_embeddings", "embed_images", "score_concepts"]

@@ -1,0 +1,285 @@
+"""``conceptlens demo``: the main job end to end on the embedded default.
+
+SynthDerm (``confounded`` preset) -> synthderm-lit embeddings (cached) -> SynthDerm concept
+bank scores -> a sparse concept-bottleneck head selected along its regularisation path
+and a linear probe on the embeddings -> in-domain and held-out-site metrics with
+bootstrap confidence intervals, and the top concepts per class.
+
+Every step is a public function call; this module only composes them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from conceptlens._io import atomic_path, atomic_write_text
+
+__all__ = ["DemoResult", "default_cache_dir", "demo", "run_demo"]
+
+
+def default_cache_dir() -> Path:
+    """Embedding cache folder: ``$CONCEPTLENS_CACHE_DIR``, else ``~/.cache/conceptlens``."""
+    env = os.environ.get("CONCEPTLENS_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "conceptlens"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`run_demo` computed.
+
+    Attributes
+    ----------
+    metrics : xr.Dataset
+        ``estimate``, ``ci_low``, ``ci_high``, ``n_samples`` with dims
+        ``("model", "split", "metric")``.
+    scores : xr.DataArray
+        The ``concept_score`` matrix, dims ``("sample", "concept")``.
+    model : ConceptBottleneckClassifier
+        The fitted concept-bottleneck head (on standardised scores).
+    top_concepts : dict
+        Class name -> list of ``(concept, weight)`` with the largest absolute weights
+        (positive: evidence for the class; negative: evidence against it).
+    splits : dict
+        ``"train"``, ``"in_domain"`` (test at the training sites) and ``"heldout"``
+        -> integer positions into ``scores``.
+    timings : dict
+        Seconds per stage.
+    """
+
+    metrics: xr.Dataset
+    scores: xr.DataArray
+    model: Any
+    top_concepts: dict[str, list[tuple[str, float]]]
+    splits: dict[str, np.ndarray]
+    timings: dict[str, float]
+
+
+def _split(labels: np.ndarray, site: np.ndarray, heldout: str, test_fraction: float, seed: int):
+    """Stratified in-domain train/test split of the training sites; the held-out site apart."""
+    from sklearn.model_selection import train_test_split
+
+    indomain = np.flatnonzero(site != heldout)
+    train, test = train_test_split(
+        indomain, test_size=test_fraction, stratify=labels[indomain], random_state=seed
+    )
+    return np.sort(train), np.sort(test), np.flatnonzero(site == heldout)
+
+
+def run_demo(
+    *,
+    n: int = 3000,
+    seed: int = 0,
+    preset: str = "confounded",
+    out_dir: str | os.PathLike[str] | None = "reports/demo",
+    cache_dir: str | os.PathLike[str] | None = None,
+    max_concepts_per_class: int = 10,
+    n_boot: int = 1000,
+    echo: Any = None,
+) -> DemoResult:
+    """Run the demo and return its results (also written to ``out_dir`` when given).
+
+    Parameters
+    ----------
+    n : int, default=3000
+        SynthDerm images to generate (training sites and held-out site together).
+    seed : int, default=0
+        Seed of the data, the split and the bootstrap.
+    preset : str, default="confounded"
+        SynthDerm preset; it must name a held-out site.
+    out_dir : path or None, default="reports/demo"
+        Where ``scores.nc``, ``metrics.nc``, ``metrics.csv``, ``summary.txt`` and the
+        fitted head (``model/``) go; ``None`` writes nothing.
+    cache_dir : path, optional
+        Embedding cache (default :func:`default_cache_dir`); a rerun encodes nothing.
+    max_concepts_per_class : int, default=10
+        The head is chosen along its path as the most accurate one on a validation split
+        that uses at most this many concepts per class.
+    n_boot : int, default=1000
+        Bootstrap replicates for the confidence intervals.
+    echo : callable, optional
+        Called with one line of progress text per stage.
+
+    Returns
+    -------
+    DemoResult
+    """
+    from conceptlens.backbones import load_backbone
+    from conceptlens.concepts import ConceptStandardizer, embed_images, load_bank, score_concepts
+    from conceptlens.data import SynthDerm
+    from conceptlens.exceptions import ConfigError
+    from conceptlens.heads import (
+        ConceptBottleneckClassifier,
+        LinearProbe,
+        classification_metrics,
+        save_head,
+    )
+
+    say = echo or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    t0 = time.perf_counter()
+    gen = SynthDerm(preset)
+    heldout = gen.config.heldout_site
+    if heldout is None:
+        raise ConfigError(
+            f"the demo needs a SynthDerm preset with a held-out site; {preset!r} has none "
+            "(use 'confounded')."
+        )
+    dataset = gen.generate(n, seed=seed).to_dataset()
+    timings["generate"] = time.perf_counter() - t0
+    say(f"generated {n} SynthDerm images ({preset}, seed {seed}) in {timings['generate']:.1f} s")
+
+    t0 = time.perf_counter()
+    backbone = load_backbone("synthderm-lit")
+    bank = load_bank("synthderm")
+    scores = score_concepts(backbone, dataset, bank, mode="relative", cache=cache)
+    embeddings = embed_images(backbone, dataset, cache=cache)
+    timings["score"] = time.perf_counter() - t0
+    say(
+        f"scored {len(bank.names)} concepts with {backbone.name} in {timings['score']:.1f} s "
+        f"(embedding cache: {cache})"
+    )
+
+    classes = list(dataset.classes)
+    labels = np.asarray(dataset.labels)
+    y = np.asarray(classes, dtype=object)[labels]
+    site = np.asarray(scores["site"].values).astype(str)
+    train, test, held = _split(labels, site, heldout, 0.3, seed)
+
+    t0 = time.perf_counter()
+    standardizer = ConceptStandardizer().fit(scores.isel(sample=train))
+    z = standardizer.transform(scores)
+    cbm = ConceptBottleneckClassifier(
+        max_concepts_per_class=max_concepts_per_class, random_state=seed
+    ).fit(z.isel(sample=train), y[train])
+    probe = LinearProbe(C=0.1).fit(embeddings[train], y[train])
+    timings["fit"] = time.perf_counter() - t0
+    say(f"fitted the concept head along its path and a linear probe in {timings['fit']:.1f} s")
+
+    t0 = time.perf_counter()
+    parts = []
+    models = {"concept_bottleneck": cbm, "linear_probe": probe}
+    inputs = {"concept_bottleneck": z, "linear_probe": embeddings}
+    for model_name, model in models.items():
+        for split_name, idx in (("in_domain", test), (f"heldout_{heldout}", held)):
+            x = inputs[model_name]
+            x = x.isel(sample=idx) if isinstance(x, xr.DataArray) else x[idx]
+            m = classification_metrics(
+                y[idx], model.predict_proba(x), classes=model.classes_, n_boot=n_boot, seed=seed
+            )
+            parts.append(
+                m.sel(group="all", drop=True).expand_dims(model=[model_name], split=[split_name])
+            )
+    metrics = xr.combine_by_coords(parts)
+    metrics.attrs.update(
+        preset=preset, n=n, seed=seed, heldout_site=heldout, backbone=backbone.name,
+        bank=f"{bank.id}@{bank.version}", n_boot=n_boot,
+    )  # fmt: skip
+    timings["evaluate"] = time.perf_counter() - t0
+
+    top = {}
+    for cls in cbm.coef_["class"].values:
+        row = cbm.coef_.sel({"class": cls})
+        order = np.argsort(-np.abs(row.values), kind="stable")[:max_concepts_per_class]
+        top[str(cls)] = [
+            (str(row.concept.values[j]), float(row.values[j])) for j in order if row.values[j]
+        ]
+    result = DemoResult(
+        metrics=metrics,
+        scores=scores,
+        model=cbm,
+        top_concepts=top,
+        splits={"train": train, "in_domain": test, "heldout": held},
+        timings=timings,
+    )
+    if out_dir is not None:
+        _write_outputs(Path(out_dir), result, standardizer)
+        save_head(cbm, Path(out_dir) / "model")
+    return result
+
+
+def format_summary(result: DemoResult) -> str:
+    """The demo's summary table and top concepts as plain text."""
+    m = result.metrics
+    lines = [
+        f"conceptlens demo: SynthDerm '{m.attrs['preset']}' (n={m.attrs['n']}, "
+        f"seed={m.attrs['seed']}), backbone {m.attrs['backbone']}, bank {m.attrs['bank']}",
+        "",
+        f"{'model':<20}{'split':<18}{'accuracy':>22}{'balanced acc.':>22}{'macro AUROC':>22}",
+    ]
+    for model in m.model.values:
+        for split in m.split.values:
+            cells = []
+            for metric in ("accuracy", "balanced_accuracy", "auroc"):
+                sel = {"model": model, "split": split, "metric": metric}
+                est, lo, hi = (float(m[v].sel(sel)) for v in ("estimate", "ci_low", "ci_high"))
+                cells.append(f"{est:.3f} [{lo:.3f}, {hi:.3f}]")
+            n = int(m.n_samples.sel(model=model, split=split))
+            lines.append(
+                f"{model:<20}{split + f' (n={n})':<18}" + "".join(f"{c:>22}" for c in cells)
+            )
+    lines += ["", "95% bootstrap confidence intervals (stratified, seeded).", ""]
+    lines.append("concepts with the largest weights per class (on standardised scores):")
+    for cls, items in result.top_concepts.items():
+        text = ", ".join(f"{c} ({w:+.2f})" for c, w in items) or "(none)"
+        lines.append(f"  {cls}: {text}")
+    return "\n".join(lines)
+
+
+def _write_outputs(out: Path, result: DemoResult, standardizer: Any) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, obj in (("scores.nc", result.scores), ("metrics.nc", result.metrics)):
+        with atomic_path(out / name) as tmp:
+            obj.to_netcdf(tmp)
+    table: pd.DataFrame = result.metrics.to_dataframe().reset_index()
+    atomic_write_text(out / "metrics.csv", table.to_csv(index=False))
+    atomic_write_text(out / "summary.txt", format_summary(result) + "\n")
+
+
+@click.command(name="demo")
+@click.option("--n", "n", default=3000, show_default=True, help="SynthDerm images to generate.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", "out_dir", default="reports/demo", show_default=True,
+              type=click.Path(file_okay=False), help="Output folder.")  # fmt: skip
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Embedding cache (default $CONCEPTLENS_CACHE_DIR or ~/.cache/conceptlens).")  # fmt: skip
+@click.option("--max-concepts-per-class", default=10, show_default=True)
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap replicates.")
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    n: int,
+    seed: int,
+    out_dir: str,
+    cache_dir: str | None,
+    max_concepts_per_class: int,
+    n_boot: int,
+) -> None:
+    """Run the end-to-end demo on SynthDerm with synthderm-lit (offline)."""
+    quiet = bool((ctx.obj or {}).get("quiet"))
+    t0 = time.perf_counter()
+    result = run_demo(
+        n=n,
+        seed=seed,
+        out_dir=out_dir,
+        cache_dir=cache_dir,
+        max_concepts_per_class=max_concepts_per_class,
+        n_boot=n_boot,
+        echo=None if quiet else (lambda msg: click.echo(msg, err=True)),
+    )
+    click.echo(format_summary(result))
+    if not quiet:
+        click.echo(f"\noutputs in {out_dir}/ ({time.perf_counter() - t0:.1f} s)", err=True)
