@@ -218,7 +218,7 @@ def format_summary(result: DemoResult) -> str:
         f"conceptlens demo: SynthDerm '{m.attrs['preset']}' (n={m.attrs['n']}, "
         f"seed={m.attrs['seed']}), backbone {m.attrs['backbone']}, bank {m.attrs['bank']}",
         "",
-        f"{'model':<20}{'split':<18}{'accuracy':>22}{'balanced acc.':>22}{'macro AUROC':>22}",
+        f"{'model':<20}{'split':<24}{'accuracy':>22}{'balanced acc.':>22}{'macro AUROC':>22}",
     ]
     for model in m.model.values:
         for split in m.split.values:
@@ -254,8 +254,12 @@ def _write_outputs(out: Path, result: DemoResult, standardizer: Any) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "out_dir", default="reports/demo", show_default=True,
               type=click.Path(file_okay=False), help="Output folder.")  # fmt: skip
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
-              help="Embedding cache (default $CONCEPTLENS_CACHE_DIR or ~/.cache/conceptlens).")  # fmt: skip
+@click.option(
+    "--cache-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Embedding cache (default $CONCEPTLENS_CACHE_DIR or ~/.cache/conceptlens).",
+)
 @click.option("--max-concepts-per-class", default=10, show_default=True)
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap replicates.")
 @click.pass_context
