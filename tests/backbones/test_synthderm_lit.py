@@ -1,0 +1,158 @@
+"""synthderm-lit: builder, shipped weights, frozen MiniLM text tower, quality subset, training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from conceptlens.backbones import _synthderm_lit
+from conceptlens.backbones._minilm import minilm_dir
+from conceptlens.backbones._synthderm_lit import WEIGHTS_PATH, build_synthderm_lit
+from conceptlens.exceptions import BackboneUnavailableError
+
+
+@pytest.fixture(scope="module")
+def lit() -> tuple[Any, Any]:
+    return build_synthderm_lit()
+
+
+@pytest.fixture(scope="module")
+def sample() -> Any:
+    from conceptlens.backbones._evaluate_lit import EVAL_SEED
+    from conceptlens.data._synthderm import SynthDerm
+
+    return SynthDerm("iid", image_size=96).generate(300, seed=EVAL_SEED)
+
+
+def test_shipped_weights_are_small_and_image_side_only() -> None:
+    from safetensors import safe_open
+
+    assert WEIGHTS_PATH.is_file()
+    assert WEIGHTS_PATH.stat().st_size < 10_000_000
+    with safe_open(str(WEIGHTS_PATH), "pt") as f:
+        keys = list(f.keys())
+    assert "logit_scale" in keys and "text.proj.weight" in keys
+    assert any(k.startswith("visual.") for k in keys)
+    assert not any(k.startswith("text.transformer.") for k in keys)
+    record = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text(encoding="utf-8"))
+    assert record["data"]["data_seed"] == 0 and record["images_seen"] > 0
+    assert len(record["loss_curve"]) > 2
+
+
+def test_builder_embeddings(lit: tuple[Any, Any], sample: Any) -> None:
+    from conceptlens.backbones._evaluate_lit import embed_images
+
+    model, tok = lit
+    emb = embed_images(model, sample.images[:8])
+    assert emb.shape == (8, 384) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    with torch.no_grad():
+        raw = model.encode_text(tok(["hair", "purple ink"]))
+    assert raw.shape == (2, 384) and torch.isfinite(raw).all() and (raw.norm(dim=1) > 0).all()
+    assert model.visual.conv1.__class__.__name__ == "ConvStem"
+
+
+def test_patch_tokens_live_in_joint_space(lit: tuple[Any, Any], sample: Any) -> None:
+    from conceptlens.backbones._train_lit import _normalize_images
+
+    model, _ = lit
+    x = _normalize_images(torch.from_numpy(sample.images[:4]), torch.device("cpu"))
+    model.visual.output_tokens = True
+    try:
+        with torch.no_grad():
+            pooled, tokens = model.visual(x)
+    finally:
+        model.visual.output_tokens = False
+    assert tokens.shape == (4, 144, 192)  # 12 x 12 grid
+    projected = tokens @ model.visual.proj
+    torch.testing.assert_close(projected.mean(1), pooled, atol=1e-5, rtol=1e-5)
+
+
+def test_text_tower_frozen_and_equal_to_sentence_transformers(lit: tuple[Any, Any]) -> None:
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+
+    model, tok = lit
+    assert not any(p.requires_grad for p in model.text.transformer.parameters())
+    ref_weights = load_file(str(minilm_dir() / "model.safetensors"))
+    own = model.text.transformer.state_dict()
+    for key in ("embeddings.word_embeddings.weight", "encoder.layer.5.output.dense.weight"):
+        assert torch.equal(own[key], ref_weights[key])
+
+    sentences = ["a melanoma with a blue-white veil", "ruler markings and dark corners."]
+    st = SentenceTransformer(str(minilm_dir()), device="cpu")
+    st_pooled = SentenceTransformer(modules=[st[0], st[1]], device="cpu")  # no Normalize
+    expected = st_pooled.encode(sentences, convert_to_tensor=True)
+    ids = tok(sentences)
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        pooled = model.text.pooler(
+            model.text.transformer(input_ids=ids, attention_mask=mask), mask
+        )
+    torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=0)
+
+
+def test_build_is_deterministic_and_missing_weights_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = build_synthderm_lit(pretrained=False)
+    b, _ = build_synthderm_lit(pretrained=False)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    monkeypatch.setattr(_synthderm_lit, "WEIGHTS_PATH", tmp_path / "absent.safetensors")
+    with pytest.raises(BackboneUnavailableError, match=r"absent\.safetensors"):
+        build_synthderm_lit()
+
+
+def test_quality_subset_on_fresh_seed(lit: tuple[Any, Any]) -> None:
+    from conceptlens.backbones._evaluate_lit import evaluate_lit
+
+    model, tok = lit
+    res = evaluate_lit(model, tok, n=300, n_probe_train=0)
+    zs = res["zero_shot"]["cosine"]
+    assert zs["artifact_min"] >= 0.9, zs["per_concept"]
+    assert zs["mean"] >= 0.95, zs["per_concept"]
+    assert res["paraphrase"]["cosine"]["mean"] >= 0.85, res["paraphrase"]["cosine"]
+
+
+def test_training_loop_reduces_loss(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from conceptlens.backbones._cli_lit import train_synthderm_lit
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        train_synthderm_lit,
+        [
+            *("--out", str(out), "--max-steps", "6", "--batch-size", "16", "--device", "cpu"),
+            *("--num-workers", "0", "--val-size", "48", "--log-every", "2"),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "synthderm-lit.json").read_text(encoding="utf-8"))
+    curve = record["loss_curve"]
+    assert record["steps"] == 6 and record["images_seen"] == 96
+    assert curve[-1]["loss"] < curve[0]["loss"]
+    model, _ = build_synthderm_lit(weights=out / "synthderm-lit.safetensors")
+    assert not model.training
+
+
+def test_stage2_refit_locks_text_projection(tmp_path: Path) -> None:
+    from conceptlens.backbones._train_lit import refit_projection
+
+    record = refit_projection(
+        tmp_path, WEIGHTS_PATH, n_chunks=1, chunk_size=32, steps=200, batch_size=32, quiet=True
+    )
+    curve = record["stage2"]["loss_curve"]
+    assert len(curve) == 2 and curve[-1]["loss"] <= curve[0]["loss"]
+    from safetensors.torch import load_file
+
+    state = load_file(str(tmp_path / "synthderm-lit.safetensors"))
+    torch.testing.assert_close(state["text.proj.weight"].float(), torch.eye(384))
+    assert record["stage2"]["data"]["images"] == 32
