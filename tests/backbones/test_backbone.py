@@ -1,11 +1,19 @@
 import numpy as np
 import pytest
 import torch
-from _tiny import TIMM_AVG, TIMM_TOK, VIT_AVG, VIT_TOK, dataset, images, tiny_backbone
 from PIL import Image
 
 from conceptlens.backbones import image_key
 from conceptlens.exceptions import ConfigError, DataError
+from tests.backbones._tiny import (
+    TIMM_AVG,
+    TIMM_TOK,
+    VIT_AVG,
+    VIT_TOK,
+    dataset,
+    images,
+    tiny_backbone,
+)
 
 
 @pytest.fixture(scope="module")

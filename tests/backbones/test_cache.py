@@ -2,11 +2,11 @@ import json
 
 import numpy as np
 import pytest
-from _tiny import VIT_AVG, dataset, tiny_backbone
 
 from conceptlens.backbones import EmbeddingCache, image_key
 from conceptlens.concepts._scoring import embed_images
 from conceptlens.exceptions import CacheError
+from tests.backbones._tiny import VIT_AVG, dataset, tiny_backbone
 
 
 def _keys(n, seed=0):

@@ -1,10 +1,10 @@
 import json
 import time
 
-from _tiny import VIT_AVG, write_checkpoint
 from click.testing import CliRunner
 
 from conceptlens.cli import main
+from tests.backbones._tiny import VIT_AVG, write_checkpoint
 
 
 def test_list_and_show():

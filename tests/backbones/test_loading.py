@@ -5,7 +5,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from _tiny import TIMM_TOK, VIT_AVG, VIT_TOK, build, images, write_checkpoint
 
 from conceptlens.backbones import load_backbone
 from conceptlens.exceptions import (
@@ -14,6 +13,7 @@ from conceptlens.exceptions import (
     MissingFileError,
     UnknownNameError,
 )
+from tests.backbones._tiny import TIMM_TOK, VIT_AVG, VIT_TOK, build, images, write_checkpoint
 
 
 @pytest.fixture

@@ -1,6 +1,3 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,13 +5,11 @@ import xarray as xr
 from click.testing import CliRunner
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backbones"))
-from _tiny import VIT_AVG, images, tiny_bank, write_checkpoint
-
 from conceptlens.backbones import load_backbone
 from conceptlens.cli import main
 from conceptlens.concepts import score_concepts
 from conceptlens.data import load_manifest
+from tests.backbones._tiny import VIT_AVG, images, tiny_bank, write_checkpoint
 
 
 @pytest.fixture

@@ -1,6 +1,4 @@
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,11 +6,9 @@ import xarray as xr
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backbones"))
-from _tiny import VIT_AVG, dataset, images, tiny_backbone, tiny_bank
-
 from conceptlens.concepts import ConceptStandardizer, score_concepts
 from conceptlens.exceptions import ConfigError, DataError
+from tests.backbones._tiny import VIT_AVG, dataset, images, tiny_backbone, tiny_bank
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,12 @@
 import itertools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backbones"))
-from _tiny import VIT_AVG, dataset, tiny_bank, write_checkpoint
-
 from conceptlens.backbones import EmbeddingCache, load_backbone
 from conceptlens.concepts import score_concepts
 from conceptlens.concepts._scoring import shard_bounds
+from tests.backbones._tiny import VIT_AVG, dataset, tiny_bank, write_checkpoint
 
 
 def test_shards_are_whole_blocks():
