@@ -228,9 +228,8 @@ def format_summary(result: DemoResult) -> str:
                 est, lo, hi = (float(m[v].sel(sel)) for v in ("estimate", "ci_low", "ci_high"))
                 cells.append(f"{est:.3f} [{lo:.3f}, {hi:.3f}]")
             n = int(m.n_samples.sel(model=model, split=split))
-            lines.append(
-                f"{model:<20}{split + f' (n={n})':<18}" + "".join(f"{c:>22}" for c in cells)
-            )
+            label = f"{split} (n={n})"
+            lines.append(f"{model:<20}{label:<24}" + "".join(f"{c:>22}" for c in cells))
     lines += ["", "95% bootstrap confidence intervals (stratified, seeded).", ""]
     lines.append("concepts with the largest weights per class (on standardised scores):")
     for cls, items in result.top_concepts.items():
