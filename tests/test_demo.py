@@ -96,3 +96,10 @@ def test_cli_demo_quiet(tmp_path):
     assert result.exit_code == 0, result.output
     assert "concept_bottleneck" in result.output
     assert (tmp_path / "o" / "metrics.nc").exists()
+
+
+def test_preset_without_heldout_site_is_refused(tmp_path):
+    from conceptlens.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="held-out site"):
+        run_demo(n=30, preset="iid", out_dir=None, cache_dir=tmp_path)
