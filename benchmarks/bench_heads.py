@@ -6,7 +6,7 @@ standardised, with labels from a sparse multinomial model.
 
 Run (default size n=10,000 d=500 k=7)::
 
-    OMP_NUM_THREADS=1 nice python benchmarks/bench_heads.py
+    nice python benchmarks/bench_heads.py
     python benchmarks/bench_heads.py --size medium     # n=50,000 d=2,000 k=10
     python benchmarks/bench_heads.py --size large      # n=100,000 d=4,000 k=100
 
@@ -15,6 +15,10 @@ KKT tolerance of 1e-7); our timed fits use ``--tol`` (default 1e-2) and print th
 scikit-learn's saga is run once per size with its default ``tol=1e-4`` and at most
 ``--saga-max-iter`` epochs (default 100): where it stops above 1e-4 of the optimum,
 its time is a lower bound and the printed ratio understates the speed-up.
+BLAS threads (numpy's, scipy's and torch's) default to 1 (``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``; set them in the shell to override):
+scikit-learn's saga is single-threaded, and on a shared machine multi-threaded BLAS on
+these skinny products can be many times slower than one thread.
 glm_saga (``pip install conceptlens[bench]``) runs a ``--path-len`` point path with
 ``--glm-epochs`` epochs per penalty (its defaults otherwise, as Label-free CBM uses it).
 """
@@ -32,7 +36,11 @@ import tempfile
 import time
 import tracemalloc
 
-import numpy as np
+# set before numpy, scipy and torch load their BLAS (see the module docstring)
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 SIZES = {
     "tiny": (2_000, 100, 5),
@@ -125,7 +133,8 @@ def main():
     out["C"] = C
     print(
         f"n={n} d={d} k={k} C={C:.3g} l1_ratio={l1}  (compile, empty numba cache: "
-        f"{out['compile_s']:.1f} s; first call with the cache: {out['first_call_s']:.2f} s)"
+        f"{out['compile_s']:.1f} s; first call with the cache: {out['first_call_s']:.2f} s; "
+        f"BLAS threads {os.environ['OMP_NUM_THREADS']})"
     )
 
     def obj(W, b, l1r=l1):

@@ -3,7 +3,8 @@
 The big matrix products (``X @ W.T`` and ``X.T @ R``) go through BLAS in
 :mod:`conceptlens.heads._solver`; the kernels here do the ``O(n k)`` work on logits
 (loss, residuals, curvature, line search), the coordinate descent on the quadratic model
-(``O(d)`` per coordinate update, on a working set) and the bootstrap resampling.
+(``O(d)`` per coordinate update, on a working set), the multinomial null-space shift
+and the bootstrap resampling.
 All kernels are compiled with ``cache=True`` and are deterministic.
 """
 
@@ -20,6 +21,7 @@ __all__ = [
     "cd_quadratic",
     "loss_along",
     "loss_grad",
+    "null_shift",
     "replicate_metrics",
 ]
 
@@ -100,6 +102,56 @@ def loss_along(Z, dZ, t, Y, s, mode):
                 z = Z[i, a] + t * dZ[i, a]
                 loss += si * (_log1pexp(z) - Y[i, a] * z)
     return loss
+
+
+@numba.njit(cache=True, nogil=True)
+def null_shift(W, P, lam1, lam2, gamma):
+    """Per-feature shift ``tau`` (d,) minimising the penalty of ``W - tau`` (multinomial).
+
+    The multinomial loss does not change when the same constant is subtracted from every
+    class's weight of a feature, so this shift lowers the objective exactly and removes
+    the direction that the per-class quadratic model handles worst.  Bisection (60
+    halvings) on the monotone subgradient ``-lam1 sum_a sign(w_a - tau) + (lam2 + gamma)
+    k tau - sum_a (lam2 w_a + gamma (w_a - p_a))``, then a snap to an existing weight
+    within bisection precision, so that exact zeros survive the shift.
+    """
+    k, d = W.shape
+    lam = lam2 + gamma
+    tau = np.empty(d)
+    for j in range(d):
+        lo = np.inf
+        hi = -np.inf
+        lin = 0.0
+        for a in range(k):
+            w = W[a, j]
+            wp = w - P[a, j]
+            lo = min(lo, w, wp)
+            hi = max(hi, w, wp)
+            lin += lam2 * w + gamma * wp
+        lo -= 1.0
+        hi += 1.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            sgn = 0.0
+            for a in range(k):
+                if W[a, j] > mid:
+                    sgn += 1.0
+                elif W[a, j] < mid:
+                    sgn -= 1.0
+            if -lam1 * sgn + lam * k * mid - lin > 0.0:
+                hi = mid
+            else:
+                lo = mid
+        t = 0.5 * (lo + hi)
+        n_near = 0
+        near_sum = 0.0
+        for a in range(k):
+            w = W[a, j]
+            if abs(w - t) <= 1e-12 * (1.0 + abs(w)):
+                n_near += 1
+                near_sum += w
+        tau[j] = near_sum / n_near if n_near > 0 else t
+    return tau
 
 
 @numba.njit(cache=True, nogil=True)

@@ -79,12 +79,21 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def gram(X: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Weighted Gram matrix of ``[X, 1]``: (d + 1, d + 1), weights ``s`` summing to 1."""
+    """Weighted Gram matrix of ``[X, 1]``: (d + 1, d + 1), weights ``s`` summing to 1.
+
+    One symmetric rank-k BLAS update: numpy calls ``syrk`` for ``A.T @ A`` (half the
+    work of a general product), on ``X`` itself when the weights are equal and on
+    ``sqrt(s) * X`` otherwise.
+    """
     _n, d = X.shape
     G = np.empty((d + 1, d + 1))
-    Xs = X * s[:, None]
-    G[:d, :d] = Xs.T @ X  # numpy's BLAS is as fast as torch's for this square product
-    m = Xs.sum(axis=0)
+    if s.size and np.all(s == s[0]):
+        G[:d, :d] = X.T @ X
+        G[:d, :d] *= s[0]
+    else:
+        Xs = X * np.sqrt(s)[:, None]
+        G[:d, :d] = Xs.T @ Xs
+    m = s @ X
     G[:d, d] = m
     G[d, :d] = m
     G[d, d] = s.sum()
@@ -148,35 +157,6 @@ def _penalty(W, lam1, lam2, gamma, P):
     return val
 
 
-def _null_shift(W, lam1, lam2, gamma, P):
-    """Per-feature shift ``tau`` minimising the penalty of ``W - tau`` (multinomial).
-
-    The multinomial loss does not change when the same constant is subtracted from every
-    class's weight of a feature, so this step lowers the objective exactly and removes
-    the direction that the per-class quadratic model handles worst.  Solved by bisection
-    on the monotone subgradient, vectorised over features.
-    """
-    k = W.shape[0]
-    lam = lam2 + gamma
-    lo = np.minimum(W.min(axis=0), (W - P).min(axis=0)) - 1.0
-    hi = np.maximum(W.max(axis=0), (W - P).max(axis=0)) + 1.0
-    lin = (lam2 * W + gamma * (W - P)).sum(axis=0)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        dv = -lam1 * np.sign(W - mid).sum(axis=0) + lam * k * mid - lin
-        up = dv > 0
-        hi = np.where(up, mid, hi)
-        lo = np.where(up, lo, mid)
-    tau = 0.5 * (lo + hi)
-    # snap to a breakpoint (an existing weight) when it is within bisection precision,
-    # so that exact zeros survive the shift
-    near = np.abs(W - tau) <= 1e-12 * (1.0 + np.abs(W))
-    tau = np.where(
-        near.any(axis=0), np.where(near, W, 0.0).sum(axis=0) / np.maximum(near.sum(axis=0), 1), tau
-    )
-    return tau
-
-
 def kkt_violation(grad_w, grad_b, W, lam1, lam2, gamma, P) -> float:
     """Largest violation of the optimality conditions (normalised objective scale)."""
     g = grad_w + lam2 * W + gamma * (W - P)
@@ -233,19 +213,30 @@ def solve(
         P = np.zeros((k, d))
     W = np.zeros((k, d)) if coef0 is None else np.array(coef0, dtype=np.float64)
     b = _intercept_only(Y, s, m) if intercept0 is None else np.array(intercept0, dtype=float)
-    Z = _mm(X, np.ascontiguousarray(W.T)) + b
+    n_passes = 0
+    if W.any():
+        Z = _mm(X, np.ascontiguousarray(W.T)) + b
+        n_passes += 1
+    else:  # cold start: the logits are the intercepts, no pass needed
+        Z = np.repeat(b[None, :], X.shape[0], axis=0)
     if offset is not None:
         Z += offset
-    n_passes = 1
     total_it = 0
     converged = False
     viol = np.inf
+    state = None  # (loss, R, c, grad) at the current point when the last pass left it
     while True:
-        # full KKT check: one pass over all features
-        _, R, _ = _kernels.loss_grad(Z, Y, s, m)
-        gw = _mm(np.ascontiguousarray(R.T), X)
-        n_passes += 1
-        viol = kkt_violation(gw, R.sum(axis=0), W, lam1, lam2, gamma, P)
+        # full KKT check: one pass over all features (skipped when the working set was
+        # every feature and its solve ended on a gradient at the current point)
+        if state is not None and state[3].shape[1] == d + 1:
+            loss, R, c, grad = state
+            gw = grad[:, :d]
+        else:
+            loss, R, c = state[:3] if state is not None else _kernels.loss_grad(Z, Y, s, m)
+            gw = _mm(np.ascontiguousarray(R.T), X)
+            n_passes += 1
+        g_b = R.sum(axis=0)
+        viol = kkt_violation(gw, g_b, W, lam1, lam2, gamma, P)
         if viol <= tol_abs:
             converged = True
             break
@@ -265,7 +256,10 @@ def solve(
             GJ = G[np.ix_(sub, sub)]
         else:  # single fit on a small working set: only its Gram matrix, O(n |J|^2)
             GJ = gram(XJ, s)
-        WJ, b, Z, it, passes, stalled = _newton(
+        grad = np.empty((k, cols.size + 1))
+        grad[:, :-1] = gw[:, cols]
+        grad[:, -1] = g_b
+        WJ, b, Z, it, passes, stalled, state = _newton(
             XJ,
             Y,
             s,
@@ -281,6 +275,7 @@ def solve(
             0.5 * tol_abs,
             max_iter - total_it,
             max_sweeps,
+            (loss, R, c, grad),
         )
         W[:, cols] = WJ
         total_it += it
@@ -292,8 +287,13 @@ def solve(
     return SolveResult(W, b, total_it, converged, float(viol), n_passes)
 
 
-def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max_sweeps):
-    """Proximal-Newton iterations on the columns of ``X`` (a working set)."""
+def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max_sweeps, first):
+    """Proximal-Newton iterations on the columns of ``X`` (a working set).
+
+    ``first`` is ``(loss, R, c, grad)`` at the starting point (the caller's pass).
+    Returns the same tuple at the final point when the loop ended on its convergence
+    test (so the caller needs no new pass there), else ``None``.
+    """
     _n, d = X.shape
     k = Y.shape[1]
     W = W.copy()
@@ -305,16 +305,21 @@ def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max
     XF = None
     eig = None
     prev_viol = np.inf
+    loss, R, c, grad = first
+    state = None
     for it in range(1, max_iter + 1):
-        loss, R, c = _kernels.loss_grad(Z, Y, s, m)
-        grad = np.empty((k, d + 1))
-        grad[:, :d] = _mm(np.ascontiguousarray(R.T), X)
-        grad[:, d] = R.sum(axis=0)
-        n_passes += 1
+        if it > 1:
+            loss, R, c = _kernels.loss_grad(Z, Y, s, m)
+            grad = np.empty((k, d + 1))
+            grad[:, :d] = _mm(np.ascontiguousarray(R.T), X)
+            grad[:, d] = R.sum(axis=0)
+            n_passes += 1
+        state = (loss, R, c, grad)
         viol = kkt_violation(grad[:, :d], grad[:, d], W, lam1, lam2, gamma, P)
         if viol <= tol_abs:
             it -= 1
             break
+        state = None
         gfull = grad[:, :d] + lam2 * W + gamma * (W - P)
         active = (W != 0) | (np.abs(gfull) > lam1)
         ws = np.full((k, d + 1), d, dtype=np.int64)
@@ -376,8 +381,10 @@ def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max
         b = b + t * Db
         Z += t * dZ
         if m == _kernels.MULTINOMIAL and k > 1:
-            W = W - _null_shift(W, lam1, lam2, gamma, P)
-    return W, b, Z, it, n_passes, stalled
+            # a per-concept shift of all classes lowers the penalty at no change of loss
+            # (the model has no curvature along it): exact, by bisection
+            W = W - _kernels.null_shift(W, P, lam1, lam2, gamma)
+    return W, b, Z, it, n_passes, stalled, state
 
 
 def objective(

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from conceptlens.heads import SparseLinearHead, _solver
+from conceptlens.heads import SparseLinearHead, _kernels, _solver
 from tests.heads.conftest import make_problem
 
 
@@ -167,3 +167,56 @@ def test_offset_is_a_fixed_logit(global_random_seed):
     P = np.exp(Z - Z.max(1, keepdims=True))
     P /= P.sum(1, keepdims=True)
     np.testing.assert_allclose(((P - Y) * s[:, None]).sum(0), 0, atol=1e-6)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "random"])
+def test_gram_matches_dense_formula(weights, global_random_seed):
+    rng = np.random.default_rng(global_random_seed)
+    X = rng.normal(size=(120, 7))
+    s = np.full(120, 1 / 120) if weights == "uniform" else rng.random(120)
+    if weights == "random":
+        s[:5] = 0.0
+        s /= s.sum()
+    Xa = np.hstack([X, np.ones((120, 1))])
+    np.testing.assert_allclose(_solver.gram(X, s), (Xa * s[:, None]).T @ Xa, atol=1e-13)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    lam1=st.floats(0.0, 1.0),
+    lam2=st.floats(0.01, 1.0),
+    gamma=st.sampled_from([0.0, 0.5]),
+)
+def test_null_shift_minimises_the_penalty(seed, lam1, lam2, gamma):
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(4, 6))
+    W[rng.random(W.shape) < 0.5] = 0.0
+    P = rng.integers(-1, 2, size=W.shape).astype(float)
+    tau = _kernels.null_shift(W, P, lam1, lam2, gamma)
+
+    def pen(t):  # penalty of column j shifted by t, for every candidate t (m,)
+        V = W[:, j][None, :] - t[:, None]
+        Vp = V - P[:, j][None, :]
+        return lam1 * np.abs(V).sum(1) + 0.5 * lam2 * (V * V).sum(1) + 0.5 * gamma * (Vp**2).sum(1)
+
+    for j in range(W.shape[1]):
+        grid = np.concatenate([np.linspace(-4, 4, 4001), W[:, j]])
+        assert pen(np.array([tau[j]]))[0] <= pen(grid).min() + 1e-10
+
+
+def test_no_pass_is_repeated():
+    X, y = make_problem(0, n=200, d=6, k=3)
+    Y, _ = _targets(y, 3)
+    s = np.full(len(y), 1 / len(y))
+    # zero is optimal: one gradient pass, no pass for the logits of W = 0
+    zero = _solver.solve(X, Y, s, "multinomial", lam1=10.0, lam2=0.01)
+    assert zero.converged and zero.n_iter == 0 and zero.n_passes == 1
+    # each iteration costs two passes (step logits, gradient) plus the first gradient
+    res = _solver.solve(X, Y, s, "multinomial", lam1=0.01, lam2=0.01)
+    assert res.converged and res.n_passes == 2 * res.n_iter + 1
+    # a warm start at the solution: one pass for its logits, one for the gradient
+    warm = _solver.solve(
+        X, Y, s, "multinomial", lam1=0.01, lam2=0.01, coef0=res.coef, intercept0=res.intercept
+    )
+    assert warm.converged and warm.n_iter == 0 and warm.n_passes == 2
