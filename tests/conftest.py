@@ -6,6 +6,13 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Deterministic property tests: the same examples on every run and machine (CI never
+# flakes); set CONCEPTLENS_HYPOTHESIS=explore to search afresh locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("CONCEPTLENS_HYPOTHESIS", "ci"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -178,7 +178,79 @@ def test_gram_matches_dense_formula(weights, global_random_seed):
         s[:5] = 0.0
         s /= s.sum()
     Xa = np.hstack([X, np.ones((120, 1))])
-    np.testing.assert_allclose(_solver.gram(X, s), (Xa * s[:, None]).T @ Xa, atol=1e-13)
+    dense = (Xa * s[:, None]).T @ Xa
+    np.testing.assert_allclose(_solver.gram(X, s, precision="float64"), dense, atol=1e-13)
+    # float32 (the default): the X block within its rounding error plus the diagonal
+    # shift, the feature means (last row and column) exact
+    G = _solver.gram(X, s)
+    shift = _solver.gram_shift(dense.diagonal()[:7], 120)
+    diff = G - dense
+    diff[np.arange(7), np.arange(7)] -= shift
+    bound = 4 * 2.0**-24 * 120 * np.sqrt(np.outer(dense.diagonal(), dense.diagonal()))
+    assert np.all(np.abs(diff[:7, :7]) <= bound[:7, :7] + 1e-15)
+    np.testing.assert_allclose(G[7], dense[7], atol=1e-13)
+    np.testing.assert_allclose(G[:, 7], dense[:, 7], atol=1e-13)
+    assert np.array_equal(G, G.T)
+
+
+def test_gram_precision_is_validated():
+    with pytest.raises(ValueError, match="'float32' or 'float64'"):
+        _solver.gram(np.ones((3, 2)), np.full(3, 1 / 3), precision="half")
+
+
+@pytest.mark.parametrize("n", [500, 5000])
+def test_float32_gram_is_positive_semidefinite_on_collinear_columns(n):
+    # rank-8 concept scores in 200 columns: the exact Gram matrix is singular, and
+    # float32 rounding alone leaves negative eigenvalues that the shift must cover
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, 8)) @ rng.normal(size=(8, 200))
+    X = (X - X.mean(0)) / X.std(0)
+    s = np.full(n, 1 / n)
+    G = _solver.gram(X, s)[:200, :200]
+    raw = G - _solver.gram_shift(G.diagonal(), n) * np.eye(200)
+    assert np.linalg.eigvalsh(raw).min() < 0  # the rounding is real ...
+    assert np.linalg.eigvalsh(G).min() > 0  # ... and the shift covers it
+
+
+def _nearly_collinear(seed, n, d, k):
+    X, y = make_problem(seed, n=n, d=d, k=k)
+    rng = np.random.default_rng(seed)
+    X[:, d // 2 :] = X[:, : d - d // 2] + 1e-3 * rng.normal(size=(n, d - d // 2))
+    return (X - X.mean(0)) / X.std(0), y
+
+
+@pytest.mark.parametrize(
+    ("k", "l1_ratio", "collinear"),
+    [(3, 0.5, False), (3, 1.0, False), (3, 1.0, True), (2, 1.0, True), (4, 0.0, True)],
+)
+def test_float32_gram_gives_the_float64_solution(
+    k, l1_ratio, collinear, global_random_seed, monkeypatch
+):
+    # the float32 Gram matrix only changes the quadratic model: the solution and the
+    # objective are those of the float64 Gram path.  Pure lasso on nearly collinear
+    # columns converges slowly with either matrix (a known limit of the Kronecker
+    # model), so there only the objectives after the same iteration budget are compared.
+    make = _nearly_collinear if collinear else make_problem
+    X, y = make(global_random_seed, 400, 16, k)
+    Y, mode = _targets(y, k)
+    s = np.full(len(y), 1 / len(y))
+    lam1, lam2 = 0.02 * l1_ratio, 0.02 * (1 - l1_ratio)
+    kw = dict(lam1=lam1, lam2=lam2, tol_abs=1e-8, max_iter=500)
+    res32 = _solver.solve(X, Y, s, mode, **kw)
+    exact = _solver.gram
+    monkeypatch.setattr(
+        _solver, "gram", lambda X, s, **kw: exact(X, s, **{**kw, "precision": "float64"})
+    )
+    res64 = _solver.solve(X, Y, s, mode, **kw)
+    f32, f64 = (
+        _solver.objective(X, Y, r.coef, r.intercept, C=1.0, l1_ratio=l1_ratio, mode=mode)
+        for r in (res32, res64)
+    )
+    assert abs(f32 - f64) <= 1e-6 * abs(f64)
+    if l1_ratio < 1.0 or not collinear:  # unique solution, reached
+        assert res32.converged and res64.converged
+        np.testing.assert_allclose(res32.coef, res64.coef, atol=1e-5)
+        np.testing.assert_allclose(res32.intercept, res64.intercept, atol=1e-5)
 
 
 @settings(max_examples=25, deadline=None)
