@@ -60,7 +60,7 @@ def check_cmd(name: str, device: str | None) -> None:
     )
 
 
-# the synthderm-lit engineer's training / evaluation commands
+# synthderm-lit training / evaluation commands
 if importlib.util.find_spec("conceptlens.backbones._cli_lit") is not None:
     from conceptlens.backbones import _cli_lit
 

@@ -56,7 +56,7 @@ __all__ = [
     "save_splits",
 ]
 
-# SynthDerm generator (maintained by the SynthDerm engineer; keep this block at the end)
+# SynthDerm generator
 from conceptlens.data._synthderm import (
     SynthDerm,
     SynthDermBatch,
