@@ -8,7 +8,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["progress", "set_quiet"]
+__all__ = ["is_quiet", "progress", "set_quiet"]
 
 _QUIET = os.environ.get("CONCEPTLENS_QUIET", "") not in ("", "0")
 
@@ -17,6 +17,11 @@ def set_quiet(quiet: bool) -> None:
     """Turn progress bars off (``True``) or on (``False``) for this process."""
     global _QUIET
     _QUIET = bool(quiet)
+
+
+def is_quiet() -> bool:
+    """Whether progress output is silenced (``--quiet`` or ``CONCEPTLENS_QUIET=1``)."""
+    return _QUIET
 
 
 def progress(

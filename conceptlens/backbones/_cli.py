@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 
 import click
+
+from conceptlens.backbones import _cli_lit
 
 __all__ = ["backbone"]
 
@@ -61,10 +62,9 @@ def check_cmd(name: str, device: str | None) -> None:
 
 
 # synthderm-lit training / evaluation commands
-if importlib.util.find_spec("conceptlens.backbones._cli_lit") is not None:
-    from conceptlens.backbones import _cli_lit
-
-    for _name in ("train_synthderm_lit", "evaluate_synthderm_lit"):
-        _cmd = getattr(_cli_lit, _name, None)
-        if isinstance(_cmd, click.Command):
-            backbone.add_command(_cmd)
+for _cmd in (
+    _cli_lit.train_synthderm_lit,
+    _cli_lit.refit_synthderm_lit,
+    _cli_lit.evaluate_synthderm_lit,
+):
+    backbone.add_command(_cmd)

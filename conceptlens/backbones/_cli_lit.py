@@ -1,14 +1,15 @@
 """Click commands for training and evaluating synthderm-lit.
 
-Added to the ``conceptlens backbone`` group as ``train-synthderm-lit`` and
-``evaluate-synthderm-lit``. Heavy imports happen inside the command functions.
+Added to the ``conceptlens backbone`` group as ``train-synthderm-lit`` (stage 1),
+``refit-synthderm-lit`` (stage 2) and ``evaluate-synthderm-lit``. Heavy imports happen
+inside the command functions.
 """
 
 from __future__ import annotations
 
 import click
 
-__all__ = ["evaluate_synthderm_lit", "train_synthderm_lit"]
+__all__ = ["evaluate_synthderm_lit", "refit_synthderm_lit", "train_synthderm_lit"]
 
 
 @click.command("train-synthderm-lit")
@@ -72,6 +73,45 @@ def train_synthderm_lit(
         f"trained {record['steps']} steps ({record['images_seen']} images); validation mean "
         f"zero-shot AUROC {record['validation_zero_shot_auroc']['mean']:.3f}; wrote {out}"
     )
+
+
+@click.command("refit-synthderm-lit")
+@click.option(
+    "--init",
+    "init_weights",
+    type=click.Path(dir_okay=False, exists=True),
+    required=True,
+    help="Stage-1 weights (synthderm-lit.safetensors) whose image projection is refitted.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="synthderm-lit-refit",
+    show_default=True,
+    help="Folder receiving the refitted synthderm-lit.safetensors and synthderm-lit.json.",
+)
+@click.option("--data-seed", type=int, default=1, show_default=True)
+@click.option("--chunks", type=int, default=48, show_default=True, help="Chunks of new images.")
+@click.option("--chunk-size", type=int, default=256, show_default=True)
+@click.option("--steps", type=int, default=3000, show_default=True)
+def refit_synthderm_lit(
+    init_weights: str, out: str, data_seed: int, chunks: int, chunk_size: int, steps: int
+) -> None:
+    """Stage 2: lock the text side (projection = identity) and refit the image projection."""
+    from conceptlens._progress import is_quiet
+    from conceptlens.backbones._train_lit import refit_projection
+
+    record = refit_projection(
+        out,
+        init_weights,
+        data_seed=data_seed,
+        n_chunks=chunks,
+        chunk_size=chunk_size,
+        steps=steps,
+        quiet=is_quiet(),
+    )
+    images = record["stage2"]["data"]["images"]
+    click.echo(f"refitted the image projection on {images} images; wrote {out}")
 
 
 @click.command("evaluate-synthderm-lit")

@@ -156,3 +156,21 @@ def test_stage2_refit_locks_text_projection(tmp_path: Path) -> None:
     state = load_file(str(tmp_path / "synthderm-lit.safetensors"))
     torch.testing.assert_close(state["text.proj.weight"].float(), torch.eye(384))
     assert record["stage2"]["data"]["images"] == 32
+
+
+def test_refit_command_runs_stage2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from conceptlens.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        ["--quiet", "backbone", "refit-synthderm-lit", "--init", str(WEIGHTS_PATH),
+         "--out", str(tmp_path), "--chunks", "1", "--chunk-size", "32", "--steps", "50"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "32 images" in result.output
+    from safetensors.torch import load_file
+
+    state = load_file(str(tmp_path / "synthderm-lit.safetensors"))
+    torch.testing.assert_close(state["text.proj.weight"].float(), torch.eye(384))
