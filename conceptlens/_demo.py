@@ -21,18 +21,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from conceptlens._io import atomic_path, atomic_write_text
+from conceptlens._io import atomic_path, atomic_write_text, cache_root
 
 __all__ = ["DemoResult", "default_cache_dir", "demo", "run_demo"]
 
 
 def default_cache_dir() -> Path:
-    """Embedding cache folder: ``$CONCEPTLENS_CACHE_DIR``, else ``~/.cache/conceptlens``."""
-    env = os.environ.get("CONCEPTLENS_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "conceptlens"
+    """Embedding cache folder of the demo: :func:`conceptlens._io.cache_root`."""
+    return cache_root()
 
 
 @dataclass(frozen=True)
@@ -47,10 +43,12 @@ class DemoResult:
     scores : xr.DataArray
         The ``concept_score`` matrix, dims ``("sample", "concept")``.
     model : ConceptBottleneckClassifier
-        The fitted concept-bottleneck head (on standardised scores).
+        The fitted concept-bottleneck head; it takes ``scores`` as they are (it standardises
+        internally with the training rows' mean and standard deviation).
     top_concepts : dict
-        Class name -> list of ``(concept, weight)`` with the largest absolute weights
-        (positive: evidence for the class; negative: evidence against it).
+        Class name -> list of ``(concept, weight)`` with the largest absolute weights, per
+        training standard deviation of the score (positive: evidence for the class;
+        negative: evidence against it).
     splits : dict
         ``"train"``, ``"in_domain"`` (test at the training sites) and ``"heldout"``
         -> integer positions into ``scores``.
@@ -116,7 +114,7 @@ def run_demo(
     DemoResult
     """
     from conceptlens.backbones import load_backbone
-    from conceptlens.concepts import ConceptStandardizer, embed_images, load_bank, score_concepts
+    from conceptlens.concepts import embed_images, load_bank, score_concepts
     from conceptlens.data import SynthDerm
     from conceptlens.exceptions import ConfigError
     from conceptlens.heads import (
@@ -160,11 +158,11 @@ def run_demo(
     train, test, held = _split(labels, site, heldout, 0.3, seed)
 
     t0 = time.perf_counter()
-    standardizer = ConceptStandardizer().fit(scores.isel(sample=train))
-    z = standardizer.transform(scores)
+    # the head standardises internally (learned on the training rows) and reports coef_ on
+    # the scale of the raw scores, so the saved model applies to the saved scores as they are
     cbm = ConceptBottleneckClassifier(
         max_concepts_per_class=max_concepts_per_class, random_state=seed
-    ).fit(z.isel(sample=train), y[train])
+    ).fit(scores.isel(sample=train), y[train])
     probe = LinearProbe(C=0.1).fit(embeddings[train], y[train])
     timings["fit"] = time.perf_counter() - t0
     say(f"fitted the concept head along its path and a linear probe in {timings['fit']:.1f} s")
@@ -172,7 +170,7 @@ def run_demo(
     t0 = time.perf_counter()
     parts = []
     models = {"concept_bottleneck": cbm, "linear_probe": probe}
-    inputs = {"concept_bottleneck": z, "linear_probe": embeddings}
+    inputs = {"concept_bottleneck": scores, "linear_probe": embeddings}
     for model_name, model in models.items():
         for split_name, idx in (("in_domain", test), (f"heldout_{heldout}", held)):
             x = inputs[model_name]
@@ -190,9 +188,11 @@ def run_demo(
     )  # fmt: skip
     timings["evaluate"] = time.perf_counter() - t0
 
+    # weights per training standard deviation of each score: comparable across concepts
+    coef_std = cbm.coef_ * scores.isel(sample=train).std("sample")
     top = {}
-    for cls in cbm.coef_["class"].values:
-        row = cbm.coef_.sel({"class": cls})
+    for cls in coef_std["class"].values:
+        row = coef_std.sel({"class": cls})
         order = np.argsort(-np.abs(row.values), kind="stable")[:max_concepts_per_class]
         top[str(cls)] = [
             (str(row.concept.values[j]), float(row.values[j])) for j in order if row.values[j]
@@ -206,7 +206,7 @@ def run_demo(
         timings=timings,
     )
     if out_dir is not None:
-        _write_outputs(Path(out_dir), result, standardizer)
+        _write_outputs(Path(out_dir), result)
         save_head(cbm, Path(out_dir) / "model")
     return result
 
@@ -231,18 +231,22 @@ def format_summary(result: DemoResult) -> str:
             label = f"{split} (n={n})"
             lines.append(f"{model:<20}{label:<24}" + "".join(f"{c:>22}" for c in cells))
     lines += ["", "95% bootstrap confidence intervals (stratified, seeded).", ""]
-    lines.append("concepts with the largest weights per class (on standardised scores):")
+    lines.append(
+        "concepts with the largest weights per class (per standard deviation of the score):"
+    )
     for cls, items in result.top_concepts.items():
         text = ", ".join(f"{c} ({w:+.2f})" for c, w in items) or "(none)"
         lines.append(f"  {cls}: {text}")
     return "\n".join(lines)
 
 
-def _write_outputs(out: Path, result: DemoResult, standardizer: Any) -> None:
+def _write_outputs(out: Path, result: DemoResult) -> None:
+    from conceptlens.concepts._cli_score import write_scores
+
     out.mkdir(parents=True, exist_ok=True)
-    for name, obj in (("scores.nc", result.scores), ("metrics.nc", result.metrics)):
-        with atomic_path(out / name) as tmp:
-            obj.to_netcdf(tmp)
+    write_scores(result.scores, out / "scores.nc")
+    with atomic_path(out / "metrics.nc") as tmp:
+        result.metrics.to_netcdf(tmp)
     table: pd.DataFrame = result.metrics.to_dataframe().reset_index()
     atomic_write_text(out / "metrics.csv", table.to_csv(index=False))
     atomic_write_text(out / "summary.txt", format_summary(result) + "\n")

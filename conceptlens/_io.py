@@ -9,7 +9,34 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "cache_root",
+    "sha256_file",
+]
+
+
+def cache_root() -> Path:
+    """conceptlens' cache folder: ``$CONCEPTLENS_CACHE_DIR``, else ``$XDG_CACHE_HOME/conceptlens``,
+    else ``~/.cache/conceptlens``.
+
+    Embeddings, LLM responses and the MiniLM verification record live below it.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["CONCEPTLENS_CACHE_DIR"] = "/data/cl-cache"
+    >>> str(cache_root())
+    '/data/cl-cache'
+    >>> del os.environ["CONCEPTLENS_CACHE_DIR"]
+    """
+    env = os.environ.get("CONCEPTLENS_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "conceptlens"
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 from conceptlens._io import atomic_write_text, sha256_file
@@ -59,11 +58,9 @@ def _package_model_dir() -> Path:
 
 
 def _cache_file() -> Path:
-    root = os.environ.get("CONCEPTLENS_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
-    base = Path(root) if root else Path.home() / ".cache"
-    if not os.environ.get("CONCEPTLENS_CACHE_DIR"):
-        base = base / "conceptlens"
-    return base / "minilm_verified.json"
+    from conceptlens._io import cache_root
+
+    return cache_root() / "minilm_verified.json"
 
 
 def _stat_key(folder: Path) -> tuple[str, ...]:

@@ -87,16 +87,8 @@ def score(
     )
 
 
-def _netcdf_engine() -> str:
-    import importlib.util
-
-    if importlib.util.find_spec("netCDF4") is not None:
-        return "netcdf4"
-    return "h5netcdf"
-
-
 def write_scores(scores, out_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Write a concept_score DataArray atomically (.nc: netCDF4 or h5netcdf; .zarr: zarr)."""
+    """Write a concept_score DataArray atomically (.nc: netCDF4; .zarr: zarr)."""
     import shutil
     import tempfile
 
@@ -104,7 +96,7 @@ def write_scores(scores, out_path: Path) -> None:  # type: ignore[no-untyped-def
 
     if out_path.suffix.lower() == ".nc":
         with atomic_path(out_path) as tmp:
-            scores.to_netcdf(tmp, engine=_netcdf_engine())
+            scores.to_netcdf(tmp)
         return
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))

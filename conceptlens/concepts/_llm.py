@@ -39,10 +39,10 @@ class LLMError(ConceptLensError, RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    """``$CONCEPTLENS_CACHE_DIR/llm`` or ``~/.cache/conceptlens/llm``."""
-    root = os.environ.get("CONCEPTLENS_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "conceptlens"
-    return base / "llm"
+    """``llm`` below :func:`conceptlens._io.cache_root`."""
+    from conceptlens._io import cache_root
+
+    return cache_root() / "llm"
 
 
 def validate_json(value: Any, schema: Mapping[str, Any], path: str = "$") -> None:
