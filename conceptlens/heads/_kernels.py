@@ -155,6 +155,17 @@ def null_shift(W, P, lam1, lam2, gamma):
 
 
 @numba.njit(cache=True, nogil=True)
+def _prox_step(u0: float, aj: float, h: float, lam1: float) -> float:
+    """Minimiser of ``aj/2 (u - u0)^2 + h (u - u0) + lam1 |u|`` (soft-thresholded Newton step)."""
+    z = u0 * aj - h
+    if z > lam1:
+        return (z - lam1) / aj
+    if z < -lam1:
+        return (z + lam1) / aj
+    return 0.0
+
+
+@numba.njit(cache=True, nogil=True)
 def cd_quadratic(G, grad, A, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, tol):
     """Coordinate descent on the Kronecker quadratic model of the loss.
 
@@ -195,13 +206,7 @@ def cd_quadratic(G, grad, A, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, to
                     aj = caa * G[j, j] + lam2 + gamma
                     if aj <= 0.0:
                         continue
-                    z = u0 * aj - h
-                    if z > lam1:
-                        u = (z - lam1) / aj
-                    elif z < -lam1:
-                        u = (z + lam1) / aj
-                    else:
-                        u = 0.0
+                    u = _prox_step(u0, aj, h, lam1)
                 diff = u - u0
                 if diff != 0.0:
                     D[a, j] += diff
@@ -254,13 +259,7 @@ def cd_exact(X, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, to
                 else:
                     h += lam2 * u0 + gamma * (u0 - P[a, j])
                     aj = hjj + lam2 + gamma
-                    z = u0 * aj - h
-                    if z > lam1:
-                        u = (z - lam1) / aj
-                    elif z < -lam1:
-                        u = (z + lam1) / aj
-                    else:
-                        u = 0.0
+                    u = _prox_step(u0, aj, h, lam1)
                 diff = u - u0
                 if diff != 0.0:
                     D[a, j] += diff
