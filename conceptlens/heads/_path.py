@@ -66,7 +66,7 @@ def solve_path(
     S = float(sample_weight.sum())
     s = sample_weight / S
     m = _solver._MODES[mode]
-    G = _solver.gram(X, s)
+    G = _solver.gram(X, s, subsample=True)
     scale = max(float(np.abs(_solver.grad_scale(X, Y, s, m)).max()), 1e-12)
     k, d = Y.shape[1], X.shape[1]
     coef = np.zeros((len(Cs), k, d))

@@ -292,3 +292,110 @@ def test_no_pass_is_repeated():
         X, Y, s, "multinomial", lam1=0.01, lam2=0.01, coef0=res.coef, intercept0=res.intercept
     )
     assert warm.converged and warm.n_iter == 0 and warm.n_passes == 2
+
+
+def test_gram_row_step_keeps_every_row_below_16_rows_per_feature():
+    assert _solver.gram_row_step(15 * 100, 100) == 1
+    assert _solver.gram_row_step(16 * 100, 100) == 2
+    assert _solver.gram_row_step(50_000, 2_000) == 3
+    assert _solver.gram_row_step(10, 0) == 1
+
+
+@pytest.mark.parametrize("weights", ["uniform", "random"])
+def test_subsampled_gram_is_the_dense_formula_on_the_kept_rows(weights, global_random_seed):
+    rng = np.random.default_rng(global_random_seed)
+    n, d = 2000, 10
+    X = rng.normal(size=(n, d)) + 0.5
+    s = np.full(n, 1 / n) if weights == "uniform" else rng.random(n)
+    s /= s.sum()
+    step = _solver.gram_row_step(n, d)
+    assert step == 25
+    Xk, sk = X[::step], s[::step] / s[::step].sum()
+    G = _solver.gram(X, s, precision="float64", subsample=True)
+    np.testing.assert_allclose(G[:d, :d], (Xk * sk[:, None]).T @ Xk, atol=1e-13)
+    # the feature means and the total weight come from every row
+    np.testing.assert_allclose(G[d, :d], s @ X, atol=1e-13)
+    np.testing.assert_allclose(G[:d, d], s @ X, atol=1e-13)
+    assert G[d, d] == pytest.approx(1.0)
+    # float32 blocks on the kept rows, within their rounding bound plus the shift
+    G32 = _solver.gram(X, s, subsample=True)
+    diff = G32[:d, :d] - G[:d, :d]
+    diff[np.arange(d), np.arange(d)] -= _solver.gram_shift(G[:d, :d].diagonal(), len(Xk))
+    bound = 4 * 2.0**-24 * len(Xk) * np.sqrt(np.outer(G.diagonal()[:d], G.diagonal()[:d]))
+    assert np.all(np.abs(diff) <= bound + 1e-15)
+
+
+@pytest.mark.parametrize(("k", "l1_ratio"), [(3, 0.5), (2, 0.9), (4, 0.0)])
+def test_subsampled_gram_gives_the_full_gram_solution(
+    k, l1_ratio, global_random_seed, monkeypatch
+):
+    # the subsample only changes the quadratic model: same solution and objective
+    X, y = make_problem(global_random_seed, n=3000, d=12, k=k)
+    Y, mode = _targets(y, k)
+    s = np.full(len(y), 1 / len(y))
+    kw = dict(lam1=0.01 * l1_ratio, lam2=0.01 * (1 - l1_ratio), tol_abs=1e-9, max_iter=500)
+    assert _solver.gram_row_step(3000, 12) > 1
+    sub = _solver.solve(X, Y, s, mode, **kw)
+    exact = _solver.gram
+    monkeypatch.setattr(
+        _solver, "gram", lambda X, s, **kw: exact(X, s, **{**kw, "subsample": False})
+    )
+    full = _solver.solve(X, Y, s, mode, **kw)
+    assert sub.converged and full.converged
+    np.testing.assert_allclose(sub.coef, full.coef, atol=1e-6)
+    np.testing.assert_allclose(sub.intercept, full.intercept, atol=1e-6)
+    np.testing.assert_array_equal(sub.coef != 0, full.coef != 0)
+
+
+def _gap_problem(seed, mode):
+    X, y = make_problem(seed, n=300, d=8, k=3)
+    rng = np.random.default_rng(seed)
+    if mode == "sigmoid":  # multi-label targets
+        Y = (rng.random((300, 2)) < 0.4).astype(float)
+    else:
+        Y = np.eye(3)[y]
+    return X, Y, np.full(300, 1 / 300), rng
+
+
+@pytest.mark.parametrize(
+    ("mode", "lam1", "lam2", "gamma"),
+    [
+        ("multinomial", 5e-3, 5e-3, 0.0),
+        ("multinomial", 1e-2, 0.0, 0.0),  # lasso: the dual point is scaled
+        ("multinomial", 0.0, 1e-2, 0.0),
+        ("multinomial", 2e-3, 2e-3, 1e-2),  # knowledge prior
+        ("sigmoid", 5e-3, 1e-3, 0.0),
+    ],
+)
+def test_duality_gap_bounds_the_suboptimality(mode, lam1, lam2, gamma, global_random_seed):
+    X, Y, s, rng = _gap_problem(global_random_seed, mode)
+    k = Y.shape[1]
+    P = rng.choice([-1.0, 0.0, 1.0], size=(k, 8)) if gamma else None
+    kw = dict(lam1=lam1, lam2=lam2, gamma=gamma, P=P)
+    best = _solver.solve(X, Y, s, mode, tol_abs=1e-11, max_iter=5000, **kw)
+    at_best = _solver.duality_gap(X, Y, s, mode, best.coef, best.intercept, **kw)
+    # the optimum from the dense objective formula, independent of the gap's code
+    scale = 1.0 / (lam1 + lam2) if lam1 + lam2 else 1.0  # any C: the objective is rescaled
+    opt = (
+        _solver.objective(
+            X,
+            Y,
+            best.coef,
+            best.intercept,
+            C=scale / 300,
+            l1_ratio=lam1 * scale,
+            mode=mode,
+            prior=P,
+            prior_strength=gamma * scale,
+        )
+        / scale
+    )
+    assert at_best.primal == pytest.approx(opt, rel=1e-12)
+    assert 0 <= at_best.relative <= 1e-9 or abs(at_best.gap) <= 1e-14
+    for W, b in [
+        (rng.normal(size=(k, 8)), rng.normal(size=k)),  # a random point
+        (_solver.solve(X, Y, s, mode, tol_abs=1e-2, **kw).coef, best.intercept),  # loose
+    ]:
+        g = _solver.duality_gap(X, Y, s, mode, W, b, **kw)
+        assert g.dual <= opt + 1e-12  # weak duality
+        assert g.primal - opt <= g.gap + 1e-12
