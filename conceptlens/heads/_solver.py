@@ -19,8 +19,11 @@ violators).  On the working set, each iteration makes one pass for the loss, gra
 and curvature, minimises a quadratic model of the loss plus the exact penalty by
 coordinate descent -- the Kronecker model ``A kron G`` (``A`` the weighted mean of the
 per-sample softmax Hessians ``diag(p) - p p^T``, ``G`` the weighted Gram matrix of
-``[X, 1]``, computed once, in float32 with a diagonal shift: see ``gram``), or, after
-five slow iterations, the exact second-order model with ``O(n)`` coordinate updates --
+``[X, 1]``, computed once, in float32 with a diagonal shift, from a row subsample when
+rows far outnumber features: see ``gram``), or, once the Kronecker model stalls (three
+iterations without a 15% improvement of the best KKT violation), the exact second-order
+model with ``O(n)`` coordinate updates (few samples x classes) or the per-class blocks
+of the Hessian (``_block_step``; many classes, where the Kronecker model is poor) --
 then backtracks on the exact objective, evaluating the loss from ``Z + t dZ`` without
 another pass over ``X``.  For the multinomial a per-concept shift of all classes'
 weights then lowers the penalty at no change of loss.
@@ -382,9 +385,10 @@ def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max
     it = 0
     stalled = False
     slow = 0
+    model = "kron"
     XF = None
     eig = None
-    prev_viol = np.inf
+    best_viol = np.inf
     loss, R, c, grad = first
     state = None
     for it in range(1, max_iter + 1):
@@ -418,18 +422,30 @@ def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max
         else:
             A = np.diag(c)
         # The Kronecker model A kron G is cheap (coordinate updates cost O(d)) but
-        # poor when the curvature is very uneven across samples (near separation).
-        # After five slow iterations switch to the exact second-order model, whose
-        # coordinate updates cost O(n) (glmnet-style), for the rest of this subproblem.
-        slow = slow + 1 if viol > 0.85 * prev_viol else 0
-        prev_viol = viol
-        if slow >= 5 and XF is None:
-            XF = np.asfortranarray(X)
-        if XF is not None:
+        # poor when the curvature is very uneven across samples (near separation, or
+        # many classes, each curved only near its own samples).  Once it stalls,
+        # switch to a better model for the rest of this subproblem.
+        # slow: no 15% improvement on the best violation so far (the Kronecker model
+        # can also stall in an oscillation, better and worse in turn)
+        if viol < 0.85 * best_viol:
+            best_viol = viol
+            slow = 0
+        else:
+            slow += 1
+        if slow >= _SLOW_ITERS and model == "kron":
+            # the exact model's O(n) coordinate updates are affordable for few samples
+            # x classes; beyond that, the per-class blocks of the Hessian
+            model = "exact" if X.shape[0] * k <= _EXACT_MAX_NK else "blocks"
+            if model == "exact":
+                XF = np.asfortranarray(X)
+        if model == "exact":
             Pm = Y + R / np.where(s > 0, s, 1.0)[:, None]
             D = _kernels.cd_exact(
                 XF, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, 20, 2 * inner_tol, m
             )
+        elif model == "blocks":
+            Pm = Y + R / np.where(s > 0, s, 1.0)[:, None]
+            D = _block_step(X, G, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, inner_tol)
         elif lam1 == 0.0:
             if eig is None:
                 eig = _centred_eigh(G)
@@ -570,6 +586,62 @@ def duality_gap(
         conj_pen = float((np.maximum(np.abs(V) - lam1, 0.0) ** 2).sum()) / (2.0 * mu)
         conj_pen -= 0.5 * gamma * float((P * P).sum())
     return DualityGap(float(primal), -conj_loss - conj_pen)
+
+
+_SLOW_ITERS = 3  # slow iterations of the Kronecker model before it is replaced
+_EXACT_MAX_NK = 250_000  # samples x classes up to which the exact model replaces it
+_BLOCK_ROW_FRACTION = 0.03  # rows whose curvature is below this share of the largest drop
+
+
+def _block_step(X, G, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, tol):
+    """Minimise the block-diagonal second-order model, one class at a time.
+
+    Class ``a``'s block of the Hessian, ``sum_i s_i p_ia (1 - p_ia) [x_i, 1] [x_i, 1]^T``
+    on its working set, is formed with BLAS from the rows whose curvature is at least
+    ``_BLOCK_ROW_FRACTION`` of the class's largest (with many classes most samples sit
+    far from any one class and contribute almost nothing), and minimised by the same
+    coordinate descent as the Kronecker model.  The cross-class blocks are dropped, as
+    in glmnet's multinomial solver; for the independent binary losses (``sigmoid``)
+    the Hessian is block-diagonal, so only the row selection approximates it.  As for
+    every model, the step is then checked on the exact objective.
+    """
+    k, d1 = V.shape
+    D = np.zeros((k, d1))
+    one = np.ones((1, 1))
+    for a in range(k):
+        J = ws[a, : ws_len[a]]  # the working set; its last entry is the intercept
+        cols = J[:-1]
+        w = s * Pm[:, a] * (1.0 - Pm[:, a])
+        wmax = float(w.max()) if w.size else 0.0
+        if wmax <= 0.0:
+            continue
+        keep = w >= _BLOCK_ROW_FRACTION * wmax
+        rows = np.flatnonzero(keep)
+        XS = np.empty((rows.size, cols.size + 1))
+        XS[:, :-1] = X[np.ix_(rows, cols)]
+        XS[:, -1] = 1.0
+        XS *= np.sqrt(w[rows])[:, None]
+        Ga = XS.T @ XS
+        # the dropped rows' curvature, at the average second moment of all rows
+        Ga += (w.sum() - w[rows].sum()) * G[np.ix_(J, J)]
+        Pa = np.zeros((1, cols.size + 1))
+        Pa[0, :-1] = P[a, cols]
+        Da = _kernels.cd_quadratic(
+            Ga,
+            grad[a : a + 1, J],
+            one,
+            V[a : a + 1, J],
+            Pa,
+            lam1,
+            lam2,
+            gamma,
+            np.arange(J.size, dtype=np.int64)[None, :],
+            np.array([J.size], dtype=np.int64),
+            500,
+            tol,
+        )
+        D[a, J] = Da[0]
+    return D
 
 
 def objective(

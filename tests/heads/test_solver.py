@@ -399,3 +399,61 @@ def test_duality_gap_bounds_the_suboptimality(mode, lam1, lam2, gamma, global_ra
         g = _solver.duality_gap(X, Y, s, mode, W, b, **kw)
         assert g.dual <= opt + 1e-12  # weak duality
         assert g.primal - opt <= g.gap + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("mode", "k", "gamma", "fraction"),
+    [("multinomial", 5, 0.0, 0.03), ("multinomial", 4, 1e-2, 0.5), ("sigmoid", 3, 0.0, 0.03)],
+)
+def test_block_model_reaches_the_same_solution(
+    mode, k, gamma, fraction, global_random_seed, monkeypatch
+):
+    # the per-class block model (used for many samples x classes once the Kronecker
+    # model stalls) forced from the first iteration: same optimum as the default path
+    X, y = make_problem(global_random_seed, n=600, d=15, k=k)
+    rng = np.random.default_rng(global_random_seed)
+    Y = np.eye(k)[y] if mode == "multinomial" else (rng.random((600, k)) < 0.3).astype(float)
+    s = np.full(600, 1 / 600)
+    P = rng.choice([-1.0, 0.0, 1.0], size=(k, 15)) if gamma else None
+    kw = dict(lam1=4e-3, lam2=2e-3, gamma=gamma, P=P, tol_abs=1e-9, max_iter=1000)
+    default = _solver.solve(X, Y, s, mode, **kw)
+    calls = []
+    block_step = _solver._block_step
+    monkeypatch.setattr(_solver, "_SLOW_ITERS", 0)
+    monkeypatch.setattr(_solver, "_EXACT_MAX_NK", 0)
+    monkeypatch.setattr(_solver, "_BLOCK_ROW_FRACTION", fraction)
+    monkeypatch.setattr(_solver, "_block_step", lambda *a: calls.append(1) or block_step(*a))
+    blocks = _solver.solve(X, Y, s, mode, **kw)
+    assert calls  # the block model did the work
+    assert default.converged and blocks.converged
+    np.testing.assert_allclose(blocks.coef, default.coef, atol=1e-6)
+    np.testing.assert_allclose(blocks.intercept, default.intercept, atol=1e-6)
+
+
+def test_block_step_is_the_newton_step_for_binary_losses(global_random_seed, monkeypatch):
+    # independent binary losses have a block-diagonal Hessian: with every row kept and
+    # no L1 term, the block step solves each label's Newton system (dense numpy)
+    rng = np.random.default_rng(global_random_seed)
+    n, d, k = 200, 6, 3
+    X = rng.normal(size=(n, d))
+    Y = (rng.random((n, k)) < 0.4).astype(float)
+    s = np.full(n, 1 / n)
+    W, b = rng.normal(size=(k, d)) * 0.3, rng.normal(size=k) * 0.1
+    Z = X @ W.T + b
+    _, R, _ = _kernels.loss_grad(Z, Y, s, _kernels.SIGMOID)
+    Xa = np.hstack([X, np.ones((n, 1))])
+    grad = R.T @ Xa
+    Pm = 1 / (1 + np.exp(-Z))
+    V = np.hstack([W, b[:, None]])
+    ws = np.tile(np.arange(d + 1), (k, 1))
+    lam2 = 0.05
+    monkeypatch.setattr(_solver, "_BLOCK_ROW_FRACTION", 0.0)
+    G = _solver.gram(X, s, precision="float64")
+    D = _solver._block_step(
+        X, G, s, Pm, grad, V, np.zeros((k, d)), 0.0, lam2, 0.0, ws, np.full(k, d + 1), 1e-14
+    )
+    for a in range(k):
+        H = (Xa * (s * Pm[:, a] * (1 - Pm[:, a]))[:, None]).T @ Xa
+        H[:d, :d] += lam2 * np.eye(d)
+        g = grad[a] + np.append(lam2 * W[a], 0.0)
+        np.testing.assert_allclose(D[a], np.linalg.solve(H, -g), atol=1e-8)
