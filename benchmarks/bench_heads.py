@@ -8,7 +8,9 @@ Run (default size n=10,000 d=500 k=7)::
 
     nice python benchmarks/bench_heads.py
     python benchmarks/bench_heads.py --size medium     # n=50,000 d=2,000 k=10
-    python benchmarks/bench_heads.py --size large      # n=100,000 d=4,000 k=100
+    python benchmarks/bench_heads.py --size large --saga-max-iter 15 --lbfgs-max-iter 100 \
+        --path-len 10 --path-decades 1 --max-iter 100 --skip-glm
+                                                      # n=100,000 d=4,000 k=100, capped peers
 
 "Same objective" means within 1e-4 relative of the optimum, certified without knowing
 the optimum: the Fenchel duality gap (``_solver.duality_gap``) of each solution gives a
@@ -122,6 +124,17 @@ def main():
     ap.add_argument("--lbfgs-max-iter", type=int, default=10_000, help="lbfgs's iteration cap")
     ap.add_argument("--glm-epochs", type=int, default=10)
     ap.add_argument("--skip-glm", action="store_true")
+    ap.add_argument(
+        "--parts",
+        default="fit,l2,path",
+        help="comma-separated: fit (reference, ours, saga), l2 (ours vs lbfgs), path",
+    )
+    ap.add_argument(
+        "--saga-seconds",
+        type=float,
+        default=None,
+        help="saga's one-fit time from an earlier run (for the path ratio without 'fit')",
+    )
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
     args = ap.parse_args()
 
@@ -131,6 +144,7 @@ def main():
     from conceptlens.heads import _path, _solver
 
     n, d, k = SIZES[args.size]
+    parts = set(args.parts.split(","))
     out: dict = {"size": [n, d, k]}
     t = time.perf_counter()
     Xt, yt = make_scores(200, 20, 3)
@@ -188,126 +202,136 @@ def main():
             X, Y, np.full(n, 1.0 / n), "multinomial", W, b, lam1=lam1, lam2=lam2
         )
 
-    ref, t_ref = ours(l1, tol=args.ref_tol)
-    g_ref = dual_gap(ref.coef, ref.intercept)
-    f_ref = obj(ref.coef, ref.intercept)
-    tracemalloc.start()
-    res, t_ours = ours(l1, tol=args.tol)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    f_ours = obj(res.coef, res.intercept)
-    g_ours = dual_gap(res.coef, res.intercept)
-    bw = bandwidth_gbs()
-    per_pass = t_ours / res.n_passes
-    bound8 = n * d * 8 / (bw * 1e9)
-    bound4 = n * d * 4 / (bw * 1e9)
-    out.update(
-        ref_s=t_ref,
-        ref_obj=f_ref,
-        ref_iter=ref.n_iter,
-        ours_s=t_ours,
-        ours_obj=f_ours,
-        ours_iter=res.n_iter,
-        ours_passes=res.n_passes,
-        ours_nnz=int((res.coef != 0).sum()),
-        peak_mb=peak / 1e6,
-        bandwidth_gbs=bw,
-        per_pass_s=per_pass,
-        pass_bound_f64_s=bound8,
-        pass_bound_f32_s=bound4,
-    )
+    t_saga = args.saga_seconds
+    if "fit" in parts:
+        ref, t_ref = ours(l1, tol=args.ref_tol)
+        g_ref = dual_gap(ref.coef, ref.intercept)
+        f_ref = obj(ref.coef, ref.intercept)
+        tracemalloc.start()
+        res, t_ours = ours(l1, tol=args.tol)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        f_ours = obj(res.coef, res.intercept)
+        g_ours = dual_gap(res.coef, res.intercept)
+        bw = bandwidth_gbs()
+        per_pass = t_ours / res.n_passes
+        bound8 = n * d * 8 / (bw * 1e9)
+        bound4 = n * d * 4 / (bw * 1e9)
+        out.update(
+            ref_s=t_ref,
+            ref_obj=f_ref,
+            ref_iter=ref.n_iter,
+            ours_s=t_ours,
+            ours_obj=f_ours,
+            ours_iter=res.n_iter,
+            ours_passes=res.n_passes,
+            ours_nnz=int((res.coef != 0).sum()),
+            peak_mb=peak / 1e6,
+            bandwidth_gbs=bw,
+            per_pass_s=per_pass,
+            pass_bound_f64_s=bound8,
+            pass_bound_f32_s=bound4,
+        )
 
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        saga = LogisticRegression(
-            C=C, l1_ratio=l1, solver="saga", tol=1e-4, max_iter=args.saga_max_iter
-        ).fit(X, y)
-    t_saga = time.perf_counter() - t0
-    f_saga = obj(saga.coef_, saga.intercept_)
-    g_saga = dual_gap(saga.coef_, saga.intercept_)
-    epochs = int(saga.n_iter_[0])
-    # the best dual value bounds the optimum from below: (f - bound) / f is a certified
-    # upper bound on a solution's relative distance to the optimal objective
-    dual_best = max(g_ref.dual, g_ours.dual, g_saga.dual)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            saga = LogisticRegression(
+                C=C, l1_ratio=l1, solver="saga", tol=1e-4, max_iter=args.saga_max_iter
+            ).fit(X, y)
+        t_saga = time.perf_counter() - t0
+        f_saga = obj(saga.coef_, saga.intercept_)
+        g_saga = dual_gap(saga.coef_, saga.intercept_)
+        epochs = int(saga.n_iter_[0])
+        # the best dual value bounds the optimum from below: (f - bound) / f is a certified
+        # upper bound on a solution's relative distance to the optimal objective
+        dual_best = max(g_ref.dual, g_ours.dual, g_saga.dual)
 
-    def certified(g):
-        return (g.primal - dual_best) / g.primal
+        def certified(g):
+            return (g.primal - dual_best) / g.primal
 
-    out.update(
-        saga_s=t_saga,
-        saga_obj=f_saga,
-        saga_epochs=epochs,
-        ref_certified=certified(g_ref),
-        ours_certified=certified(g_ours),
-        saga_certified=certified(g_saga),
-    )
-    print(
-        f"reference {t_ref:8.2f} s  obj {f_ref:.6f}  within {certified(g_ref):.1e} of the "
-        f"optimum (ours at tol={args.ref_tol}, {ref.n_iter} iters; certified by the "
-        "duality gap)"
-    )
-    print(
-        f"ours      {t_ours:8.2f} s  obj {f_ours:.6f}  within {certified(g_ours):.1e}  "
-        f"(tol={args.tol})  iters {res.n_iter}  passes {res.n_passes}  nnz "
-        f"{out['ours_nnz']}  peak {peak / 1e6:.0f} MB (numpy, tracemalloc)"
-    )
-    print(
-        f"per pass  {per_pass * 1e3:8.2f} ms  vs bandwidth bound {bound8 * 1e3:.2f} ms "
-        f"(float64; {bound4 * 1e3:.2f} ms at 4 B/value) at {bw:.1f} GB/s copy bandwidth; "
-        "time per pass includes coordinate descent and line search"
-    )
-    capped = epochs >= args.saga_max_iter
-    print(
-        f"sk saga   {t_saga:8.2f} s  obj {f_saga:.6f}  within {certified(g_saga):.1e}  epochs "
-        f"{epochs} (tol=1e-4, cap {args.saga_max_iter}{': reached' if capped else ''})"
-    )
-    same = certified(g_ours) <= 1e-4
-    note = ""
-    if certified(g_saga) > 1e-4:
-        note = "  (saga stopped above 1e-4 of the optimum: its time is a lower bound)"
-    print(
-        f"RATIO saga/ours one fit: {t_saga / t_ours:.1f}x"
-        + ("" if same else "  (ours NOT within 1e-4 of the optimum)")
-        + note
-    )
+        out.update(
+            saga_s=t_saga,
+            saga_obj=f_saga,
+            saga_epochs=epochs,
+            ref_certified=certified(g_ref),
+            ours_certified=certified(g_ours),
+            saga_certified=certified(g_saga),
+        )
+        print(
+            f"reference {t_ref:8.2f} s  obj {f_ref:.6f}  within {certified(g_ref):.1e} of the "
+            f"optimum (ours at tol={args.ref_tol}, {ref.n_iter} iters; certified by the "
+            "duality gap)"
+        )
+        print(
+            f"ours      {t_ours:8.2f} s  obj {f_ours:.6f}  within {certified(g_ours):.1e}  "
+            f"(tol={args.tol})  iters {res.n_iter}  passes {res.n_passes}  nnz "
+            f"{out['ours_nnz']}  peak {peak / 1e6:.0f} MB (numpy, tracemalloc)"
+        )
+        print(
+            f"per pass  {per_pass * 1e3:8.2f} ms  vs bandwidth bound {bound8 * 1e3:.2f} ms "
+            f"(float64; {bound4 * 1e3:.2f} ms at 4 B/value) at {bw:.1f} GB/s copy bandwidth; "
+            "time per pass includes coordinate descent and line search"
+        )
+        capped = epochs >= args.saga_max_iter
+        print(
+            f"sk saga   {t_saga:8.2f} s  obj {f_saga:.6f}  within {certified(g_saga):.1e}  epochs "
+            f"{epochs} (tol=1e-4, cap {args.saga_max_iter}{': reached' if capped else ''})"
+        )
+        same = certified(g_ours) <= 1e-4
+        note = ""
+        if certified(g_saga) > 1e-4:
+            note = "  (saga stopped above 1e-4 of the optimum: its time is a lower bound)"
+        print(
+            f"RATIO saga/ours one fit: {t_saga / t_ours:.1f}x"
+            + ("" if same else "  (ours NOT within 1e-4 of the optimum)")
+            + note
+        )
 
-    res2, t_ours2 = ours(0.0, tol=args.tol)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        lb = LogisticRegression(
-            C=C, l1_ratio=0.0, solver="lbfgs", tol=1e-6, max_iter=args.lbfgs_max_iter
-        ).fit(X, y)
-    t_lb = time.perf_counter() - t0
-    lb_capped = int(lb.n_iter_[0]) >= args.lbfgs_max_iter
-    f2, flb = obj(res2.coef, res2.intercept, 0.0), obj(lb.coef_, lb.intercept_, 0.0)
-    out.update(l2_ours_s=t_ours2, lbfgs_s=t_lb, l2_ours_obj=f2, lbfgs_obj=flb)
-    print(
-        f"L2 case   ours {t_ours2:.2f} s obj {f2:.6f} | lbfgs {t_lb:.2f} s obj {flb:.6f} "
-        f"({int(lb.n_iter_[0])} iterations{', cap reached' if lb_capped else ''})"
-    )
-    print(f"RATIO lbfgs/ours (L2): {t_lb / t_ours2:.1f}x")
+    if "l2" in parts:
+        res2, t_ours2 = ours(0.0, tol=args.tol)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            lb = LogisticRegression(
+                C=C, l1_ratio=0.0, solver="lbfgs", tol=1e-6, max_iter=args.lbfgs_max_iter
+            ).fit(X, y)
+        t_lb = time.perf_counter() - t0
+        lb_capped = int(lb.n_iter_[0]) >= args.lbfgs_max_iter
+        f2, flb = obj(res2.coef, res2.intercept, 0.0), obj(lb.coef_, lb.intercept_, 0.0)
+        out.update(l2_ours_s=t_ours2, lbfgs_s=t_lb, l2_ours_obj=f2, lbfgs_obj=flb)
+        print(
+            f"L2 case   ours {t_ours2:.2f} s obj {f2:.6f} | lbfgs {t_lb:.2f} s obj {flb:.6f} "
+            f"({int(lb.n_iter_[0])} iterations{', cap reached' if lb_capped else ''})"
+        )
+        print(f"RATIO lbfgs/ours (L2): {t_lb / t_ours2:.1f}x")
 
-    Cs = cmin * np.logspace(0, args.path_decades, args.path_len)
-    t0 = time.perf_counter()
-    path = _path.solve_path(X, Y, sw, "multinomial", Cs, l1_ratio=l1, tol=args.tol)
-    t_path = time.perf_counter() - t0
-    nnz = path.n_nonzero.sum(1)
-    acc = [
-        float(((X @ path.coef[i].T + path.intercept[i]).argmax(1) == y).mean())
-        for i in range(len(Cs))
-    ]
-    out.update(
-        path_s=t_path, path_iters=int(path.n_iter.sum()), path_converged=bool(path.converged.all())
-    )
-    print(
-        f"path      {t_path:8.2f} s for {len(Cs)} penalties ({int(path.n_iter.sum())} "
-        f"iterations); nnz {nnz[0]}..{nnz[-1]}, train acc {acc[0]:.3f}..{acc[-1]:.3f}"
-    )
-    print(f"RATIO one saga fit / our {len(Cs)}-point path: {t_saga / t_path:.2f}x")
+    if "path" in parts:
+        Cs = cmin * np.logspace(0, args.path_decades, args.path_len)
+        t0 = time.perf_counter()
+        path = _path.solve_path(X, Y, sw, "multinomial", Cs, l1_ratio=l1, tol=args.tol)
+        t_path = time.perf_counter() - t0
+        nnz = path.n_nonzero.sum(1)
+        acc = [
+            float(((X @ path.coef[i].T + path.intercept[i]).argmax(1) == y).mean())
+            for i in range(len(Cs))
+        ]
+        out.update(
+            path_s=t_path,
+            path_iters=int(path.n_iter.sum()),
+            path_converged=bool(path.converged.all()),
+        )
+        print(
+            f"path      {t_path:8.2f} s for {len(Cs)} penalties ({int(path.n_iter.sum())} "
+            f"iterations); nnz {nnz[0]}..{nnz[-1]}, train acc {acc[0]:.3f}..{acc[-1]:.3f}"
+        )
+        if t_saga is not None:
+            print(
+                f"RATIO one saga fit / our {len(Cs)}-point path: {t_saga / t_path:.2f}x"
+                + ("" if "fit" in parts else " (saga's time from --saga-seconds)")
+            )
 
-    if not args.skip_glm:
+    if "path" in parts and not args.skip_glm:
         try:
             import torch
             from glm_saga.elasticnet import IndexedTensorDataset, glm_saga

@@ -435,9 +435,14 @@ def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max
         if slow >= _SLOW_ITERS and model == "kron":
             # the exact model's O(n) coordinate updates are affordable for few samples
             # x classes; beyond that, the per-class blocks of the Hessian
-            model = "exact" if X.shape[0] * k <= _EXACT_MAX_NK else "blocks"
-            if model == "exact":
+            if X.shape[0] * k <= _EXACT_MAX_NK:
+                model = "exact"
                 XF = np.asfortranarray(X)
+            elif float((ws_len.astype(np.float64) ** 2).sum()) <= _BLOCK_MAX_COST * d * k:
+                # forming the blocks costs up to n sum_a |J_a|^2, against n d k per pass
+                # over X: affordable while the working sets are small (not, e.g., for
+                # pure ridge, where every weight is active); else keep the Kronecker model
+                model = "blocks"
         if model == "exact":
             Pm = Y + R / np.where(s > 0, s, 1.0)[:, None]
             D = _kernels.cd_exact(
@@ -591,6 +596,7 @@ def duality_gap(
 _SLOW_ITERS = 3  # slow iterations of the Kronecker model before it is replaced
 _EXACT_MAX_NK = 250_000  # samples x classes up to which the exact model replaces it
 _BLOCK_ROW_FRACTION = 0.03  # rows whose curvature is below this share of the largest drop
+_BLOCK_MAX_COST = 16.0  # block model only while sum_a |J_a|^2 <= this x d x k
 
 
 def _block_step(X, G, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, tol):

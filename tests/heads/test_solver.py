@@ -457,3 +457,19 @@ def test_block_step_is_the_newton_step_for_binary_losses(global_random_seed, mon
         H[:d, :d] += lam2 * np.eye(d)
         g = grad[a] + np.append(lam2 * W[a], 0.0)
         np.testing.assert_allclose(D[a], np.linalg.solve(H, -g), atol=1e-8)
+
+
+def test_block_model_is_skipped_when_every_weight_is_active(global_random_seed, monkeypatch):
+    # pure ridge: every coordinate is in the working set, the blocks would cost
+    # n sum_a |J_a|^2 > 16 n d k, so the Kronecker model (exact ridge step) carries on
+    X, y = make_problem(global_random_seed, n=600, d=15, k=4)
+    Y, s = np.eye(4)[y], np.full(600, 1 / 600)
+    calls = []
+    block_step = _solver._block_step
+    monkeypatch.setattr(_solver, "_SLOW_ITERS", 0)
+    monkeypatch.setattr(_solver, "_EXACT_MAX_NK", 0)
+    monkeypatch.setattr(_solver, "_block_step", lambda *a: calls.append(1) or block_step(*a))
+    res = _solver.solve(X, Y, s, "multinomial", lam1=0.0, lam2=1e-2, tol_abs=1e-8, max_iter=5000)
+    assert res.converged and not calls
+    gap = _solver.duality_gap(X, Y, s, "multinomial", res.coef, res.intercept, lam1=0.0, lam2=1e-2)
+    assert gap.relative <= 1e-9
