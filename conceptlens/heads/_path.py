@@ -39,7 +39,7 @@ def c_min(X, Y, sample_weight, mode, l1_ratio):
     ``l1_ratio = 1`` is returned so that grids still start at a sensible scale.
     """
     S = float(sample_weight.sum())
-    g0 = _solver.grad_scale(X, Y, sample_weight / S, _solver._MODES[mode])
+    g0 = _solver.grad_scale(X, Y, sample_weight / S, _solver._mode_code(mode))
     gmax = max(float(np.abs(g0).max()), 1e-300)
     return (l1_ratio if l1_ratio > 0 else 1.0) / (S * gmax)
 
@@ -65,7 +65,7 @@ def solve_path(
     Cs = np.sort(np.asarray(Cs, dtype=float))
     S = float(sample_weight.sum())
     s = sample_weight / S
-    m = _solver._MODES[mode]
+    m = _solver._mode_code(mode)
     G = _solver.gram(X, s, subsample=True)
     scale = max(float(np.abs(_solver.grad_scale(X, Y, s, m)).max()), 1e-12)
     k, d = Y.shape[1], X.shape[1]

@@ -183,6 +183,25 @@ def gram_shift(diag: np.ndarray, n: int) -> float:
     return 2.0 * 2.0**-24 * float(np.sqrt(max(n, 1) * diag.size)) * float(diag.max())
 
 
+def _mode_code(mode: str) -> int:
+    """The kernels' code of a loss name, with a clear error for anything else."""
+    try:
+        return _MODES[mode]
+    except KeyError:
+        raise ValueError(f"mode must be 'multinomial' or 'sigmoid', got {mode!r}") from None
+
+
+def _probabilities(Y: np.ndarray, R: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Predicted probabilities from the residuals ``R = s (p - y)`` (rows of zero weight: y)."""
+    return Y + R / np.where(s > 0, s, 1.0)[:, None]
+
+
+def _mean_softmax_hessian(Pm: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``sum_i s_i (diag(p_i) - p_i p_i^T)``: (k, k), the intercepts' Hessian."""
+    ps = Pm * s[:, None]
+    return np.diag(ps.sum(axis=0)) - ps.T @ Pm
+
+
 def _intercept_only(Y: np.ndarray, s: np.ndarray, mode: int) -> np.ndarray:
     freq = np.clip(s @ Y, 1e-12, 1.0 - 1e-12)
     if mode == _kernels.MULTINOMIAL:
@@ -289,7 +308,7 @@ def solve(
     offset : ndarray (n, k), optional
         Fixed logits added to ``X @ W.T + b`` (residual fits).
     """
-    m = _MODES[mode]
+    m = _mode_code(mode)
     _n, d = X.shape
     k = Y.shape[1]
     if P is None:
@@ -416,11 +435,7 @@ def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max
         V[:, :d] = W
         V[:, d] = b
         inner_tol = max(0.05 * viol, 0.1 * tol_abs)
-        if m == _kernels.MULTINOMIAL:
-            Pm = Y + R / np.where(s > 0, s, 1.0)[:, None]
-            A = np.diag(c) - (Pm * s[:, None]).T @ Pm + np.diag((Pm * Pm * s[:, None]).sum(0))
-        else:
-            A = np.diag(c)
+        Pm = _probabilities(Y, R, s)
         # The Kronecker model A kron G is cheap (coordinate updates cost O(d)) but
         # poor when the curvature is very uneven across samples (near separation, or
         # many classes, each curved only near its own samples).  Once it stalls,
@@ -444,21 +459,21 @@ def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max
                 # pure ridge, where every weight is active); else keep the Kronecker model
                 model = "blocks"
         if model == "exact":
-            Pm = Y + R / np.where(s > 0, s, 1.0)[:, None]
             D = _kernels.cd_exact(
                 XF, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, 20, 2 * inner_tol, m
             )
         elif model == "blocks":
-            Pm = Y + R / np.where(s > 0, s, 1.0)[:, None]
             D = _block_step(X, G, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, inner_tol)
-        elif lam1 == 0.0:
-            if eig is None:
-                eig = _centred_eigh(G)
-            D = _ridge_step(eig, grad, A, W, P, lam2, gamma)
         else:
-            D = _kernels.cd_quadratic(
-                G, grad, A, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, inner_tol
-            )
+            A = _mean_softmax_hessian(Pm, s) if m == _kernels.MULTINOMIAL else np.diag(c)
+            if lam1 == 0.0:
+                if eig is None:
+                    eig = _centred_eigh(G)
+                D = _ridge_step(eig, grad, A, W, P, lam2, gamma)
+            else:
+                D = _kernels.cd_quadratic(
+                    G, grad, A, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, inner_tol
+                )
         DW, Db = D[:, :d], D[:, d]
         dZ = _mm(X, np.ascontiguousarray(DW.T)) + Db
         n_passes += 1
@@ -508,20 +523,21 @@ class DualityGap:
         return self.gap / abs(self.primal) if self.primal else self.gap
 
 
-def _fit_intercept(Z0, Y, s, m, b, max_iter=50):
-    """Newton on the intercepts with the logits ``Z0 = X W.T`` fixed (no pass over X)."""
+def _refit_intercept(Z0, Y, s, m, b, max_iter=50):
+    """Residuals ``R`` after Newton on the intercepts with the logits ``Z0 = X W.T`` fixed.
+
+    No pass over ``X``; on return the intercept gradient ``R.sum(0)`` is (nearly) zero.
+    """
     b = np.array(b, dtype=np.float64)
-    k = Y.shape[1]
     loss, R, c = _kernels.loss_grad(Z0 + b, Y, s, m)
     for _ in range(max_iter):
         g = R.sum(axis=0)
         if np.abs(g).max() <= 1e-15:
             break
         if m == _kernels.MULTINOMIAL:
-            Pm = Y + R / np.where(s > 0, s, 1.0)[:, None]
-            ps = Pm * s[:, None]
-            H = np.diag(ps.sum(axis=0)) - ps.T @ Pm
-            step = -np.linalg.lstsq(H + 1e-300 * np.eye(k), g, rcond=None)[0]
+            # singular along the all-ones vector (a common shift of the intercepts)
+            H = _mean_softmax_hessian(_probabilities(Y, R, s), s)
+            step = -np.linalg.lstsq(H, g, rcond=None)[0]
             step -= step.mean()
         else:
             step = -g / np.maximum(c, 1e-300)
@@ -535,7 +551,7 @@ def _fit_intercept(Z0, Y, s, m, b, max_iter=50):
             break
         b = b + t * step
         loss, R, c = loss_t, R_t, c_t
-    return b, loss, R
+    return R
 
 
 def duality_gap(
@@ -563,22 +579,53 @@ def duality_gap(
     ``h^*(V) = sum (|V + gamma P| - lam1)_+^2 / (2 (lam2 + gamma)) - gamma/2 |P|^2``.
     With ``lam2 + gamma = 0`` (lasso) the dual point is scaled by
     ``min(1, lam1 / |grad|_inf)`` to make ``h^*`` finite.  Costs two passes over ``X``.
+
+    Parameters
+    ----------
+    X, Y, s, mode, lam1, lam2, gamma, P
+        As for :func:`solve`.
+    coef : ndarray (k, d)
+    intercept : ndarray (k,)
+        The solution to certify (any point: the bound holds everywhere).
+
+    Returns
+    -------
+    DualityGap
+        ``primal`` (the objective at ``coef, intercept``), ``dual`` (a lower bound on
+        the optimum), ``gap`` and ``relative``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from conceptlens.heads import _solver
+    >>> rng = np.random.default_rng(0)
+    >>> X, Y = rng.normal(size=(200, 4)), np.eye(3)[rng.integers(0, 3, 200)]
+    >>> s = np.full(200, 1 / 200)
+    >>> res = _solver.solve(X, Y, s, "multinomial", lam1=0.01, lam2=0.01, tol_abs=1e-10)
+    >>> gap = _solver.duality_gap(X, Y, s, "multinomial", res.coef, res.intercept,
+    ...                           lam1=0.01, lam2=0.01)
+    >>> bool(0 <= gap.relative < 1e-8)
+    True
     """
-    m = _MODES[mode]
-    k, d = coef.shape
+    m = _mode_code(mode)
+    k, d = Y.shape[1], X.shape[1]
+    if np.shape(coef) != (k, d) or np.shape(intercept) != (k,):
+        raise ValueError(
+            f"coef must have shape {(k, d)} and intercept {(k,)} for X {X.shape} and Y "
+            f"{Y.shape}; got {np.shape(coef)} and {np.shape(intercept)}"
+        )
     P = np.zeros((k, d)) if P is None else P
     Z0 = _mm(X, np.ascontiguousarray(coef.T))
     loss0 = _kernels.loss_grad(Z0 + intercept, Y, s, m)[0]
     primal = loss0 + _penalty(coef, lam1, lam2, gamma, P)
-    _b, _loss, R = _fit_intercept(Z0, Y, s, m, intercept)
+    R = _refit_intercept(Z0, Y, s, m, intercept)
     grad = _mm(np.ascontiguousarray(R.T), X)  # (k, d) = sum_i s_i u_i x_i^T
     mu = lam2 + gamma
     alpha = 1.0
     if mu == 0.0:
         gmax = float(np.abs(grad).max()) if grad.size else 0.0
         alpha = min(1.0, lam1 / gmax) if gmax > 0 else 1.0
-    Q = Y + alpha * (R / np.where(s > 0, s, 1.0)[:, None])
-    Q = np.clip(Q, 0.0, 1.0)
+    Q = np.clip(Y + alpha * (_probabilities(Y, R, s) - Y), 0.0, 1.0)
     ent = Q * np.log(np.where(Q > 0, Q, 1.0))
     if m == _kernels.SIGMOID:
         Qc = 1.0 - Q

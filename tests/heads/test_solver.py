@@ -473,3 +473,13 @@ def test_block_model_is_skipped_when_every_weight_is_active(global_random_seed, 
     assert res.converged and not calls
     gap = _solver.duality_gap(X, Y, s, "multinomial", res.coef, res.intercept, lam1=0.0, lam2=1e-2)
     assert gap.relative <= 1e-9
+
+
+def test_duality_gap_and_solve_reject_bad_input():
+    X, Y, s = np.ones((5, 2)), np.eye(3)[[0, 1, 2, 0, 1]], np.full(5, 0.2)
+    with pytest.raises(ValueError, match="'multinomial' or 'sigmoid', got 'softmax'"):
+        _solver.solve(X, Y, s, "softmax", lam1=0.1, lam2=0.1)
+    with pytest.raises(ValueError, match=r"coef must have shape \(3, 2\)"):
+        _solver.duality_gap(
+            X, Y, s, "multinomial", np.zeros((2, 3)), np.zeros(3), lam1=0.1, lam2=0.1
+        )
