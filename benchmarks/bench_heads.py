@@ -167,9 +167,10 @@ def main():
     def obj(W, b, l1r=l1):
         return _solver.objective(X, Y, W, b, C=C, l1_ratio=l1r, mode="multinomial")
 
+    s = np.full(n, 1.0 / n)  # the solver's normalised sample weights
+    scale = np.abs(_solver.grad_scale(X, Y, s, 0)).max()  # KKT tolerances are relative to it
+
     def ours(l1r, tol=1e-5):
-        s = np.full(n, 1.0 / n)
-        scale = np.abs(_solver.grad_scale(X, Y, s, 0)).max()
         t0 = time.perf_counter()
         r = _solver.solve(
             X,
@@ -198,9 +199,7 @@ def main():
     lam1, lam2 = l1 / (C * n), (1 - l1) / (C * n)
 
     def dual_gap(W, b):
-        return _solver.duality_gap(
-            X, Y, np.full(n, 1.0 / n), "multinomial", W, b, lam1=lam1, lam2=lam2
-        )
+        return _solver.duality_gap(X, Y, s, "multinomial", W, b, lam1=lam1, lam2=lam2)
 
     t_saga = args.saga_seconds
     if "fit" in parts:
