@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
+    "atomic_dir",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -66,6 +68,59 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``path``; put it at ``path`` only on success.
+
+    The folder is built beside ``path`` (same file system). On success any earlier
+    ``path`` is first renamed aside, the new folder renamed into place, and the old one
+    removed, so there is never a moment without a complete ``path``. An exception inside
+    the block removes the temporary folder and leaves any earlier ``path`` untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder to create or replace. Its parent is created if needed.
+
+    Yields
+    ------
+    pathlib.Path
+        An empty folder to fill; it becomes ``path`` when the block exits normally.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_dir(d / "index") as tmp:
+    ...     _ = (tmp / "a.txt").write_text("done")
+    >>> (d / "index" / "a.txt").read_text()
+    'done'
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists() or final.is_symlink():
+            aside = Path(
+                tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent)
+            )
+            old = aside / final.name
+            os.rename(final, old)
+            try:
+                os.rename(tmp, final)
+            except BaseException:
+                os.rename(old, final)  # put the earlier version back
+                shutil.rmtree(aside, ignore_errors=True)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

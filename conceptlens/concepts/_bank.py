@@ -581,12 +581,14 @@ class ConceptBank:
         keep = list(self.concepts)
         if names is not None:
             names = list(names)
-            missing = [n for n in names if n not in self.names]
+            have = set(self.names)
+            missing = [n for n in names if n not in have]
             if missing:
                 raise UnknownNameError(
                     f"concepts {missing} are not in bank {self.id!r}; concepts: {list(self.names)}"
                 )
-            keep = [c for c in keep if c.name in set(names)]
+            wanted = set(names)
+            keep = [c for c in keep if c.name in wanted]
         if groups is not None:
             g = set(groups)
             unknown = g - set(self.groups)

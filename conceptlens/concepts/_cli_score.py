@@ -89,22 +89,12 @@ def score(
 
 def write_scores(scores, out_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Write a concept_score DataArray atomically (.nc: netCDF4; .zarr: zarr)."""
-    import shutil
-    import tempfile
-
-    from conceptlens._io import atomic_path
+    from conceptlens._io import atomic_dir, atomic_path
 
     if out_path.suffix.lower() == ".nc":
         with atomic_path(out_path) as tmp:
             scores.to_netcdf(tmp)
         return
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
-    try:
+    with atomic_dir(out_path) as tmp:
         # zarr format 2: string coords have a stable spec there (readable by every zarr)
-        scores.to_dataset().to_zarr(tmp_dir / "store.zarr", mode="w", zarr_format=2)
-        if out_path.exists():
-            shutil.rmtree(out_path)
-        (tmp_dir / "store.zarr").rename(out_path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        scores.to_dataset().to_zarr(tmp, mode="w", zarr_format=2)

@@ -257,19 +257,30 @@ def filter_duplicates(
     return _keep(bank, names, "duplicate"), report
 
 
-def _top_k_mean(concept_score: Any, names: Sequence[str], top_k: int) -> np.ndarray:
-    if "concept" not in getattr(concept_score, "dims", ()):
+def _score_matrix(concept_score: Any, names: Sequence[str]) -> np.ndarray:
+    """``concept_score`` restricted to ``names`` as a float (sample, concept) array.
+
+    Raises ``DataError`` if it is not a (sample, concept) DataArray or lacks a name.
+    """
+    dims = getattr(concept_score, "dims", ())
+    if "concept" not in dims or "sample" not in dims:
         raise DataError(
             "concept_score must be an xarray.DataArray with dims ('sample', 'concept')"
         )
-    have = [str(c) for c in concept_score["concept"].values]
+    have = {str(c) for c in concept_score["concept"].values}
     missing = [n for n in names if n not in have]
     if missing:
         raise DataError(
             f"concept_score has no scores for {missing}; score the same bank "
             "(conceptlens.concepts.score_concepts) before filtering"
         )
-    arr = np.asarray(concept_score.sel(concept=list(names)).transpose("sample", "concept"))
+    return np.asarray(
+        concept_score.sel(concept=list(names)).transpose("sample", "concept"), dtype=np.float64
+    )
+
+
+def _top_k_mean(concept_score: Any, names: Sequence[str], top_k: int) -> np.ndarray:
+    arr = _score_matrix(concept_score, names)
     k = max(1, min(int(top_k), arr.shape[0]))
     top = -np.sort(-arr, axis=0)[:k]
     return top.mean(axis=0)
@@ -484,11 +495,8 @@ def select_concepts(
     has_assoc = any(c.positive_classes for c in bank.concepts)
     score_arr = lab = None
     if concept_score is not None:
+        score_arr = _score_matrix(concept_score, bank.names)
         lab = _labels_for(concept_score, labels, bank.classes)
-        score_arr = np.asarray(
-            concept_score.sel(concept=list(bank.names)).transpose("sample", "concept"),
-            dtype=np.float64,
-        )
         if score_arr.shape[0] != lab.shape[0]:
             raise DataError(f"{lab.shape[0]} labels for {score_arr.shape[0]} scored samples")
     rows = []

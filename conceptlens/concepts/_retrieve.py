@@ -17,12 +17,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from conceptlens._io import atomic_write_text
+from conceptlens._io import atomic_dir, atomic_write_text
 from conceptlens.concepts._bank import ConceptBank
+from conceptlens.concepts._filter import _unit
 from conceptlens.concepts._sanitize import Rejection, sanitize_concept, to_concept_name
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
@@ -305,12 +305,16 @@ def minilm_embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+@functools.cache
 def default_embed(backbone: str = "synthderm-lit") -> EmbedFn:
     """Text encoder of ``backbone`` (default synthderm-lit), loaded on first call.
 
     If the backbone's weights are not available (``BackboneUnavailableError``, e.g.
     synthderm-lit not trained yet), falls back to :func:`minilm_embed`, the same MiniLM
     text encoder without the joint-space projection, and logs it.
+
+    The function is cached per ``backbone``: repeated calls return the same encoder, so
+    the backbone is loaded once and :class:`CorpusIndex` reuses its passage embeddings.
     """
     state: dict[str, Any] = {}
 
@@ -328,14 +332,6 @@ def default_embed(backbone: str = "synthderm-lit") -> EmbedFn:
         return np.asarray(state["fn"](list(texts)), dtype=np.float32)
 
     return embed
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ConfigError(f"embed() must return a 2-D array (n_texts, dim), got shape {x.shape}")
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(n == 0, 1.0, n)
 
 
 # ---------------------------------------------------------------- index
@@ -378,26 +374,12 @@ class CorpusIndex:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the index folder atomically (JSON + ``.npy`` only, no pickle)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             self.retriever.save(tmp / "bm25", show_progress=False)
             lines = [json.dumps(dataclasses.asdict(p), ensure_ascii=False) for p in self.passages]
             atomic_write_text(tmp / "passages.jsonl", "\n".join(lines) + "\n")
             meta = {"format": INDEX_FORMAT, "n_passages": len(self.passages), **self.params}
             atomic_write_text(tmp / "index.json", json.dumps(meta, indent=2))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                if old.exists():
-                    shutil.rmtree(old)
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
         return path
 
     @classmethod
@@ -439,11 +421,9 @@ class CorpusIndex:
         """Cosine similarity of ``embed(query)`` with every passage (embeddings cached)."""
         if self._dense is None or self._dense_fn is not embed:
             texts = [f"{p.title} {p.text}".strip() for p in self.passages]
-            self._dense = _normalise(embed(texts))
-            self._dense_fn = embed
-            if self._dense.shape[0] != len(self.passages):
-                raise ConfigError("embed() returned a different number of rows than texts")
-        q = _normalise(embed([query]))
+            dense = _unit(embed(texts), len(texts))
+            self._dense, self._dense_fn = dense, embed
+        q = _unit(embed([query]), 1)
         return self._dense @ q[0]
 
     def search(

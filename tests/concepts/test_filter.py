@@ -206,6 +206,11 @@ def test_select_concepts_per_class_with_discriminability(rng):
     # without scores: pure coverage, k >= candidates selects them all
     kept_all, t2 = select_concepts(bank, 10)
     assert set(kept_all.names) == set(bank.names) and (t2["discriminability"] == 0).all()
+    # scores of a different bank: the same clear error as filter_unscorable
+    with pytest.raises(DataError, match="no scores for"):
+        select_concepts(bank, 1, concept_score=da.isel(concept=slice(0, 2)))
+    with pytest.raises(DataError, match="dims"):
+        select_concepts(bank, 1, concept_score=values, labels=labels)
 
 
 def test_discriminability_matches_numpy(rng):

@@ -25,7 +25,7 @@ from conceptlens.concepts import (
     shipped_corpus,
 )
 from conceptlens.concepts._retrieve import tokenize
-from conceptlens.exceptions import DataError, MissingFileError
+from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
 PUBMED = """<?xml version="1.0"?>
 <PubmedArticleSet>
@@ -160,6 +160,51 @@ def test_dense_and_hybrid_retrieval(index):
         index.passages[i].passage_id for i in np.argsort(-rrf, kind="stable")[:3]
     ]
     assert "regression" in hyb[0].passage.text.lower()
+
+
+def test_default_embed_is_resolved_once(index, monkeypatch):
+    """search(embed=None) reuses one default encoder, so the corpus is embedded once."""
+    import conceptlens.backbones as backbones
+    from conceptlens.concepts._retrieve import default_embed
+
+    calls = {"load": 0, "texts": []}
+
+    class FakeBackbone:
+        def encode_text(self, texts):
+            calls["texts"].append(len(texts))
+            return hashed_bow(texts)
+
+    def fake_load(name):
+        calls["load"] += 1
+        assert name == "synthderm-lit"
+        return FakeBackbone()
+
+    monkeypatch.setattr(backbones, "load_backbone", fake_load)
+    default_embed.cache_clear()
+    fresh = CorpusIndex(index.passages, index.retriever, index.params)
+    try:
+        assert default_embed() is default_embed()
+        a = fresh.search("blue-white veil", k=2, method="dense")
+        b = fresh.search("irregular streaks", k=2, method="hybrid")
+    finally:
+        default_embed.cache_clear()
+    assert calls["load"] == 1
+    # one corpus pass, then one embedding per query
+    assert calls["texts"] == [len(index.passages), 1, 1]
+    assert (
+        a[0].passage.passage_id
+        == fresh.search("blue-white veil", k=1, method="dense", embed=hashed_bow)[
+            0
+        ].passage.passage_id
+    )
+    assert len(b) == 2
+
+
+def test_dense_rejects_wrong_row_count_without_caching(index):
+    fresh = CorpusIndex(index.passages, index.retriever, index.params)
+    with pytest.raises(ConfigError, match="shape"):
+        fresh.search("veil", method="dense", embed=lambda texts: hashed_bow(texts)[:1])
+    assert fresh._dense is None and fresh._dense_fn is None
 
 
 @pytest.mark.parametrize(
