@@ -22,13 +22,9 @@ import pandas as pd
 import xarray as xr
 
 from conceptlens._io import atomic_path, atomic_write_text, cache_root
+from conceptlens._progress import is_quiet
 
-__all__ = ["DemoResult", "default_cache_dir", "demo", "run_demo"]
-
-
-def default_cache_dir() -> Path:
-    """Embedding cache folder of the demo: :func:`conceptlens._io.cache_root`."""
-    return cache_root()
+__all__ = ["DemoResult", "demo", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,7 @@ def run_demo(
         Where ``scores.nc``, ``metrics.nc``, ``metrics.csv``, ``summary.txt`` and the
         fitted head (``model/``) go; ``None`` writes nothing.
     cache_dir : path, optional
-        Embedding cache (default :func:`default_cache_dir`); a rerun encodes nothing.
+        Embedding cache (default :func:`conceptlens._io.cache_root`); a rerun encodes nothing.
     max_concepts_per_class : int, default=10
         The head is chosen along its path as the most accurate one on a validation split
         that uses at most this many concepts per class.
@@ -126,7 +122,7 @@ def run_demo(
 
     say = echo or (lambda _msg: None)
     timings: dict[str, float] = {}
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
 
     t0 = time.perf_counter()
     gen = SynthDerm(preset)
@@ -265,9 +261,7 @@ def _write_outputs(out: Path, result: DemoResult) -> None:
 )
 @click.option("--max-concepts-per-class", default=10, show_default=True)
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap replicates.")
-@click.pass_context
 def demo(
-    ctx: click.Context,
     n: int,
     seed: int,
     out_dir: str,
@@ -276,7 +270,7 @@ def demo(
     n_boot: int,
 ) -> None:
     """Run the end-to-end demo on SynthDerm with synthderm-lit (offline)."""
-    quiet = bool((ctx.obj or {}).get("quiet"))
+    quiet = is_quiet()
     t0 = time.perf_counter()
     result = run_demo(
         n=n,

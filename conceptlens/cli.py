@@ -101,13 +101,12 @@ class _LazyGroup(click.Group):
 @click.version_option(__version__, "--version", "-V", prog_name="conceptlens")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or informational output.")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.pass_context
-def main(ctx: click.Context, quiet: bool, debug: bool) -> None:
+def main(quiet: bool, debug: bool) -> None:
     """conceptlens: interpretable concept-bottleneck analysis of medical images."""
-    ctx.ensure_object(dict)
-    ctx.obj["quiet"] = quiet
-    ctx.obj["debug"] = debug
-    set_quiet(quiet)
+    # --debug is read by _LazyGroup.invoke; without --quiet, CONCEPTLENS_QUIET=1 (or an
+    # earlier set_quiet(True)) still silences progress output
+    if quiet:
+        set_quiet(True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,3 +45,14 @@ def test_console_script_runs_as_module():
         check=True,
     )
     assert __version__ in out.stdout
+
+
+def test_quiet_flag_silences_and_absent_flag_keeps_env_setting(monkeypatch):
+    from conceptlens import _progress
+
+    monkeypatch.setattr(_progress, "_QUIET", False)
+    assert CliRunner().invoke(main, ["--quiet", "data", "--help"]).exit_code == 0
+    assert _progress.is_quiet() is True
+    # as if CONCEPTLENS_QUIET=1 was set: no --quiet must not switch it back on
+    assert CliRunner().invoke(main, ["data", "--help"]).exit_code == 0
+    assert _progress.is_quiet() is True

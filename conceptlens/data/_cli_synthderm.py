@@ -55,11 +55,11 @@ def synthderm(n: int, seed: int, preset: str, out: Path, image_size: int, overwr
 
     Rerunning the same command over a partial output completes it.
     """
-    from conceptlens import _progress
+    from conceptlens._progress import is_quiet
     from conceptlens.data._synthderm import write_synthderm
 
     manifest = write_synthderm(
         out, n, seed=seed, preset=preset, image_size=image_size, overwrite=overwrite
     )
-    if not _progress._QUIET:
+    if not is_quiet():
         click.echo(f"wrote {n} SynthDerm images ({preset}, seed {seed}) -> {manifest}")

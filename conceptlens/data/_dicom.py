@@ -172,8 +172,6 @@ def _plugin_error(path: Path, ds: Any) -> ImageDecodeError | None:
         return None
     name = tsuid.name
     hint = next((h for k, h in _PLUGIN_HINT.items() if k in name), None)
-    if "2000" in name:
-        hint = _PLUGIN_HINT["JPEG 2000"]
     missing = "; ".join(decoder.missing_dependencies) or "no plugin registered"
     return ImageDecodeError(
         f"{path}: pixel data is compressed as '{name}' and no decoder plugin is installed "

@@ -46,7 +46,7 @@ def read_table(path: str | os.PathLike[str], *, str_columns: Sequence[str] = ())
 
 
 def _resolve(cell: Any, root: Path) -> str | None:
-    if cell is None or (isinstance(cell, float) and pd.isna(cell)) or pd.isna(cell):
+    if cell is None or pd.isna(cell):
         return None
     text = str(cell).strip()
     if not text:

@@ -80,8 +80,7 @@ def load_npz(
                         f"{p}: no array {s}_images; the archive has {members}. MedMNIST "
                         "files hold train_/val_/test_ images and labels."
                     )
-                with zipfile.ZipFile(p) as zf:
-                    shapes[s] = _npy_shape(zf, f"{s}_images.npy", p)
+                shapes[s] = _npy_shape(npz.zip, f"{s}_images.npy", p)
                 if f"{s}_labels" in members:
                     labels[s] = np.asarray(npz[f"{s}_labels"])
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
@@ -94,7 +93,6 @@ def load_npz(
     keys: list[str] = []
     offsets: list[int] = []
     label_cols: list[str] | None = None
-    multilabel = False
     for s in wanted:
         n = shapes[s][0]
         frame = pd.DataFrame({"split": [s] * n, "index": np.arange(n)})
@@ -107,7 +105,6 @@ def load_npz(
             if lab2.shape[1] == 1:
                 frame["label"] = lab2[:, 0]
             else:
-                multilabel = True
                 names = (
                     list(label_names)
                     if label_names is not None
@@ -124,6 +121,7 @@ def load_npz(
         keys += [f"{s}_images"] * n
         offsets += list(range(n))
     meta = pd.concat(frames)
+    multilabel = label_cols is not None
     has_labels = "label" in meta.columns or label_cols is not None
     if has_labels and meta[label_cols or ["label"]].isna().any().any():
         # a split without labels next to labelled ones

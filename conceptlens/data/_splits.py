@@ -97,10 +97,11 @@ def _grouped(
     uniq, inverse = np.unique(groups, return_inverse=True)
     sizes = np.bincount(inverse)
     if strata is not None:
-        dominant = np.empty(len(uniq), dtype=object)
-        for g in range(len(uniq)):
-            vals, counts = np.unique(strata[inverse == g], return_counts=True)
-            dominant[g] = vals[np.argmax(counts)]
+        # each group's most frequent stratum; ties go to the smallest (sorted-first) value
+        s_uniq, s_inv = np.unique(strata, return_inverse=True)
+        counts = np.zeros((len(uniq), len(s_uniq)), dtype=np.int64)
+        np.add.at(counts, (inverse, s_inv), 1)
+        dominant = s_uniq[counts.argmax(axis=1)]
         buckets = [np.flatnonzero(dominant == s) for s in np.unique(dominant.astype(str))]
     else:
         buckets = [np.arange(len(uniq))]

@@ -75,11 +75,9 @@ def _block_rngs(seed: int, block: int) -> list[np.random.Generator]:
 
 def _prob_tables(cfg: SynthDermConfig) -> tuple[np.ndarray, np.ndarray]:
     """(n_sites, n_classes, C) concept probabilities and (n_sites, n_classes, 6) tone probs."""
+    site_tables = [cfg.concept_prob_table(s) for s in cfg.sites]
     probs = np.array(
-        [
-            [[cfg.concept_prob_table(s)[c][k] for c in _CONCEPT_NAMES] for k in SYNTHDERM_CLASSES]
-            for s in cfg.sites
-        ]
+        [[[t[c][k] for c in _CONCEPT_NAMES] for k in SYNTHDERM_CLASSES] for t in site_tables]
     )
     tones = np.array([[cfg.skin_tone_probs[s][k] for k in SYNTHDERM_CLASSES] for s in cfg.sites])
     return probs, tones

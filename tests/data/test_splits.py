@@ -139,3 +139,53 @@ def test_dataset_split_convenience(rng):
     assert set(parts) == {"train", "val", "test"}
     with pytest.raises(DataError, match=r"splits \['b'\] are empty"):
         ds.subset([0, 1]).split("random", fractions={"a": 1.0, "b": 0.0})
+
+
+def _grouped_reference(groups, strata, fractions, rng):
+    """The former per-group loop for the dominant stratum, kept to pin the vectorised one."""
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    sizes = np.bincount(inverse)
+    dominant = np.empty(len(uniq), dtype=object)
+    for g in range(len(uniq)):
+        vals, counts = np.unique(strata[inverse == g], return_counts=True)
+        dominant[g] = vals[np.argmax(counts)]
+    buckets = [np.flatnonzero(dominant == s) for s in np.unique(dominant.astype(str))]
+    names = list(fractions)
+    target = np.array([fractions[k] for k in names])
+    assigned = np.full(len(uniq), -1)
+    filled_all = np.zeros(len(names))
+    for bucket in buckets:
+        order = bucket[rng.permutation(len(bucket))]
+        order = order[np.argsort(-sizes[order], kind="stable")]
+        filled = np.zeros(len(names))
+        total = sizes[bucket].sum()
+        for g in order:
+            deficit = target * total - filled
+            overall = target * len(groups) - filled_all
+            j = int(np.lexsort((-overall, -deficit))[0])
+            assigned[g] = j
+            filled[j] += sizes[g]
+            filled_all[j] += sizes[g]
+    return {name: np.flatnonzero(assigned[inverse] == j).tolist() for j, name in enumerate(names)}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_grouped_dominant_stratum_matches_per_group_loop_with_ties(seed):
+    from conceptlens.data._splits import _grouped
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    groups = np.array([f"p{v}" for v in rng.integers(0, 80, size=n)])
+    strata = rng.choice(["sk", "nevus", "melanoma", "bcc"], size=n)
+    # groups of two with different strata: a guaranteed tie, broken by sorted order
+    groups = np.concatenate([groups, ["tie_a", "tie_a", "tie_b", "tie_b"]])
+    strata = np.concatenate([strata, ["nevus", "bcc", "sk", "melanoma"]])
+    ties = 0
+    for g in np.unique(groups):
+        _, counts = np.unique(strata[groups == g], return_counts=True)
+        ties += int((counts == counts.max()).sum() > 1)
+    assert ties >= 2
+    fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
+    got = _grouped(groups, strata, fractions, np.random.default_rng(seed + 100))
+    want = _grouped_reference(groups, strata, fractions, np.random.default_rng(seed + 100))
+    assert got == want

@@ -143,3 +143,16 @@ def test_cli_through_main_and_unknown_preset(tmp_path):
     )
     assert bad.exit_code == 1
     assert "unknown SynthDerm preset" in bad.output and "confounded" in bad.output
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_cli_message_follows_is_quiet(tmp_path, monkeypatch, quiet):
+    from conceptlens import _progress
+    from conceptlens.cli import main
+
+    # CONCEPTLENS_QUIET / set_quiet must be honoured without --quiet on the command line
+    monkeypatch.setattr(_progress, "_QUIET", quiet)
+    res = CliRunner().invoke(main, ["data", "synthderm", "--n", "2", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert ("wrote 2 SynthDerm images" in res.output) is (not quiet)
+    assert _progress.is_quiet() is quiet
