@@ -116,17 +116,17 @@ class EmbeddingCache:
     def _check_manifest(self) -> None:
         manifest = self.folder / "cache.json"
         expected = {"format": _FORMAT, "version": _VERSION, "fingerprint": self.fingerprint}
-        if manifest.exists():
+        fresh = not manifest.exists()
+        if not fresh:
             try:
                 found = json.loads(manifest.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
                 raise self._fail(f"unreadable {manifest.name} ({exc})") from exc
             if found != expected:
                 raise self._fail(f"{manifest.name} says {found}, expected {expected}")
-        else:
-            self.kind_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(manifest, json.dumps(expected, sort_keys=True))
         self.kind_dir.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            atomic_write_text(manifest, json.dumps(expected, sort_keys=True))
 
     def refresh(self) -> None:
         """Re-read the committed segments (entries written by other processes appear)."""

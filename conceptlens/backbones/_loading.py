@@ -420,12 +420,8 @@ def build_model(
         from conceptlens.backbones import _synthderm_lit
 
         model, tokenizer = _synthderm_lit.build_synthderm_lit(pretrained=pretrained)
-        weights = getattr(_synthderm_lit, "WEIGHTS_PATH", None)
-        if weights is None:
-            weights = (
-                Path(_synthderm_lit.__file__).parent / "weights" / "synthderm-lit.safetensors"
-            )
-        wpath = Path(weights) if pretrained and Path(weights).is_file() else None
+        weights = _synthderm_lit.WEIGHTS_PATH
+        wpath = weights if pretrained and weights.is_file() else None
         return LoadedModel(config, model.eval(), tokenizer, wpath, "synthderm-lit")
 
     if checkpoint is not None:

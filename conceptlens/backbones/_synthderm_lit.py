@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from conceptlens.backbones._registry import OPENAI_MEAN, OPENAI_STD
 from conceptlens.exceptions import BackboneUnavailableError, IntegrityError
 
 __all__ = [
@@ -40,8 +41,8 @@ __all__ = [
 ]
 
 IMAGE_SIZE = 96
-IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
-IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGE_MEAN = OPENAI_MEAN
+IMAGE_STD = OPENAI_STD
 CONTEXT_LENGTH = 128
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "synthderm-lit.safetensors"
 _TEXT_BACKBONE_PREFIX = "text.transformer."

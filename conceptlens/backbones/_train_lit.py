@@ -109,7 +109,6 @@ def _make_chunk(
 
     st = _WORKER_STATE
     if "tok" not in st:
-        torch.set_num_threads(1)
         st["tok"] = HFTokenizer(minilm_path, context_length=context_length)
         st["gens"] = {}
     preset, seed = chunk_plan(data_seed, index)
@@ -152,7 +151,10 @@ class _ChunkSource:
         self.pending: deque[Any] = deque()
         if num_workers > 0:
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            self.pool = mp.get_context("fork").Pool(num_workers)
+            # One torch thread per worker process; the main process keeps its own setting.
+            self.pool = mp.get_context("fork").Pool(
+                num_workers, initializer=torch.set_num_threads, initargs=(1,)
+            )
             for _ in range(2 * num_workers):
                 self._submit()
 

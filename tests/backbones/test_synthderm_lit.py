@@ -143,6 +143,23 @@ def test_training_loop_reduces_loss(tmp_path: Path) -> None:
     assert not model.training
 
 
+def test_make_chunk_keeps_main_process_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # In-process chunk generation (num_workers=0, stage-2 refit) must not change the
+    # caller's torch thread count; only pool workers are limited to one thread.
+    from conceptlens.backbones import _train_lit
+    from conceptlens.backbones._synthderm_lit import CONTEXT_LENGTH
+
+    monkeypatch.setattr(_train_lit, "_WORKER_STATE", {})  # first call in this process
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        chunk = _train_lit._make_chunk(0, 0, 4, str(minilm_dir()), CONTEXT_LENGTH)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert chunk["index"] == 0 and chunk["images"].shape[0] == 4
+
+
 def test_stage2_refit_locks_text_projection(tmp_path: Path) -> None:
     from conceptlens.backbones._train_lit import refit_projection
 
