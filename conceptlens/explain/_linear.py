@@ -99,7 +99,7 @@ def concept_matrix(model: Any, scores: Any, *, where: str = "scores") -> tuple[n
                 f"{where} must be a 2-D DataArray with dims ('sample', 'concept'); got dims "
                 f"{scores.dims}."
             )
-        other = [d for d in scores.dims if d != "concept"][0]
+        other = next(d for d in scores.dims if d != "concept")
         scores = scores.transpose(other, "concept")
         if "concept" in scores.coords:
             have = np.asarray(scores["concept"].values).astype(str)

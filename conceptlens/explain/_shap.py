@@ -16,9 +16,7 @@ def _shap() -> Any:
     try:
         import shap
     except ImportError as exc:  # pragma: no cover - shap is a dependency
-        raise MissingDependencyError(
-            "to_shap needs the `shap` package: pip install shap"
-        ) from exc
+        raise MissingDependencyError("to_shap needs the `shap` package: pip install shap") from exc
     return shap
 
 
@@ -69,9 +67,7 @@ def to_shap(contributions: xr.DataArray, cls: str | None = None) -> Any:
     c = contributions.transpose("sample", "concept", "class")
     n = c.sizes["sample"]
     base = np.broadcast_to(np.asarray(c["base_value"].values, dtype=float), (n, c.sizes["class"]))
-    data = (
-        c["score"].transpose("sample", "concept").values if "score" in c.coords else None
-    )
+    data = c["score"].transpose("sample", "concept").values if "score" in c.coords else None
     features = [str(v) for v in c["concept"].values]
     outputs = [str(v) for v in c["class"].values]
     instances = [str(v) for v in c["sample"].values] if "sample" in c.coords else None

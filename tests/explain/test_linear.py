@@ -29,9 +29,9 @@ def _data(kind, rng, n=240):
         logits = X[:, :3] * [1.0, 0.4, 2.0] + rng.normal(size=(n, 3))
         y = np.array(["mel", "nev", "sk"])[logits.argmax(axis=1)]
     else:
-        y = np.column_stack(
-            [X[:, 0] > 0, X[:, 1] > 1, X[:, 3] + rng.normal(size=n) > 0.5]
-        ).astype(int)
+        y = np.column_stack([X[:, 0] > 0, X[:, 1] > 1, X[:, 3] + rng.normal(size=n) > 0.5]).astype(
+            int
+        )
     s = xr.DataArray(
         X,
         dims=("sample", "concept"),
@@ -83,8 +83,9 @@ def test_contributions_equal_shap_linear_explainer_and_add_up(kind, standardize,
     df = np.asarray(cbm.decision_function(test), dtype=float)
     if kind == "binary":
         cls = list(c["class"].values)
-        np.testing.assert_allclose(logit[:, 1], df if df.ndim == 1 else df[:, 1], rtol=1e-10,
-                                   atol=1e-10)
+        np.testing.assert_allclose(
+            logit[:, 1], df if df.ndim == 1 else df[:, 1], rtol=1e-10, atol=1e-10
+        )
         np.testing.assert_allclose(logit[:, 0], -logit[:, 1], atol=1e-12)
         assert cls == ["melanoma", "nevus"]
     else:
@@ -118,7 +119,7 @@ def test_bad_scores_are_named(rng):
         contributions(cbm, s.drop_sel(concept="ruler"))
     bad = s.copy()
     bad[3, 1] = np.nan
-    with pytest.raises(DataError, match="NaN.*streaks"):
+    with pytest.raises(DataError, match=r"NaN.*streaks"):
         contributions(cbm, bad)
     with pytest.raises(DataError, match="expects"):
         contributions(cbm, s.values[:, :3])
@@ -139,8 +140,9 @@ def test_to_shap_shapes_and_slicing(rng):
     assert exp.values.shape == (10, 5, 3)
     assert exp.base_values.shape == (10, 3)
     assert exp.feature_names == CONCEPTS and exp.output_names == ["mel", "nev", "sk"]
-    np.testing.assert_allclose(exp.values.sum(1) + exp.base_values,
-                               cbm.decision_function(s.isel(sample=slice(0, 10))))
+    np.testing.assert_allclose(
+        exp.values.sum(1) + exp.base_values, cbm.decision_function(s.isel(sample=slice(0, 10)))
+    )
     one = to_shap(c, cls="sk")
     assert one.values.shape == (10, 5)
     np.testing.assert_array_equal(one.values, exp.values[:, :, 2])
