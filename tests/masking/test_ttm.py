@@ -1,0 +1,181 @@
+"""Test-time masking on a planted shortcut and a planted under-activation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from sklearn.exceptions import NotFittedError
+
+from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.explain import contributions
+from conceptlens.heads import ConceptBottleneckClassifier
+from conceptlens.masking import MaskingAction, TestTimeMasking
+
+CONCEPTS = ["veil", "streaks", "ink", "ruler"]
+GROUPS = ["colour", "structure", "artifact", "artifact"]
+
+
+def _domain(rng, n, *, shortcut, veil_gain=1.0):
+    """Two classes; veil/streaks causal; ink follows the class only where shortcut=True."""
+    y = rng.integers(0, 2, n)
+    veil = veil_gain * (1.2 * y + rng.normal(scale=1.0, size=n))
+    streaks = 0.8 * y + rng.normal(scale=1.0, size=n)
+    ink_on = np.where(rng.random(n) < 0.9, y, 1 - y) if shortcut else rng.integers(0, 2, n)
+    ink = 1.5 * ink_on + rng.normal(scale=0.3, size=n)
+    ruler = rng.normal(size=n)
+    X = np.column_stack([veil, streaks, ink, ruler])
+    labels = np.array(["nevus", "melanoma"])[y]
+    s = xr.DataArray(
+        X,
+        dims=("sample", "concept"),
+        coords={
+            "concept": CONCEPTS,
+            "concept_group": ("concept", GROUPS),
+            "label": ("sample", labels),
+        },
+        name="concept_score",
+    )
+    return s, labels
+
+
+@pytest.fixture
+def setting(rng):
+    src, ys = _domain(rng, 800, shortcut=True)
+    tgt, yt = _domain(rng, 800, shortcut=False)
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(src, ys)
+    return cbm, src, ys, tgt, yt
+
+
+def _shots(y, k, rng):
+    return np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), k, replace=False) for c in np.unique(y)]
+    )
+
+
+def test_masks_the_shortcut_and_helps_the_target(setting, rng):
+    cbm, src, _ys, tgt, yt = setting
+    coef_before = cbm.coef_.copy()
+    src_pred = cbm.predict(src)
+    idx = _shots(yt, 8, rng)
+    ttm = TestTimeMasking(cbm).fit(tgt.isel(sample=idx), yt[idx])
+    assert [a.concept for a in ttm.actions_ if a.action == "mask"] == ["ink"]
+    before = np.mean(cbm.predict(tgt) == yt)
+    after = np.mean(ttm.predict(tgt) == yt)
+    assert after > before + 0.05
+    # the masked concept sits at the source mean: its contribution is exactly zero
+    c = contributions(cbm, ttm.transform(tgt))
+    np.testing.assert_allclose(c.sel(concept="ink").values, 0.0, atol=1e-12)
+    # the source model is untouched
+    xr.testing.assert_identical(cbm.coef_, coef_before)
+    np.testing.assert_array_equal(cbm.predict(src), src_pred)
+    np.testing.assert_allclose(ttm.predict_proba(tgt).sum(axis=1), 1.0)
+    rep = ttm.report()
+    assert list(rep.concept) == ["ink"]
+    assert rep.target_loss_after[0] < rep.target_loss_before[0]
+
+
+def test_user_and_group_masks(setting):
+    cbm, src, _ys, tgt, yt = setting
+    ttm = TestTimeMasking(cbm, mask_groups=["artifact"], rule=None).fit(tgt[:20], yt[:20])
+    assert sorted(a.concept for a in ttm.actions_) == ["ink", "ruler"]
+    X = ttm.transform(tgt)
+    mean = src.mean("sample")
+    np.testing.assert_allclose(X.sel(concept="ink"), float(mean.sel(concept="ink")))
+    np.testing.assert_allclose(X.sel(concept="veil"), tgt.sel(concept="veil"))
+    only = TestTimeMasking(cbm, mask=["veil"], rule=None).fit(tgt[:20], yt[:20])
+    assert [(a.concept, a.reason) for a in only.actions_] == [("veil", "user mask")]
+    with pytest.raises(DataError, match="unknown concept group"):
+        TestTimeMasking(cbm, mask_groups=["hair"]).fit(tgt[:20], yt[:20])
+    with pytest.raises(DataError, match="concept_group"):
+        TestTimeMasking(cbm, mask_groups=["artifact"]).fit(tgt.values[:20], yt[:20])
+    with pytest.raises(DataError, match="unknown concept"):
+        TestTimeMasking(cbm, mask=["hair"]).fit(tgt[:20], yt[:20])
+
+
+def test_user_mask_survives_the_rule(setting, rng):
+    cbm, _src, _ys, tgt, yt = setting
+    idx = _shots(yt, 8, rng)
+    ttm = TestTimeMasking(cbm, mask=["ruler"]).fit(tgt.isel(sample=idx), yt[idx])
+    assert ttm.scale_.sel(concept="ruler") == 0.0
+    assert ttm.scale_.sel(concept="ink") == 0.0
+
+
+def test_amplifies_an_under_activated_concept(rng):
+    src, ys = _domain(rng, 800, shortcut=False)
+    tgt, yt = _domain(rng, 800, shortcut=False, veil_gain=0.3)
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(src, ys)
+    idx = _shots(yt, 10, rng)
+    ttm = TestTimeMasking(cbm, source_scores=src, source_labels="label", max_masked=0)
+    ttm.fit(tgt.isel(sample=idx), yt[idx])
+    amp = [a for a in ttm.actions_ if a.action == "amplify"]
+    assert [a.concept for a in amp] == ["veil"]
+    assert amp[0].scale > 1.5
+    assert np.mean(ttm.predict(tgt) == yt) > np.mean(cbm.predict(tgt) == yt)
+    before, after = ttm.report().attrs["source_accuracy_before"], ttm.source_accuracy_[1]
+    assert before == np.mean(cbm.predict(src) == ys) and 0 <= after <= 1
+    # without source statistics nothing is amplified
+    plain = TestTimeMasking(cbm, max_masked=0).fit(tgt.isel(sample=idx), yt[idx])
+    assert plain.actions_ == []
+
+
+def test_pluggable_rule(setting):
+    cbm, src, _ys, tgt, yt = setting
+    seen = {}
+
+    def rule(ctx):
+        seen["n"] = len(ctx.target_scores)
+        j = list(ctx.concepts).index("streaks")
+        return [MaskingAction("streaks", "mask", 0.0, float(ctx.source_mean[j]), "custom")]
+
+    ttm = TestTimeMasking(cbm, rule=rule).fit(tgt[:30], yt[:30])
+    assert seen["n"] == 30
+    assert ttm.report().reason.tolist() == ["custom"]
+    np.testing.assert_allclose(
+        ttm.transform(tgt).sel(concept="streaks"), float(src.sel(concept="streaks").mean())
+    )
+
+
+def test_bad_inputs_name_the_problem(setting):
+    cbm, _src, _ys, tgt, yt = setting
+    only_mel = np.flatnonzero(yt == "melanoma")[:4]
+    with pytest.raises(DataError, match=r"nevus \(0\)"):
+        TestTimeMasking(cbm).fit(tgt.isel(sample=only_mel), yt[only_mel])
+    bad = tgt[:20].copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(DataError, match=r"NaN.*streaks"):
+        TestTimeMasking(cbm).fit(bad, yt[:20])
+    with pytest.raises(DataError, match="ink"):
+        TestTimeMasking(cbm).fit(tgt[:20].drop_sel(concept="ink"), yt[:20])
+    with pytest.raises(DataError, match="does not know"):
+        TestTimeMasking(cbm).fit(tgt[:20], np.array(["bcc"] * 20))
+    with pytest.raises(ConfigError, match="max_amplification"):
+        TestTimeMasking(cbm, max_amplification=0.5).fit(tgt[:20], yt[:20])
+    with pytest.raises(NotFittedError):
+        TestTimeMasking(cbm).predict(tgt)
+
+
+def test_multilabel_heads_are_refused(rng):
+    X = rng.normal(size=(200, 3))
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] > 0]).astype(int)
+    head = ConceptBottleneckClassifier(C=0.1).fit(X, Y)
+    with pytest.raises(ConfigError, match="single-label"):
+        TestTimeMasking(head).fit(X[:10], Y[:10])
+
+
+def test_save_load_roundtrip(setting, tmp_path, rng):
+    cbm, src, ys, tgt, yt = setting
+    idx = _shots(yt, 8, rng)
+    ttm = TestTimeMasking(cbm, mask=["ruler"]).fit(tgt.isel(sample=idx), yt[idx])
+    path = ttm.save(tmp_path / "adapter.json")
+    back = TestTimeMasking.load(path, cbm)
+    np.testing.assert_array_equal(back.predict_proba(tgt), ttm.predict_proba(tgt))
+    pd.testing.assert_frame_equal(back.report(), ttm.report())
+    assert back.report().attrs == ttm.report().attrs
+    other = ConceptBottleneckClassifier(C=0.1).fit(src.isel(concept=[0, 1, 2]), ys)
+    with pytest.raises(DataError, match="other concepts"):
+        TestTimeMasking.load(path, other)
+    (tmp_path / "x.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="not a test-time masking file"):
+        TestTimeMasking.load(tmp_path / "x.json", cbm)
