@@ -9,7 +9,24 @@ from conceptlens.explain._linear import (
     standardized_weights,
     top_concepts,
 )
+from conceptlens.explain._pixel import (
+    ConceptModelModule,
+    concept_model_module,
+    images_to_pixels,
+)
 from conceptlens.explain._shap import to_shap
+
+# captum is imported only when a pixel attribution class is used
+_LAZY = {"PixelIntegratedGradients", "PatchGradCAM"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from conceptlens.explain import _captum
+
+        return getattr(_captum, name)
+    raise AttributeError(f"module 'conceptlens.explain' has no attribute {name!r}")
+
 
 __all__ = [
     # concept contributions
@@ -22,4 +39,10 @@ __all__ = [
     "top_concepts",
     # adapters
     "to_shap",
+    # pixel level
+    "ConceptModelModule",
+    "concept_model_module",
+    "images_to_pixels",
+    "PixelIntegratedGradients",
+    "PatchGradCAM",
 ]
