@@ -1,6 +1,13 @@
 """Explanations of concept-bottleneck predictions: exact concept contributions (linear
 SHAP), shap adapter, importance, faithfulness checks and pixel attributions."""
 
+from conceptlens.explain._faithfulness import (
+    RANDOM_WORDS,
+    deletion_insertion,
+    effective_concepts,
+    random_words_bank,
+    random_words_control,
+)
 from conceptlens.explain._linear import (
     concept_matrix,
     contributions,
@@ -37,6 +44,12 @@ __all__ = [
     "global_importance",
     "standardized_weights",
     "top_concepts",
+    # faithfulness
+    "deletion_insertion",
+    "effective_concepts",
+    "random_words_bank",
+    "random_words_control",
+    "RANDOM_WORDS",
     # adapters
     "to_shap",
     # pixel level
