@@ -49,7 +49,7 @@ def _setup(tmp_path, rng):
 
 
 def test_explain_writes_contributions_and_prints_cases(tmp_path, rng):
-    src, tgt = _setup(tmp_path, rng)
+    _src, tgt = _setup(tmp_path, rng)
     res = CliRunner().invoke(
         main,
         [
@@ -81,7 +81,7 @@ def test_explain_writes_contributions_and_prints_cases(tmp_path, rng):
 
 
 def test_mask_fit_and_apply(tmp_path, rng):
-    src, tgt = _setup(tmp_path, rng)
+    _src, tgt = _setup(tmp_path, rng)
     runner = CliRunner()
     res = runner.invoke(
         main,
