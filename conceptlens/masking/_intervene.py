@@ -22,7 +22,12 @@ _KEYWORDS = ("present", "absent", "mean", "truth")
 
 
 def reference_levels(
-    model: Any, reference_scores: Any, *, low: float = 5.0, high: float = 95.0
+    model: Any,
+    reference_scores: Any,
+    *,
+    low: float = 5.0,
+    high: float = 95.0,
+    method: str = "percentile",
 ) -> xr.Dataset:
     """Per-concept "absent", "present" and neutral ("mean") values from reference scores.
 
@@ -33,6 +38,11 @@ def reference_levels(
         Usually the training scores of the head.
     low, high : float
         Percentiles used for "absent" and "present" (default 5 and 95).
+    method : {"percentile", "annotated"}
+        "percentile": the ``low``/``high`` percentiles (Koh et al. 2020).  "annotated":
+        the mean reference score of the samples annotated absent / present (needs
+        concept annotations on ``reference_scores``, see :func:`concept_annotations`);
+        concepts without annotations fall back to the percentiles.
 
     Returns
     -------
@@ -57,16 +67,25 @@ def reference_levels(
         )
     if not 0.0 <= low < high <= 100.0:
         raise ConfigError(f"need 0 <= low < high <= 100, got low={low}, high={high}.")
+    if method not in ("percentile", "annotated"):
+        raise ConfigError(f"method must be 'percentile' or 'annotated', got {method!r}.")
     R, _ = concept_matrix(model, reference_scores, where="reference_scores")
     names = head_parameters(model, reference_scores)["concept"].values
+    absent, present = np.percentile(R, low, axis=0), np.percentile(R, high, axis=0)
+    if method == "annotated":
+        G = _truth_matrix(None, reference_scores, names.astype(str), len(R))
+        for j in range(R.shape[1]):
+            on, off = G[:, j] > 0.5, G[:, j] <= 0.5
+            if on.any() and off.any():
+                present[j], absent[j] = R[on, j].mean(), R[off, j].mean()
     return xr.Dataset(
         {
-            "absent": ("concept", np.percentile(R, low, axis=0)),
-            "present": ("concept", np.percentile(R, high, axis=0)),
+            "absent": ("concept", absent),
+            "present": ("concept", present),
             "mean": ("concept", R.mean(axis=0)),
         },
         coords={"concept": names},
-        attrs={"low_percentile": low, "high_percentile": high},
+        attrs={"method": method, "low_percentile": low, "high_percentile": high},
     )
 
 
@@ -111,6 +130,11 @@ def concept_annotations(scores: xr.DataArray, concepts: Any = None) -> xr.DataAr
 def _truth_matrix(ground_truth: Any, scores: Any, names: np.ndarray, n: int) -> np.ndarray:
     """(n, d) float with NaN where a concept has no annotation."""
     if ground_truth is None:
+        if not isinstance(scores, xr.DataArray):
+            raise DataError(
+                "concept annotations are read from a labelled concept_score DataArray; pass "
+                "ground_truth=<DataArray (sample, concept) of 0/1>."
+            )
         ground_truth = concept_annotations(scores, names)
     if not isinstance(ground_truth, xr.DataArray):
         G = np.asarray(ground_truth, dtype=float)
@@ -144,6 +168,7 @@ def intervene(
     *,
     reference_scores: Any = None,
     ground_truth: Any = None,
+    levels: str = "percentile",
 ) -> xr.Dataset:
     """Set concepts to new values and re-predict.
 
@@ -160,6 +185,8 @@ def intervene(
     ground_truth : xr.DataArray (sample, concept) of 0/1, optional
         Annotations for ``"truth"``; by default the sample coordinates of ``scores``
         named like the concepts.
+    levels : {"percentile", "annotated"}
+        How "present"/"absent" are set (see :func:`reference_levels`).
 
     Returns
     -------
@@ -189,7 +216,7 @@ def intervene(
     if unknown:
         raise DataError(f"unknown concept(s) {unknown}; the model's concepts are {list(names)}.")
     needs_ref = any(isinstance(v, str) for v in changes.values())
-    levels = reference_levels(model, reference_scores if needs_ref else X)
+    lv = reference_levels(model, reference_scores if needs_ref else X, method=levels)
     G = None
     Xa = X.copy()
     for c, v in changes.items():
@@ -202,11 +229,9 @@ def intervene(
                     G = _truth_matrix(ground_truth, scores, names, len(X))
                 if np.isnan(G[:, j]).any():
                     raise DataError(f"no ground-truth annotation for concept {c!r}.")
-                Xa[:, j] = np.where(
-                    G[:, j] > 0.5, levels["present"].values[j], levels["absent"].values[j]
-                )
+                Xa[:, j] = np.where(G[:, j] > 0.5, lv["present"].values[j], lv["absent"].values[j])
             else:
-                Xa[:, j] = levels[v].values[j]
+                Xa[:, j] = lv[v].values[j]
         else:
             value = float(v)
             if not np.isfinite(value):
@@ -247,6 +272,7 @@ def intervention_curve(
     reference_scores: Any,
     ground_truth: Any = None,
     order: str = "uncertainty",
+    levels: str = "percentile",
     n_random: int = 20,
     seed: int = 0,
 ) -> xr.Dataset:
@@ -270,6 +296,8 @@ def intervention_curve(
         "uncertainty": concepts whose score lies closest to the midpoint between
         "absent" and "present" first (relative to that range); "contribution": the
         largest absolute contribution to the predicted class first.
+    levels : {"percentile", "annotated"}
+        Values a corrected concept is set to (see :func:`reference_levels`).
     n_random, seed : int
         Random orders averaged for the baseline.
 
@@ -307,12 +335,12 @@ def intervention_curve(
         raise DataError(f"{len(y)} labels for {len(X)} samples.")
     params = head_parameters(model, reference_scores)
     names = params["concept"].values.astype(str)
-    levels = reference_levels(model, reference_scores)
+    lv = reference_levels(model, reference_scores, method=levels)
     G = _truth_matrix(ground_truth, scores, names, len(X))
     annotated = np.flatnonzero(~np.isnan(G).any(axis=0))
     if annotated.size == 0:
         raise DataError("no concept of the model has a ground-truth annotation.")
-    lo, hi = levels["absent"].values, levels["present"].values
+    lo, hi = lv["absent"].values, lv["present"].values
     target = np.where(G > 0.5, hi, lo)
     K = annotated.size
     if order == "uncertainty":
@@ -349,5 +377,9 @@ def intervention_curve(
             "auc": ("order", [_auc(main), _auc(rand.mean(axis=0))]),
         },
         coords={"order": [order, "random"], "k": np.arange(K + 1)},
-        attrs={"concepts": [str(names[j]) for j in annotated], "n_random": n_random},
+        attrs={
+            "concepts": [str(names[j]) for j in annotated],
+            "n_random": n_random,
+            "levels": levels,
+        },
     )

@@ -102,3 +102,21 @@ def test_concept_annotations_need_coordinates():
     s = xr.DataArray(np.zeros((2, 2)), dims=("sample", "concept"), coords={"concept": ["a", "b"]})
     with pytest.raises(DataError, match="ground_truth"):
         concept_annotations(s)
+
+
+def test_annotated_levels_are_class_conditional_means(rng):
+    s, y = _problem(rng)
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(s, y)
+    lv = reference_levels(cbm, s, method="annotated")
+    on = s["veil"].values == 1
+    assert float(lv.present.sel(concept="veil")) == pytest.approx(s.values[on, 0].mean())
+    assert float(lv.absent.sel(concept="veil")) == pytest.approx(s.values[~on, 0].mean())
+    # no annotation for "noise": the percentiles are kept
+    assert float(lv.present.sel(concept="noise")) == pytest.approx(
+        np.percentile(s.values[:, 3], 95)
+    )
+    out = intervene(cbm, s[:5], {"veil": "truth"}, reference_scores=s, levels="annotated")
+    expected = np.where(s["veil"].values[:5] == 1, s.values[on, 0].mean(), s.values[~on, 0].mean())
+    np.testing.assert_allclose(out.score_after.sel(concept="veil"), expected)
+    with pytest.raises(ConfigError, match="method"):
+        reference_levels(cbm, s, method="median")
