@@ -178,3 +178,24 @@ def test_head_parameters_binary_rows(rng):
     p = head_parameters(ConceptBottleneckClassifier(C=0.5).fit(s, y))
     assert p.attrs["kind"] == "binary"
     np.testing.assert_array_equal(p.coef.values[0], -p.coef.values[1])
+
+
+def test_shap_plots_accept_the_documented_slices(rng):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s, y = _data("multinomial", rng)
+    c = contributions(ConceptBottleneckClassifier(C=0.5).fit(s, y), s.isel(sample=slice(0, 30)))
+    exp = to_shap(c)
+    shap.plots.beeswarm(exp[:, :, 1], show=False)
+    assert plt.gcf().axes and plt.gcf().axes[0].get_yticklabels()
+    plt.close("all")
+    shap.plots.waterfall(exp[0, :, 1], show=False)
+    labels = [t.get_text() for t in plt.gcf().axes[0].get_yticklabels()]
+    assert any(name in " ".join(labels) for name in CONCEPTS)
+    plt.close("all")
+    with pytest.raises(ValueError, match="single explanation"):
+        shap.plots.waterfall(exp[0], show=False)
+    plt.close("all")
