@@ -16,23 +16,28 @@ from conceptlens.explain._linear import (
     standardized_weights,
     top_concepts,
 )
-from conceptlens.explain._pixel import (
-    ConceptModelModule,
-    concept_model_module,
-    images_to_pixels,
-)
 from conceptlens.explain._shap import to_shap
 
-# captum is imported only when a pixel attribution class is used
-_LAZY = {"PixelIntegratedGradients", "PatchGradCAM"}
+# torch (pixel-level module) and captum are imported only when these are first used
+_LAZY = {
+    "ConceptModelModule": "conceptlens.explain._pixel",
+    "concept_model_module": "conceptlens.explain._pixel",
+    "images_to_pixels": "conceptlens.explain._pixel",
+    "PixelIntegratedGradients": "conceptlens.explain._captum",
+    "PatchGradCAM": "conceptlens.explain._captum",
+}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from conceptlens.explain import _captum
+        import importlib
 
-        return getattr(_captum, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'conceptlens.explain' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

@@ -227,7 +227,7 @@ def random_words_bank(size: int, *, like: Any = None, seed: int = 0, words_per_c
         raise ConfigError(f"size must be at least 1, got {size!r}.")
     rng = np.random.default_rng(seed)
     names: list[str] = []
-    concepts = []
+    concepts: list[dict[str, Any]] = []
     while len(concepts) < int(size):
         words = [str(w) for w in rng.choice(RANDOM_WORDS, int(words_per_concept), replace=False)]
         name = "_".join(words)

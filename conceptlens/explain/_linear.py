@@ -351,7 +351,7 @@ def global_importance(model: Any, *, background: Any = None) -> xr.DataArray:
     'concept_2'
     """
     w = standardized_weights(model, background=background)
-    imp = np.abs(w).mean("class")
+    imp = abs(w).mean("class")
     order = np.argsort(-imp.values, kind="stable")
     out = imp.isel(concept=order)
     out.name = "importance"

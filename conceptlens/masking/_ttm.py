@@ -133,7 +133,7 @@ def greedy_rule(
     k = len(ctx.classes)
     tgt_class_mean = np.stack([X[codes == c].mean(axis=0) for c in range(k)])
     tgt_mean = tgt_class_mean.mean(axis=0)
-    candidates = []
+    candidates: list[tuple[int, int, float, float, float]] = []
     for j in free:
         if scale[j] != 1.0 or not np.any(ctx.coef[:, j] > 0):
             continue
@@ -149,17 +149,18 @@ def greedy_rule(
         candidates.append((j, c, a, gap_s, gap_t))
     n_amp = 0
     while candidates and n_amp < int(max_amplified):
-        best, best_loss = None, current
+        best_cand: tuple[int, int, float, float, float] | None = None
+        best_loss = current
         for cand in candidates:
             j, _, a, _, _ = cand
             s2, b2 = scale.copy(), shift.copy()
             s2[j], b2[j] = a, ctx.source_mean[j] - a * tgt_mean[j]
             lj = ctx.loss(s2, b2)
             if lj < best_loss - 1e-15:
-                best, best_loss = cand, lj
-        if best is None or current - best_loss < min_gain:
+                best_cand, best_loss = cand, lj
+        if best_cand is None or current - best_loss < min_gain:
             break
-        j, c, a, gap_s, gap_t = best
+        j, c, a, gap_s, gap_t = best_cand
         scale[j], shift[j] = a, ctx.source_mean[j] - a * tgt_mean[j]
         actions.append(
             MaskingAction(
@@ -176,7 +177,7 @@ def greedy_rule(
                 },
             )
         )
-        candidates.remove(best)
+        candidates.remove(best_cand)
         current = best_loss
         n_amp += 1
     return actions
