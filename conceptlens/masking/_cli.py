@@ -66,6 +66,13 @@ def mask():
     show_default=True,
     help="Smallest decrease of the target-shot loss (nats) an action must bring.",
 )
+@click.option(
+    "--max-source-drop",
+    type=float,
+    default=None,
+    help="With --source-scores: take no action that lowers source accuracy by more than "
+    "this (0: it must not fall).",
+)
 def fit_cmd(
     model_dir,
     scores_path,
@@ -80,6 +87,7 @@ def fit_cmd(
     max_masked,
     max_amplified,
     min_gain,
+    max_source_drop,
 ):
     """Choose the concepts to mask/amplify from a few labelled target images."""
     import numpy as np
@@ -125,6 +133,7 @@ def fit_cmd(
         min_gain=min_gain,
         source_scores=src,
         source_labels=ys,
+        max_source_drop=max_source_drop,
     ).fit(scores, y)
     path = ttm.save(out_path)
     rep = ttm.report()

@@ -193,7 +193,8 @@ def intervene(
     xr.Dataset
         ``score_before``/``score_after`` (sample, concept), ``changed`` (sample,
         concept), ``proba_before``/``proba_after`` (sample, class) and
-        ``prediction_before``/``prediction_after`` (sample,).
+        ``prediction_before``/``prediction_after`` (sample,), or (sample, class) of 0/1
+        for a multi-label head.
 
     Examples
     --------
@@ -245,6 +246,8 @@ def intervene(
         else np.arange(len(X))
     )
     coords = {"sample": sample, "concept": names, "class": classes}
+    # multi-label heads predict a 0/1 row per sample
+    pdims = ("sample", "class") if params.attrs["kind"] == "multilabel" else ("sample",)
     return xr.Dataset(
         {
             "score_before": (("sample", "concept"), X),
@@ -252,8 +255,8 @@ def intervene(
             "changed": (("sample", "concept"), Xa != X),
             "proba_before": (("sample", "class"), pb),
             "proba_after": (("sample", "class"), pa),
-            "prediction_before": ("sample", np.asarray(model.predict(X)).astype(str)),
-            "prediction_after": ("sample", np.asarray(model.predict(Xa)).astype(str)),
+            "prediction_before": (pdims, np.asarray(model.predict(X)).astype(str)),
+            "prediction_after": (pdims, np.asarray(model.predict(Xa)).astype(str)),
         },
         coords=coords,
     )

@@ -71,6 +71,8 @@ class RuleContext:
     target_codes: np.ndarray  # (n,) class index of each shot
     locked: frozenset[str]  # concepts already handled (user masks)
     loss: Callable[[np.ndarray, np.ndarray], float]  # (scale, shift) -> mean target loss
+    # (scale, shift) -> source accuracy; None without labelled source scores
+    source_accuracy: Callable[[np.ndarray, np.ndarray], float] | None = None
 
 
 def greedy_rule(
@@ -81,6 +83,7 @@ def greedy_rule(
     min_gain: float = 0.01,
     shift_threshold: float = 0.5,
     max_amplification: float = 3.0,
+    max_source_drop: float | None = None,
 ) -> list[MaskingAction]:
     """Default rule: greedy, loss-driven masking then amplification on the target shots.
 
@@ -97,9 +100,19 @@ def greedy_rule(
        deviations yet positive, the score is stretched around its target mean and moved
        onto the source mean by ``a = min(source gap / target gap, max_amplification)``.
        Accepted greedily while it lowers the target loss by ``min_gain``.
+
+    With ``max_source_drop`` (and ``ctx.source_accuracy``), an action is only taken if the
+    source accuracy stays within ``max_source_drop`` of the unadapted model's.
     """
     d = len(ctx.concepts)
     scale, shift = np.ones(d), np.zeros(d)
+    src_acc = ctx.source_accuracy if max_source_drop is not None else None
+    drop = 0.0 if max_source_drop is None else float(max_source_drop)
+    floor = src_acc(scale, shift) - drop if src_acc is not None else -np.inf
+
+    def allowed(sa: np.ndarray, sb: np.ndarray) -> bool:
+        return src_acc is None or src_acc(sa, sb) >= floor - 1e-12
+
     actions: list[MaskingAction] = []
     current = ctx.loss(scale, shift)
     free = [j for j in range(d) if ctx.concepts[j] not in ctx.locked]
@@ -111,7 +124,7 @@ def greedy_rule(
             s2, b2 = scale.copy(), shift.copy()
             s2[j], b2[j] = 0.0, ctx.source_mean[j]
             lj = ctx.loss(s2, b2)
-            if lj < best_loss - 1e-15:
+            if lj < best_loss - 1e-15 and allowed(s2, b2):
                 best, best_loss = j, lj
         if best is None or current - best_loss < min_gain:
             break
@@ -156,7 +169,7 @@ def greedy_rule(
             s2, b2 = scale.copy(), shift.copy()
             s2[j], b2[j] = a, ctx.source_mean[j] - a * tgt_mean[j]
             lj = ctx.loss(s2, b2)
-            if lj < best_loss - 1e-15:
+            if lj < best_loss - 1e-15 and allowed(s2, b2):
                 best_cand, best_loss = cand, lj
         if best_cand is None or current - best_loss < min_gain:
             break
@@ -207,6 +220,9 @@ class TestTimeMasking:
     source_scores, source_labels : optional
         Labelled source (training) scores: per-class source means for amplification and
         the source accuracy before/after in the report.  Without them only masking runs.
+    max_source_drop : float, optional
+        With source data: the rule takes no action that lowers source accuracy by more
+        than this (0.0: source accuracy must not fall).  Default: no guard.
     min_shots : int, default=1
         Fewest labelled target images a class needs.
 
@@ -250,6 +266,7 @@ class TestTimeMasking:
         max_amplification: float = 3.0,
         source_scores: Any = None,
         source_labels: Any = None,
+        max_source_drop: float | None = None,
         min_shots: int = 1,
     ) -> None:
         self.model = model
@@ -263,6 +280,7 @@ class TestTimeMasking:
         self.max_amplification = max_amplification
         self.source_scores = source_scores
         self.source_labels = source_labels
+        self.max_source_drop = max_source_drop
         self.min_shots = min_shots
 
     # ------------------------------------------------------------------ fitting
@@ -297,12 +315,14 @@ class TestTimeMasking:
             "shift_threshold": float(self.shift_threshold) >= 0,
             "max_amplification": float(self.max_amplification) >= 1,
             "min_shots": int(self.min_shots) >= 1,
+            "max_source_drop": self.max_source_drop is None or float(self.max_source_drop) >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(
                 f"invalid value for {bad}: max_masked, max_amplified >= 0, min_gain, "
-                "shift_threshold >= 0, max_amplification >= 1, min_shots >= 1."
+                "shift_threshold, max_source_drop >= 0, max_amplification >= 1, "
+                "min_shots >= 1."
             )
         if not (self.rule is None or self.rule == "greedy" or callable(self.rule)):
             raise ConfigError(f"rule must be 'greedy', a callable or None, got {self.rule!r}.")
@@ -390,6 +410,16 @@ class TestTimeMasking:
             P = np.asarray(model.predict_proba(X * sa + sb), dtype=float)
             return float(-np.mean(np.log(np.clip(P[np.arange(len(X)), codes], 1e-300, None))))
 
+        if self.max_source_drop is not None and src is None:
+            raise ConfigError(
+                "max_source_drop needs source_scores and source_labels to measure the "
+                "source accuracy."
+            )
+
+        def source_accuracy(sa: np.ndarray, sb: np.ndarray) -> float:
+            S, ys = src  # type: ignore[misc]
+            return float(np.mean(np.asarray(model.predict(S * sa + sb)).astype(str) == ys))
+
         if self.rule is not None:
             user_set = a == 0.0  # user and group masks stay whatever the rule proposes
             ctx = RuleContext(
@@ -403,6 +433,13 @@ class TestTimeMasking:
                 target_codes=codes,
                 locked=frozenset(a_.concept for a_ in actions),
                 loss=lambda sa, sb: loss(np.where(user_set, a, sa), np.where(user_set, b, sb)),
+                source_accuracy=None
+                if src is None
+                else (
+                    lambda sa, sb: source_accuracy(
+                        np.where(user_set, a, sa), np.where(user_set, b, sb)
+                    )
+                ),
             )
             if self.rule == "greedy":
                 found = greedy_rule(
@@ -412,6 +449,7 @@ class TestTimeMasking:
                     min_gain=self.min_gain,
                     shift_threshold=self.shift_threshold,
                     max_amplification=self.max_amplification,
+                    max_source_drop=self.max_source_drop,
                 )
             else:
                 found = list(self.rule(ctx))  # type: ignore[operator]

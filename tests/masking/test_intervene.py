@@ -120,3 +120,14 @@ def test_annotated_levels_are_class_conditional_means(rng):
     np.testing.assert_allclose(out.score_after.sel(concept="veil"), expected)
     with pytest.raises(ConfigError, match="method"):
         reference_levels(cbm, s, method="median")
+
+
+def test_intervene_on_a_multilabel_head(rng):
+    s, _ = _problem(rng)
+    Y = np.column_stack([s["veil"].values, s["streaks"].values])
+    head = ConceptBottleneckClassifier(C=0.1).fit(s, Y)
+    out = intervene(head, s[:6], {"veil": "truth"}, reference_scores=s)
+    assert out.prediction_after.dims == ("sample", "class")
+    X = out.score_after.values
+    np.testing.assert_array_equal(out.prediction_after.values, head.predict(X).astype(str))
+    np.testing.assert_allclose(out.proba_after.values, head.predict_proba(X))

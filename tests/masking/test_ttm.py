@@ -179,3 +179,20 @@ def test_save_load_roundtrip(setting, tmp_path, rng):
     (tmp_path / "x.json").write_text("[1, 2]")
     with pytest.raises(DataError, match="not a test-time masking file"):
         TestTimeMasking.load(tmp_path / "x.json", cbm)
+
+
+def test_source_guard_keeps_source_accuracy(setting, rng):
+    cbm, src, ys, tgt, yt = setting
+    idx = _shots(yt, 8, rng)
+    free = TestTimeMasking(cbm, source_scores=src, source_labels=ys).fit(
+        tgt.isel(sample=idx), yt[idx]
+    )
+    # masking the shortcut costs accuracy at the source, where it is predictive
+    assert "ink" in [a.concept for a in free.actions_]
+    assert free.source_accuracy_[1] < free.source_accuracy_[0]
+    guarded = TestTimeMasking(cbm, source_scores=src, source_labels=ys, max_source_drop=0.0)
+    guarded.fit(tgt.isel(sample=idx), yt[idx])
+    assert "ink" not in [a.concept for a in guarded.actions_]
+    assert guarded.source_accuracy_[1] >= guarded.source_accuracy_[0]
+    with pytest.raises(ConfigError, match="max_source_drop needs"):
+        TestTimeMasking(cbm, max_source_drop=0.0).fit(tgt.isel(sample=idx), yt[idx])
