@@ -42,6 +42,12 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shots", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument(
+        "--max-source-drop",
+        type=float,
+        default=None,
+        help="Source-accuracy guard of the adapter (default: none).",
+    )
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", default=None, help="Write the results as JSON here.")
     args = ap.parse_args(argv)
@@ -81,6 +87,7 @@ def main(argv=None):
         "seed": args.seed,
         "shots_per_class": args.shots,
         "repeats": args.repeats,
+        "max_source_drop": args.max_source_drop,
         "heldout_site": heldout,
         "n_heldout": len(held),
         "n_indomain_test": len(test),
@@ -106,7 +113,9 @@ def main(argv=None):
             [rng.choice(np.flatnonzero(y_ho == c), args.shots, replace=False) for c in classes]
         )
         rest = np.setdiff1d(np.arange(len(held)), shots)
-        ttm = TestTimeMasking(cbm, source_scores=S_tr, source_labels=y_tr)
+        ttm = TestTimeMasking(
+            cbm, source_scores=S_tr, source_labels=y_tr, max_source_drop=args.max_source_drop
+        )
         ttm.fit(S_ho.isel(sample=shots), y_ho[shots])
         before.append(_acc(cbm.predict(S_ho.isel(sample=rest)), y_ho[rest]))
         after.append(_acc(ttm.predict(S_ho.isel(sample=rest)), y_ho[rest]))
