@@ -226,6 +226,11 @@ class TestTimeMasking:
     min_shots : int, default=1
         Fewest labelled target images a class needs.
 
+    Notes
+    -----
+    Not a scikit-learn ``BaseEstimator`` on purpose: ``sklearn.base.clone`` would clone
+    the source model too, i.e. return it unfitted.
+
     Attributes
     ----------
     actions_ : list of MaskingAction
