@@ -42,6 +42,17 @@ __all__ = ["score"]
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address.")
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="synthderm-lit only: weights you trained (train-synthderm-lit) instead of the shipped.",
+)
+@click.option(
+    "--download",
+    is_flag=True,
+    help="Let huggingface_hub download missing hub weights (otherwise no network is used).",
+)
 def score(
     data: str,
     bank: str,
@@ -53,6 +64,8 @@ def score(
     label_column: str,
     device: str | None,
     scheduler: str | None,
+    weights: str | None,
+    download: bool,
 ) -> None:
     """Score a concept bank on the images of a manifest; write a concept_score array."""
     from conceptlens.backbones import load_backbone
@@ -66,7 +79,9 @@ def score(
         raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
     dataset = load_manifest(data, label_column=label_column)
     bank_obj = load_bank(bank)
-    bb = load_backbone(backbone, device=device, batch_size=batch_size)
+    bb = load_backbone(
+        backbone, device=device, batch_size=batch_size, weights=weights, download=download
+    )
     client = None
     if scheduler:
         from dask.distributed import Client

@@ -237,6 +237,44 @@ def _block_scores(
     return np.matmul(emb, weights, out=out)
 
 
+def _names(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(str(x)) for x in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _check_finite_text(
+    text: np.ndarray, ref: np.ndarray | None, names: Sequence[str], backbone: Any
+) -> None:
+    """Refuse NaN/infinite concept embeddings before any image is encoded."""
+    bad = [str(names[i]) for i in np.flatnonzero(~np.isfinite(text).all(axis=1))]
+    if ref is not None and not np.isfinite(ref).all():
+        bad.append("<reference prompts>")
+    if bad:
+        raise DataError(
+            f"backbone {backbone.name!r} gives non-finite text embeddings for concepts "
+            f"{_names(bad)}; its weights are damaged or unsuitable (check them with "
+            f"`conceptlens backbone check {backbone.name}`). No scores were written."
+        )
+
+
+def _check_finite_scores(
+    values: np.ndarray, ids: Sequence[str], names: Sequence[str], backbone: Any
+) -> None:
+    """Refuse to return NaN/infinite scores; name the concepts and samples affected."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    rows = np.flatnonzero(~finite.all(axis=1))
+    cols = np.flatnonzero(~finite.all(axis=0))
+    raise DataError(
+        f"backbone {backbone.name!r} produced non-finite concept scores for "
+        f"{len(rows)} of {len(values)} samples ({_names([ids[i] for i in rows])}) and "
+        f"{len(cols)} concepts ({_names([names[j] for j in cols])}); the image embeddings "
+        "are NaN or infinite, so the weights or these images are damaged. No scores were "
+        "written."
+    )
+
+
 # --------------------------------------------------------------------------- labelling
 def _sample_coords(dataset: Any, n: int) -> tuple[list[str], dict[str, Any]]:
     ids = list(getattr(dataset, "ids", [])) or [f"img{i:06d}" for i in range(n)]
@@ -367,6 +405,7 @@ def score_concepts(
     text, ref, tpls = concept_text_embeddings(
         backbone, bank, templates=templates, reference=mode == "relative"
     )
+    _check_finite_text(text, ref, bank.names, backbone)
     ids, sample_coords = _sample_coords(dataset, n)
     if client is not None:
         values = _score_on_cluster(
@@ -394,6 +433,7 @@ def score_concepts(
             num_workers=num_workers,
             show_progress=show_progress,
         )
+        _check_finite_scores(values, ids, bank.names, backbone)
     return _label(
         values,
         ids=ids,
