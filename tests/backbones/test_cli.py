@@ -2,7 +2,6 @@ import json
 import time
 
 import torch
-
 from click.testing import CliRunner
 
 from conceptlens.cli import main
