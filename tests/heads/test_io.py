@@ -286,6 +286,9 @@ def test_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path):
     save_head(model, tmp_path / "empty")  # an empty folder is fine
 
 
+_FIT_OPTS = ("--C", "0.5", "--n-boot", "20")
+
+
 def _fit_cli(scores_path: Path, out: Path):
     from click.testing import CliRunner
 
