@@ -53,6 +53,13 @@ __all__ = ["score"]
     is_flag=True,
     help="Let huggingface_hub download missing hub weights (otherwise no network is used).",
 )
+@click.option(
+    "--max-aspect-ratio",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Refuse images whose long side exceeds this multiple of the short side.",
+)
 def score(
     data: str,
     bank: str,
@@ -66,6 +73,7 @@ def score(
     scheduler: str | None,
     weights: str | None,
     download: bool,
+    max_aspect_ratio: float,
 ) -> None:
     """Score a concept bank on the images of a manifest; write a concept_score array."""
     from conceptlens.backbones import load_backbone
@@ -77,7 +85,7 @@ def score(
     suffix = out_path.suffix.lower()
     if suffix not in (".nc", ".zarr"):
         raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
-    dataset = load_manifest(data, label_column=label_column)
+    dataset = load_manifest(data, label_column=label_column, max_aspect_ratio=max_aspect_ratio)
     bank_obj = load_bank(bank)
     bb = load_backbone(
         backbone, device=device, batch_size=batch_size, weights=weights, download=download
