@@ -275,6 +275,23 @@ def _check_finite_scores(
     )
 
 
+class _FiniteBlockCheck:
+    """Picklable ``map_blocks`` function: a block of dask scores, checked for NaN/inf."""
+
+    def __init__(self, ids: Sequence[str], names: Sequence[str], backbone_name: str) -> None:
+        self.ids = list(ids)
+        self.names = list(names)
+        self.backbone_name = backbone_name
+
+    def __call__(self, block: np.ndarray, block_info: Any = None) -> np.ndarray:
+        start, stop = (0, len(block))
+        if block_info and 0 in block_info:
+            start, stop = block_info[0]["array-location"][0]
+        who = type("_Named", (), {"name": self.backbone_name})()
+        _check_finite_scores(block, self.ids[start:stop], self.names, who)
+        return block
+
+
 # --------------------------------------------------------------------------- labelling
 def _sample_coords(dataset: Any, n: int) -> tuple[list[str], dict[str, Any]]:
     ids = list(getattr(dataset, "ids", [])) or [f"img{i:06d}" for i in range(n)]
@@ -418,6 +435,10 @@ def score_concepts(
             cache=None if cache is None else str(Path(cache).resolve()),
             batch_size=batch_size,
             block_size=block_size,
+        )
+        # checked when computed, before anything can be written
+        values = values.map_blocks(
+            _FiniteBlockCheck(ids, list(bank.names), backbone.name), dtype=values.dtype
         )
     else:
         values = _score_range(
