@@ -540,7 +540,7 @@ def build_model(
         from conceptlens.backbones._minilm import minilm_digest
 
         model, tokenizer = _synthderm_lit.build_synthderm_lit(
-            pretrained=pretrained, weights=weights
+            pretrained=pretrained, weights=None if weights is None else Path(weights)
         )
         wfile = Path(weights).expanduser() if weights is not None else _synthderm_lit.WEIGHTS_PATH
         wpath = wfile if (pretrained or weights is not None) and wfile.is_file() else None

@@ -136,7 +136,7 @@ def _load_minilm_weights(
                 "file changed while loading"
             )
     state = load_bytes(data)
-    target = text_tower.transformer
+    target: Any = text_tower.transformer
     own = target.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
     result = target.load_state_dict(state, strict=False)

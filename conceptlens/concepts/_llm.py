@@ -394,8 +394,8 @@ class LLMClient:
                             _read_capped(resp, self.max_response_bytes, self.endpoint),
                         )
                 except urllib.error.HTTPError as exc:
-                    body = _read_capped(exc, self.max_response_bytes, self.endpoint)
-                    return exc.code, dict(exc.headers or {}), body
+                    err_body = _read_capped(exc, self.max_response_bytes, self.endpoint)
+                    return exc.code, dict(exc.headers or {}), err_body
             except _Fatal:
                 raise
             except (OSError, http.client.HTTPException) as exc:

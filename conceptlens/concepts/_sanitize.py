@@ -47,7 +47,7 @@ _IMPERATIVE_START = {
     "use", "treat", "assume", "always", "never", "do", "don't", "dont", "must", "should",
     "show", "give", "provide", "include", "add", "remove", "replace", "switch", "override",
     "report", "flag", "categorize", "categorise", "consider", "note", "remember", "obey",
-    "follow", "apply", "update", "save", "load", "install", "type", "enter", "copy",
+    "follow", "apply", "update", "save", "load", "install", "enter", "copy",
 }  # fmt: skip
 #: first words of shell commands (also when the model wraps them in backticks)
 _SHELL_WORDS = {
@@ -74,7 +74,7 @@ _DIRECTIVE_RE = re.compile(
     r"\b(new|updated|additional|hidden|secret|following)\s+(instructions?|rules?|task|"
     r"commands?|directives?|prompt)\b|\b(classify|label|mark|diagnose|predict|call|treat|"
     r"categori[sz]e|report|consider)\b.{0,40}\bas\b|\b(every|all|each|any)\s+(lesions?|"
-    r"images?|cases?|samples?|patients?|inputs?)\b|\b(you|your|yours|i|me|my|we|us|our)\b",
+    r"images?|cases?|samples?|patients?|inputs?)\b|\b(you|your|yours|me|my|we|our)\b",
     re.IGNORECASE,
 )
 _ALLOWED_CHARS_RE = re.compile(r"^[\w\s,.'()/%<>+\-:&]+$", re.UNICODE)

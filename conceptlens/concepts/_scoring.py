@@ -246,7 +246,7 @@ def _check_finite_text(
     text: np.ndarray, ref: np.ndarray | None, names: Sequence[str], backbone: Any
 ) -> None:
     """Refuse NaN/infinite concept embeddings before any image is encoded."""
-    bad = [str(names[i]) for i in np.flatnonzero(~np.isfinite(text).all(axis=1))]
+    bad = [str(names[int(i)]) for i in np.flatnonzero(~np.isfinite(text).all(axis=1))]
     if ref is not None and not np.isfinite(ref).all():
         bad.append("<reference prompts>")
     if bad:
@@ -268,8 +268,8 @@ def _check_finite_scores(
     cols = np.flatnonzero(~finite.all(axis=0))
     raise DataError(
         f"backbone {backbone.name!r} produced non-finite concept scores for "
-        f"{len(rows)} of {len(values)} samples ({_names([ids[i] for i in rows])}) and "
-        f"{len(cols)} concepts ({_names([names[j] for j in cols])}); the image embeddings "
+        f"{len(rows)} of {len(values)} samples ({_names([ids[int(i)] for i in rows])}) and "
+        f"{len(cols)} concepts ({_names([names[int(j)] for j in cols])}); the image embeddings "
         "are NaN or infinite, so the weights or these images are damaged. No scores were "
         "written."
     )

@@ -80,6 +80,8 @@ def _encode(value: Any, where: str) -> Any:
     if isinstance(value, np.generic):
         return {"__npscalar__": {"dtype": value.dtype.str, "value": _encode(value.item(), where)}}
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O" and all(isinstance(v, str) for v in value.reshape(-1)):
+            value = value.astype(str)  # labels read by pandas come as object arrays
         if value.dtype.kind not in "biufU":
             raise ConfigError(
                 f"cannot save parameter {where}: array of dtype {value.dtype} (use numbers or "
@@ -98,11 +100,9 @@ def _encode(value: Any, where: str) -> Any:
         return [_encode(v, where) for v in value]
     if isinstance(value, dict):
         return {"__dict__": [[_encode(k, where), _encode(v, where)] for k, v in value.items()]}
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover - xarray is a dependency
-        xr = None
-    if xr is not None and isinstance(value, xr.DataArray):
+    import xarray as xr
+
+    if isinstance(value, xr.DataArray):
         return {
             "__dataarray__": {
                 "dims": list(value.dims),
@@ -294,7 +294,9 @@ def save_head(
         "mode": str(_fitted(head, "mode")),
         "n_features_in": int(head.n_features_in_),
         "concept_names": (
-            [str(c) for c in model.concept_names_] if isinstance(model, cbm) else None
+            [str(c) for c in getattr(model, "concept_names_", [])]
+            if kind == "ConceptBottleneckClassifier"
+            else None
         ),
         "C_": _encode(_selected_C(model, head), "C_"),
         "trained_on": record or None,

@@ -429,6 +429,9 @@ def test_sanitize_rejects_commands_roles_instructions_and_schemes(text, reason):
         "dark corners (vignette)",
         "size > 6 mm",
         "lesion at left/right lung base",
+        "type I collagen",
+        "grade I lesion",
+        "hypoechoic on US",
     ],
 )
 def test_sanitize_keeps_clinical_phrases(text):

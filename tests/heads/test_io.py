@@ -336,3 +336,12 @@ def test_fit_cli_writes_provenance_and_one_atomic_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(xr.DataArray, "to_netcdf", killed)
     _fit_cli(path2, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_object_dtype_string_classes(tmp_path):
+    X, y = _scores(6)
+    model = ConceptBottleneckClassifier(C=0.5).fit(X, np.asarray(y, dtype=object))
+    assert model.classes_.dtype == object
+    loaded = load_head(save_head(model, tmp_path / "m"))
+    assert list(loaded.classes_) == list(model.classes_)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
