@@ -103,11 +103,22 @@ class Preprocessor:
         self.mode = config.interpolation
         self.resize_mode = config.resize_mode
 
+    #: ``shortest`` mode keeps only the central square, so the long side of a more
+    #: elongated image is centre-cropped to this multiple of the short side first (same
+    #: pixels used; a 1 x 20,000 strip no longer resizes to 96 x 1,920,000).
+    max_aspect_ratio = 4.0
+
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         s = self.size
         h, w = x.shape[-2:]
         if (h, w) == (s, s):
             return x
+        if self.resize_mode != "squash" and max(h, w) > self.max_aspect_ratio * min(h, w):
+            keep = int(self.max_aspect_ratio * min(h, w))
+            keep += (max(h, w) - keep) % 2  # an even margin keeps the crop centred exactly
+            start = (max(h, w) - keep) // 2
+            x = x[..., start : start + keep, :] if h > w else x[..., start : start + keep]
+            h, w = x.shape[-2:]
         if self.resize_mode == "squash":
             new = (s, s)
         else:
