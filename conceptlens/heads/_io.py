@@ -277,6 +277,12 @@ def save_head(
         name: np.ascontiguousarray(getattr(head, f"{name}_"), dtype=np.float64)
         for name in _TENSORS
     }
+    bad = [name for name, t in tensors.items() if not np.isfinite(t).all()]
+    if bad:
+        raise DataError(
+            f"the head's {bad} hold NaN or infinite values; it would predict NaN "
+            "probabilities, so it is not saved. Check the training scores for NaN and refit."
+        )
     params = {k: _encode(v, f"{kind}.{k}") for k, v in model.get_params(deep=False).items()}
     record = (
         _provenance(trained_on)

@@ -345,3 +345,13 @@ def test_object_dtype_string_classes(tmp_path):
     loaded = load_head(save_head(model, tmp_path / "m"))
     assert list(loaded.classes_) == list(model.classes_)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_non_finite_head_is_not_saved(tmp_path):
+    X, y = _scores(7)
+    head = SparseLinearHead().fit(X.values, y)
+    head.coef_ = head.coef_.copy()
+    head.coef_[0, 0] = np.nan
+    with pytest.raises(DataError, match=r"\['coef'\] hold NaN or infinite"):
+        save_head(head, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
