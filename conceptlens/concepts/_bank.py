@@ -782,6 +782,11 @@ def _decode_text(path: Path, data: bytes) -> str:
 
 
 def _read_file(path: Path) -> Any:
+    if path.exists() and not path.is_file():
+        raise BankError(
+            f"{path}: not a regular file (a folder, FIFO or device); give a .yaml or .json "
+            "bank file"
+        )
     if not path.is_file():
         raise MissingFileError(f"bank file {path} does not exist")
     size = path.stat().st_size
@@ -898,8 +903,8 @@ def load_bank(name_or_path: str | os.PathLike[str] | ConceptBank) -> ConceptBank
     text = os.fspath(name_or_path)
     path = Path(text)
     looks_like_path = path.suffix.lower() in _SUFFIXES or os.sep in text or "/" in text
-    if path.is_file():
-        return validate_bank_file(path)
+    if path.is_file() or (looks_like_path and path.exists()):
+        return validate_bank_file(path)  # a FIFO or folder is refused there, never read
     if looks_like_path:
         raise MissingFileError(
             f"bank file {path} does not exist; shipped banks are {list_banks()}"

@@ -485,3 +485,15 @@ def test_utf8_bom_is_accepted(tmp_path):
     p = tmp_path / "bom.yaml"
     p.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump(MINIMAL).encode("utf-8"))
     assert validate_bank_file(p).id == "toy"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_fifo_or_folder_is_not_read(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.yaml")
+    with pytest.raises(BankError, match=r"pipe\.yaml: not a regular file"):
+        load_bank(tmp_path / "pipe.yaml")
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(BankError, match="not a regular file"):
+        load_bank(tmp_path / "dir.yaml")
