@@ -31,6 +31,7 @@ from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 __all__ = ["PROVENANCE_KEYS", "check_head_scores", "load_head", "save_head"]
 
 _FORMAT = 1
+_MAX_META_BYTES = 64_000_000
 _TENSORS = ("coef", "intercept", "mean", "scale")
 _MODES = ("sigmoid", "multinomial")
 #: score attributes a head records and checks (refused on mismatch)
@@ -342,6 +343,12 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _read_meta(file: Path) -> dict[str, Any]:
+    size = file.stat().st_size
+    if size > _MAX_META_BYTES:
+        raise DataError(
+            f"{file}: {size:,} bytes is far too large for a head description (limit "
+            f"{_MAX_META_BYTES:,}); it is not a head.json written by save_head"
+        )
     try:
         text = file.read_text(encoding="utf-8")
         meta = json.loads(text, object_pairs_hook=_reject_duplicates)
