@@ -126,3 +126,31 @@ def test_non_finite_scores_name_the_samples_and_concepts():
     with pytest.raises(DataError, match=r"2 of 4 samples \('c', 'd'\) and 1 concepts \('y'\)"):
         _check_finite_scores(values, ["a", "b", "c", "d"], ["x", "y", "z"], _BB())
     _check_finite_scores(values[:2], ["a", "b"], ["x", "y", "z"], _BB())  # finite: no error
+
+
+@pytest.mark.slow
+def test_score_cli_with_user_weights(setup):
+    from safetensors.torch import load_file, save_file
+
+    from conceptlens.backbones._synthderm_lit import WEIGHTS_PATH
+
+    tmp_path, ckpt = setup
+    state = load_file(str(WEIGHTS_PATH))
+    state["visual.proj"] = state["visual.proj"].flip(0)
+    mine = tmp_path / "mine.safetensors"
+    save_file(state, str(mine))
+    base = ["--quiet", "score", "--data", str(tmp_path / "manifest.csv"), "--bank"]
+    base.append(str(tmp_path / "toy.yaml"))
+    outs = {}
+    for tag, extra in (("shipped", []), ("mine", ["--weights", str(mine)])):
+        outs[tag] = tmp_path / f"{tag}.nc"
+        res = CliRunner().invoke(main, [*base, "--out", str(outs[tag]), *extra])
+        assert res.exit_code == 0, res.output
+    a, b = (xr.load_dataarray(outs[t]) for t in ("shipped", "mine"))
+    assert a.attrs["backbone_fingerprint"] != b.attrs["backbone_fingerprint"]
+    assert not np.allclose(a.values, b.values)
+    wrong = CliRunner().invoke(
+        main,
+        [*base, "--backbone", str(ckpt), "--weights", str(mine), "--out", str(tmp_path / "w.nc")],
+    )
+    assert wrong.exit_code == 1 and "synthderm-lit" in wrong.output
