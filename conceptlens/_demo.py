@@ -203,7 +203,7 @@ def run_demo(
     )
     if out_dir is not None:
         _write_outputs(Path(out_dir), result)
-        save_head(cbm, Path(out_dir) / "model")
+        save_head(cbm, Path(out_dir) / "model", trained_on=scores)
     return result
 
 

@@ -24,7 +24,7 @@ def cache_root() -> Path:
     """conceptlens' cache folder: ``$CONCEPTLENS_CACHE_DIR``, else ``$XDG_CACHE_HOME/conceptlens``,
     else ``~/.cache/conceptlens``.
 
-    Embeddings, LLM responses and the MiniLM verification record live below it.
+    Embeddings and LLM responses live below it.
 
     Examples
     --------

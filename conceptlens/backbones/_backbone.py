@@ -103,11 +103,22 @@ class Preprocessor:
         self.mode = config.interpolation
         self.resize_mode = config.resize_mode
 
+    #: ``shortest`` mode keeps only the central square, so the long side of a more
+    #: elongated image is centre-cropped to this multiple of the short side first (same
+    #: pixels used; a 1 x 20,000 strip no longer resizes to 96 x 1,920,000).
+    max_aspect_ratio = 4.0
+
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         s = self.size
         h, w = x.shape[-2:]
         if (h, w) == (s, s):
             return x
+        if self.resize_mode != "squash" and max(h, w) > self.max_aspect_ratio * min(h, w):
+            keep = int(self.max_aspect_ratio * min(h, w))
+            keep += (max(h, w) - keep) % 2  # an even margin keeps the crop centred exactly
+            start = (max(h, w) - keep) // 2
+            x = x[..., start : start + keep, :] if h > w else x[..., start : start + keep]
+            h, w = x.shape[-2:]
         if self.resize_mode == "squash":
             new = (s, s)
         else:
@@ -232,6 +243,7 @@ class Backbone:
         self.name = loaded.config.name
         self.tokenizer = loaded.tokenizer
         self.weights_path = loaded.weights_path
+        self._extra_hashes = dict(getattr(loaded, "extra_hashes", {}) or {})
         self.device = pick_device(device)
         if precision is None:
             if self.device.type == "cuda":
@@ -288,6 +300,8 @@ class Backbone:
                 "preprocessing": self.config.preprocessing,
                 "precision": self.precision,
             }
+            if self._extra_hashes:  # e.g. the MiniLM text tower files of synthderm-lit
+                payload["files"] = self._extra_hashes
             blob = json.dumps(payload, sort_keys=True).encode()
             self._fingerprint = f"{_slug(self.name)}-{hashlib.sha256(blob).hexdigest()[:32]}"
         return self._fingerprint
@@ -459,7 +473,7 @@ class Backbone:
         Examples
         --------
         >>> bb.encode_text(["hair"], templates=["{}", "a photo of {}"]).shape  # doctest: +SKIP
-        (1, 256)
+        (1, 384)
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -639,6 +653,8 @@ def load_backbone(
     num_workers: int | None = None,
     architecture: Any = None,
     pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    download: bool = False,
 ) -> Backbone:
     """Load a backbone by registry name, checkpoint file, ``local-dir:`` or ``hf-hub:`` id.
 
@@ -657,6 +673,17 @@ def load_backbone(
         Images per forward pass; default chosen to fit memory.
     pretrained : bool, default True
         False builds the architecture with random weights (tests, benchmarks).
+    weights : path, optional
+        ``synthderm-lit`` only: a weights file written by ``conceptlens backbone
+        train-synthderm-lit`` to use instead of the shipped one (its tensors are checked
+        for names, shapes and finite values; the shipped file is checked against its
+        recorded sha256).
+    download : bool, default False
+        Let open_clip/huggingface_hub download missing hub weights (with progress bars).
+        With ``False`` nothing touches the network: missing weights raise
+        :class:`BackboneUnavailableError` at once. Checkpoint files and ``local-dir:``
+        folders never use the network unless their Hugging Face text tower files are not
+        cached and ``download=True``.
 
     Raises
     ------
@@ -670,11 +697,16 @@ def load_backbone(
     --------
     >>> bb = load_backbone("synthderm-lit")  # doctest: +SKIP
     >>> bb.encode_text(["blue-white veil"]).shape  # doctest: +SKIP
-    (1, 256)
+    (1, 384)
     """
     config, checkpoint = resolve_spec(name_or_path)
     loaded = build_model(
-        config, checkpoint=checkpoint, architecture=architecture, pretrained=pretrained
+        config,
+        checkpoint=checkpoint,
+        architecture=architecture,
+        pretrained=pretrained,
+        weights=weights,
+        download=download,
     )
     backbone = Backbone(
         loaded, device=device, precision=precision, batch_size=batch_size, num_workers=num_workers
@@ -688,5 +720,7 @@ def load_backbone(
             "batch_size": batch_size,
             "architecture": architecture,
             "pretrained": pretrained,
+            "weights": None if weights is None else os.fspath(weights),
+            "download": download,
         }
     return backbone

@@ -44,15 +44,27 @@ def show_cmd(name: str) -> None:
 @backbone.command(name="check")
 @click.argument("name")
 @click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
-def check_cmd(name: str, device: str | None) -> None:
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="synthderm-lit only: weights you trained (train-synthderm-lit) instead of the shipped.",
+)
+@click.option(
+    "--download",
+    is_flag=True,
+    help="Let huggingface_hub download missing hub weights (otherwise no network is used).",
+)
+def check_cmd(name: str, device: str | None, weights: str | None, download: bool) -> None:
     """Try loading NAME (registry name, checkpoint, local-dir: or hf-hub: id).
 
-    Offline, a hub backbone fails within seconds with the steps that make it available.
+    Without --download nothing touches the network: a hub backbone whose weights are not
+    in the local Hugging Face cache fails at once with the steps that make it available.
     """
     from conceptlens.backbones._backbone import load_backbone
 
     t0 = time.perf_counter()
-    bb = load_backbone(name, device=device)
+    bb = load_backbone(name, device=device, weights=weights, download=download)
     emb = bb.encode_text(["a test prompt"])
     click.echo(
         f"ok: {bb.name} loaded in {time.perf_counter() - t0:.1f} s on {bb.device} "

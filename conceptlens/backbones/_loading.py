@@ -1,11 +1,15 @@
 """Build open_clip models for registry names, checkpoint files, local folders and hub ids.
 
-Loading never waits on the network: Hugging Face Hub weights are looked up in the local
-cache first; when they are missing and the Hub is unreachable (``HF_HUB_OFFLINE=1`` or a
-closed network, probed once with a short timeout) a
-:class:`~conceptlens.exceptions.BackboneUnavailableError` is raised within a couple of
-seconds with the exact steps that make the weights available. Weights are read from
-safetensors or with ``torch.load(weights_only=True)`` only.
+The network is used only when the caller passes ``download=True`` and names a hub
+backbone (a registry name with Hugging Face weights, ``hf-hub:org/repo``, or a checkpoint
+whose Hugging Face text tower config is not cached). Everything else is resolved offline:
+hub weights are looked up in the local Hugging Face cache; a checkpoint file or a
+``local-dir:`` folder, and the Hugging Face text config and tokenizer it names, are built
+with Hugging Face offline mode forced for the duration of the build (restored afterwards,
+so nothing leaks into the rest of the process). When weights are missing a
+:class:`~conceptlens.exceptions.BackboneUnavailableError` says how to make them available.
+With ``download=True`` an unreachable Hub (probed once with a short timeout) fails within
+seconds. Weights are read from safetensors or with ``torch.load(weights_only=True)`` only.
 """
 
 from __future__ import annotations
@@ -30,7 +34,14 @@ from conceptlens.exceptions import (
     UnknownNameError,
 )
 
-__all__ = ["LoadedModel", "build_model", "hub_reachable", "resolve_spec"]
+__all__ = [
+    "LoadedModel",
+    "build_model",
+    "download_command",
+    "hub_offline",
+    "hub_reachable",
+    "resolve_spec",
+]
 
 _CONFIG_FILE = "open_clip_config.json"
 _WEIGHT_FILES = (
@@ -51,6 +62,8 @@ class LoadedModel:
     tokenizer: Any
     weights_path: Path | None
     source: str
+    #: hashes of other files the outputs depend on (e.g. the MiniLM text tower files)
+    extra_hashes: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- resolution
@@ -109,7 +122,7 @@ def _local_dir_config(folder: Path) -> BackboneConfig:
         raise MissingFileError(
             f"{folder} has no {_CONFIG_FILE}; a 'local-dir:' backbone folder needs "
             f"{_CONFIG_FILE} (with 'model_cfg') and one of {_WEIGHT_FILES}, as "
-            "`huggingface-cli download <repo> --local-dir <folder>` writes them"
+            f"`{download_command('<org/repo>', '<folder>')}` writes them"
         )
     pp = _read_open_clip_json(cfg_path).get("preprocess_cfg", {})
     return _config_with_preprocess(
@@ -180,9 +193,47 @@ def hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
     return bool(result and result[0])
 
 
+def download_command(repo: str, folder: str) -> str:
+    """The shell command of the installed ``huggingface_hub`` that downloads ``repo``.
+
+    ``hf download`` (huggingface_hub 0.34 and later), else ``huggingface-cli download``.
+
+    Example
+    -------
+    >>> from conceptlens.backbones._loading import download_command
+    >>> download_command("org/model", "model").endswith("download org/model --local-dir model")
+    True
+    """
+    cli = "hf"
+    try:
+        from importlib.metadata import version
+
+        major, minor = (int(x) for x in version("huggingface_hub").split(".")[:2])
+        if (major, minor) < (0, 34):
+            cli = "huggingface-cli"
+    except Exception:  # unknown version: the current command
+        pass
+    return f"{cli} download {repo} --local-dir {folder}"
+
+
 @contextlib.contextmanager
-def _hub_offline() -> Iterator[None]:
-    """Force huggingface_hub/transformers offline for the duration (no retries)."""
+def hub_offline() -> Iterator[None]:
+    """Force huggingface_hub/transformers offline for the duration (no retries).
+
+    ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` and huggingface_hub's cached constant are
+    restored on exit, so the user's other Hugging Face code is unaffected.
+
+    Example
+    -------
+    >>> import os
+    >>> from conceptlens.backbones._loading import hub_offline
+    >>> before = os.environ.get("HF_HUB_OFFLINE")
+    >>> with hub_offline():
+    ...     os.environ["HF_HUB_OFFLINE"]
+    '1'
+    >>> os.environ.get("HF_HUB_OFFLINE") == before
+    True
+    """
     old_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -207,25 +258,36 @@ def _hub_offline() -> Iterator[None]:
             consts.HF_HUB_OFFLINE = old_const
 
 
+_hub_offline = hub_offline
+
+
 def _cache_hint() -> str:
     home = os.environ.get("HF_HOME") or "~/.cache/huggingface"
     hub = os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
     return hub
 
 
-def unavailable_message(name: str, repo: str, *, missing: str, model_id: str | None) -> str:
+def unavailable_message(
+    name: str, repo: str, *, missing: str, model_id: str | None, download: bool = True
+) -> str:
     """The message of a :class:`BackboneUnavailableError` for hub weights."""
-    why = (
-        "HF_HUB_OFFLINE=1 is set"
-        if _offline_flag()
-        else "the Hugging Face Hub is unreachable from this machine"
-    )
+    if not download:
+        why = (
+            "downloading was not requested (pass download=True, or --download on the "
+            "command line, to let huggingface_hub fetch it"
+            + ("; HF_HUB_OFFLINE=1 is also set" if _offline_flag() else "")
+            + ")"
+        )
+    elif _offline_flag():
+        why = "HF_HUB_OFFLINE=1 is set"
+    else:
+        why = "the Hugging Face Hub is unreachable from this machine"
     model_id = model_id or f"hf-hub:{repo}"
     return (
         f"backbone {name!r} needs weights from the Hugging Face Hub repository {repo!r}, "
         f"but {missing} is not in the local Hugging Face cache ({_cache_hint()}) and {why}. "
         "To make it available: (1) on a machine with internet access run "
-        f"`huggingface-cli download {repo} --local-dir {repo.split('/')[-1]}` "
+        f"`{download_command(repo, repo.split('/')[-1])}` "
         '(or `python -c "import open_clip; '
         f"open_clip.create_model_and_transforms('{model_id}')\"` to fill the cache); "
         "(2) copy that folder here and load it with "
@@ -246,17 +308,30 @@ def _cached_file(repo: str, filename: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def _hub_folder(cfg: BackboneConfig, repo: str) -> Path:
-    """Snapshot folder holding open_clip_config.json + weights for ``repo`` (cache only)."""
+def _require_download(
+    cfg: BackboneConfig, repo: str, *, missing: str, model_id: str | None, download: bool
+) -> None:
+    """Raise unless downloading was asked for and the Hub answers (one short probe)."""
+    if not download or not hub_reachable():
+        raise BackboneUnavailableError(
+            unavailable_message(
+                cfg.name, repo, missing=missing, model_id=model_id, download=download
+            )
+        )
+
+
+def _hub_folder(cfg: BackboneConfig, repo: str, *, download: bool) -> Path:
+    """Snapshot folder holding open_clip_config.json + weights for ``repo``.
+
+    From the local cache; downloaded (with huggingface_hub's progress bars) only when
+    ``download`` is true.
+    """
     config = _cached_file(repo, _CONFIG_FILE)
     weights = next((p for f in _WEIGHT_FILES if (p := _cached_file(repo, f))), None)
     if config is not None and weights is not None and config.parent == weights.parent:
         return config.parent
     missing = f"{_CONFIG_FILE} + weights" if config is None else "the weights file"
-    if not hub_reachable():
-        raise BackboneUnavailableError(
-            unavailable_message(cfg.name, repo, missing=missing, model_id=cfg.model)
-        )
+    _require_download(cfg, repo, missing=missing, model_id=cfg.model, download=download)
     from huggingface_hub import snapshot_download
 
     try:  # connected: fetch only what open_clip needs
@@ -271,7 +346,7 @@ def _hub_folder(cfg: BackboneConfig, repo: str) -> Path:
     return Path(folder)
 
 
-def _tag_weights(cfg: BackboneConfig) -> tuple[Path, dict[str, Any]]:
+def _tag_weights(cfg: BackboneConfig, *, download: bool) -> tuple[Path, dict[str, Any]]:
     """Cached weights file for an open_clip architecture + pretrained tag."""
     import open_clip
 
@@ -287,10 +362,7 @@ def _tag_weights(cfg: BackboneConfig) -> tuple[Path, dict[str, Any]]:
     weights = next((p for f in _WEIGHT_FILES if (p := _cached_file(repo, f))), None)
     if weights is not None:
         return weights, pcfg
-    if not hub_reachable():
-        raise BackboneUnavailableError(
-            unavailable_message(cfg.name, repo, missing="the weights file", model_id=None)
-        )
+    _require_download(cfg, repo, missing="the weights file", model_id=None, download=download)
     return Path(open_clip.download_pretrained(pcfg)), pcfg
 
 
@@ -404,40 +476,102 @@ def _load_weights(model: Any, path: Path) -> None:
         )
 
 
+def _build_text_side(
+    config: BackboneConfig,
+    model_cfg: Mapping[str, Any],
+    folder: Path | None,
+    *,
+    download: bool,
+) -> tuple[Any, Any]:
+    """Model + tokenizer of a local checkpoint or folder, resolved offline first.
+
+    A Hugging Face text tower's config and tokenizer are looked up with offline mode
+    forced; only when they are not cached and ``download`` is true is huggingface_hub
+    allowed to fetch them.
+    """
+    import open_clip
+
+    def _make() -> tuple[Any, Any]:
+        model = _build_from_model_cfg(model_cfg)
+        tokenizer = (
+            open_clip.get_tokenizer(config.tokenizer)
+            if config.tokenizer
+            else _tokenizer_for(model_cfg, folder)
+        )
+        return model, tokenizer
+
+    try:
+        with hub_offline():
+            return _make()
+    except OSError as exc:  # a text tower's HF config/tokenizer is not cached
+        text_cfg = model_cfg.get("text_cfg", {})
+        repo = str(text_cfg.get("hf_model_name") or config.hub_repo or folder or config.model)
+        if download and hub_reachable():
+            return _make()
+        raise BackboneUnavailableError(
+            unavailable_message(
+                config.name,
+                repo,
+                missing=f"a file the text tower needs ({exc})",
+                model_id=config.model,
+                download=download,
+            )
+        ) from exc
+
+
 def build_model(
     config: BackboneConfig,
     *,
     checkpoint: Path | None = None,
     architecture: Any = None,
     pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    download: bool = False,
 ) -> LoadedModel:
     """Build the model (eval mode, CPU) and tokenizer described by ``config``.
 
     Weight availability is checked before open_clip is imported (a few seconds on a
-    loaded machine), so an unavailable hub backbone fails fast.
+    loaded machine), so an unavailable hub backbone fails fast. ``weights`` replaces the
+    shipped weights of ``synthderm-lit``; ``download`` allows huggingface_hub to fetch
+    missing hub files.
     """
     if config.loader == "synthderm-lit":
         from conceptlens.backbones import _synthderm_lit
+        from conceptlens.backbones._minilm import minilm_digest
 
-        model, tokenizer = _synthderm_lit.build_synthderm_lit(pretrained=pretrained)
-        weights = _synthderm_lit.WEIGHTS_PATH
-        wpath = weights if pretrained and weights.is_file() else None
-        return LoadedModel(config, model.eval(), tokenizer, wpath, "synthderm-lit")
+        model, tokenizer = _synthderm_lit.build_synthderm_lit(
+            pretrained=pretrained, weights=None if weights is None else Path(weights)
+        )
+        wfile = Path(weights).expanduser() if weights is not None else _synthderm_lit.WEIGHTS_PATH
+        wpath = wfile if (pretrained or weights is not None) and wfile.is_file() else None
+        return LoadedModel(
+            config,
+            model.eval(),
+            tokenizer,
+            wpath,
+            "synthderm-lit",
+            extra_hashes={"minilm": minilm_digest()},
+        )
+    if weights is not None:
+        raise ConfigError(
+            f"weights= replaces the weights of 'synthderm-lit' only; for {config.name!r} pass "
+            "the checkpoint file itself as the backbone (load_backbone('/path/model.safetensors'))"
+        )
 
     if checkpoint is not None:
         model_cfg, pp = _checkpoint_model_cfg(checkpoint, architecture)
-        model = _build_from_model_cfg(model_cfg)
+        model, tokenizer = _build_text_side(config, model_cfg, None, download=download)
         _load_weights(model, checkpoint)
         cfg = _config_with_preprocess(config, pp)
         if not pp:
             size = model_cfg.get("vision_cfg", {}).get("image_size", cfg.image_size)
             cfg = dataclasses.replace(cfg, image_size=int(_first(size)))
-        return LoadedModel(cfg, model.eval(), _tokenizer_for(model_cfg), checkpoint, "file")
+        return LoadedModel(cfg, model.eval(), tokenizer, checkpoint, "file")
 
     schema_dir: Path | None = None
     if config.model.startswith("hf-hub:"):
         repo = config.hub_repo or config.model[len("hf-hub:") :]
-        schema_dir = _hub_folder(config, repo)
+        schema_dir = _hub_folder(config, repo, download=download)
     elif config.model.startswith("local-dir:"):
         schema_dir = Path(config.model[len("local-dir:") :])
     elif Path(config.model).is_dir():
@@ -445,41 +579,26 @@ def build_model(
 
     if schema_dir is not None:
         data = _read_open_clip_json(schema_dir / _CONFIG_FILE)
-        weights = next((schema_dir / f for f in _WEIGHT_FILES if (schema_dir / f).is_file()), None)
-        if weights is None:
+        weights_file = next(
+            (schema_dir / f for f in _WEIGHT_FILES if (schema_dir / f).is_file()), None
+        )
+        if weights_file is None:
             raise MissingFileError(
                 f"{schema_dir} has {_CONFIG_FILE} but no weights file ({_WEIGHT_FILES})"
             )
-        with _hub_offline():
-            try:
-                model = _build_from_model_cfg(data["model_cfg"])
-                import open_clip
-
-                tokenizer = (
-                    open_clip.get_tokenizer(config.tokenizer)
-                    if config.tokenizer
-                    else _tokenizer_for(data["model_cfg"], schema_dir)
-                )
-            except OSError as exc:  # a text tower's HF config/tokenizer is not cached
-                repo = config.hub_repo or str(schema_dir)
-                raise BackboneUnavailableError(
-                    unavailable_message(
-                        config.name,
-                        repo,
-                        missing=f"a file the text tower needs ({exc})",
-                        model_id=config.model,
-                    )
-                ) from exc
-        _load_weights(model, weights)
+        model, tokenizer = _build_text_side(
+            config, data["model_cfg"], schema_dir, download=download
+        )
+        _load_weights(model, weights_file)
         cfg = _config_with_preprocess(config, data.get("preprocess_cfg", {}))
-        return LoadedModel(cfg, model.eval(), tokenizer, weights, str(schema_dir))
+        return LoadedModel(cfg, model.eval(), tokenizer, weights_file, str(schema_dir))
 
     # built-in open_clip architecture + pretrained tag
     if pretrained and config.hub_repo:
         repo = config.hub_repo
-        if not any(_cached_file(repo, f) for f in _WEIGHT_FILES) and not hub_reachable():
-            raise BackboneUnavailableError(
-                unavailable_message(config.name, repo, missing="the weights file", model_id=None)
+        if not any(_cached_file(repo, f) for f in _WEIGHT_FILES):
+            _require_download(
+                config, repo, missing="the weights file", model_id=None, download=download
             )
     import open_clip
 
@@ -493,12 +612,16 @@ def build_model(
             raise ConfigError(
                 f"backbone {config.name!r}: a built-in architecture needs a 'pretrained' tag"
             )
-        wpath, pcfg = _tag_weights(config)
+        wpath, pcfg = _tag_weights(config, download=download)
         model = open_clip.create_model(
             config.model, pretrained=None, force_quick_gelu=bool(pcfg.get("quick_gelu", False))
         )
         _load_weights(model, wpath)
-    tokenizer = open_clip.get_tokenizer(config.tokenizer or config.model)
+    if download:
+        tokenizer = open_clip.get_tokenizer(config.tokenizer or config.model)
+    else:
+        with hub_offline():
+            tokenizer = open_clip.get_tokenizer(config.tokenizer or config.model)
     return LoadedModel(config, model.eval(), tokenizer, wpath, config.model)
 
 

@@ -17,6 +17,7 @@ package folder at build time (safetensors only, no network).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ IMAGE_MEAN = OPENAI_MEAN
 IMAGE_STD = OPENAI_STD
 CONTEXT_LENGTH = 128
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "synthderm-lit.safetensors"
+#: Training record of the shipped weights; its ``weights_sha256`` is checked at load.
+WEIGHTS_RECORD = WEIGHTS_PATH.with_suffix(".json")
 _TEXT_BACKBONE_PREFIX = "text.transformer."
 _INIT_SEED = 0
 
@@ -116,14 +119,24 @@ class ConvStem(nn.Module):
         return self.conv_c(self.act(self.conv_b(self.act(self.conv_a(x)))))
 
 
-def _load_minilm_weights(text_tower: nn.Module, minilm_path: Path) -> None:
-    from safetensors.torch import load_file
+def _load_minilm_weights(
+    text_tower: nn.Module, minilm_path: Path, expected_sha256: str | None = None
+) -> None:
+    from safetensors.torch import load as load_bytes
 
     path = minilm_path / "model.safetensors"
     if not path.is_file():
         raise BackboneUnavailableError(f"MiniLM weights {path} are missing")
-    state = load_file(str(path))
-    target = text_tower.transformer
+    data = path.read_bytes()
+    if expected_sha256 is not None:  # the bytes loaded are the bytes checked
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256:
+            raise IntegrityError(
+                f"{path}: sha256 {actual} differs from the verified {expected_sha256}; the "
+                "file changed while loading"
+            )
+    state = load_bytes(data)
+    target: Any = text_tower.transformer
     own = target.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
     result = target.load_state_dict(state, strict=False)
@@ -208,8 +221,66 @@ def save_lit_weights(
     return path
 
 
-def load_lit_weights(model: nn.Module, path: str | Path) -> None:
-    """Load shipped synthderm-lit weights into ``model`` (strict on the trainable part).
+def shipped_weights_sha256() -> str:
+    """The sha256 of the shipped weights, as recorded in ``weights/synthderm-lit.json``.
+
+    Returns
+    -------
+    str
+        Hex digest.
+
+    Example
+    -------
+    >>> from conceptlens.backbones._synthderm_lit import shipped_weights_sha256
+    >>> len(shipped_weights_sha256())
+    64
+    """
+    try:
+        record = json.loads(WEIGHTS_RECORD.read_text(encoding="utf-8"))
+        sha = record["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(
+            f"{WEIGHTS_RECORD}: cannot read the recorded sha256 of the shipped weights "
+            f"({type(exc).__name__}); reinstall conceptlens"
+        ) from None
+    if not (isinstance(sha, str) and len(sha) == 64):
+        raise IntegrityError(f"{WEIGHTS_RECORD}: 'weights_sha256' is not a sha256 hex digest")
+    return sha
+
+
+def _read_weights(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BackboneUnavailableError(
+            f"cannot read synthderm-lit weights {path}: {exc}"
+        ) from None
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256:
+            raise IntegrityError(
+                f"{path}: sha256 {actual} differs from the {expected_sha256} recorded in "
+                f"{WEIGHTS_RECORD.name}; the shipped weights were modified or damaged. "
+                "Reinstall conceptlens (`pip install --force-reinstall conceptlens`)."
+            )
+    try:
+        return dict(load_bytes(data))
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise IntegrityError(
+            f"{path}: not a readable safetensors file ({exc}); write weights with "
+            "`conceptlens backbone train-synthderm-lit` (save_lit_weights)"
+        ) from None
+
+
+def load_lit_weights(
+    model: nn.Module, path: str | Path, *, expected_sha256: str | None = None
+) -> None:
+    """Load synthderm-lit weights into ``model`` (strict on the trainable part).
+
+    Every tensor must have the model's shape and hold finite values only.
 
     Parameters
     ----------
@@ -217,25 +288,38 @@ def load_lit_weights(model: nn.Module, path: str | Path) -> None:
         A model from :func:`build_synthderm_lit` with ``pretrained=False``.
     path : str or Path
         A file written by :func:`save_lit_weights`.
+    expected_sha256 : str, optional
+        Refuse the file unless its bytes have this sha256 (the shipped weights are checked
+        against ``weights/synthderm-lit.json``).
 
     Raises
     ------
     IntegrityError
-        If the file's tensors do not match the model's trainable parameters.
+        If the hash differs, the file is not safetensors, or its tensors do not match the
+        model's trainable parameters (names, shapes) or hold NaN/infinite values.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
-    state = load_file(str(path))
+    state = _read_weights(path, expected_sha256)
     expected = lit_state_dict(model)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    bad_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    bad_shape = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
     if missing or unexpected or bad_shape:
         raise IntegrityError(
             f"{path} does not fit the synthderm-lit architecture: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, wrong shape {bad_shape[:5]}; retrain with "
             "`conceptlens backbone train-synthderm-lit` or reinstall conceptlens"
+        )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise IntegrityError(
+            f"{path}: tensors {bad[:5]} hold NaN or infinite values ({len(bad)} of "
+            f"{len(state)}); these weights would give non-finite embeddings. Retrain or "
+            "use other weights."
         )
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
@@ -283,27 +367,51 @@ def build_synthderm_lit(
     >>> model.encode_text(tokenizer(["hair"])).shape
     torch.Size([1, 384])
     """
-    import os
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import open_clip
-    from open_clip.tokenizer import HFTokenizer
-
-    from conceptlens.backbones._minilm import minilm_dir
+    from conceptlens.backbones._loading import hub_offline
+    from conceptlens.backbones._minilm import MINILM_FILES, minilm_dir
 
     if weights is not None:
         pretrained = True
-        weights_path = Path(weights)
+        weights_path = Path(weights).expanduser()
+        expected_sha = shipped_weights_sha256() if _same_file(weights_path, WEIGHTS_PATH) else None
     else:
         weights_path = WEIGHTS_PATH
+        expected_sha = shipped_weights_sha256() if pretrained else None
     if pretrained and not weights_path.is_file():
         raise BackboneUnavailableError(
             f"synthderm-lit weights {weights_path} are missing; train them with "
             "`conceptlens backbone train-synthderm-lit` or reinstall conceptlens"
         )
-    folder = Path(minilm_path).resolve() if minilm_path is not None else minilm_dir()
+    if minilm_path is not None:
+        folder = Path(minilm_path).expanduser().resolve()
+        minilm_sha = None
+    else:
+        folder = minilm_dir()
+        minilm_sha = MINILM_FILES["model.safetensors"][1]
     cfg = synthderm_lit_config(folder)
+    with hub_offline():
+        return _build(cfg, folder, minilm_sha, pretrained, weights_path, expected_sha)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _build(
+    cfg: dict[str, Any],
+    folder: Path,
+    minilm_sha: str | None,
+    pretrained: bool,
+    weights_path: Path,
+    expected_sha: str | None,
+) -> tuple[nn.Module, Any]:
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_INIT_SEED)
         model = open_clip.CustomTextCLIP(
@@ -312,11 +420,11 @@ def build_synthderm_lit(
         model.visual.conv1 = ConvStem(cfg["vision_cfg"]["width"], cfg["stem"])
         with torch.no_grad():
             model.text.proj.weight.copy_(torch.eye(cfg["embed_dim"]))
-    _load_minilm_weights(model.text, folder)
+    _load_minilm_weights(model.text, folder, minilm_sha)
     for p in model.text.transformer.parameters():
         p.requires_grad_(False)
     if pretrained:
-        load_lit_weights(model, weights_path)
+        load_lit_weights(model, weights_path, expected_sha256=expected_sha)
     model.eval()
     tokenizer = HFTokenizer(str(folder), context_length=CONTEXT_LENGTH)
     return model, tokenizer

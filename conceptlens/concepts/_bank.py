@@ -13,6 +13,7 @@ import importlib.resources
 import json
 import os
 import re
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,21 @@ _PROVENANCE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "retrieved": (("document", "passage", "score"), ("query", "class", "method", "note")),
 }
 _MAX_PROMPT_CHARS = 300
+
+
+_MAX_FILE_BYTES = 20_000_000
+_MAX_DEPTH = 32
+_BRIEF_CHARS = 80
+
+
+def _brief(value: object) -> str:
+    """A short repr for error messages: never a whole (possibly huge) structure."""
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = _BRIEF_CHARS
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 4
+    r.maxlevel = 2
+    text = r.repr(value)
+    return text if len(text) <= 2 * _BRIEF_CHARS else text[: 2 * _BRIEF_CHARS] + "...'"
 
 
 def _is_extension(key: object) -> bool:
@@ -113,7 +129,7 @@ def _str_list(
         value = [value]
     if not isinstance(value, list) or (not value and not allow_empty):
         raise where.error(
-            f"must be a non-empty list of strings, got {value!r}; "
+            f"must be a non-empty list of strings, got {_brief(value)}; "
             f'write for example `{field}: ["..."]`',
             concept=concept,
             field=field,
@@ -122,7 +138,7 @@ def _str_list(
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
             raise where.error(
-                f"item {i} must be a non-empty string, got {item!r}",
+                f"item {i} must be a non-empty string, got {_brief(item)}",
                 concept=concept,
                 field=field,
             )
@@ -199,7 +215,7 @@ def _parse_provenance(
     kind = value.get("kind")
     if kind not in _PROVENANCE_FIELDS:
         raise where.error(
-            f"kind must be one of {list(PROVENANCE_KINDS)}, got {kind!r}",
+            f"kind must be one of {list(PROVENANCE_KINDS)}, got {_brief(kind)}",
             concept=concept,
             field="provenance.kind",
         )
@@ -231,7 +247,7 @@ def _parse_provenance(
         for key in keys:
             if key not in citations:
                 raise where.error(
-                    f"citation key {key!r} is not defined in the bank's `citations` "
+                    f"citation key {_brief(key)} is not defined in the bank's `citations` "
                     f"(defined: {sorted(citations)}); add it there",
                     concept=concept,
                     field="provenance.citation",
@@ -240,7 +256,7 @@ def _parse_provenance(
         score = value["score"]
         if isinstance(score, bool) or not isinstance(score, (int, float)):
             raise where.error(
-                f"must be a number, got {score!r}",
+                f"must be a number, got {_brief(score)}",
                 concept=concept,
                 field="provenance.score",
             )
@@ -248,7 +264,8 @@ def _parse_provenance(
         for key in ("model", "prompt_hash", "date"):
             if not isinstance(value[key], str):
                 raise where.error(
-                    f'must be a string (quote dates: date: "2026-01-31"), got {value[key]!r}',
+                    'must be a string (quote dates: date: "2026-01-31"), got '
+                    f"{_brief(value[key])}",
                     concept=concept,
                     field=f"provenance.{key}",
                 )
@@ -263,12 +280,12 @@ def _parse_concept(
         raise where.error("must be a mapping with name, prompts and group", concept=label)
     name = raw.get("name")
     if isinstance(name, str):
-        label = f"#{i} ({name!r})"
+        label = f"#{i} ({_brief(name)})"
     _check_keys(raw, _CONCEPT_KEYS_REQUIRED, _CONCEPT_KEYS_OPTIONAL, where, label, "concept")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise where.error(
             f"must be lowercase snake_case (letters, digits, '_', starting with a letter, "
-            f"at most 64 chars), got {name!r}; e.g. `blue_white_veil`",
+            f"at most 64 chars), got {_brief(name)}; e.g. `blue_white_veil`",
             concept=label,
             field="name",
         )
@@ -283,7 +300,8 @@ def _parse_concept(
     group = raw["group"]
     if not isinstance(group, str) or not _GROUP_RE.match(group):
         raise where.error(
-            f"must be one lowercase word such as colour, structure or artifact, got {group!r}",
+            "must be one lowercase word such as colour, structure or artifact, got "
+            f"{_brief(group)}",
             concept=label,
             field="group",
         )
@@ -303,13 +321,13 @@ def _parse_concept(
     for key, val in cls_map.items():
         if key not in classes:
             raise where.error(
-                f"class {key!r} is not one of the bank's classes {list(classes)}",
+                f"class {_brief(key)} is not one of the bank's classes {list(classes)}",
                 concept=label,
                 field=f"classes.{key}",
             )
         if isinstance(val, bool) or val not in (-1, 0, 1):
             raise where.error(
-                f"class association must be -1, 0 or 1, got {val!r}",
+                f"class association must be -1, 0 or 1, got {_brief(val)}",
                 concept=label,
                 field=f"classes.{key}",
             )
@@ -414,9 +432,9 @@ class ConceptBank:
         if not isinstance(data, dict):
             raise where.error("a bank file must be a mapping with schema_version, id, ...")
         _check_keys(data, _BANK_KEYS_REQUIRED, _BANK_KEYS_OPTIONAL, where, None, "bank")
-        if data["schema_version"] != SCHEMA_VERSION:
+        if type(data["schema_version"]) is not int or data["schema_version"] != SCHEMA_VERSION:
             raise where.error(
-                f"unsupported schema_version {data['schema_version']!r}; this conceptlens "
+                f"unsupported schema_version {_brief(data['schema_version'])}; this conceptlens "
                 f"reads schema_version {SCHEMA_VERSION}",
                 field="schema_version",
             )
@@ -424,13 +442,13 @@ class ConceptBank:
         if not isinstance(bank_id, str) or not re.match(r"^[a-z0-9][a-z0-9_.+-]*$", bank_id):
             raise where.error(
                 f"must be a lowercase identifier (letters, digits, '_', '-', '.'), got "
-                f"{bank_id!r}",
+                f"{_brief(bank_id)}",
                 field="id",
             )
         version = data["version"]
         if not isinstance(version, str) or not version.strip():
             raise where.error(
-                f'must be a quoted string such as "1.0.0", got {version!r}', field="version"
+                f'must be a quoted string such as "1.0.0", got {_brief(version)}', field="version"
             )
         classes = _str_list(data["classes"], where, None, "classes")
         if len(set(classes)) != len(classes):
@@ -438,7 +456,7 @@ class ConceptBank:
             raise where.error(f"duplicate class names {dup}", field="classes")
         for opt in ("name", "domain", "modality", "description"):
             if data.get(opt) is not None and not isinstance(data[opt], str):
-                raise where.error(f"must be a string, got {data[opt]!r}", field=opt)
+                raise where.error(f"must be a string, got {_brief(data[opt])}", field=opt)
         reference = _str_list(
             data.get("reference_prompts", []), where, None, "reference_prompts", allow_empty=True
         )
@@ -446,7 +464,7 @@ class ConceptBank:
         for t in templates:
             if t.count("{}") != 1:
                 raise where.error(
-                    f"template {t!r} must contain exactly one '{{}}' where the prompt goes",
+                    f"template {_brief(t)} must contain exactly one '{{}}' where the prompt goes",
                     field="templates",
                 )
         citations = data.get("citations") or {}
@@ -469,7 +487,7 @@ class ConceptBank:
                 raise where.error(
                     f"duplicate concept name (also concept #{seen[c.name]}); names must be "
                     "unique in a bank",
-                    concept=f"#{i} ({c.name!r})",
+                    concept=f"#{i} ({_brief(c.name)})",
                     field="name",
                 )
             seen[c.name] = i
@@ -675,16 +693,134 @@ class ConceptBank:
 
 
 # ---------------------------------------------------------------- file access
+class _BankLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases, duplicate keys and deep nesting.
+
+    Aliases are refused outright: a few hundred bytes of nested aliases expand to
+    gigabytes (a "billion laughs" bomb), and a bank has no need for them.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise BankError(
+                f"line {event.start_mark.line + 1}: YAML aliases (*{_brief(event.anchor)[1:-1]}) "
+                "are not allowed in bank files; write the value out in full"
+            )
+        self._depth += 1
+        try:
+            if self._depth > _MAX_DEPTH:
+                event = self.peek_event()
+                raise BankError(
+                    f"line {event.start_mark.line + 1}: nested more than {_MAX_DEPTH} levels "
+                    "deep; a bank is a mapping of lists of mappings"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # unhashable key: the base class reports it
+                continue
+            if duplicate:
+                raise BankError(
+                    f"line {key_node.start_mark.line + 1}: duplicate key {_brief(key)}; each "
+                    "key may appear once (a second one would silently replace the first)"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BankError(
+                f"duplicate key {_brief(key)}; each key may appear once (a second one would "
+                "silently replace the first)"
+            )
+        out[key] = value
+    return out
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth, without recursion (stops counting past ``limit``)."""
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, d + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, d + 1) for v in item)
+    return deepest
+
+
+def _decode_text(path: Path, data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise BankError(f"{path}: the file is UTF-16 encoded; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        hint = "it looks binary" if b"\0" in data[:4096] else "latin-1 or another encoding?"
+        raise BankError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}; "
+            f"{hint}); save the bank as UTF-8"
+        ) from None
+
+
 def _read_file(path: Path) -> Any:
+    if path.exists() and not path.is_file():
+        raise BankError(
+            f"{path}: not a regular file (a folder, FIFO or device); give a .yaml or .json "
+            "bank file"
+        )
     if not path.is_file():
         raise MissingFileError(f"bank file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    size = path.stat().st_size
+    if size > _MAX_FILE_BYTES:
+        raise BankError(
+            f"{path}: {size:,} bytes is too large for a concept bank (limit "
+            f"{_MAX_FILE_BYTES:,} bytes)"
+        )
+    text = _decode_text(path, path.read_bytes())
     try:
         if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
+            data = json.loads(text, object_pairs_hook=_json_pairs)
+        else:
+            loader = _BankLoader(text)
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
+    except BankError as exc:
+        raise BankError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise BankError(
+            f"{path}: nested too deeply to read; a bank is a mapping of lists of mappings"
+        ) from None
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise BankError(f"{path}: not valid YAML/JSON: {exc}") from exc
+        msg = str(exc)
+        msg = msg if len(msg) <= 400 else msg[:400] + " ..."
+        raise BankError(f"{path}: not valid YAML/JSON: {msg}") from None
+    if _depth(data, _MAX_DEPTH) > _MAX_DEPTH:
+        raise BankError(
+            f"{path}: nested more than {_MAX_DEPTH} levels deep; a bank is a mapping of "
+            "lists of mappings"
+        )
+    return data
 
 
 def validate_bank_file(path: str | os.PathLike[str]) -> ConceptBank:
@@ -767,8 +903,8 @@ def load_bank(name_or_path: str | os.PathLike[str] | ConceptBank) -> ConceptBank
     text = os.fspath(name_or_path)
     path = Path(text)
     looks_like_path = path.suffix.lower() in _SUFFIXES or os.sep in text or "/" in text
-    if path.is_file():
-        return validate_bank_file(path)
+    if path.is_file() or (looks_like_path and path.exists()):
+        return validate_bank_file(path)  # a FIFO or folder is refused there, never read
     if looks_like_path:
         raise MissingFileError(
             f"bank file {path} does not exist; shipped banks are {list_banks()}"

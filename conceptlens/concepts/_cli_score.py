@@ -42,6 +42,24 @@ __all__ = ["score"]
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address.")
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="synthderm-lit only: weights you trained (train-synthderm-lit) instead of the shipped.",
+)
+@click.option(
+    "--download",
+    is_flag=True,
+    help="Let huggingface_hub download missing hub weights (otherwise no network is used).",
+)
+@click.option(
+    "--max-aspect-ratio",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Refuse images whose long side exceeds this multiple of the short side.",
+)
 def score(
     data: str,
     bank: str,
@@ -53,6 +71,9 @@ def score(
     label_column: str,
     device: str | None,
     scheduler: str | None,
+    weights: str | None,
+    download: bool,
+    max_aspect_ratio: float,
 ) -> None:
     """Score a concept bank on the images of a manifest; write a concept_score array."""
     from conceptlens.backbones import load_backbone
@@ -64,9 +85,11 @@ def score(
     suffix = out_path.suffix.lower()
     if suffix not in (".nc", ".zarr"):
         raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
-    dataset = load_manifest(data, label_column=label_column)
+    dataset = load_manifest(data, label_column=label_column, max_aspect_ratio=max_aspect_ratio)
     bank_obj = load_bank(bank)
-    bb = load_backbone(backbone, device=device, batch_size=batch_size)
+    bb = load_backbone(
+        backbone, device=device, batch_size=batch_size, weights=weights, download=download
+    )
     client = None
     if scheduler:
         from dask.distributed import Client

@@ -2,10 +2,14 @@
 
 It never calls the network unless the user asked for it: there is no default endpoint,
 and a missing base URL raises :class:`~conceptlens.exceptions.ConfigError` naming the
-environment variable to set. Requests have a timeout, are retried with exponential
-backoff on HTTP 429 and 5xx (``Retry-After`` respected), ask for structured JSON output,
-and every successful answer is cached on disk keyed by the SHA-256 of model + full
-request, so a rerun costs nothing.
+environment variable to set. Each request has a total deadline (connect, headers and
+body together: a server that trickles bytes cannot hold it open), a cap on the response
+size (an oversized answer fails at once and is not retried), and follows redirects only
+within the same origin (scheme, host and port) -- a redirect elsewhere is refused, so the
+API key is never sent to another host, and nothing from it is cached. Requests are
+retried with exponential backoff on HTTP 429 and 5xx (``Retry-After`` respected), ask for
+structured JSON output, and every successful answer is cached on disk keyed by the
+SHA-256 of model + full request, so a rerun costs nothing.
 
 Malformed answers (not JSON, or JSON that fails the schema) are retried up to
 ``max_retries`` times like a transient error, then raise :class:`LLMError` that quotes
@@ -14,13 +18,18 @@ the start of the answer. Malformed answers are never cached.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import functools
 import hashlib
+import http.client
 import json
 import os
 import socket
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,10 +41,162 @@ from conceptlens.exceptions import ConceptLensError, ConfigError
 __all__ = ["LLMClient", "LLMError", "default_cache_dir", "validate_json"]
 
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+#: default cap on one response body, in bytes
+MAX_RESPONSE_BYTES = 4_000_000
+_MAX_REDIRECTS = 3
 
 
 class LLMError(ConceptLensError, RuntimeError):
     """The language-model endpoint failed, timed out, or answered something unusable."""
+
+
+class _Fatal(LLMError):
+    """An error that a retry cannot fix (refused redirect, oversized answer)."""
+
+
+# --------------------------------------------------------------------------- transport
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
+
+
+class _Deadline:
+    """Shuts every socket of one request down when its total time is up.
+
+    A per-read socket timeout never fires against a server that sends one byte a second;
+    shutting the socket down interrupts any blocked read at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._timer.cancel()
+
+    def register(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._socks.append(sock)
+            if not self.expired:
+                return
+        self._shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            socks = list(self._socks)
+        for sock in socks:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTP(http.client.HTTPConnection):
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self._deadline.register(self.sock)
+
+
+class _WatchedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self._deadline.register(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(functools.partial(_WatchedHTTP, deadline=self._deadline), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(
+            functools.partial(_WatchedHTTPS, deadline=self._deadline),
+            req,
+            context=self._context,  # type: ignore[attr-defined]
+        )
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow 307/308 within the same origin (method, body and headers kept); refuse the
+    rest: a redirect to another origin would carry the ``Authorization`` header there."""
+
+    max_redirections = _MAX_REDIRECTS
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(target) != _origin(req.full_url):
+            raise _Fatal(
+                f"{req.full_url} redirected (HTTP {code}) to another origin "
+                f"({_origin(target)[0]}://{_origin(target)[1]}); refused, the API key is not "
+                "sent there and nothing is cached. Point --base-url at the final endpoint."
+            )
+        if code not in (307, 308):
+            return None  # 301/302/303 would turn the POST into a GET: reported as an error
+        return urllib.request.Request(
+            target,
+            data=req.data,
+            headers=dict(req.header_items()),
+            method=req.get_method(),
+        )
+
+
+def _read_capped(resp: Any, limit: int, url: str) -> bytes:
+    length = resp.headers.get("Content-Length") if resp.headers is not None else None
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _Fatal(
+            f"{url} announced a {int(length):,}-byte answer, above the {limit:,}-byte limit "
+            "(max_response_bytes=); refused without downloading it"
+        )
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := resp.read(65536):
+        total += len(chunk)
+        if total > limit:
+            raise _Fatal(
+                f"{url} sent more than {limit:,} bytes (max_response_bytes=); the answer was "
+                "abandoned and is not retried"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def default_cache_dir() -> Path:
@@ -116,7 +277,10 @@ class LLMClient:
     model : str, optional
         Defaults to ``$OPENAI_MODEL`` or ``"gpt-4o-mini"``.
     timeout : float
-        Seconds per request (connect + read).
+        Total seconds per request: connect, headers and the whole body. A server that
+        trickles bytes is cut off when the time is up.
+    max_response_bytes : int
+        Largest answer accepted; a larger one fails at once and is not retried.
     max_retries : int
         Retries after the first try, on 429/5xx, network errors and malformed answers.
     backoff : float
@@ -144,6 +308,7 @@ class LLMClient:
         api_key: str | None = None,
         model: str | None = None,
         timeout: float = 60.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         max_retries: int = 4,
         backoff: float = 1.0,
         max_backoff: float = 30.0,
@@ -163,6 +328,9 @@ class LLMClient:
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
         self.model = model or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini"
         self.timeout = float(timeout)
+        if not self.timeout > 0:
+            raise ConfigError(f"timeout must be positive, got {timeout!r}")
+        self.max_response_bytes = int(max_response_bytes)
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
@@ -213,11 +381,29 @@ class LLMClient:
             headers["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
         self.n_requests += 1
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.status, dict(resp.headers), resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers or {}), exc.read() or b""
+        with _Deadline(self.timeout) as deadline:
+            opener = urllib.request.build_opener(
+                _HTTPHandler(deadline), _HTTPSHandler(deadline), _SameOriginRedirects()
+            )
+            try:
+                try:
+                    with opener.open(req, timeout=self.timeout) as resp:
+                        return (
+                            resp.status,
+                            dict(resp.headers),
+                            _read_capped(resp, self.max_response_bytes, self.endpoint),
+                        )
+                except urllib.error.HTTPError as exc:
+                    err_body = _read_capped(exc, self.max_response_bytes, self.endpoint)
+                    return exc.code, dict(exc.headers or {}), err_body
+            except _Fatal:
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                if deadline.expired:
+                    raise TimeoutError(f"no complete answer within {self.timeout:g} s") from exc
+                if isinstance(exc, http.client.HTTPException):
+                    raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+                raise
 
     def chat_json(
         self,
@@ -252,6 +438,8 @@ class LLMClient:
             wait = min(self.max_backoff, self.backoff * (2**attempt))
             try:
                 status, headers, payload = self._post(body)
+            except _Fatal as exc:
+                raise LLMError(str(exc)) from None
             except TimeoutError as exc:
                 last_error = f"timed out after {self.timeout:g} s ({exc})"
             except urllib.error.URLError as exc:

@@ -237,6 +237,61 @@ def _block_scores(
     return np.matmul(emb, weights, out=out)
 
 
+def _names(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(str(x)) for x in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _check_finite_text(
+    text: np.ndarray, ref: np.ndarray | None, names: Sequence[str], backbone: Any
+) -> None:
+    """Refuse NaN/infinite concept embeddings before any image is encoded."""
+    bad = [str(names[int(i)]) for i in np.flatnonzero(~np.isfinite(text).all(axis=1))]
+    if ref is not None and not np.isfinite(ref).all():
+        bad.append("<reference prompts>")
+    if bad:
+        raise DataError(
+            f"backbone {backbone.name!r} gives non-finite text embeddings for concepts "
+            f"{_names(bad)}; its weights are damaged or unsuitable (check them with "
+            f"`conceptlens backbone check {backbone.name}`). No scores were written."
+        )
+
+
+def _check_finite_scores(
+    values: np.ndarray, ids: Sequence[str], names: Sequence[str], backbone: Any
+) -> None:
+    """Refuse to return NaN/infinite scores; name the concepts and samples affected."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    rows = np.flatnonzero(~finite.all(axis=1))
+    cols = np.flatnonzero(~finite.all(axis=0))
+    raise DataError(
+        f"backbone {backbone.name!r} produced non-finite concept scores for "
+        f"{len(rows)} of {len(values)} samples ({_names([ids[int(i)] for i in rows])}) and "
+        f"{len(cols)} concepts ({_names([names[int(j)] for j in cols])}); the image embeddings "
+        "are NaN or infinite, so the weights or these images are damaged. No scores were "
+        "written."
+    )
+
+
+class _FiniteBlockCheck:
+    """Picklable ``map_blocks`` function: a block of dask scores, checked for NaN/inf."""
+
+    def __init__(self, ids: Sequence[str], names: Sequence[str], backbone_name: str) -> None:
+        self.ids = list(ids)
+        self.names = list(names)
+        self.backbone_name = backbone_name
+
+    def __call__(self, block: np.ndarray, block_info: Any = None) -> np.ndarray:
+        start, stop = (0, len(block))
+        if block_info and 0 in block_info:
+            start, stop = block_info[0]["array-location"][0]
+        who = type("_Named", (), {"name": self.backbone_name})()
+        _check_finite_scores(block, self.ids[start:stop], self.names, who)
+        return block
+
+
 # --------------------------------------------------------------------------- labelling
 def _sample_coords(dataset: Any, n: int) -> tuple[list[str], dict[str, Any]]:
     ids = list(getattr(dataset, "ids", [])) or [f"img{i:06d}" for i in range(n)]
@@ -367,6 +422,7 @@ def score_concepts(
     text, ref, tpls = concept_text_embeddings(
         backbone, bank, templates=templates, reference=mode == "relative"
     )
+    _check_finite_text(text, ref, bank.names, backbone)
     ids, sample_coords = _sample_coords(dataset, n)
     if client is not None:
         values = _score_on_cluster(
@@ -379,6 +435,10 @@ def score_concepts(
             cache=None if cache is None else str(Path(cache).resolve()),
             batch_size=batch_size,
             block_size=block_size,
+        )
+        # checked when computed, before anything can be written
+        values = values.map_blocks(
+            _FiniteBlockCheck(ids, list(bank.names), backbone.name), dtype=values.dtype
         )
     else:
         values = _score_range(
@@ -394,6 +454,7 @@ def score_concepts(
             num_workers=num_workers,
             show_progress=show_progress,
         )
+        _check_finite_scores(values, ids, bank.names, backbone)
     return _label(
         values,
         ids=ids,

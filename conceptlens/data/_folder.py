@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from conceptlens.data._dataset import ImageDataset, OnError
-from conceptlens.data._images import IMAGE_EXTENSIONS, is_dicom_path
+from conceptlens.data._images import IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, is_dicom_path
 from conceptlens.data._sources import FileImages
 from conceptlens.exceptions import DataError, MissingFileError
 
@@ -47,6 +47,7 @@ def load_folder(
     on_error: OnError = "raise",
     dicom_options: Any = None,
     validate: bool = False,
+    max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
 ) -> ImageDataset:
     """Load ``root/<class>/<image>`` (one subfolder per class, searched recursively).
 
@@ -65,6 +66,9 @@ def load_folder(
     dicom_options : DicomOptions, optional
     validate : bool
         Decode every image now instead of lazily.
+    max_aspect_ratio : float or None, default 10
+        Images whose long side exceeds this multiple of the short side are bad samples;
+        ``None`` accepts any shape.
 
     Returns
     -------
@@ -125,7 +129,7 @@ def load_folder(
         frame.loc[frame.index[list(problems)], "label"] = class_list[0] if class_list else "?"
     ds = ImageDataset(
         frame,
-        FileImages(paths, dicom_options=dicom_options),
+        FileImages(paths, dicom_options=dicom_options, max_aspect_ratio=max_aspect_ratio),
         label_column="label",
         classes=class_list,
         on_error=on_error,

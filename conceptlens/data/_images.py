@@ -2,19 +2,38 @@
 
 Images come out as ``uint8`` arrays of shape ``(H, W, 3)``; masks as ``bool`` ``(H, W)``.
 DICOM files are routed to :mod:`conceptlens.data._dicom`.
+
+Hostile files fail per sample with :class:`~conceptlens.exceptions.ImageDecodeError`
+(so ``on_error="skip"`` and ``conceptlens data info`` list them): only regular files are
+opened (a FIFO or device in a manifest never blocks the loader), PIL's decompression-bomb
+limit is reported, not raised through, and images whose long side is more than
+``max_aspect_ratio`` times the short side (default :data:`MAX_ASPECT_RATIO`) are refused:
+resizing the short side of a 1 x 20,000 image to the model's size would allocate gigabytes.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from conceptlens.exceptions import DataError, ImageDecodeError, MissingFileError
 
-__all__ = ["IMAGE_EXTENSIONS", "is_dicom_path", "read_image", "read_mask", "to_rgb_uint8"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_ASPECT_RATIO",
+    "is_dicom_path",
+    "read_image",
+    "read_mask",
+    "to_rgb_uint8",
+]
+
+#: Default largest ratio of an image's long side to its short side (``max_aspect_ratio=``
+#: of the loaders; ``None`` turns the check off).
+MAX_ASPECT_RATIO = 10.0
 
 #: File extensions the folder loader picks up (lower case). DICOM is also recognised by
 #: its ``DICM`` preamble when the file has no extension.
@@ -114,27 +133,89 @@ def to_rgb_uint8(array: np.ndarray, *, source: str = "array") -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _open_pil(path: Path) -> Any:
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file (never blocks on a FIFO).
+
+    The file is opened non-blocking and checked with ``fstat`` on the open descriptor, so
+    a FIFO, socket or device named by a manifest row is refused at once.
+
+    Raises
+    ------
+    MissingFileError
+        The path does not exist.
+    ImageDecodeError
+        It is a folder, FIFO, socket or device.
+    """
+    p = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(p, flags)
+    except FileNotFoundError:
+        raise MissingFileError(
+            f"image file not found: {p}. Check the path column and the manifest root "
+            "(paths are relative to the manifest's folder unless root= is given)."
+        ) from None
+    except IsADirectoryError:
+        raise ImageDecodeError(f"{p}: is a folder, not an image file.") from None
+    except OSError as exc:
+        raise ImageDecodeError(f"{p}: cannot open ({exc.strerror}).") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
+        raise ImageDecodeError(
+            f"{p}: is {kind}, not a regular image file; only regular files are read. "
+            "Fix the path column."
+        )
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _check_aspect(shape: tuple[int, ...], limit: float | None, source: str) -> None:
+    if limit is None or len(shape) < 2:
+        return
+    h, w = int(shape[0]), int(shape[1])
+    if min(h, w) > 0 and max(h, w) / min(h, w) > limit:
+        raise ImageDecodeError(
+            f"{source}: image is {h}x{w} (HxW), an aspect ratio of {max(h, w) / min(h, w):.0f}:1 "
+            f"above the limit of {limit:g}:1; resizing it would need far more memory than its "
+            "content is worth. Crop it, or raise the limit with max_aspect_ratio= (CLI: "
+            "--max-aspect-ratio)."
+        )
+
+
+def _open_pil(path: Path, max_aspect_ratio: float | None = None) -> Any:
     from PIL import Image, UnidentifiedImageError
 
-    if not path.exists():
-        raise MissingFileError(
-            f"image file not found: {path}. Check the path column and the manifest root "
-            "(paths are relative to the manifest's folder unless root= is given)."
-        )
+    fh = open_regular(path)
     try:
-        img = Image.open(path)
+        img = Image.open(fh)
+        _check_aspect((img.size[1], img.size[0]), max_aspect_ratio, str(path))
         img.load()
+    except Image.DecompressionBombError as exc:
+        fh.close()
+        raise ImageDecodeError(
+            f"{path}: refused as a possible decompression bomb ({exc}). If the image is "
+            "genuine, raise PIL.Image.MAX_IMAGE_PIXELS; otherwise skip it with "
+            "on_error='skip'."
+        ) from None
+    except ImageDecodeError:
+        fh.close()
+        raise
     except UnidentifiedImageError as exc:
+        fh.close()
         raise ImageDecodeError(
             f"{path}: not a readable image ({exc}). Re-export it as PNG or JPEG, or "
             "skip bad files with on_error='skip'."
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
+        fh.close()
         raise ImageDecodeError(
             f"{path}: image is corrupt or truncated ({exc}). Re-download or re-export it, "
             "or skip bad files with on_error='skip'."
         ) from exc
+    fh.close()  # load() has read the pixels
     return img
 
 
@@ -153,15 +234,23 @@ def _pil_to_array(img: Any) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def read_image(path: str | os.PathLike[str], *, dicom_options: Any = None) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    dicom_options: Any = None,
+    max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
+) -> np.ndarray:
     """Read an image file (PNG, JPEG, TIFF, BMP, ... or DICOM) as ``uint8`` ``(H, W, 3)``.
 
     Parameters
     ----------
     path : str or path-like
-        The file to decode.
+        The file to decode (a regular file; FIFOs and devices are refused).
     dicom_options : DicomOptions, optional
         Windowing and frame options used when ``path`` is a DICOM file.
+    max_aspect_ratio : float or None, default MAX_ASPECT_RATIO
+        Refuse images whose long side exceeds this multiple of the short side (checked
+        from the header, before decoding); ``None`` accepts any shape.
 
     Returns
     -------
@@ -173,25 +262,26 @@ def read_image(path: str | os.PathLike[str], *, dicom_options: Any = None) -> np
     MissingFileError
         The file does not exist.
     ImageDecodeError
-        The file is corrupt, truncated, or needs a decoder plugin that is not installed.
+        The file is corrupt, truncated, not a regular file, a possible decompression
+        bomb, too elongated, or needs a decoder plugin that is not installed.
     """
     p = Path(path)
-    if not p.exists():
-        raise MissingFileError(
-            f"image file not found: {p}. Check the path column and the manifest root "
-            "(paths are relative to the manifest's folder unless root= is given)."
-        )
+    open_regular(p).close()  # missing file, folder, FIFO or device: fail before any decoder
     if is_dicom_path(p):
         from conceptlens.data._dicom import read_dicom
 
-        return read_dicom(p, dicom_options)
+        arr = read_dicom(p, dicom_options)
+        _check_aspect(arr.shape, max_aspect_ratio, str(p))
+        return arr
     if p.suffix.lower() == ".npy":
         try:
-            arr = np.load(p, allow_pickle=False)
+            with open_regular(p) as fh:
+                arr = np.load(fh, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ImageDecodeError(f"{p}: unreadable .npy image ({exc}).") from exc
+        _check_aspect(np.shape(arr), max_aspect_ratio, str(p))
         return to_rgb_uint8(arr, source=str(p))
-    with _open_pil(p) as img:
+    with _open_pil(p, max_aspect_ratio) as img:
         arr = _pil_to_array(img)
     return to_rgb_uint8(arr, source=str(p))
 
@@ -221,9 +311,11 @@ def read_mask(
             f"{name} file not found: {p}. Fix the `{name}` column of the manifest or "
             "leave the cell empty for samples without this mask."
         )
+    open_regular(p).close()
     if p.suffix.lower() == ".npy":
         try:
-            arr = np.load(p, allow_pickle=False)
+            with open_regular(p) as fh:
+                arr = np.load(fh, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ImageDecodeError(f"{p}: unreadable .npy mask ({exc}).") from exc
     else:

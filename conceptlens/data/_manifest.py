@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from conceptlens.data._dataset import ImageDataset, OnError
+from conceptlens.data._images import MAX_ASPECT_RATIO
 from conceptlens.data._sources import FileImages, FileMasks
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
@@ -25,14 +26,24 @@ def read_table(path: str | os.PathLike[str], *, str_columns: Sequence[str] = ())
     p = Path(path)
     if not p.exists():
         raise MissingFileError(f"manifest not found: {p}")
+    if not p.is_file():
+        raise DataError(
+            f"{p}: not a regular file (a folder, FIFO or device); give the manifest file"
+        )
     suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
+    if suffix in (".parquet", ".pq"):
+        try:
             frame = pd.read_parquet(p)
-            for c in str_columns:
-                if c in frame.columns:
-                    frame[c] = frame[c].astype("string").astype(object)
-            return frame
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:  # pyarrow.ArrowInvalid...
+            raise DataError(
+                f"{p}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]}); "
+                "it may be truncated or damaged, write it again (or use a CSV manifest)."
+            ) from None
+        for c in str_columns:
+            if c in frame.columns:
+                frame[c] = frame[c].astype("string").astype(object)
+        return frame
+    try:
         if suffix in (".csv", ".tsv", ".txt", ".gz"):
             sep = "\t" if suffix == ".tsv" else ","
             dtype = dict.fromkeys(str_columns, str)
@@ -68,6 +79,7 @@ def dataset_from_frame(
     on_error: OnError = "raise",
     allow_missing_labels: bool = False,
     dicom_options: Any = None,
+    max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
     source_name: str = "manifest",
     row_word: str = "line",
     line_offset: int = 2,
@@ -128,7 +140,7 @@ def dataset_from_frame(
     }
     return ImageDataset(
         meta,
-        FileImages(paths, dicom_options=dicom_options),
+        FileImages(paths, dicom_options=dicom_options, max_aspect_ratio=max_aspect_ratio),
         label_column=label_column,
         label_columns=label_columns,
         classes=classes,
@@ -154,6 +166,7 @@ def load_manifest(
     on_error: OnError = "raise",
     allow_missing_labels: bool = False,
     dicom_options: Any = None,
+    max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
     validate: bool = False,
 ) -> ImageDataset:
     """Load a CSV or Parquet manifest: one row per image.
@@ -184,6 +197,9 @@ def load_manifest(
         Multi-label only: keep empty cells as NaN ("unknown") instead of rejecting them.
     dicom_options : DicomOptions, optional
         Windowing and frame handling for DICOM files.
+    max_aspect_ratio : float or None, default 10
+        Images whose long side exceeds this multiple of the short side are bad samples
+        (their resize would need gigabytes); ``None`` accepts any shape.
     validate : bool
         Decode every image now (:meth:`ImageDataset.validate`) instead of lazily.
 
@@ -219,6 +235,7 @@ def load_manifest(
         on_error=on_error,
         allow_missing_labels=allow_missing_labels,
         dicom_options=dicom_options,
+        max_aspect_ratio=max_aspect_ratio,
         source_name=p.name,
         row_word="row" if parquet else "line",
         line_offset=0 if parquet else 2,

@@ -64,6 +64,8 @@ def load_npz(
     p = Path(path)
     if not p.exists():
         raise MissingFileError(f"npz file not found: {p}")
+    if not p.is_file():
+        raise DataError(f"{p}: not a regular file (a folder, FIFO or device); give the .npz file")
     try:
         with np.load(p, allow_pickle=False) as npz:
             members = list(npz.files)
@@ -101,7 +103,7 @@ def load_npz(
             lab = labels[s]
             if lab.shape[0] != n:
                 raise DataError(f"{p}: {s}_labels has {lab.shape[0]} rows but {s}_images {n}.")
-            lab2 = lab.reshape(n, -1)
+            lab2 = _check_labels(lab.reshape(n, -1), f"{s}_labels", p)
             if lab2.shape[1] == 1:
                 frame["label"] = lab2[:, 0]
             else:
@@ -139,6 +141,31 @@ def load_npz(
         on_error=on_error,
         row_names=[f"{p.name}:{i}" for i in meta.index],
     )
+
+
+def _check_labels(lab: np.ndarray, member: str, path: Path) -> np.ndarray:
+    """Labels must be numbers; float labels must be finite whole numbers (cast to int)."""
+    if lab.dtype.kind not in "biuf":
+        raise DataError(
+            f"{path}: {member} has dtype {lab.dtype}; expected integer class indices (or 0/1 "
+            "columns for a multi-label set)."
+        )
+    if lab.dtype.kind != "f":
+        return lab
+    bad_rows = np.flatnonzero(~np.isfinite(lab).all(axis=1))
+    if bad_rows.size:
+        raise DataError(
+            f"{path}: {member} holds NaN or infinite labels in {bad_rows.size} rows "
+            f"(rows {bad_rows[:5].tolist()}{' ...' if bad_rows.size > 5 else ''}); fill or drop "
+            "those rows before loading (for unknown multi-label entries use a manifest)."
+        )
+    if not np.array_equal(lab, np.round(lab)):
+        rows = np.flatnonzero((lab != np.round(lab)).any(axis=1))
+        raise DataError(
+            f"{path}: {member} holds non-integer labels in rows {rows[:5].tolist()}; "
+            "labels must be class indices (or 0/1 columns)."
+        )
+    return lab.astype(np.int64)
 
 
 def _npy_shape(zf: zipfile.ZipFile, member: str, path: Path) -> tuple[int, ...]:

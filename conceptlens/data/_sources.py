@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from conceptlens.data._images import check_mask_shape, read_image, read_mask, to_rgb_uint8
+from conceptlens.data._images import (
+    MAX_ASPECT_RATIO,
+    check_mask_shape,
+    read_image,
+    read_mask,
+    to_rgb_uint8,
+)
 from conceptlens.exceptions import DataError, ImageDecodeError, MissingFileError
 
 __all__ = ["ArrayImages", "ArrayMasks", "FileImages", "FileMasks", "NpzImages"]
@@ -42,9 +48,16 @@ class ArrayImages:
 class FileImages:
     """One image file per row; decoded on demand."""
 
-    def __init__(self, paths: Sequence[str], *, dicom_options: Any = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        dicom_options: Any = None,
+        max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
+    ) -> None:
         self.paths = [str(p) for p in paths]
         self.dicom_options = dicom_options
+        self.max_aspect_ratio = max_aspect_ratio
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -56,7 +69,11 @@ class FileImages:
         return self.paths[row]
 
     def load(self, row: int) -> np.ndarray:
-        return read_image(self.paths[row], dicom_options=self.dicom_options)
+        return read_image(
+            self.paths[row],
+            dicom_options=self.dicom_options,
+            max_aspect_ratio=getattr(self, "max_aspect_ratio", MAX_ASPECT_RATIO),
+        )
 
 
 class NpzImages:

@@ -7,7 +7,7 @@ from conceptlens.heads._estimators import (
     SparseLinearHeadCV,
     fit_path,
 )
-from conceptlens.heads._io import load_head, save_head
+from conceptlens.heads._io import check_head_scores, load_head, save_head
 from conceptlens.heads._metrics import classification_metrics
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     # metrics
     "classification_metrics",
     # persistence
+    "check_head_scores",
     "load_head",
     "save_head",
 ]

@@ -66,7 +66,6 @@ def fit(
     import numpy as np
     import xarray as xr
 
-    from conceptlens._io import atomic_path
     from conceptlens.exceptions import DataError, MissingFileError
     from conceptlens.heads._estimators import ConceptBottleneckClassifier
     from conceptlens.heads._io import save_head
@@ -112,7 +111,6 @@ def fit(
         random_state=seed,
     )
     model.fit(scores[fit_rows], y[fit_rows], validation_mask=val_mask if C is None else None)
-    out_dir = save_head(model, out)
     lines = []
     results = []
     for name, rows in eval_sets.items():
@@ -132,8 +130,10 @@ def fit(
                     f"[{float(e.ci_low):.3f}, {float(e.ci_high):.3f}]"
                 )
     metrics = xr.concat(results, dim="split")
-    with atomic_path(out_dir / "metrics.nc") as tmp:
-        metrics.to_netcdf(tmp)
+    # one atomic folder: head + metrics together, never a new head next to old metrics
+    out_dir = save_head(
+        model, out, trained_on=scores, extra_files={"metrics.nc": metrics.to_netcdf}
+    )
     nnz = (model.coef_ != 0).sum("concept")
     click.echo(
         f"selected C = {getattr(model, 'C_', C):.4g}; concepts per class: "

@@ -1,151 +1,569 @@
-"""Save and load fitted heads: safetensors arrays plus a JSON description (no pickle)."""
+"""Save and load fitted heads: one folder with safetensors arrays and a JSON description.
+
+A head folder holds ``head.safetensors`` (``coef``, ``intercept``, ``mean``, ``scale``),
+``head.json`` (kind, every constructor parameter, classes, what the head was trained on)
+and any extra files the caller adds (``conceptlens fit`` adds ``metrics.nc``). The folder
+is written as a whole: it is built beside the target and renamed into place, so an
+interrupted save leaves the earlier folder complete and untouched. Nothing is pickled.
+
+Everything read back is validated -- JSON schema, tensor names, shapes and finiteness --
+and an error names the file and the field. A head remembers the score mode, the bank
+fingerprint and the backbone fingerprint of the scores it was trained on;
+:func:`check_head_scores` (and ``load_head(..., scores=...)``) refuses scores from another
+mode, bank or backbone unless the caller passes ``allow_mismatch=True``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from conceptlens._io import atomic_path, atomic_write_text
+from conceptlens._io import atomic_dir
 from conceptlens._version import __version__
-from conceptlens.exceptions import DataError, MissingFileError
-from conceptlens.heads._estimators import (
-    ConceptBottleneckClassifier,
-    SparseLinearHead,
-    SparseLinearHeadCV,
-)
+from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
-__all__ = ["load_head", "save_head"]
+__all__ = ["PROVENANCE_KEYS", "check_head_scores", "load_head", "save_head"]
 
 _FORMAT = 1
-_KINDS = {
-    "SparseLinearHead": SparseLinearHead,
-    "SparseLinearHeadCV": SparseLinearHeadCV,
-    "ConceptBottleneckClassifier": ConceptBottleneckClassifier,
-}
+_MAX_META_BYTES = 64_000_000
+_TENSORS = ("coef", "intercept", "mean", "scale")
+_MODES = ("sigmoid", "multinomial")
+#: score attributes a head records and checks (refused on mismatch)
+PROVENANCE_KEYS = ("score_mode", "bank_fingerprint", "backbone_fingerprint")
+#: recorded for the reader, not checked
+_INFO_KEYS = ("bank_id", "bank_version", "backbone", "template_hash")
 
 
-def _jsonable(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
+def _kinds() -> dict[str, type]:
+    # imported at call time: the estimators' modules import nothing from here
+    from conceptlens.heads import (
+        ConceptBottleneckClassifier,
+        SparseLinearHead,
+        SparseLinearHeadCV,
+    )
+
+    return {
+        "SparseLinearHead": SparseLinearHead,
+        "SparseLinearHeadCV": SparseLinearHeadCV,
+        "ConceptBottleneckClassifier": ConceptBottleneckClassifier,
+    }
 
 
-def save_head(model, path: str | os.PathLike[str]) -> Path:
-    """Write a fitted head to the folder ``path`` (``head.safetensors`` + ``head.json``).
+def _fitted(head: Any, name: str) -> Any:
+    """A fitted attribute under its public (``multilabel_``) or older private name."""
+    if hasattr(head, f"{name}_"):
+        return getattr(head, f"{name}_")
+    return getattr(head, f"_{name}")
+
+
+def _set_fitted(head: Any, name: str, value: Any) -> None:
+    setattr(head, f"{name}_", value)
+    setattr(head, f"_{name}", value)  # estimators that read the private name
+
+
+# --------------------------------------------------------------------------- parameters
+def _encode(value: Any, where: str) -> Any:
+    """A JSON value that :func:`_decode` turns back into an equal parameter value."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {"__float__": repr(value)}
+    if isinstance(value, np.generic):
+        return {"__npscalar__": {"dtype": value.dtype.str, "value": _encode(value.item(), where)}}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O" and all(isinstance(v, str) for v in value.reshape(-1)):
+            value = value.astype(str)  # labels read by pandas come as object arrays
+        if value.dtype.kind not in "biufU":
+            raise ConfigError(
+                f"cannot save parameter {where}: array of dtype {value.dtype} (use numbers or "
+                "strings)"
+            )
+        return {
+            "__ndarray__": {
+                "dtype": value.dtype.str,
+                "shape": list(value.shape),
+                "data": [_encode(v, where) for v in value.reshape(-1).tolist()],
+            }
+        }
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, where) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v, where) for v in value]
+    if isinstance(value, dict):
+        return {"__dict__": [[_encode(k, where), _encode(v, where)] for k, v in value.items()]}
+    import xarray as xr
+
+    if isinstance(value, xr.DataArray):
+        return {
+            "__dataarray__": {
+                "dims": list(value.dims),
+                "name": value.name,
+                "data": _encode(np.asarray(value.values), where),
+                "coords": {
+                    d: _encode(np.asarray(value[d].values), where)
+                    for d in value.dims
+                    if d in value.coords
+                },
+            }
+        }
+    raise ConfigError(
+        f"cannot save parameter {where}={type(value).__name__}; save_head stores numbers, "
+        "strings, lists, dicts, arrays and labelled arrays only"
+    )
+
+
+def _decode(value: Any, where: str) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, where) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1:
+        raise DataError(f"{where}: unexpected object {sorted(value)[:5]}")
+    ((tag, body),) = value.items()
+    if tag == "__float__" and body in ("nan", "inf", "-inf"):
+        return float(body)
+    if tag == "__npscalar__" and isinstance(body, dict):
+        return np.dtype(body["dtype"]).type(_decode(body["value"], where))
+    if tag == "__ndarray__" and isinstance(body, dict):
+        data = [_decode(v, where) for v in body["data"]]
+        return np.asarray(data, dtype=np.dtype(body["dtype"])).reshape(body["shape"])
+    if tag == "__tuple__" and isinstance(body, list):
+        return tuple(_decode(v, where) for v in body)
+    if tag == "__dict__" and isinstance(body, list):
+        return {_hashable(_decode(k, where)): _decode(v, where) for k, v in body}
+    if tag == "__dataarray__" and isinstance(body, dict):
+        import xarray as xr
+
+        coords = {d: _decode(c, where) for d, c in body.get("coords", {}).items()}
+        return xr.DataArray(
+            _decode(body["data"], where), dims=body["dims"], coords=coords, name=body.get("name")
+        )
+    raise DataError(f"{where}: unknown value tag {tag!r}")
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+# --------------------------------------------------------------------------- provenance
+def _provenance(source: Any) -> dict[str, str]:
+    attrs = getattr(source, "attrs", source)
+    if not isinstance(attrs, Mapping):
+        raise ConfigError(
+            "trained_on must be the training scores (an xr.DataArray from score_concepts) "
+            f"or a mapping of their attrs, got {type(source).__name__}"
+        )
+    return {k: str(attrs[k]) for k in (*PROVENANCE_KEYS, *_INFO_KEYS) if attrs.get(k) is not None}
+
+
+def check_head_scores(model: Any, scores: Any, *, allow_mismatch: bool = False) -> None:
+    """Refuse scores that differ from the head's training scores in mode, bank or backbone.
+
+    Compares the ``trained_on_`` record of ``model`` (set by :func:`save_head` /
+    :func:`load_head`) with the attrs of ``scores`` for every key of
+    :data:`PROVENANCE_KEYS` that both sides record.
+
+    Parameters
+    ----------
+    model : estimator
+        A head with a ``trained_on_`` dict (heads saved without one are not checked).
+    scores : xr.DataArray or mapping
+        Concept scores (their ``attrs``) to be fed to the head.
+    allow_mismatch : bool, default False
+        Accept a mismatch anyway (for example scores of a retrained backbone that you know
+        to be compatible).
+
+    Raises
+    ------
+    ConfigError
+        On a mismatch; the message names each differing field with both values.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> head = SimpleNamespace(trained_on_={"score_mode": "relative"})
+    >>> check_head_scores(head, {"score_mode": "relative"})
+    >>> check_head_scores(head, {"score_mode": "cosine"}, allow_mismatch=True)
+    """
+    record = getattr(model, "trained_on_", None) or {}
+    attrs = getattr(scores, "attrs", scores)
+    if not isinstance(attrs, Mapping) or not record:
+        return
+    diff = [
+        f"{k}: head trained on {record[k]!r}, scores have {str(attrs[k])!r}"
+        for k in PROVENANCE_KEYS
+        if k in record and attrs.get(k) is not None and str(attrs[k]) != record[k]
+    ]
+    if diff and not allow_mismatch:
+        raise ConfigError(
+            "these concept scores do not come from the same scoring as the head's training "
+            "scores (" + "; ".join(diff) + "). Score the images with the same backbone, bank "
+            "and --mode, or pass allow_mismatch=True (CLI: --allow-score-mismatch) if you are "
+            "sure they are compatible."
+        )
+
+
+# --------------------------------------------------------------------------- save
+def save_head(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    trained_on: Any = None,
+    extra_files: Mapping[str, Callable[[Path], Any]] | None = None,
+) -> Path:
+    """Write a fitted head to the folder ``path``, atomically as a whole.
+
+    Parameters
+    ----------
+    model : SparseLinearHead, SparseLinearHeadCV or ConceptBottleneckClassifier
+        A fitted head.
+    path : str or path
+        The model folder. An existing folder is replaced only if it is empty or holds a
+        ``head.json`` (an earlier model); anything else is refused.
+    trained_on : xr.DataArray or mapping, optional
+        The training scores (or their attrs): their score mode, bank fingerprint and
+        backbone fingerprint are stored and checked when the head is applied. Default: the
+        record of a head that was loaded with :func:`load_head`, if any.
+    extra_files : mapping of str to callable, optional
+        File name -> function that writes that file at the path it is given; the files
+        become part of the same atomic folder (``conceptlens fit`` writes ``metrics.nc``).
+
+    Returns
+    -------
+    Path
+        ``path``.
 
     Examples
     --------
     >>> import numpy as np, tempfile
     >>> from conceptlens.heads import SparseLinearHead, save_head, load_head
     >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = (X[:, 0] > 0).astype(int)
-    >>> head = SparseLinearHead().fit(X, y)
+    >>> head = SparseLinearHead(class_weight={0: 1.0, 1: 2.0}).fit(X, y)
     >>> d = save_head(head, tempfile.mkdtemp() + "/m")
-    >>> bool((load_head(d).predict(X) == head.predict(X)).all())
+    >>> loaded = load_head(d)
+    >>> loaded.get_params() == head.get_params()
+    True
+    >>> bool((loaded.predict(X) == head.predict(X)).all())
     True
     """
     from safetensors.numpy import save_file
 
+    kinds = _kinds()
     kind = type(model).__name__
-    if kind not in _KINDS:
-        raise DataError(f"cannot save a {kind}; supported: {sorted(_KINDS)}.")
-    head = model.head_ if isinstance(model, ConceptBottleneckClassifier) else model
+    if kind not in kinds:
+        raise ConfigError(f"cannot save a {kind}; supported: {sorted(kinds)}.")
+    cbm = kinds["ConceptBottleneckClassifier"]
+    head = model.head_ if isinstance(model, cbm) and hasattr(model, "head_") else model
     if not hasattr(head, "coef_"):
         raise DataError("the model is not fitted; call fit before save_head.")
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; save_head writes a model folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "head.json").is_file():
+        raise ConfigError(
+            f"{out} is a folder that holds other files and no head.json; save_head replaces "
+            "the whole folder, so choose a new or empty folder"
+        )
     tensors = {
-        "coef": np.ascontiguousarray(head.coef_, dtype=np.float64),
-        "intercept": np.ascontiguousarray(head.intercept_, dtype=np.float64),
-        "mean": np.ascontiguousarray(head.mean_, dtype=np.float64),
-        "scale": np.ascontiguousarray(head.scale_, dtype=np.float64),
+        name: np.ascontiguousarray(getattr(head, f"{name}_"), dtype=np.float64)
+        for name in _TENSORS
     }
-    params = {
-        k: _jsonable(v)
-        for k, v in model.get_params().items()
-        if k not in ("knowledge_prior", "concept_head") and not isinstance(v, dict)
-    }
+    bad = [name for name, t in tensors.items() if not np.isfinite(t).all()]
+    if bad:
+        raise DataError(
+            f"the head's {bad} hold NaN or infinite values; it would predict NaN "
+            "probabilities, so it is not saved. Check the training scores for NaN and refit."
+        )
+    params = {k: _encode(v, f"{kind}.{k}") for k, v in model.get_params(deep=False).items()}
+    record = (
+        _provenance(trained_on)
+        if trained_on is not None
+        else dict(getattr(model, "trained_on_", None) or {})
+    )
+    classes = np.asarray(head.classes_)
     meta = {
         "format": _FORMAT,
         "conceptlens_version": __version__,
         "kind": kind,
         "params": params,
-        "classes": [_jsonable(c) for c in head.classes_.tolist()],
-        "classes_dtype": head.classes_.dtype.kind,
-        "multilabel": bool(head._multilabel),
-        "mode": head._mode,
+        "classes": _encode(classes, "classes"),
+        "multilabel": bool(_fitted(head, "multilabel")),
+        "mode": str(_fitted(head, "mode")),
         "n_features_in": int(head.n_features_in_),
         "concept_names": (
-            [str(c) for c in model.concept_names_]
-            if isinstance(model, ConceptBottleneckClassifier)
+            [str(c) for c in getattr(model, "concept_names_", [])]
+            if kind == "ConceptBottleneckClassifier"
             else None
         ),
-        "C_": float(getattr(model, "C_", getattr(head, "C_", head.get_params().get("C", 0)))),
+        "C_": _encode(_selected_C(model, head), "C_"),
+        "trained_on": record or None,
     }
-    with atomic_path(out / "head.safetensors") as tmp:
-        save_file(tensors, str(tmp))
-    atomic_write_text(out / "head.json", json.dumps(meta, indent=2, sort_keys=True))
+    for name in extra_files or {}:
+        if name in ("head.json", "head.safetensors") or Path(name).name != name:
+            raise ConfigError(f"extra file name {name!r} must be a plain new file name")
+    with atomic_dir(out) as tmp:
+        save_file(tensors, str(tmp / "head.safetensors"))
+        (tmp / "head.json").write_text(
+            json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8"
+        )
+        for name, write in (extra_files or {}).items():
+            write(tmp / name)
+    if record:
+        model.trained_on_ = record
     return out
 
 
-def load_head(path: str | os.PathLike[str]):
-    """Load a head written by :func:`save_head`; returns a fitted estimator."""
-    from safetensors.numpy import load_file
+def _selected_C(model: Any, head: Any) -> float | None:
+    for obj in (model, head):
+        c = getattr(obj, "C_", None)
+        if c is not None:
+            return float(c)
+    c = head.get_params().get("C")
+    return None if c is None else float(c)
 
-    folder = Path(path)
-    for name in ("head.json", "head.safetensors"):
-        if not (folder / name).is_file():
+
+# --------------------------------------------------------------------------- load
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in seen:
+            raise DataError(f"duplicate key {k!r}")
+        seen[k] = v
+    return seen
+
+
+def _read_meta(file: Path) -> dict[str, Any]:
+    size = file.stat().st_size
+    if size > _MAX_META_BYTES:
+        raise DataError(
+            f"{file}: {size:,} bytes is far too large for a head description (limit "
+            f"{_MAX_META_BYTES:,}); it is not a head.json written by save_head"
+        )
+    try:
+        text = file.read_text(encoding="utf-8")
+        meta = json.loads(text, object_pairs_hook=_reject_duplicates)
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{file}: not UTF-8 text; it is not a head.json written by save_head"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); the "
+            "file is damaged, save the model again"
+        ) from None
+    except (DataError, RecursionError) as exc:
+        raise DataError(f"{file}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{file}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _field(meta: dict[str, Any], key: str, types: Any, file: Path, what: str) -> Any:
+    if key not in meta:
+        raise DataError(f"{file}: field {key!r} is missing ({what})")
+    value = meta[key]
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise DataError(f"{file}: field {key!r} must be {what}, got {value!r}")
+    if not isinstance(value, types):
+        raise DataError(f"{file}: field {key!r} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def _read_tensors(file: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load as load_bytes
+
+    try:
+        arrays = load_bytes(file.read_bytes())
+    except Exception as exc:  # SafetensorError and friends: a damaged file
+        raise DataError(
+            f"{file}: not a readable safetensors file ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); it is truncated or damaged, save the model again"
+        ) from None
+    names = set(arrays)
+    missing, extra = sorted(set(_TENSORS) - names), sorted(names - set(_TENSORS))
+    if missing or extra:
+        raise DataError(
+            f"{file}: tensors {sorted(names)[:8]} do not match a head (missing {missing}, "
+            f"unexpected {extra[:5]}); expected {list(_TENSORS)}"
+        )
+    return arrays
+
+
+def load_head(
+    path: str | os.PathLike[str], *, scores: Any = None, allow_mismatch: bool = False
+) -> Any:
+    """Load a head written by :func:`save_head`; returns a fitted estimator.
+
+    Parameters
+    ----------
+    path : str or path
+        The model folder.
+    scores : xr.DataArray, optional
+        Scores the head will be applied to: refused (``ConfigError``) if their score mode,
+        bank or backbone fingerprint differ from the training scores'
+        (see :func:`check_head_scores`).
+    allow_mismatch : bool, default False
+        Accept such a mismatch.
+
+    Returns
+    -------
+    estimator
+        With ``trained_on_`` (dict, possibly empty) describing the training scores.
+
+    Raises
+    ------
+    MissingFileError
+        If ``head.json`` or ``head.safetensors`` is missing.
+    DataError
+        If either file is damaged or inconsistent: invalid JSON, a missing or mistyped
+        field, unknown parameters, missing/extra tensors, wrong shapes, non-finite values.
+        The message names the file and the field.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from conceptlens.heads import SparseLinearHead, save_head, load_head
+    >>> X = np.random.default_rng(0).normal(size=(40, 2)); y = (X[:, 1] > 0).astype(int)
+    >>> d = save_head(SparseLinearHead().fit(X, y), tempfile.mkdtemp() + "/m")
+    >>> load_head(d).n_features_in_
+    2
+    """
+    folder = Path(path).expanduser()
+    jfile, tfile = folder / "head.json", folder / "head.safetensors"
+    for file in (jfile, tfile):
+        if not file.is_file():
             raise MissingFileError(
-                f"{folder / name} not found; point to a folder written by save_head or "
+                f"{file} not found; point to a folder written by save_head or "
                 "`conceptlens fit --out`."
             )
-    meta = json.loads((folder / "head.json").read_text(encoding="utf-8"))
-    if meta.get("format") != _FORMAT or meta.get("kind") not in _KINDS:
+    meta = _read_meta(jfile)
+    kinds = _kinds()
+    fmt = meta.get("format")
+    kind = meta.get("kind")
+    if isinstance(fmt, bool) or fmt != _FORMAT or kind not in kinds:
         raise DataError(
-            f"{folder / 'head.json'} has format {meta.get('format')!r} and kind "
-            f"{meta.get('kind')!r}; this conceptlens reads format {_FORMAT} of {sorted(_KINDS)}."
+            f"{jfile} has format {fmt!r} and kind {str(kind)[:60]!r}; this conceptlens reads "
+            f"format {_FORMAT} of {sorted(kinds)}."
         )
-    arrays = load_file(str(folder / "head.safetensors"))
-    model = _KINDS[meta["kind"]](**meta["params"])
-    head = SparseLinearHead() if isinstance(model, ConceptBottleneckClassifier) else model
-    classes = np.asarray(meta["classes"])
-    if meta["classes_dtype"] in "iu":
-        classes = classes.astype(np.int64)
-    head.coef_ = arrays["coef"]
-    head.intercept_ = arrays["intercept"]
-    head.mean_ = arrays["mean"]
-    head.scale_ = arrays["scale"]
-    head.classes_ = classes
-    head._multilabel = meta["multilabel"]
-    head._mode = meta["mode"]
-    head.n_features_in_ = meta["n_features_in"]
-    if isinstance(model, SparseLinearHeadCV):
-        model.C_ = meta["C_"]
-    if isinstance(model, ConceptBottleneckClassifier):
-        import xarray as xr
+    cls_ = kinds[kind]
+    params = _field(meta, "params", dict, jfile, "an object of constructor parameters")
+    known = set(cls_().get_params(deep=False))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise DataError(
+            f"{jfile}: unknown parameters {unknown[:5]} for {kind} (known: {sorted(known)}); "
+            "the file was written by another version or edited"
+        )
+    try:
+        decoded = {k: _decode(v, f"{jfile}: params.{k}") for k, v in params.items()}
+        classes = np.asarray(_decode(meta.get("classes"), f"{jfile}: classes"))
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{jfile}: cannot read the parameters or classes ({exc})") from None
+    if classes.ndim != 1 or len(classes) == 0 or classes.dtype.kind not in "biuU":
+        raise DataError(f"{jfile}: field 'classes' must be a non-empty list of labels")
+    multilabel = _field(meta, "multilabel", bool, jfile, "true or false")
+    mode = _field(meta, "mode", str, jfile, f"one of {_MODES}")
+    if mode not in _MODES:
+        raise DataError(f"{jfile}: field 'mode' is {mode!r}; expected one of {_MODES}")
+    n_features = _field(meta, "n_features_in", int, jfile, "a positive integer")
+    if n_features <= 0:
+        raise DataError(f"{jfile}: field 'n_features_in' must be positive, got {n_features}")
+    record = meta.get("trained_on") or {}
+    if not isinstance(record, dict) or not all(isinstance(v, str) for v in record.values()):
+        raise DataError(f"{jfile}: field 'trained_on' must be an object of strings")
 
-        model.head_ = head
-        model.classes_ = classes
-        model.n_features_in_ = head.n_features_in_
-        model.concept_names_ = np.asarray(meta["concept_names"])
-        coef, intercept = head.coef_, head.intercept_
-        if coef.shape[0] == 1 and len(classes) == 2 and not head._multilabel:
-            coef = np.vstack([-coef, coef])
-            intercept = np.concatenate([-intercept, intercept])
-        cls = [str(c) for c in classes]
-        model.coef_ = xr.DataArray(
-            coef,
-            dims=("class", "concept"),
-            coords={"class": cls, "concept": model.concept_names_},
-            name="coef",
-        )
-        model.intercept_ = xr.DataArray(
-            intercept, dims=("class",), coords={"class": cls}, name="intercept"
-        )
-        if model.C is None:
-            model.C_ = meta["C_"]
+    arrays = _read_tensors(tfile)
+    n_out = 1 if (len(classes) == 2 and not multilabel and mode == "sigmoid") else len(classes)
+    expected = {
+        "coef": (n_out, n_features),
+        "intercept": (n_out,),
+        "mean": (n_features,),
+        "scale": (n_features,),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise DataError(
+                f"{tfile}: tensor {name!r} has shape {arrays[name].shape}, expected {shape} "
+                f"for {len(classes)} classes and {n_features} features in {jfile.name}"
+            )
+        if not np.isfinite(arrays[name]).all():
+            raise DataError(
+                f"{tfile}: tensor {name!r} holds NaN or infinite values; the model would "
+                "predict NaN probabilities. Refit and save it again."
+            )
+    if not (arrays["scale"] > 0).all():
+        raise DataError(f"{tfile}: tensor 'scale' must be positive")
+
+    try:
+        model = cls_(**decoded)
+    except Exception as exc:
+        raise DataError(f"{jfile}: parameters do not build a {kind} ({exc})") from None
+    is_cbm = kind == "ConceptBottleneckClassifier"
+    head = kinds["SparseLinearHead"]() if is_cbm else model
+    for name in _TENSORS:
+        setattr(head, f"{name}_", arrays[name].astype(np.float64))
+    head.classes_ = classes
+    _set_fitted(head, "multilabel", multilabel)
+    _set_fitted(head, "mode", mode)
+    head.n_features_in_ = n_features
+    c_sel = meta.get("C_")
+    if c_sel is not None and (isinstance(c_sel, bool) or not isinstance(c_sel, int | float)):
+        raise DataError(f"{jfile}: field 'C_' must be a number or null")
+    if kind == "SparseLinearHeadCV":
+        model.C_ = c_sel
+    if is_cbm:
+        _fill_cbm(model, head, meta, classes, jfile, c_sel)
+    model.trained_on_ = dict(record)
+    if scores is not None:
+        check_head_scores(model, scores, allow_mismatch=allow_mismatch)
     return model
+
+
+def _fill_cbm(
+    model: Any, head: Any, meta: dict, classes: np.ndarray, jfile: Path, c_sel: Any
+) -> None:
+    import xarray as xr
+
+    names = meta.get("concept_names")
+    if (
+        not isinstance(names, list)
+        or len(names) != head.n_features_in_
+        or not all(isinstance(n, str) for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise DataError(
+            f"{jfile}: field 'concept_names' must list {head.n_features_in_} distinct concept "
+            "names"
+        )
+    model.head_ = head
+    model.classes_ = classes
+    model.n_features_in_ = head.n_features_in_
+    model.concept_names_ = np.asarray(names)
+    coef, intercept = head.coef_, head.intercept_
+    if coef.shape[0] == 1 and len(classes) == 2 and not _fitted(head, "multilabel"):
+        coef = np.vstack([-coef, coef])
+        intercept = np.concatenate([-intercept, intercept])
+    cls = [str(c) for c in classes]
+    model.coef_ = xr.DataArray(
+        coef,
+        dims=("class", "concept"),
+        coords={"class": cls, "concept": model.concept_names_},
+        name="coef",
+    )
+    model.intercept_ = xr.DataArray(
+        intercept, dims=("class",), coords={"class": cls}, name="intercept"
+    )
+    if model.C is None and c_sel is not None:
+        model.C_ = c_sel

@@ -177,3 +177,24 @@ def test_synthderm_lit_architecture_offline():
     patches, grid = bb.patch_embeddings(imgs)
     assert patches.shape == (2, *grid, bb.embed_dim)
     assert bb.fingerprint.startswith("synthderm-lit-")
+
+
+def test_elongated_images_are_cropped_before_resizing(bb):
+    """shortest mode keeps the central square: cropping the long side first changes no
+    output pixel, and a 1 x 20,000 strip is not resized to gigabytes."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 255, (12, 240, 3), dtype=np.uint8)  # 20:1
+    pre = bb._preprocessor
+    full = pre.max_aspect_ratio
+    try:
+        pre.max_aspect_ratio = 1e9  # no crop: the old path
+        ref = bb.preprocess([wide])
+    finally:
+        pre.max_aspect_ratio = full
+    got = bb.preprocess([wide])
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-5)
+    strip = rng.integers(0, 255, (1, 20_000, 3), dtype=np.uint8)
+    assert tuple(bb.preprocess([strip]).shape) == (1, 3, bb.image_size, bb.image_size)
+    assert bb.preprocess([strip.transpose(1, 0, 2)]).shape == (1, 3, bb.image_size, bb.image_size)

@@ -1,6 +1,7 @@
 import json
 import time
 
+import torch
 from click.testing import CliRunner
 
 from conceptlens.cli import main
@@ -31,7 +32,8 @@ def test_check_offline_hub_backbone_fails_fast(monkeypatch, tmp_path):
     res = CliRunner().invoke(main, ["backbone", "check", "biomedclip"])
     assert time.perf_counter() - t0 < 3.0
     assert res.exit_code == 1
-    assert "huggingface-cli download microsoft/BiomedCLIP" in res.output
+    assert "hf download microsoft/BiomedCLIP" in res.output
+    assert "--download" in res.output
 
 
 def test_check_local_checkpoint(tmp_path):
@@ -46,3 +48,25 @@ def test_synthderm_lit_commands_are_registered():
     assert res.exit_code == 0
     for cmd in ("list", "show", "check", "train-synthderm-lit", "evaluate-synthderm-lit"):
         assert cmd in res.output
+
+
+def test_check_with_user_weights(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from conceptlens.backbones._synthderm_lit import WEIGHTS_PATH
+
+    state = load_file(str(WEIGHTS_PATH))
+    save_file(state, str(tmp_path / "same.safetensors"))
+    state["logit_scale"] = torch.tensor(float("inf"))
+    save_file(state, str(tmp_path / "inf.safetensors"))
+    ok = CliRunner().invoke(
+        main,
+        ["backbone", "check", "synthderm-lit", "--weights", str(tmp_path / "same.safetensors")],
+    )
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(
+        main,
+        ["backbone", "check", "synthderm-lit", "--weights", str(tmp_path / "inf.safetensors")],
+    )
+    assert bad.exit_code == 1
+    assert "logit_scale" in bad.output and "NaN or infinite" in bad.output

@@ -27,7 +27,7 @@ def empty_hf_cache(tmp_path, monkeypatch):
 
 
 def _check_message(msg: str, repo: str) -> None:
-    assert f"huggingface-cli download {repo}" in msg
+    assert f"hf download {repo}" in msg
     assert "create_model_and_transforms" in msg
     assert "local-dir:" in msg
     assert "HF_HOME" in msg
@@ -40,7 +40,7 @@ def test_hub_backbone_fails_fast_offline(name, empty_hf_cache, monkeypatch):
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: calls.append(a))
     t0 = time.perf_counter()
     with pytest.raises(BackboneUnavailableError) as info:
-        load_backbone(name)
+        load_backbone(name, download=True)
     assert time.perf_counter() - t0 < 3.0
     assert calls == []  # HF_HUB_OFFLINE=1: not even a probe
     repo = "org/model" if name.startswith("hf-hub:") else None
@@ -62,7 +62,7 @@ def test_hub_backbone_fails_fast_with_network_closed(empty_hf_cache, monkeypatch
     monkeypatch.setattr(socket, "create_connection", closed)
     t0 = time.perf_counter()
     with pytest.raises(BackboneUnavailableError) as info:
-        load_backbone("biomedclip")
+        load_backbone("biomedclip", download=True)
     assert time.perf_counter() - t0 < 3.0
     assert len(calls) == 1  # one probe, no retries
     _check_message(str(info.value), "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224")
@@ -79,8 +79,91 @@ def test_hanging_network_is_abandoned(empty_hf_cache, monkeypatch):
     monkeypatch.setattr(socket, "create_connection", hangs)
     t0 = time.perf_counter()
     with pytest.raises(BackboneUnavailableError):
-        load_backbone("openai-vit-b-16")
+        load_backbone("openai-vit-b-16", download=True)
     assert time.perf_counter() - t0 < 3.0
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail the test on any attempt to resolve a name or open a connection."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+@pytest.mark.parametrize("name", ["biomedclip", "openai-vit-b-16", "hf-hub:org/model"])
+def test_without_download_nothing_touches_the_network(
+    name, empty_hf_cache, monkeypatch, no_network
+):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # even when offline mode is not set
+    with pytest.raises(BackboneUnavailableError, match=r"download=True.*--download"):
+        load_backbone(name)
+
+
+def test_local_checkpoints_never_touch_the_network(tmp_path, monkeypatch, no_network):
+    from safetensors.torch import save_file
+
+    from conceptlens.backbones._minilm import minilm_dir
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    path = write_checkpoint(VIT_AVG, tmp_path / "ckpt.safetensors", seed=1)
+    assert load_backbone(path, download=True).encode_images(images(2)).shape == (2, 32)
+    # a folder whose text tower is a Hugging Face model: its config and tokenizer are
+    # resolved offline first (here a local folder), even with download=True
+    hf_cfg = {
+        "embed_dim": 32,
+        "vision_cfg": VIT_AVG["vision_cfg"],
+        "text_cfg": {
+            "hf_model_name": str(minilm_dir()),
+            "hf_tokenizer_name": str(minilm_dir()),
+            "hf_proj_type": "linear",
+            "hf_pooler_type": "mean_pooler",
+            "context_length": 16,
+        },
+    }
+    import open_clip
+
+    torch.manual_seed(0)
+    ref = open_clip.CustomTextCLIP(**json.loads(json.dumps(hf_cfg))).eval()
+    folder = tmp_path / "hfdir"
+    folder.mkdir()
+    save_file(
+        {k: v.contiguous() for k, v in ref.state_dict().items()},
+        str(folder / "open_clip_model.safetensors"),
+    )
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": hf_cfg}))
+    bb = load_backbone(f"local-dir:{folder}", download=True)
+    assert bb.encode_text(["hair"]).shape == (1, 32)
+    assert "HF_HUB_OFFLINE" not in __import__("os").environ
+
+
+def test_uncached_hf_text_tower_of_a_checkpoint_fails_offline(
+    tmp_path, empty_hf_cache, monkeypatch, no_network
+):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": VIT_AVG["vision_cfg"],
+        "text_cfg": {"hf_model_name": "org/not-cached-text-model", "context_length": 16},
+    }
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    torch.save({"x": torch.zeros(1)}, tmp_path / "w.pt")
+    with pytest.raises(
+        BackboneUnavailableError, match=r"(?s)org/not-cached-text-model.*hf download"
+    ):
+        load_backbone(tmp_path / "w.pt")
+
+
+def test_weights_option_is_for_synthderm_lit_only(tmp_path):
+    path = write_checkpoint(VIT_AVG, tmp_path / "ckpt.safetensors")
+    with pytest.raises(ConfigError, match="synthderm-lit"):
+        load_backbone(path, weights=path)
 
 
 def test_unknown_and_missing_specs(tmp_path):

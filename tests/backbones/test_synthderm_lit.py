@@ -191,3 +191,100 @@ def test_refit_command_runs_stage2(tmp_path: Path) -> None:
 
     state = load_file(str(tmp_path / "synthderm-lit.safetensors"))
     torch.testing.assert_close(state["text.proj.weight"].float(), torch.eye(384))
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ 0xFF]))
+
+
+def test_shipped_weights_are_checked_against_the_recorded_sha256(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conceptlens.exceptions import IntegrityError
+
+    record = json.loads(_synthderm_lit.WEIGHTS_RECORD.read_text(encoding="utf-8"))
+    assert _synthderm_lit.shipped_weights_sha256() == record["weights_sha256"]
+    copy = tmp_path / "synthderm-lit.safetensors"
+    copy.write_bytes(WEIGHTS_PATH.read_bytes())
+    _flip_byte(copy, copy.stat().st_size // 2)  # same size, one tensor byte changed
+    monkeypatch.setattr(_synthderm_lit, "WEIGHTS_PATH", copy)
+    with pytest.raises(IntegrityError, match=r"sha256 .* differs .* recorded in"):
+        build_synthderm_lit()
+
+
+def _user_weights(tmp_path: Path, edit: Any) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(WEIGHTS_PATH))
+    edit(state)
+    out = tmp_path / "mine.safetensors"
+    save_file(state, str(out))
+    return out
+
+
+def test_user_weights_with_nan_or_wrong_shape_are_refused(tmp_path: Path) -> None:
+    from conceptlens.exceptions import IntegrityError
+
+    def nan(state: dict) -> None:
+        state["visual.proj"] = torch.full_like(state["visual.proj"], float("nan"))
+
+    def shape(state: dict) -> None:
+        state["text.proj.weight"] = state["text.proj.weight"][:10]
+
+    with pytest.raises(IntegrityError, match=r"visual\.proj.*NaN or infinite"):
+        build_synthderm_lit(weights=_user_weights(tmp_path, nan))
+    with pytest.raises(IntegrityError, match=r"wrong shape.*text\.proj\.weight"):
+        build_synthderm_lit(weights=_user_weights(tmp_path, shape))
+    (tmp_path / "trunc.safetensors").write_bytes(WEIGHTS_PATH.read_bytes()[:5000])
+    with pytest.raises(IntegrityError, match="not a readable safetensors"):
+        build_synthderm_lit(weights=tmp_path / "trunc.safetensors")
+
+
+def test_load_backbone_with_user_weights(tmp_path: Path) -> None:
+    from conceptlens.backbones import load_backbone
+
+    def scale(state: dict) -> None:
+        state["visual.proj"] = state["visual.proj"] * 2 + 0.01
+
+    path = _user_weights(tmp_path, scale)
+    shipped = load_backbone("synthderm-lit")
+    mine = load_backbone("synthderm-lit", weights=path)
+    assert mine.weights_path == path
+    assert mine.fingerprint != shipped.fingerprint
+    assert mine.spec is not None and mine.spec["weights"] == str(path)
+    img = np.random.default_rng(0).integers(0, 255, (2, 96, 96, 3), dtype=np.uint8)
+    assert not np.allclose(mine.encode_images(img), shipped.encode_images(img))
+    # the text tower (MiniLM) is the same
+    np.testing.assert_allclose(mine.encode_text(["hair"]), shipped.encode_text(["hair"]))
+
+
+def test_loading_does_not_leave_hf_offline_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import huggingface_hub.constants as consts
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(consts, "HF_HUB_OFFLINE", False)
+    build_synthderm_lit(pretrained=False)
+    assert "HF_HUB_OFFLINE" not in os.environ
+    assert "TRANSFORMERS_OFFLINE" not in os.environ
+    assert consts.HF_HUB_OFFLINE is False
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # a user's own value is restored as it was
+    build_synthderm_lit(pretrained=False)
+    assert os.environ["HF_HUB_OFFLINE"] == "0"
+
+
+def test_fingerprint_covers_the_minilm_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conceptlens.backbones import _loading
+    from conceptlens.backbones._backbone import Backbone
+
+    loaded = _loading.build_model(_loading.resolve_spec("synthderm-lit")[0])
+    assert set(loaded.extra_hashes) == {"minilm"}
+    a = Backbone(loaded).fingerprint
+    loaded.extra_hashes = {"minilm": "0" * 64}
+    assert Backbone(loaded).fingerprint != a

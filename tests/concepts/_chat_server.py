@@ -1,8 +1,14 @@
 """A real local HTTP server speaking the OpenAI chat-completions protocol, for tests.
 
-It answers from a *script* (a queue of behaviours: HTTP status, raw body, sleep) and
-otherwise from a ``responder(request_json) -> answer_object`` function; the answer is
-wrapped as ``choices[0].message.content`` JSON text, as a real server does.
+It answers from a *script* (a queue of behaviours: HTTP status, raw body, sleep, a
+redirect, a body trickled byte by byte, an oversized body) and otherwise from a
+``responder(request_json) -> answer_object`` function; the answer is wrapped as
+``choices[0].message.content`` JSON text, as a real server does.
+
+Script steps (dicts): ``{"status": 503, "headers": {...}}``, ``{"raw_content": "..."}``,
+``{"sleep": s}``, ``{"redirect": url, "code": 302}``, ``{"trickle": s}`` (send the whole
+response one byte every ``s`` seconds), ``{"big": n, "length": True}`` (an ``n``-byte
+body, with or without a Content-Length header).
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ class ChatServer:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
+            def do_GET(self) -> None:  # a redirected POST turned into GET by a client
+                with server._lock:
+                    server.requests.append({"method": "GET", "path": self.path})
+                    server.headers.append(dict(self.headers))
+                self._send(200, b'{"choices": [{"message": {"content": "{}"}}]}')
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length))
@@ -37,6 +49,12 @@ class ChatServer:
                     step = server.script.pop(0) if server.script else {}
                 if self.path != "/v1/chat/completions":
                     self._send(404, b'{"error": "not found"}')
+                    return
+                if "redirect" in step:
+                    self._send(step.get("code", 302), b"", {"Location": step["redirect"]})
+                    return
+                if "big" in step:
+                    self._send_big(step["big"], step.get("length", True))
                     return
                 if "sleep" in step:
                     time.sleep(step["sleep"])
@@ -59,7 +77,41 @@ class ChatServer:
                         }
                     ],
                 }
+                if "trickle" in step:
+                    self._trickle(json.dumps(payload).encode(), step["trickle"])
+                    return
                 self._send(200, json.dumps(payload).encode())
+
+            def _trickle(self, data: bytes, delay: float) -> None:
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n"
+                ).encode()
+                try:
+                    for i in range(len(head) + len(data)):
+                        self.wfile.write((head + data)[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(delay)
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    pass
+                self.close_connection = True
+
+            def _send_big(self, n: int, with_length: bool) -> None:
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    if with_length:
+                        self.send_header("Content-Length", str(n))
+                    self.end_headers()
+                    block = b" " * 65536
+                    sent = 0
+                    while sent < n:
+                        part = block[: min(len(block), n - sent)]
+                        self.wfile.write(part)
+                        sent += len(part)
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    pass
+                self.close_connection = True
 
             def _send(self, status: int, data: bytes, headers: dict[str, str] | None = None):
                 try:

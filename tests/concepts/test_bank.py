@@ -353,3 +353,147 @@ def test_docstring_examples(module):
     mod = importlib.import_module(f"conceptlens.concepts.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --------------------------------------------------------------------------- hostile files
+_BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+schema_version: 1
+id: bomb
+version: "1"
+classes: [a, b]
+concepts: *g
+"""
+
+
+def test_alias_bomb_is_refused_without_expanding(tmp_path):
+    p = tmp_path / "bomb.yaml"
+    p.write_text(_BOMB)
+    assert p.stat().st_size < 700
+    with pytest.raises(BankError) as info:
+        validate_bank_file(p)
+    msg = str(info.value)
+    assert msg.startswith(str(p)) and "aliases" in msg and "line 2" in msg
+    assert len(msg) < 500
+
+
+def test_alias_bomb_in_the_cli_prints_one_short_line(tmp_path):
+    from click.testing import CliRunner
+
+    from conceptlens.cli import main
+
+    p = tmp_path / "bomb.yaml"
+    p.write_text(_BOMB)
+    res = CliRunner().invoke(main, ["bank", "show", str(p)])
+    assert res.exit_code == 1
+    assert len(res.output) < 600 and "aliases" in res.output
+
+
+def test_self_referencing_alias(tmp_path):
+    p = tmp_path / "self.yaml"
+    p.write_text("schema_version: 1\nid: x\nversion: '1'\nclasses: &c [a, *c]\nconcepts: []\n")
+    with pytest.raises(BankError, match=r"self\.yaml: line 4: YAML aliases"):
+        validate_bank_file(p)
+
+
+def test_values_in_messages_are_truncated(tmp_path):
+    data = copy.deepcopy(MINIMAL)
+    data["concepts"][0]["prompts"] = {"x" * 10: list(range(100_000))}
+    p = _write(tmp_path, data)
+    with pytest.raises(BankError) as info:
+        validate_bank_file(p)
+    assert "field 'prompts'" in str(info.value) and len(str(info.value)) < 600
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (
+            "schema_version: 1\nid: x\nversion: '1'\nclasses: [a, b]\n"
+            "concepts:\n  - {name: a, prompts: [p], group: colour}\n"
+            "concepts:\n  - {name: b, prompts: [q], group: colour}\n",
+            7,
+        ),
+        (
+            "schema_version: 1\nid: x\nversion: '1'\nclasses: [a, b]\n"
+            "concepts:\n  - name: a\n    prompts: [p]\n    prompts: [q]\n    group: colour\n",
+            8,
+        ),
+    ],
+    ids=["two-concepts-lists", "two-prompts"],
+)
+def test_duplicate_yaml_keys_are_refused(tmp_path, text, line):
+    p = tmp_path / "dup.yaml"
+    p.write_text(text)
+    with pytest.raises(
+        BankError, match=rf"dup\.yaml: line {line}: duplicate key '(concepts|prompts)'"
+    ):
+        validate_bank_file(p)
+
+
+def test_duplicate_json_keys_are_refused(tmp_path):
+    text = json.dumps(MINIMAL)[:-1] + ', "concepts": []}'
+    p = tmp_path / "dup.json"
+    p.write_text(text)
+    with pytest.raises(BankError, match=r"dup\.json: duplicate key 'concepts'"):
+        validate_bank_file(p)
+
+
+@pytest.mark.parametrize("value", [True, 1.0, "1"])
+def test_schema_version_must_be_the_integer_1(tmp_path, value):
+    p = _write(tmp_path, _mutate(("schema_version",), value))
+    with pytest.raises(BankError, match=r"field 'schema_version'"):
+        validate_bank_file(p)
+
+
+@pytest.mark.parametrize(
+    ("data", "hint"),
+    [
+        (
+            yaml.safe_dump(MINIMAL, allow_unicode=True)
+            .replace("nevus", "névus")
+            .encode("latin-1"),
+            "not UTF-8",
+        ),
+        (yaml.safe_dump(MINIMAL).encode("utf-16"), "UTF-16"),
+        (bytes(range(256)) * 4, "binary"),
+    ],
+    ids=["latin-1", "utf-16", "binary"],
+)
+def test_non_utf8_files_name_the_file(tmp_path, data, hint):
+    p = tmp_path / "enc.yaml"
+    p.write_bytes(data)
+    with pytest.raises(BankError, match=rf"enc\.yaml: .*{hint}"):
+        validate_bank_file(p)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_deep_nesting_names_the_file(tmp_path, suffix):
+    p = tmp_path / f"deep{suffix}"
+    p.write_text('{"schema_version": 1, "x_deep": ' + "[" * 10_000 + "]" * 10_000 + "}")
+    with pytest.raises(BankError, match=rf"deep\{suffix}: .*nested"):
+        validate_bank_file(p)
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    p = tmp_path / "bom.yaml"
+    p.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump(MINIMAL).encode("utf-8"))
+    assert validate_bank_file(p).id == "toy"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_fifo_or_folder_is_not_read(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.yaml")
+    with pytest.raises(BankError, match=r"pipe\.yaml: not a regular file"):
+        load_bank(tmp_path / "pipe.yaml")
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(BankError, match="not a regular file"):
+        load_bank(tmp_path / "dir.yaml")

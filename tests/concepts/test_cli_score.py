@@ -75,3 +75,82 @@ def test_score_cli_rejects_unknown_suffix(setup):
         ],
     )
     assert res.exit_code == 1 and ".nc" in res.output
+
+
+def test_score_cli_refuses_non_finite_scores(setup):
+    """NaN weights in the image tower: an error naming concepts and samples, no file."""
+    from safetensors.torch import load_file, save_file
+
+    tmp_path, ckpt = setup
+    state = load_file(str(ckpt))
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt), "pt") as fh:
+        meta = fh.metadata()
+    state["visual.proj"][:, 0] = float("nan")
+    bad = tmp_path / "nan.safetensors"
+    save_file(state, str(bad), metadata=meta)
+    out = tmp_path / "scores.nc"
+    res = CliRunner().invoke(
+        main,
+        [
+            "--quiet",
+            "score",
+            "--data",
+            str(tmp_path / "manifest.csv"),
+            "--bank",
+            str(tmp_path / "toy.yaml"),
+            "--backbone",
+            str(bad),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 1, res.output
+    assert "non-finite concept scores for 6 of 6 samples" in res.output
+    assert "im0" in res.output and "3 concepts" in res.output
+    assert not out.exists()
+
+
+def test_non_finite_scores_name_the_samples_and_concepts():
+    from conceptlens.concepts._scoring import _check_finite_scores
+    from conceptlens.exceptions import DataError
+
+    values = np.zeros((4, 3), np.float32)
+    values[2, 1] = np.nan
+    values[3, 1] = np.inf
+
+    class _BB:
+        name = "toy"
+
+    with pytest.raises(DataError, match=r"2 of 4 samples \('c', 'd'\) and 1 concepts \('y'\)"):
+        _check_finite_scores(values, ["a", "b", "c", "d"], ["x", "y", "z"], _BB())
+    _check_finite_scores(values[:2], ["a", "b"], ["x", "y", "z"], _BB())  # finite: no error
+
+
+@pytest.mark.slow
+def test_score_cli_with_user_weights(setup):
+    from safetensors.torch import load_file, save_file
+
+    from conceptlens.backbones._synthderm_lit import WEIGHTS_PATH
+
+    tmp_path, ckpt = setup
+    state = load_file(str(WEIGHTS_PATH))
+    state["visual.proj"] = state["visual.proj"].flip(0)
+    mine = tmp_path / "mine.safetensors"
+    save_file(state, str(mine))
+    base = ["--quiet", "score", "--data", str(tmp_path / "manifest.csv"), "--bank"]
+    base.append(str(tmp_path / "toy.yaml"))
+    outs = {}
+    for tag, extra in (("shipped", []), ("mine", ["--weights", str(mine)])):
+        outs[tag] = tmp_path / f"{tag}.nc"
+        res = CliRunner().invoke(main, [*base, "--out", str(outs[tag]), *extra])
+        assert res.exit_code == 0, res.output
+    a, b = (xr.load_dataarray(outs[t]) for t in ("shipped", "mine"))
+    assert a.attrs["backbone_fingerprint"] != b.attrs["backbone_fingerprint"]
+    assert not np.allclose(a.values, b.values)
+    wrong = CliRunner().invoke(
+        main,
+        [*base, "--backbone", str(ckpt), "--weights", str(mine), "--out", str(tmp_path / "w.nc")],
+    )
+    assert wrong.exit_code == 1 and "synthderm-lit" in wrong.output

@@ -274,7 +274,10 @@ def test_retrieve_with_llm_against_local_server(index, tmp_path):
             index, ["melanoma"], domain="dermoscopy", k=3, llm=llm, return_rejected=True
         )
         sent = [mod.user_text(b) for b in server.requests]
-    assert len(sent) == 3 and all(s.startswith('Passage:\n"""') for s in sent)
+    assert len(sent) == 3 and all(s.startswith("<data>\n") for s in sent)
+    # each passage travels as one JSON string, quoted as data
+    passages = [json.loads(s.split("\n")[1])["passage"] for s in sent]
+    assert all(p in {h.text for h in index.passages} for p in passages)
     assert all(c.provenance["method"] == "bm25+llm" for c in bank.concepts)
     assert any("instruction" in r.reason for r in rejected)
 

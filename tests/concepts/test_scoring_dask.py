@@ -67,3 +67,22 @@ def test_dask_scores_are_bit_identical(tmp_path):
     )
     assert bb.n_image_encodes == 0
     np.testing.assert_array_equal(again.values, single.values)
+
+
+def test_dask_blocks_are_checked_for_non_finite_scores():
+    import dask.array as da
+
+    from conceptlens.concepts._scoring import _FiniteBlockCheck
+    from conceptlens.exceptions import DataError
+
+    values = np.zeros((6, 2), np.float32)
+    values[4, 1] = np.nan
+    lazy = da.from_array(values, chunks=(3, 2)).map_blocks(
+        _FiniteBlockCheck([f"s{i}" for i in range(6)], ["a", "b"], "toy"), dtype=np.float32
+    )
+    with pytest.raises(DataError, match=r"1 of 3 samples \('s4'\) and 1 concepts \('b'\)"):
+        lazy.compute(scheduler="synchronous")
+    ok = da.from_array(values[:3], chunks=(3, 2)).map_blocks(
+        _FiniteBlockCheck(["s0", "s1", "s2"], ["a", "b"], "toy"), dtype=np.float32
+    )
+    np.testing.assert_array_equal(ok.compute(scheduler="synchronous"), values[:3])

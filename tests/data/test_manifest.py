@@ -188,3 +188,89 @@ def test_empty_manifest(tmp_path):
     (tmp_path / "e.csv").write_text("path,label\n")
     with pytest.raises(DataError, match=r"no rows"):
         load_manifest(tmp_path / "e.csv")
+
+
+# --------------------------------------------------------------------------- hostile files
+def _small_png(path: Path, shape: tuple[int, int] = (8, 8)) -> Path:
+    Image.fromarray(np.full(shape, 120, np.uint8)).save(path)
+    return path
+
+
+def _finishes(fn, seconds: float = 20.0):
+    """Run ``fn`` in a daemon thread; fail (instead of hanging) if it blocks."""
+    import threading
+
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # handed back to the test
+            out["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "the loader blocked"
+    if "error" in out:
+        raise out["error"]  # type: ignore[misc]
+    return out.get("value")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_fifo_row_is_a_bad_sample_not_a_hang(tmp_path):
+    import os
+
+    _small_png(tmp_path / "ok.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "m.csv").write_text("path,label\nok.png,a\npipe.png,b\n")
+    ds = load_manifest(tmp_path / "m.csv", on_error="skip")
+    ds = _finishes(ds.validate)
+    assert [s.id for s in ds.skipped] == ["pipe.png"]
+    assert "FIFO" in ds.skipped[0].reason
+    with pytest.raises(ImageDecodeError, match=r"pipe\.png: is a FIFO"):
+        _finishes(lambda: read_image(tmp_path / "pipe.png"))
+    with pytest.raises(ImageDecodeError, match="FIFO"):
+        _finishes(lambda: read_mask(tmp_path / "pipe.png"))
+    os.mkfifo(tmp_path / "manifest.csv")
+    with pytest.raises(DataError, match="not a regular file"):
+        _finishes(lambda: load_manifest(tmp_path / "manifest.csv"))
+
+
+def test_extreme_aspect_ratio_is_refused_before_decoding(tmp_path):
+    path = _small_png(tmp_path / "strip.png", (1, 20_000))
+    assert path.stat().st_size < 1000
+    with pytest.raises(ImageDecodeError, match=r"1x20000.*20000:1 above the limit of 10:1"):
+        read_image(path)
+    assert read_image(path, max_aspect_ratio=None).shape == (1, 20_000, 3)
+    assert read_image(_small_png(tmp_path / "wide.png", (10, 80))).shape == (10, 80, 3)
+    (tmp_path / "m.csv").write_text("path,label\nstrip.png,a\nwide.png,b\n")
+    ds = load_manifest(tmp_path / "m.csv", on_error="skip").validate()
+    assert [s.id for s in ds.skipped] == ["strip.png"]
+    relaxed = load_manifest(tmp_path / "m.csv", max_aspect_ratio=30_000).validate()
+    assert len(relaxed) == 2
+
+
+def test_decompression_bomb_is_reported_per_sample(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    from conceptlens.data._cli import dataset_report
+
+    _small_png(tmp_path / "ok.png", (8, 8))
+    _small_png(tmp_path / "bomb.png", (200, 200))
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10_000)  # bomb error above 20,000 px
+    with pytest.raises(ImageDecodeError, match=r"bomb\.png: refused as a possible decompression"):
+        read_image(tmp_path / "bomb.png")
+    (tmp_path / "m.csv").write_text("path,label\nok.png,a\nbomb.png,b\n")
+    report = dataset_report(load_manifest(tmp_path / "m.csv", on_error="skip"))
+    assert len(report["errors"]) == 1 and "bomb.png" in report["errors"][0]
+    assert report["n_samples"] == 1
+
+
+def test_truncated_parquet_is_a_clear_error(tmp_path):
+    _small_png(tmp_path / "a.png")
+    pd.DataFrame({"path": ["a.png"] * 50, "label": ["x"] * 50}).to_parquet(tmp_path / "m.parquet")
+    data = (tmp_path / "m.parquet").read_bytes()
+    (tmp_path / "m.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"m\.parquet: not a readable Parquet file.*truncated"):
+        load_manifest(tmp_path / "m.parquet")

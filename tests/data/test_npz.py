@@ -55,3 +55,21 @@ def test_npz_errors(tmp_path):
     np.savez(tmp_path / "bad.npz", train_images=np.zeros((2, 4, 4), np.uint8), train_labels=[0])
     with pytest.raises(DataError, match=r"1 rows but train_images 2"):
         load_npz(tmp_path / "bad.npz")
+
+
+def test_nan_float_labels_are_named(tmp_path):
+    images = np.zeros((4, 8, 8), np.uint8)
+    f = tmp_path / "nan.npz"
+    np.savez(f, train_images=images, train_labels=np.array([[0.0], [1.0], [np.nan], [1.0]]))
+    with pytest.raises(
+        DataError, match=r"train_labels holds NaN or infinite labels in 1 rows \(rows \[2\]\)"
+    ):
+        load_npz(f)
+    g = tmp_path / "frac.npz"
+    np.savez(g, train_images=images, train_labels=np.array([0.0, 1.0, 0.5, 1.0]))
+    with pytest.raises(DataError, match=r"non-integer labels in rows \[2\]"):
+        load_npz(g)
+    h = tmp_path / "float.npz"
+    np.savez(h, train_images=images, train_labels=np.array([0.0, 1.0, 1.0, 0.0]))
+    ds = load_npz(h, classes=["a", "b"])
+    assert [ds[i].label for i in range(4)] == [0, 1, 1, 0]
