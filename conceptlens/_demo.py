@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from conceptlens._io import atomic_path, atomic_write_text, cache_root
+from conceptlens._io import atomic_path, atomic_write_text, cache_root, user_path
 from conceptlens._progress import is_quiet
 
 __all__ = ["DemoResult", "demo", "run_demo"]
@@ -122,7 +122,7 @@ def run_demo(
 
     say = echo or (lambda _msg: None)
     timings: dict[str, float] = {}
-    cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    cache = user_path(cache_dir) if cache_dir is not None else cache_root()
 
     t0 = time.perf_counter()
     gen = SynthDerm(preset)
@@ -202,8 +202,8 @@ def run_demo(
         timings=timings,
     )
     if out_dir is not None:
-        _write_outputs(Path(out_dir), result)
-        save_head(cbm, Path(out_dir) / "model")
+        _write_outputs(user_path(out_dir), result)
+        save_head(cbm, user_path(out_dir) / "model")
     return result
 
 

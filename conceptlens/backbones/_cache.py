@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptlens._io import atomic_write_text
+from conceptlens._io import atomic_write_text, user_path
 from conceptlens.exceptions import CacheError
 
 __all__ = ["EmbeddingCache"]
@@ -92,7 +92,7 @@ class EmbeddingCache:
         kind: str = "image",
         chunk_rows: int | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = user_path(root)
         self.fingerprint = fingerprint
         self.kind = kind
         self.row_shape = tuple(int(s) for s in row_shape)

@@ -18,7 +18,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from conceptlens._io import atomic_write_text, sha256_file
+from conceptlens._io import atomic_write_text, sha256_file, user_path
 from conceptlens.exceptions import BackboneUnavailableError, IntegrityError
 
 __all__ = [
@@ -125,7 +125,7 @@ def verify_minilm_dir(folder: str | Path, *, use_cache: bool = True) -> Path:
     >>> verify_minilm_dir(minilm_dir()).name
     'model'
     """
-    folder = Path(folder).resolve()
+    folder = user_path(folder).resolve()
     for name in MINILM_FILES:
         if not (folder / name).is_file():
             raise BackboneUnavailableError(

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from conceptlens._io import user_path
 from conceptlens.backbones._registry import OPENAI_MEAN, OPENAI_STD
 from conceptlens.exceptions import BackboneUnavailableError, IntegrityError
 
@@ -201,7 +202,7 @@ def save_lit_weights(
     meta = {"format": "pt", "model": "synthderm-lit"}
     if metadata is not None:
         meta["conceptlens"] = json.dumps(metadata, sort_keys=True)
-    path = Path(path)
+    path = user_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
@@ -225,7 +226,7 @@ def load_lit_weights(model: nn.Module, path: str | Path) -> None:
     """
     from safetensors.torch import load_file
 
-    path = Path(path)
+    path = user_path(path)
     state = load_file(str(path))
     expected = lit_state_dict(model)
     missing = sorted(set(expected) - set(state))
@@ -294,7 +295,7 @@ def build_synthderm_lit(
 
     if weights is not None:
         pretrained = True
-        weights_path = Path(weights)
+        weights_path = user_path(weights)
     else:
         weights_path = WEIGHTS_PATH
     if pretrained and not weights_path.is_file():
@@ -302,7 +303,7 @@ def build_synthderm_lit(
             f"synthderm-lit weights {weights_path} are missing; train them with "
             "`conceptlens backbone train-synthderm-lit` or reinstall conceptlens"
         )
-    folder = Path(minilm_path).resolve() if minilm_path is not None else minilm_dir()
+    folder = user_path(minilm_path).resolve() if minilm_path is not None else minilm_dir()
     cfg = synthderm_lit_config(folder)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_INIT_SEED)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptlens._io import user_path
 from conceptlens.exceptions import DataError, ImageDecodeError, MissingFileError
 
 __all__ = ["IMAGE_EXTENSIONS", "is_dicom_path", "read_image", "read_mask", "to_rgb_uint8"]
@@ -35,7 +36,7 @@ _DICOM_EXTENSIONS = (".dcm", ".dicom")
 
 def is_dicom_path(path: str | os.PathLike[str]) -> bool:
     """Return True if ``path`` names a DICOM file (by extension, or by its ``DICM`` marker)."""
-    p = Path(path)
+    p = user_path(path)
     suffix = p.suffix.lower()
     if suffix in _DICOM_EXTENSIONS:
         return True
@@ -175,7 +176,7 @@ def read_image(path: str | os.PathLike[str], *, dicom_options: Any = None) -> np
     ImageDecodeError
         The file is corrupt, truncated, or needs a decoder plugin that is not installed.
     """
-    p = Path(path)
+    p = user_path(path)
     if not p.exists():
         raise MissingFileError(
             f"image file not found: {p}. Check the path column and the manifest root "
@@ -215,7 +216,7 @@ def read_mask(
     np.ndarray
         ``bool`` array of shape ``(H, W)``.
     """
-    p = Path(path)
+    p = user_path(path)
     if not p.exists():
         raise MissingFileError(
             f"{name} file not found: {p}. Fix the `{name}` column of the manifest or "

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from conceptlens._io import atomic_write_text
+from conceptlens._io import atomic_write_text, user_path
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
 __all__ = ["load_splits", "make_splits", "save_splits"]
@@ -242,7 +242,7 @@ def save_splits(
     ``info`` (strategy, seed, ...) is stored alongside in the JSON form.
     """
     _check_disjoint(splits, "splits")
-    p = Path(path)
+    p = user_path(path)
     if p.suffix.lower() == ".csv":
         rows = [(i, k) for k, v in splits.items() for i in v]
         frame = pd.DataFrame(rows, columns=["id", "split"])
@@ -259,7 +259,7 @@ def save_splits(
 
 def load_splits(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """Read splits written by :func:`save_splits` (JSON or CSV ``id,split``)."""
-    p = Path(path)
+    p = user_path(path)
     if not p.exists():
         raise MissingFileError(f"split file not found: {p}")
     if p.suffix.lower() == ".csv":

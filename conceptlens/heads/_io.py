@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conceptlens._io import atomic_path, atomic_write_text
+from conceptlens._io import atomic_path, atomic_write_text, user_path
 from conceptlens._version import __version__
 from conceptlens.exceptions import DataError, MissingFileError
 from conceptlens.heads._estimators import (
@@ -56,7 +56,7 @@ def save_head(model, path: str | os.PathLike[str]) -> Path:
     head = model.head_ if isinstance(model, ConceptBottleneckClassifier) else model
     if not hasattr(head, "coef_"):
         raise DataError("the model is not fitted; call fit before save_head.")
-    out = Path(path)
+    out = user_path(path)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {
         "coef": np.ascontiguousarray(head.coef_, dtype=np.float64),
@@ -96,7 +96,7 @@ def load_head(path: str | os.PathLike[str]):
     """Load a head written by :func:`save_head`; returns a fitted estimator."""
     from safetensors.numpy import load_file
 
-    folder = Path(path)
+    folder = user_path(path)
     for name in ("head.json", "head.safetensors"):
         if not (folder / name).is_file():
             raise MissingFileError(
