@@ -21,10 +21,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from conceptlens._cli_options import UserPath, cache_dir_option
 from conceptlens._io import atomic_path, atomic_write_text, cache_root, user_path
 from conceptlens._progress import is_quiet
 
-__all__ = ["DemoResult", "demo", "run_demo"]
+__all__ = ["MIN_N", "DemoResult", "demo", "run_demo"]
+
+# Fewest images the demo accepts: with fewer, a class can end up with too few training-site
+# images for the stratified train/test split and the head's validation split.
+MIN_N = 100
+# Fewest training-site images per class after generation (checked before any model work).
+MIN_PER_CLASS = 5
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,8 @@ def run_demo(
     Parameters
     ----------
     n : int, default=3000
-        SynthDerm images to generate (training sites and held-out site together).
+        SynthDerm images to generate (training sites and held-out site together); at
+        least ``MIN_N`` (100).
     seed : int, default=0
         Seed of the data, the split and the bootstrap.
     preset : str, default="confounded"
@@ -120,6 +128,11 @@ def run_demo(
         save_head,
     )
 
+    if n < MIN_N:
+        raise ConfigError(
+            f"the demo needs at least {MIN_N} images (n={n}); with fewer, a class has too "
+            "few training-site images to split and select a head"
+        )
     say = echo or (lambda _msg: None)
     timings: dict[str, float] = {}
     cache = user_path(cache_dir) if cache_dir is not None else cache_root()
@@ -133,6 +146,15 @@ def run_demo(
             "(use 'confounded')."
         )
     dataset = gen.generate(n, seed=seed).to_dataset()
+    site_col = np.asarray(dataset.metadata["site"]).astype(str)
+    counts = pd.Series(np.asarray(dataset.classes)[np.asarray(dataset.labels)])
+    counts = counts[site_col != heldout].value_counts().reindex(dataset.classes, fill_value=0)
+    if counts.min() < MIN_PER_CLASS:
+        raise ConfigError(
+            f"with n={n} and seed={seed}, class {counts.idxmin()!r} has only "
+            f"{int(counts.min())} images at the training sites (the demo needs "
+            f"{MIN_PER_CLASS}); use a larger n"
+        )
     timings["generate"] = time.perf_counter() - t0
     say(f"generated {n} SynthDerm images ({preset}, seed {seed}) in {timings['generate']:.1f} s")
 
@@ -249,16 +271,18 @@ def _write_outputs(out: Path, result: DemoResult) -> None:
 
 
 @click.command(name="demo")
-@click.option("--n", "n", default=3000, show_default=True, help="SynthDerm images to generate.")
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(min=MIN_N),
+    default=3000,
+    show_default=True,
+    help=f"SynthDerm images to generate (at least {MIN_N}).",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "out_dir", default="reports/demo", show_default=True,
-              type=click.Path(file_okay=False), help="Output folder.")  # fmt: skip
-@click.option(
-    "--cache-dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Embedding cache (default $CONCEPTLENS_CACHE_DIR or ~/.cache/conceptlens).",
-)
+              type=UserPath(file_okay=False), help="Output folder.")  # fmt: skip
+@cache_dir_option
 @click.option("--max-concepts-per-class", default=10, show_default=True)
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap replicates.")
 def demo(

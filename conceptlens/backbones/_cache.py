@@ -109,7 +109,7 @@ class EmbeddingCache:
     def _fail(self, what: str) -> CacheError:
         return CacheError(
             f"embedding cache {self.folder} is corrupted or was written for something else: "
-            f"{what}. It is not reused; delete {self.folder} (or point --cache elsewhere) and "
+            f"{what}. It is not reused; delete {self.folder} (or point --cache-dir elsewhere) and "
             "rerun to rebuild it."
         )
 

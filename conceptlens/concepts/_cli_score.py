@@ -6,6 +6,16 @@ from pathlib import Path
 
 import click
 
+from conceptlens._cli_options import (
+    UserPath,
+    cache_dir_option,
+    label_column_option,
+    on_error_option,
+    out_option,
+    path_column_option,
+    root_option,
+)
+
 __all__ = ["score"]
 
 
@@ -14,9 +24,13 @@ __all__ = ["score"]
     "--data",
     "data",
     required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Manifest CSV/Parquet (a 'path' column, paths relative to the manifest).",
+    type=UserPath(exists=True, dir_okay=False),
+    help="Manifest CSV/Parquet with a column of image paths (relative to --root).",
 )
+@root_option
+@path_column_option
+@label_column_option
+@on_error_option
 @click.option("--bank", required=True, help="Concept bank name or file.")
 @click.option(
     "--backbone",
@@ -24,12 +38,7 @@ __all__ = ["score"]
     show_default=True,
     help="Backbone name, checkpoint file, local-dir:PATH or hf-hub:ID.",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=True),
-    help="Output: .nc (netCDF) or .zarr.",
-)
+@out_option("Output: .nc (netCDF) or .zarr.")
 @click.option(
     "--mode",
     type=click.Choice(["cosine", "relative"]),
@@ -37,24 +46,35 @@ __all__ = ["score"]
     show_default=True,
     help="relative = cosine minus the cosine with the bank's reference prompts.",
 )
-@click.option("--cache", type=click.Path(file_okay=False), default=None, help="Embedding cache.")
-@click.option("--batch-size", type=int, default=None, help="Images per forward pass.")
-@click.option("--label-column", default="label", show_default=True)
+@cache_dir_option
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Encode every image afresh and keep no embeddings (default: reuse and extend the "
+    "embedding cache, so a rerun or a resumed run encodes nothing twice).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per pass.")
 @click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address.")
 def score(
     data: str,
+    root: str | None,
+    path_column: str,
+    label_column: str,
+    on_error: str,
     bank: str,
     backbone: str,
     out: str,
     mode: str,
-    cache: str | None,
+    cache_dir: str | None,
+    no_cache: bool,
     batch_size: int | None,
-    label_column: str,
     device: str | None,
     scheduler: str | None,
 ) -> None:
     """Score a concept bank on the images of a manifest; write a concept_score array."""
+    from conceptlens._io import cache_root
+    from conceptlens._progress import step
     from conceptlens.backbones import load_backbone
     from conceptlens.concepts import load_bank, score_concepts
     from conceptlens.data import load_manifest
@@ -64,9 +84,21 @@ def score(
     suffix = out_path.suffix.lower()
     if suffix not in (".nc", ".zarr"):
         raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
-    dataset = load_manifest(data, label_column=label_column)
+    if no_cache and cache_dir is not None:
+        raise ConfigError("give --cache-dir or --no-cache, not both")
+    cache = None if no_cache else Path(cache_dir) if cache_dir is not None else cache_root()
+    dataset = load_manifest(
+        data,
+        root=root,
+        path_column=path_column,
+        label_column=label_column,
+        on_error=on_error,  # type: ignore[arg-type]
+        # skip: decode every image now, so unreadable ones are left out before scoring
+        validate=on_error == "skip",
+    )
     bank_obj = load_bank(bank)
-    bb = load_backbone(backbone, device=device, batch_size=batch_size)
+    with step(f"loading backbone {backbone}"):
+        bb = load_backbone(backbone, device=device, batch_size=batch_size)
     client = None
     if scheduler:
         from dask.distributed import Client
@@ -81,9 +113,12 @@ def score(
         if client is not None:
             client.close()
     write_scores(scores, out_path)
+    for skipped in getattr(dataset, "skipped", []):
+        click.echo(f"skipped {skipped}", err=True)
     click.echo(
         f"wrote {out_path}: {scores.sizes['sample']} samples x {scores.sizes['concept']} "
-        f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version})"
+        f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version}"
+        + (f"; embedding cache {cache})" if cache is not None else ")")
     )
 
 
