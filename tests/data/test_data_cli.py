@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -62,7 +61,8 @@ def test_info_on_manifest_breakdown_imbalance_duplicates(tmp_path):
 
 
 def test_info_on_npz_and_dicom(tmp_path):
-    pydicom_data = pytest.importorskip("pydicom.data")
+    import pydicom.data as pydicom_data
+
     np.savez(
         tmp_path / "toy.npz",
         train_images=np.zeros((3, 8, 8), np.uint8),
