@@ -422,7 +422,7 @@ class Backbone:
         --------
         >>> bb = load_backbone("synthderm-lit")  # doctest: +SKIP
         >>> bb.encode_images(np.zeros((2, 96, 96, 3), np.uint8)).shape  # doctest: +SKIP
-        (2, 256)
+        (2, 384)
         """
         out = [
             self._image_forward(batch, normalize)
@@ -461,7 +461,7 @@ class Backbone:
         Examples
         --------
         >>> bb.encode_text(["hair"], templates=["{}", "a photo of {}"]).shape  # doctest: +SKIP
-        (1, 256)
+        (1, 384)
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -671,9 +671,9 @@ def load_backbone(
 
     Examples
     --------
-    >>> bb = load_backbone("synthderm-lit")  # doctest: +SKIP
-    >>> bb.encode_text(["blue-white veil"]).shape  # doctest: +SKIP
-    (1, 256)
+    >>> bb = load_backbone("synthderm-lit")
+    >>> bb.encode_text(["blue-white veil"]).shape
+    (1, 384)
     """
     config, checkpoint = resolve_spec(name_or_path)
     loaded = build_model(
