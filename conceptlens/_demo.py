@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import numpy as np
@@ -159,6 +159,7 @@ def run_demo(
     say(f"generated {n} SynthDerm images ({preset}, seed {seed}) in {timings['generate']:.1f} s")
 
     t0 = time.perf_counter()
+    say("loading synthderm-lit (its first load in a process verifies the MiniLM weights) ...")
     backbone = load_backbone("synthderm-lit")
     bank = load_bank("synthderm")
     scores = score_concepts(backbone, dataset, bank, mode="relative", cache=cache)
@@ -188,7 +189,7 @@ def run_demo(
     t0 = time.perf_counter()
     parts = []
     models = {"concept_bottleneck": cbm, "linear_probe": probe}
-    inputs = {"concept_bottleneck": scores, "linear_probe": embeddings}
+    inputs: dict[str, Any] = {"concept_bottleneck": scores, "linear_probe": embeddings}
     for model_name, model in models.items():
         for split_name, idx in (("in_domain", test), (f"heldout_{heldout}", held)):
             x = inputs[model_name]
@@ -199,7 +200,8 @@ def run_demo(
             parts.append(
                 m.sel(group="all", drop=True).expand_dims(model=[model_name], split=[split_name])
             )
-    metrics = xr.combine_by_coords(parts)
+    # every part is a Dataset, so the combination is one too
+    metrics = cast(xr.Dataset, xr.combine_by_coords(parts))
     metrics.attrs.update(
         preset=preset, n=n, seed=seed, heldout_site=heldout, backbone=backbone.name,
         bank=f"{bank.id}@{bank.version}", n_boot=n_boot,

@@ -445,11 +445,12 @@ def build_model(
 
     if schema_dir is not None:
         data = _read_open_clip_json(schema_dir / _CONFIG_FILE)
-        weights = next((schema_dir / f for f in _WEIGHT_FILES if (schema_dir / f).is_file()), None)
-        if weights is None:
+        found = next((schema_dir / f for f in _WEIGHT_FILES if (schema_dir / f).is_file()), None)
+        if found is None:
             raise MissingFileError(
                 f"{schema_dir} has {_CONFIG_FILE} but no weights file ({_WEIGHT_FILES})"
             )
+        weights = found
         with _hub_offline():
             try:
                 model = _build_from_model_cfg(data["model_cfg"])
