@@ -253,3 +253,37 @@ def test_every_option_named_in_messages_and_help_exists():
                 if flag not in known:
                     unknown.append(f"{path.relative_to(root)}:{tok.start[0]}: {flag}")
     assert unknown == []
+
+
+def test_the_same_thing_has_the_same_option_name_everywhere():
+    import click
+
+    from conceptlens import cli
+
+    canonical = {
+        "cache": "--cache-dir",
+        "cache_dir": "--cache-dir",
+        "label": "--label-column",
+        "label_column": "--label-column",
+        "path_column": "--path-column",
+        "root": "--root",
+        "on_error": "--on-error",
+        "out": "--out",
+        "out_dir": "--out",
+        "output": "--out",
+    }
+    wrong = []
+
+    def walk(cmd, path):
+        for p in cmd.params:
+            want = canonical.get(p.name or "")
+            if isinstance(p, click.Option) and want and want not in p.opts:
+                wrong.append(f"{path} {p.opts}: use {want}")
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    ctx = click.Context(main)
+    for name, (target, _) in cli._COMMANDS.items():
+        if target is not None:
+            walk(main.get_command(ctx, name), name)
+    assert wrong == []

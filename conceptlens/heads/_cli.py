@@ -17,7 +17,9 @@ __all__ = ["fit"]
     type=UserPath(),
     help="netCDF (.nc) or zarr file holding a `concept_score` DataArray (sample, concept).",
 )
-@click.option("--label", "label", required=True, help="Sample coordinate with the labels.")
+@click.option(
+    "--label-column", "--label", "label", required=True, help="Sample coordinate with the labels."
+)
 @click.option(
     "--out",
     "out",
