@@ -55,7 +55,12 @@ __all__ = ["score"]
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per pass.")
 @click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
-@click.option("--scheduler", default=None, help="dask.distributed scheduler address.")
+@click.option(
+    "--scheduler",
+    default=None,
+    help="dask.distributed scheduler address; the workers use an embedding cache only if "
+    "--cache-dir names one (on a file system they all share).",
+)
 def score(
     data: str,
     root: str | None,
@@ -86,7 +91,12 @@ def score(
         raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
     if no_cache and cache_dir is not None:
         raise ConfigError("give --cache-dir or --no-cache, not both")
-    cache = None if no_cache else Path(cache_dir) if cache_dir is not None else cache_root()
+    if no_cache or (scheduler and cache_dir is None):
+        # on a cluster the workers write the cache: only a folder the user names (on a
+        # file system every worker shares) is safe, not this machine's default
+        cache = None
+    else:
+        cache = Path(cache_dir) if cache_dir is not None else cache_root()
     dataset = load_manifest(
         data,
         root=root,
