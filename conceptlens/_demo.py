@@ -14,17 +14,24 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from conceptlens._io import atomic_path, atomic_write_text, cache_root
+from conceptlens._cli_options import UserPath, cache_dir_option
+from conceptlens._io import atomic_path, atomic_write_text, cache_root, user_path
 from conceptlens._progress import is_quiet
 
-__all__ = ["DemoResult", "demo", "run_demo"]
+__all__ = ["MIN_N", "DemoResult", "demo", "run_demo"]
+
+# Fewest images the demo accepts: with fewer, a class can end up with too few training-site
+# images for the stratified train/test split and the head's validation split.
+MIN_N = 100
+# Fewest training-site images per class after generation (checked before any model work).
+MIN_PER_CLASS = 5
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,8 @@ def run_demo(
     Parameters
     ----------
     n : int, default=3000
-        SynthDerm images to generate (training sites and held-out site together).
+        SynthDerm images to generate (training sites and held-out site together); at
+        least ``MIN_N`` (100).
     seed : int, default=0
         Seed of the data, the split and the bootstrap.
     preset : str, default="confounded"
@@ -120,9 +128,14 @@ def run_demo(
         save_head,
     )
 
+    if n < MIN_N:
+        raise ConfigError(
+            f"the demo needs at least {MIN_N} images (n={n}); with fewer, a class has too "
+            "few training-site images to split and select a head"
+        )
     say = echo or (lambda _msg: None)
     timings: dict[str, float] = {}
-    cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    cache = user_path(cache_dir) if cache_dir is not None else cache_root()
 
     t0 = time.perf_counter()
     gen = SynthDerm(preset)
@@ -133,10 +146,20 @@ def run_demo(
             "(use 'confounded')."
         )
     dataset = gen.generate(n, seed=seed).to_dataset()
+    site_col = np.asarray(dataset.metadata["site"]).astype(str)
+    counts = pd.Series(np.asarray(dataset.classes)[np.asarray(dataset.labels)])
+    counts = counts[site_col != heldout].value_counts().reindex(dataset.classes, fill_value=0)
+    if counts.min() < MIN_PER_CLASS:
+        raise ConfigError(
+            f"with n={n} and seed={seed}, class {counts.idxmin()!r} has only "
+            f"{int(counts.min())} images at the training sites (the demo needs "
+            f"{MIN_PER_CLASS}); use a larger n"
+        )
     timings["generate"] = time.perf_counter() - t0
     say(f"generated {n} SynthDerm images ({preset}, seed {seed}) in {timings['generate']:.1f} s")
 
     t0 = time.perf_counter()
+    say("loading synthderm-lit (its first load in a process verifies the MiniLM weights) ...")
     backbone = load_backbone("synthderm-lit")
     bank = load_bank("synthderm")
     scores = score_concepts(backbone, dataset, bank, mode="relative", cache=cache)
@@ -166,7 +189,7 @@ def run_demo(
     t0 = time.perf_counter()
     parts = []
     models = {"concept_bottleneck": cbm, "linear_probe": probe}
-    inputs = {"concept_bottleneck": scores, "linear_probe": embeddings}
+    inputs: dict[str, Any] = {"concept_bottleneck": scores, "linear_probe": embeddings}
     for model_name, model in models.items():
         for split_name, idx in (("in_domain", test), (f"heldout_{heldout}", held)):
             x = inputs[model_name]
@@ -177,7 +200,8 @@ def run_demo(
             parts.append(
                 m.sel(group="all", drop=True).expand_dims(model=[model_name], split=[split_name])
             )
-    metrics = xr.combine_by_coords(parts)
+    # every part is a Dataset, so the combination is one too
+    metrics = cast(xr.Dataset, xr.combine_by_coords(parts))
     metrics.attrs.update(
         preset=preset, n=n, seed=seed, heldout_site=heldout, backbone=backbone.name,
         bank=f"{bank.id}@{bank.version}", n_boot=n_boot,
@@ -202,8 +226,8 @@ def run_demo(
         timings=timings,
     )
     if out_dir is not None:
-        _write_outputs(Path(out_dir), result)
-        save_head(cbm, Path(out_dir) / "model", trained_on=scores)
+        _write_outputs(user_path(out_dir), result)
+        save_head(cbm, user_path(out_dir) / "model", trained_on=scores)
     return result
 
 
@@ -249,16 +273,18 @@ def _write_outputs(out: Path, result: DemoResult) -> None:
 
 
 @click.command(name="demo")
-@click.option("--n", "n", default=3000, show_default=True, help="SynthDerm images to generate.")
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(min=MIN_N),
+    default=3000,
+    show_default=True,
+    help=f"SynthDerm images to generate (at least {MIN_N}).",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "out_dir", default="reports/demo", show_default=True,
-              type=click.Path(file_okay=False), help="Output folder.")  # fmt: skip
-@click.option(
-    "--cache-dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Embedding cache (default $CONCEPTLENS_CACHE_DIR or ~/.cache/conceptlens).",
-)
+              type=UserPath(file_okay=False), help="Output folder.")  # fmt: skip
+@cache_dir_option
 @click.option("--max-concepts-per-class", default=10, show_default=True)
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap replicates.")
 def demo(

@@ -17,7 +17,49 @@ __all__ = [
     "atomic_write_text",
     "cache_root",
     "sha256_file",
+    "user_path",
 ]
+
+
+def user_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`~pathlib.Path` with a leading ``~`` or ``~user`` expanded.
+
+    Every path the library or the CLI takes from a user goes through this, so
+    ``"~/data/manifest.csv"`` means the same in Python, on the command line and in an
+    environment variable.
+
+    Examples
+    --------
+    >>> import os
+    >>> user_path("~/scores.nc") == Path(os.path.expanduser("~")) / "scores.nc"
+    True
+    >>> user_path("reports/demo").name
+    'demo'
+    """
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no read-only API elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def _as_if_created(path: Path, *, folder: bool) -> None:
+    """Give a ``mkstemp``/``mkdtemp`` result the mode a plain ``open``/``mkdir`` would have.
+
+    ``tempfile`` creates 0600 files and 0700 folders whatever the umask, which would leave
+    every output unreadable to colleagues on a shared server.
+    """
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
 def cache_root() -> Path:
@@ -36,9 +78,9 @@ def cache_root() -> Path:
     """
     env = os.environ.get("CONCEPTLENS_CACHE_DIR")
     if env:
-        return Path(env)
+        return user_path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "conceptlens"
+    return user_path(base) / "conceptlens"
 
 
 @contextlib.contextmanager
@@ -46,7 +88,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it over ``path`` only on success.
 
     A crash or exception inside the block leaves any earlier ``path`` untouched and
-    removes the temporary file, so readers never see a half-written output.
+    removes the temporary file, so readers never see a half-written output. The file gets
+    the permissions of a plainly created one (``0o666`` less the umask), and a leading
+    ``~`` in ``path`` is expanded.
 
     Examples
     --------
@@ -57,12 +101,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     >>> (d / "out.txt").read_text()
     'done'
     """
-    final = Path(path)
+    final = user_path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        _as_if_created(tmp, folder=False)
         yield tmp
         os.replace(tmp, final)
     finally:
@@ -78,6 +123,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     ``path`` is first renamed aside, the new folder renamed into place, and the old one
     removed, so there is never a moment without a complete ``path``. An exception inside
     the block removes the temporary folder and leaves any earlier ``path`` untouched.
+    The folder gets the permissions of a plain ``mkdir`` (``0o777`` less the umask).
 
     Parameters
     ----------
@@ -98,10 +144,11 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     >>> (d / "index" / "a.txt").read_text()
     'done'
     """
-    final = Path(path)
+    final = user_path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        _as_if_created(tmp, folder=True)
         yield tmp
         if final.exists() or final.is_symlink():
             aside = Path(
@@ -129,7 +176,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    return Path(path)
+    return user_path(path)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -140,7 +187,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     """Return the hex SHA-256 digest of a file, read in chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(user_path(path), "rb") as fh:
         while chunk := fh.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()

@@ -3,18 +3,25 @@
 Each command group lives next to the code it drives (``conceptlens/<package>/_cli.py``)
 and is imported only when invoked, so ``conceptlens --version`` stays fast and a
 command never pays for torch unless it needs it.
+
+Errors: a problem with the input (a :class:`~conceptlens.exceptions.ConceptLensError`, an
+unreadable file, a missing optional package) prints one line starting with ``error:`` and
+exits with status 1; a wrong option or argument is click's usage error (status 2); an
+unexpected exception is reported as a bug in conceptlens (status 1, ``--debug`` shows the
+traceback); Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from conceptlens._progress import set_quiet
+from conceptlens._cli_options import debug_option, quiet_option
 from conceptlens._version import __version__
 from conceptlens.exceptions import ConceptLensError
 
@@ -40,11 +47,25 @@ def _planned(name: str, help_text: str) -> click.Command:
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def _cmd(args: tuple[str, ...]) -> None:
         raise ConceptLensError(
-            f"`conceptlens {name}` is not available in conceptlens {__version__} yet; "
-            "see ROADMAP in the documentation for when it lands."
+            f"`conceptlens {name}` is planned but not part of conceptlens {__version__}; "
+            "`conceptlens --help` lists the commands this version has."
         )
 
     return _cmd
+
+
+def _add_global_options(command: click.Command) -> click.Command:
+    """Let ``--quiet``/``--debug`` follow any subcommand too (added once per command)."""
+    names = {opt for p in command.params for opt in getattr(p, "opts", ())}
+    for deco in (quiet_option, debug_option):
+        probe = deco(click.Command("probe"))
+        for param in probe.params:
+            if not names & set(getattr(param, "opts", ())):
+                command.params.append(param)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _add_global_options(sub)
+    return command
 
 
 class _LazyGroup(click.Group):
@@ -56,18 +77,15 @@ class _LazyGroup(click.Group):
             return None
         target, help_text = _COMMANDS[cmd_name]
         if target is None:
-            return _planned(cmd_name, help_text)
+            return _add_global_options(_planned(cmd_name, help_text))
         module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and exc.name.startswith("conceptlens"):
-                return _planned(cmd_name, help_text)
-            raise
+        # an ImportError here is a missing dependency or a bug in the package; never
+        # "not available yet" (the invoke handler below says which)
+        module = importlib.import_module(module_name)
         command = getattr(module, attr)
         if not isinstance(command, click.Command):
             raise TypeError(f"{target} is not a click command")
-        return command
+        return _add_global_options(command)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, help_text) in sorted(_COMMANDS.items())]
@@ -75,39 +93,73 @@ class _LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError):
             raise
+        except click.ClickException as exc:  # e.g. click.FileError
+            _fail(ctx, exc.format_message(), exc)
         except ConceptLensError as exc:
-            if debug:
-                traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
+            _fail(ctx, str(exc), exc)
+        except BrokenPipeError:
+            # the reader went away (`conceptlens bank show x | head`): stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; finished outputs are kept, rerun to resume", err=True)
             sys.exit(130)
+        except ImportError as exc:
+            missing = getattr(exc, "name", None) or ""
+            if isinstance(exc, ModuleNotFoundError) and not missing.startswith("conceptlens"):
+                top = missing.split(".")[0]
+                _fail(
+                    ctx,
+                    f"this command needs the Python package {top!r}, which is not installed "
+                    f"(or is broken) in this environment; install it, e.g. `pip install {top}`",
+                    exc,
+                )
+            _bug(ctx, exc)
+        except OSError as exc:  # permission denied, disk full, not a directory, ...
+            _fail(ctx, str(exc), exc)
         except Exception as exc:
-            if debug:
-                traceback.print_exc()
-            click.echo(
-                f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                err=True,
-            )
-            sys.exit(1)
+            _bug(ctx, exc)
+
+
+def _fail(ctx: click.Context, message: str, exc: BaseException) -> NoReturn:
+    """Print ``error: message`` (continuation lines indented) and exit with status 1."""
+    if ctx.meta.get("conceptlens.debug"):
+        traceback.print_exception(exc)
+    first, *rest = message.strip().splitlines() or [type(exc).__name__]
+    click.echo(f"error: {first}", err=True)
+    for line in rest:
+        click.echo(f"  {line.strip()}", err=True)
+    sys.exit(1)
+
+
+def _bug(ctx: click.Context, exc: BaseException) -> NoReturn:
+    detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    hint = "" if ctx.meta.get("conceptlens.debug") else "; rerun with --debug for the traceback"
+    _fail(
+        ctx,
+        f"internal error in conceptlens {__version__} ({detail}); this is a bug, please "
+        f"report it with the command you ran{hint}",
+        exc,
+    )
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="conceptlens")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars or informational output.")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-def main(quiet: bool, debug: bool) -> None:
-    """conceptlens: interpretable concept-bottleneck analysis of medical images."""
-    # --debug is read by _LazyGroup.invoke; without --quiet, CONCEPTLENS_QUIET=1 (or an
-    # earlier set_quiet(True)) still silences progress output
-    if quiet:
-        set_quiet(True)
+@quiet_option
+@debug_option
+def main() -> None:
+    """conceptlens: interpretable concept-bottleneck analysis of medical images.
+
+    --quiet and --debug may also follow the subcommand. Errors print one `error:` line and
+    exit with status 1; a usage mistake (unknown option, missing argument) exits with 2.
+    """
+    # without --quiet, CONCEPTLENS_QUIET=1 (or an earlier set_quiet(True)) still silences
+    # progress output: the flag only ever turns quiet on
 
 
 if __name__ == "__main__":  # pragma: no cover

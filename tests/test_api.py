@@ -8,7 +8,23 @@ import conceptlens
 
 @pytest.mark.parametrize("name", [n for n in conceptlens.__all__ if n != "__version__"])
 def test_every_public_name_resolves(name):
-    assert getattr(conceptlens, name) is not None
+    import importlib
+
+    obj = getattr(conceptlens, name)
+    home = conceptlens._LAZY.get(name, "conceptlens.exceptions")
+    module = importlib.import_module(home)
+    # the top-level name is the very object its subpackage exports, not a stand-in
+    assert getattr(module, name) is obj
+    assert name in getattr(module, "__all__", [name])
+    assert getattr(obj, "__module__", "").startswith("conceptlens"), name
+
+
+def test_lazy_table_and_all_list_the_same_names():
+    lazy = set(conceptlens._LAZY)
+    eager = {n for n in conceptlens.__all__ if n in vars(conceptlens)}
+    assert lazy <= set(conceptlens.__all__)
+    assert set(conceptlens.__all__) == lazy | eager
+    assert len(conceptlens.__all__) == len(set(conceptlens.__all__))
 
 
 def test_unknown_attribute_raises_attribute_error():

@@ -30,11 +30,145 @@ def test_help_lists_every_command_group():
         assert group in result.output
 
 
+def _error_lines(output):
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
 def test_planned_command_fails_with_one_clear_line():
     result = CliRunner().invoke(main, ["audit", "--anything"])
     assert result.exit_code == 1
-    assert "not available" in result.output
+    assert len(_error_lines(result.output)) == 1
+    assert "planned" in result.output and "conceptlens --help" in result.output
+    assert "ROADMAP" not in result.output  # no such page exists
     assert "Traceback" not in result.output
+
+
+def test_broken_import_inside_the_package_is_a_bug_not_a_plan(monkeypatch):
+    from conceptlens import cli
+
+    monkeypatch.setitem(cli._COMMANDS, "audit", ("conceptlens._no_such_module:audit", "x"))
+    result = CliRunner().invoke(main, ["audit"])
+    assert result.exit_code == 1
+    (line,) = _error_lines(result.output)
+    assert "internal error" in line and "bug" in line and "--debug" in line
+    assert "planned" not in result.output and "not available" not in result.output
+
+
+def test_missing_third_party_package_is_named(monkeypatch, tmp_path):
+    from conceptlens import cli
+
+    (tmp_path / "cl_cmd_needing_pkg.py").write_text("import no_such_pkg_for_cl_test\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli._COMMANDS, "audit", ("cl_cmd_needing_pkg:audit", "x"))
+    result = CliRunner().invoke(main, ["audit"])
+    assert result.exit_code == 1
+    (line,) = _error_lines(result.output)
+    assert "'no_such_pkg_for_cl_test'" in line and "pip install" in line
+
+
+def test_quiet_and_debug_are_accepted_after_the_subcommand(monkeypatch, tmp_path):
+    from conceptlens import _progress
+
+    monkeypatch.setattr(_progress, "_QUIET", False)
+    res = CliRunner().invoke(main, ["bank", "show", "synthderm", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert _progress.is_quiet() is True
+    missing = str(tmp_path / "missing.csv")
+    res = CliRunner().invoke(main, ["data", "info", missing])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert _error_lines(res.output) == [f"error: no such file or folder: {missing}"]
+    res = CliRunner().invoke(main, ["data", "info", missing, "--debug"])
+    assert res.exit_code == 1 and "Traceback" in res.output
+    res = CliRunner().invoke(main, ["--debug", "data", "info", missing])
+    assert res.exit_code == 1 and "Traceback" in res.output
+
+
+def test_usage_errors_keep_clicks_status_2():
+    res = CliRunner().invoke(main, ["bank", "show"])
+    assert res.exit_code == 2 and "Missing argument" in res.output
+
+
+def test_broken_pipe_is_silent(tmp_path):
+    # the reader closes the pipe before the command writes (`bank show x | head -0`)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conceptlens.cli", "bank", "show", "dermoscopy"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "BrokenPipe" not in err and "Traceback" not in err and "Exception" not in err
+    assert proc.returncode in (0, 1)
+
+
+def test_bank_show_on_a_folder_says_so(tmp_path):
+    res = CliRunner().invoke(main, ["bank", "show", str(tmp_path)])
+    assert res.exit_code == 1
+    (line,) = _error_lines(res.output)
+    assert "is a folder" in line and "does not exist" not in line
+
+
+def test_scores_that_are_not_netcdf_get_a_clear_error(tmp_path):
+    (tmp_path / "manifest.csv").write_text("path,label\na.png,x\n")
+    res = CliRunner().invoke(
+        main,
+        [
+            "bank",
+            "filter",
+            "synthderm",
+            "--scores",
+            str(tmp_path / "manifest.csv"),
+            "--cutoff",
+            "0.1",
+            "--out",
+            str(tmp_path / "b.yaml"),
+        ],
+    )
+    assert res.exit_code == 1
+    (line,) = _error_lines(res.output)
+    assert "not a netCDF file" in line and "conceptlens score" in line
+    assert "backend" not in res.output.lower() and "engine" not in res.output.lower()
+
+
+def test_demo_refuses_too_few_images_up_front():
+    from conceptlens._demo import MIN_N
+
+    res = CliRunner().invoke(main, ["demo", "--n", "10"])
+    assert res.exit_code == 2
+    assert f"x>={MIN_N}" in res.output.replace(" ", "")
+
+
+def test_cli_paths_expand_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(
+        main, ["bank", "filter", "synthderm", "--max-words", "50", "--out=~/banks/f.yaml"]
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "banks" / "f.yaml").is_file()
+    assert not (tmp_path / "~").exists()
+    res = CliRunner().invoke(main, ["bank", "validate", "~/banks/f.yaml"])
+    assert res.exit_code == 0, res.output
+    # click's own existence check sees the expanded path too
+    import numpy as np
+    import xarray as xr
+
+    from conceptlens.concepts import load_bank
+
+    names = list(load_bank("synthderm").names)
+    xr.DataArray(
+        np.zeros((4, len(names)), np.float32),
+        dims=("sample", "concept"),
+        coords={"sample": list("abcd"), "concept": names},
+        name="concept_score",
+    ).to_netcdf(tmp_path / "s.nc")
+    res = CliRunner().invoke(
+        main,
+        ["bank", "filter", "synthderm", "--scores=~/s.nc", "--cutoff", "-1", "--out", "~/g.yaml"],
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "g.yaml").is_file()
 
 
 def test_console_script_runs_as_module():
@@ -56,3 +190,100 @@ def test_quiet_flag_silences_and_absent_flag_keeps_env_setting(monkeypatch):
     # as if CONCEPTLENS_QUIET=1 was set: no --quiet must not switch it back on
     assert CliRunner().invoke(main, ["data", "--help"]).exit_code == 0
     assert _progress.is_quiet() is True
+
+
+def test_fit_on_a_manifest_says_what_scores_are(tmp_path):
+    (tmp_path / "manifest.csv").write_text("path,label\na.png,x\n")
+    res = CliRunner().invoke(
+        main,
+        ["fit", "--scores", str(tmp_path / "manifest.csv"), "--label", "label", "--out",
+         str(tmp_path / "m")],
+    )  # fmt: skip
+    assert res.exit_code == 1
+    (line,) = _error_lines(res.output)
+    assert "not a netCDF file" in line
+    assert "backend" not in res.output.lower() and "engine" not in res.output.lower()
+
+
+# flags of other programs that error hints quote
+_EXTERNAL_FLAGS = {"--force-reinstall", "--local-dir", "--raw", "--help"}
+
+
+def _cli_option_names():
+    import click
+
+    from conceptlens import cli
+
+    names = {"--help", "--version"}
+
+    def walk(cmd):
+        for p in cmd.params:
+            names.update(o for o in getattr(p, "opts", ()) + getattr(p, "secondary_opts", ()))
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    ctx = click.Context(main)
+    walk(main)
+    for name, (target, _) in cli._COMMANDS.items():
+        if target is not None:
+            walk(main.get_command(ctx, name))
+    return names
+
+
+def test_every_option_named_in_messages_and_help_exists():
+    import io
+    import re
+    import tokenize
+    from pathlib import Path
+
+    import conceptlens
+
+    known = _cli_option_names() | _EXTERNAL_FLAGS
+    assert {"--cache-dir", "--label-column", "--out", "--root", "--on-error"} <= known
+    unknown = []
+    root = Path(conceptlens.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        if path.name in ("_train_lit.py", "_evaluate_lit.py"):  # argparse entry points
+            continue
+        toks = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+        for tok in toks:
+            if tok.type != tokenize.STRING:
+                continue
+            for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]", tok.string):
+                if flag not in known:
+                    unknown.append(f"{path.relative_to(root)}:{tok.start[0]}: {flag}")
+    assert unknown == []
+
+
+def test_the_same_thing_has_the_same_option_name_everywhere():
+    import click
+
+    from conceptlens import cli
+
+    canonical = {
+        "cache": "--cache-dir",
+        "cache_dir": "--cache-dir",
+        "label": "--label-column",
+        "label_column": "--label-column",
+        "path_column": "--path-column",
+        "root": "--root",
+        "on_error": "--on-error",
+        "out": "--out",
+        "out_dir": "--out",
+        "output": "--out",
+    }
+    wrong = []
+
+    def walk(cmd, path):
+        for p in cmd.params:
+            want = canonical.get(p.name or "")
+            if isinstance(p, click.Option) and want and want not in p.opts:
+                wrong.append(f"{path} {p.opts}: use {want}")
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    ctx = click.Context(main)
+    for name, (target, _) in cli._COMMANDS.items():
+        if target is not None:
+            walk(main.get_command(ctx, name), name)
+    assert wrong == []

@@ -104,4 +104,4 @@ def test_preset_without_heldout_site_is_refused(tmp_path):
     from conceptlens.exceptions import ConfigError
 
     with pytest.raises(ConfigError, match="held-out site"):
-        run_demo(n=30, preset="iid", out_dir=None, cache_dir=tmp_path)
+        run_demo(n=100, preset="iid", out_dir=None, cache_dir=tmp_path)

@@ -1,6 +1,10 @@
+import os
+import stat
+from pathlib import Path
+
 import pytest
 
-from conceptlens._io import atomic_dir, atomic_path, atomic_write_text, sha256_file
+from conceptlens._io import atomic_dir, atomic_path, atomic_write_text, sha256_file, user_path
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -38,3 +42,84 @@ def test_atomic_dir_keeps_old_on_error_and_replaces_on_success(tmp_path):
     assert [p.name for p in target.iterdir()] == ["b.txt"]  # replaced, not merged
     assert (target / "b.txt").read_text() == "second"
     assert [p.name for p in tmp_path.iterdir()] == ["store"]
+
+
+@pytest.fixture(params=[0o022, 0o027])
+def umask(request):
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def _modes(root):
+    """Permission bits of ``root`` and everything below it: {relative path: mode}."""
+    out = {".": stat.S_IMODE(root.stat().st_mode)}
+    for p in root.rglob("*"):
+        out[str(p.relative_to(root))] = stat.S_IMODE(p.stat().st_mode)
+    return out
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_atomic_outputs_honour_the_umask(tmp_path, umask):
+    file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
+    atomic_write_text(tmp_path / "a.txt", "x")
+    with atomic_path(tmp_path / "b.bin") as tmp:
+        tmp.write_bytes(b"x")
+    with atomic_dir(tmp_path / "store") as tmp:
+        (tmp / "inner").mkdir()
+        (tmp / "inner" / "c.txt").write_text("x")
+    with atomic_dir(tmp_path / "store") as tmp:  # replacing keeps the same modes
+        (tmp / "d.txt").write_text("x")
+    modes = _modes(tmp_path)
+    assert modes["a.txt"] == modes["b.bin"] == modes["store/d.txt"] == file_mode
+    assert modes["store"] == dir_mode
+    # the same as what plain open/mkdir give in the same process
+    (tmp_path / "plain.txt").write_text("x")
+    (tmp_path / "plain").mkdir()
+    assert _modes(tmp_path)["plain.txt"] == file_mode
+    assert _modes(tmp_path)["plain"] == dir_mode
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_written_scores_are_readable_by_the_group(tmp_path, umask, suffix):
+    import numpy as np
+    import xarray as xr
+
+    from conceptlens.concepts._cli_score import write_scores
+
+    scores = xr.DataArray(
+        np.arange(6, dtype=np.float32).reshape(3, 2),
+        dims=("sample", "concept"),
+        coords={"sample": ["a", "b", "c"], "concept": ["x", "y"]},
+        name="concept_score",
+    )
+    write_scores(scores, tmp_path / f"scores{suffix}")
+    for rel, mode in _modes(tmp_path / f"scores{suffix}").items():
+        is_dir = (tmp_path / f"scores{suffix}" / rel).is_dir()
+        assert mode == (0o777 if is_dir else 0o666) & ~umask, rel
+
+
+def test_user_path_expands_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert user_path("~/x/y.csv") == tmp_path / "x" / "y.csv"
+    assert user_path(Path("rel/z")) == Path("rel/z")
+    atomic_write_text("~/out/a.txt", "home")
+    assert (tmp_path / "out" / "a.txt").read_text() == "home"
+    assert sha256_file("~/out/a.txt") == sha256_file(tmp_path / "out" / "a.txt")
+    with atomic_dir("~/store") as tmp:
+        (tmp / "b").write_text("x")
+    assert (tmp_path / "store" / "b").is_file()
+
+
+def test_cache_root_expands_home_in_the_environment(tmp_path, monkeypatch):
+    from conceptlens._io import cache_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CONCEPTLENS_CACHE_DIR", "~/cl-cache")
+    assert cache_root() == tmp_path / "cl-cache"
+    monkeypatch.delenv("CONCEPTLENS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")
+    assert cache_root() == tmp_path / "xdg" / "conceptlens"

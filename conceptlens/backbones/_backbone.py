@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from conceptlens._io import sha256_file
+from conceptlens._progress import progress
 from conceptlens.backbones._loading import LoadedModel, build_model, resolve_spec
 from conceptlens.backbones._registry import DEFAULT_BACKBONE, BackboneConfig
 from conceptlens.exceptions import ConfigError, DataError
@@ -386,7 +387,8 @@ class Backbone:
             pin_memory=self.device.type == "cuda" and preprocess,
             persistent_workers=False,
         )
-        for b, (keys, batch) in enumerate(loader):
+        bars = progress(loader, total=len(batches), desc="encoding images", unit="batch")
+        for b, (keys, batch) in enumerate(bars):
             yield batches[b], keys, batch
 
     # ------------------------------------------------------------------ public API
@@ -434,7 +436,7 @@ class Backbone:
         --------
         >>> bb = load_backbone("synthderm-lit")  # doctest: +SKIP
         >>> bb.encode_images(np.zeros((2, 96, 96, 3), np.uint8)).shape  # doctest: +SKIP
-        (2, 256)
+        (2, 384)
         """
         out = [
             self._image_forward(batch, normalize)
@@ -484,7 +486,8 @@ class Backbone:
                 raise ConfigError(f"prompt template {t!r} must contain '{{}}'")
         prompts = [t.format(text) for text in texts for t in tpls]
         feats = []
-        for i in range(0, len(prompts), batch_size):
+        starts = range(0, len(prompts), batch_size)
+        for i in progress(starts, total=len(starts), desc="encoding text", unit="batch"):
             tokens = self.tokenizer(prompts[i : i + batch_size]).to(self.device)
             with torch.inference_mode(), self._autocast():
                 f = self.model.encode_text(tokens).float()
@@ -695,8 +698,8 @@ def load_backbone(
 
     Examples
     --------
-    >>> bb = load_backbone("synthderm-lit")  # doctest: +SKIP
-    >>> bb.encode_text(["blue-white veil"]).shape  # doctest: +SKIP
+    >>> bb = load_backbone("synthderm-lit")
+    >>> bb.encode_text(["blue-white veil"]).shape
     (1, 384)
     """
     config, checkpoint = resolve_spec(name_or_path)

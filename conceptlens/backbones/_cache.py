@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptlens._io import atomic_write_text
+from conceptlens._io import atomic_write_text, user_path
 from conceptlens.exceptions import CacheError
 
 __all__ = ["EmbeddingCache"]
@@ -92,7 +92,7 @@ class EmbeddingCache:
         kind: str = "image",
         chunk_rows: int | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = user_path(root)
         self.fingerprint = fingerprint
         self.kind = kind
         self.row_shape = tuple(int(s) for s in row_shape)
@@ -109,7 +109,7 @@ class EmbeddingCache:
     def _fail(self, what: str) -> CacheError:
         return CacheError(
             f"embedding cache {self.folder} is corrupted or was written for something else: "
-            f"{what}. It is not reused; delete {self.folder} (or point --cache elsewhere) and "
+            f"{what}. It is not reused; delete {self.folder} (or point --cache-dir elsewhere) and "
             "rerun to rebuild it."
         )
 

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from conceptlens._cli_options import download_option, weights_option
 from conceptlens.backbones import _cli_lit
 
 __all__ = ["backbone"]
@@ -44,17 +45,8 @@ def show_cmd(name: str) -> None:
 @backbone.command(name="check")
 @click.argument("name")
 @click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
-@click.option(
-    "--weights",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="synthderm-lit only: weights you trained (train-synthderm-lit) instead of the shipped.",
-)
-@click.option(
-    "--download",
-    is_flag=True,
-    help="Let huggingface_hub download missing hub weights (otherwise no network is used).",
-)
+@weights_option
+@download_option
 def check_cmd(name: str, device: str | None, weights: str | None, download: bool) -> None:
     """Try loading NAME (registry name, checkpoint, local-dir: or hf-hub: id).
 

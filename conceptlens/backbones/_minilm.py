@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conceptlens._io import sha256_file
+from conceptlens._io import sha256_file, user_path
 from conceptlens.exceptions import BackboneUnavailableError, IntegrityError
 
 __all__ = [
@@ -169,7 +169,7 @@ def verify_minilm_dir(folder: str | Path) -> Path:
     >>> verify_minilm_dir(minilm_dir()).name
     'model'
     """
-    folder = Path(folder).resolve()
+    folder = user_path(folder).resolve()
     for name in MINILM_FILES:
         if not (folder / name).is_file():
             raise BackboneUnavailableError(

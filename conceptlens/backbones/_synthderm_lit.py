@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from conceptlens._io import user_path
 from conceptlens.backbones._registry import OPENAI_MEAN, OPENAI_STD
 from conceptlens.exceptions import BackboneUnavailableError, IntegrityError
 
@@ -214,7 +215,7 @@ def save_lit_weights(
     meta = {"format": "pt", "model": "synthderm-lit"}
     if metadata is not None:
         meta["conceptlens"] = json.dumps(metadata, sort_keys=True)
-    path = Path(path)
+    path = user_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
@@ -298,7 +299,7 @@ def load_lit_weights(
         If the hash differs, the file is not safetensors, or its tensors do not match the
         model's trainable parameters (names, shapes) or hold NaN/infinite values.
     """
-    path = Path(path)
+    path = user_path(path)
     state = _read_weights(path, expected_sha256)
     expected = lit_state_dict(model)
     missing = sorted(set(expected) - set(state))
@@ -373,7 +374,7 @@ def build_synthderm_lit(
 
     if weights is not None:
         pretrained = True
-        weights_path = Path(weights).expanduser()
+        weights_path = user_path(weights)
         expected_sha = shipped_weights_sha256() if _same_file(weights_path, WEIGHTS_PATH) else None
     else:
         weights_path = WEIGHTS_PATH
@@ -384,7 +385,7 @@ def build_synthderm_lit(
             "`conceptlens backbone train-synthderm-lit` or reinstall conceptlens"
         )
     if minilm_path is not None:
-        folder = Path(minilm_path).expanduser().resolve()
+        folder = user_path(minilm_path).resolve()
         minilm_sha = None
     else:
         folder = minilm_dir()

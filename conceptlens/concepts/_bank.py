@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from conceptlens._io import atomic_write_text
+from conceptlens._io import atomic_write_text, user_path
 from conceptlens.exceptions import BankError, MissingFileError, UnknownNameError
 
 __all__ = [
@@ -552,7 +552,7 @@ class ConceptBank:
 
         Loading the written file gives back an equal bank with the same fingerprint.
         """
-        path = Path(path)
+        path = user_path(path)
         if path.suffix.lower() == ".json":
             text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
         elif path.suffix.lower() in (".yaml", ".yml"):
@@ -832,7 +832,7 @@ def validate_bank_file(path: str | os.PathLike[str]) -> ConceptBank:
     >>> validate_bank_file(shipped_bank_dirs()[0] / "chest_xray.yaml").id
     'chest_xray'
     """
-    path = Path(path)
+    path = user_path(path)
     return ConceptBank.from_dict(_read_file(path), source=str(path))
 
 
@@ -901,7 +901,7 @@ def load_bank(name_or_path: str | os.PathLike[str] | ConceptBank) -> ConceptBank
     if isinstance(name_or_path, ConceptBank):
         return name_or_path
     text = os.fspath(name_or_path)
-    path = Path(text)
+    path = user_path(text)
     looks_like_path = path.suffix.lower() in _SUFFIXES or os.sep in text or "/" in text
     if path.is_file() or (looks_like_path and path.exists()):
         return validate_bank_file(path)  # a FIFO or folder is refused there, never read

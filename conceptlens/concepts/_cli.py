@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from conceptlens._cli_options import CACHE_DIR_HELP, UserPath, out_option, read_scores
 from conceptlens.exceptions import BankError, ConfigError
 
 __all__ = ["bank"]
@@ -41,7 +42,9 @@ def _embed_fn(name: str, *, fallback: bool = False) -> Any:
 def _llm(base_url: str | None, model: str | None, timeout: float, cache_dir: str | None) -> Any:
     from conceptlens.concepts._llm import LLMClient
 
-    return LLMClient(base_url=base_url, model=model, timeout=timeout, cache_dir=cache_dir)
+    # --cache-dir is the conceptlens cache folder everywhere; LLM responses go to llm/ in it
+    llm_cache = Path(cache_dir) / "llm" if cache_dir is not None else None
+    return LLMClient(base_url=base_url, model=model, timeout=timeout, cache_dir=llm_cache)
 
 
 @click.group(name="bank")
@@ -66,8 +69,14 @@ def list_cmd() -> None:
 @click.option("--yaml", "as_yaml", is_flag=True, help="Print the whole bank as YAML.")
 def show_cmd(name: str, as_yaml: bool) -> None:
     """Show a bank (shipped name or path): header and one line per concept."""
-    from conceptlens.concepts._bank import load_bank
+    from conceptlens._io import user_path
+    from conceptlens.concepts._bank import list_banks, load_bank
 
+    if user_path(name).is_dir():
+        raise BankError(
+            f"{name} is a folder; give a bank file (.yaml, .yml or .json) or a shipped bank "
+            f"name ({', '.join(list_banks())})"
+        )
     b = load_bank(name)
     if as_yaml:
         click.echo(b.to_yaml(), nl=False)
@@ -89,7 +98,7 @@ def show_cmd(name: str, as_yaml: bool) -> None:
 
 
 @bank.command(name="validate")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=UserPath(dir_okay=False))
 def validate_cmd(paths: tuple[str, ...]) -> None:
     """Validate bank files; exit 1 if any fails (each error names file, concept and field)."""
     from conceptlens.concepts._bank import validate_bank_file
@@ -112,7 +121,12 @@ _llm_options = [
     click.option("--base-url", default=None, help="Chat-completions base URL ($OPENAI_BASE_URL)."),
     click.option("--model", default=None, help="Model name ($OPENAI_MODEL, default gpt-4o-mini)."),
     click.option("--timeout", default=60.0, show_default=True, help="Seconds per request."),
-    click.option("--cache-dir", default=None, help="LLM response cache folder."),
+    click.option(
+        "--cache-dir",
+        type=UserPath(file_okay=False),
+        default=None,
+        help=CACHE_DIR_HELP + " LLM responses are kept in llm/ inside it.",
+    ),
 ]
 
 
@@ -129,7 +143,7 @@ def _with(options: list[Any]) -> Any:
 @click.option("--classes", "classes", multiple=True, required=True, help="Comma-separated.")
 @click.option("--domain", required=True, help="E.g. dermatology.")
 @click.option("--modality", default="", help="E.g. dermoscopy.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank file to write.")
+@out_option("Bank file to write (.yaml or .json).", dir_okay=False)
 @click.option("--families", default="features,differences,questions,priors", show_default=True)
 @click.option("--n", "n_per_prompt", default=10, show_default=True, help="Items per prompt.")
 @click.option("--id", "bank_id", default=None, help="Bank id (default: <domain>_llm).")
@@ -172,17 +186,24 @@ def generate_cmd(
 
 
 @bank.command(name="retrieve")
-@click.option("--corpus", "corpora", multiple=True, help="Corpus file/folder (.txt .jsonl .xml).")
+@click.option(
+    "--corpus",
+    "corpora",
+    multiple=True,
+    type=UserPath(exists=True),
+    help="Corpus file/folder (.txt .jsonl .xml).",
+)
 @click.option(
     "--index",
     "index_dir",
+    type=UserPath(file_okay=False),
     default=None,
     help="Index folder: loaded if it exists, else built from --corpus and saved there.",
 )
 @click.option("--classes", "classes", multiple=True, required=True, help="Comma-separated.")
 @click.option("--domain", default="", help="Stored in the bank (and told to the LLM).")
 @click.option("--modality", default="", help="Stored in the bank (and told to the LLM).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank file to write.")
+@out_option("Bank file to write (.yaml or .json).", dir_okay=False)
 @click.option("--k", default=8, show_default=True, help="Passages per class.")
 @click.option("--method", type=click.Choice(["bm25", "dense", "hybrid"]), default="bm25")
 @click.option(
@@ -243,7 +264,7 @@ def retrieve_cmd(
 
 @bank.command(name="filter")
 @click.argument("bank_ref")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank file to write.")
+@out_option("Bank file to write (.yaml or .json).", dir_okay=False)
 @click.option("--max-words", type=int, default=None, help="Drop prompts longer than this.")
 @click.option(
     "--class-ratio",
@@ -267,8 +288,8 @@ def retrieve_cmd(
 @click.option(
     "--scores",
     default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="netCDF concept_score on training images (for --cutoff / --select).",
+    type=UserPath(exists=True),
+    help="concept_score file (.nc or .zarr) on training images (for --cutoff / --select).",
 )
 @click.option("--cutoff", type=float, default=None, help="Min mean of top-k scores.")
 @click.option("--top-k", default=5, show_default=True)
@@ -276,7 +297,7 @@ def retrieve_cmd(
 @click.option(
     "--report",
     default=None,
-    type=click.Path(dir_okay=False),
+    type=UserPath(dir_okay=False),
     help="Write what was removed and why as CSV.",
 )
 def filter_cmd(
@@ -300,9 +321,7 @@ def filter_cmd(
     b = load_bank(bank_ref)
     score_arr = None
     if scores:
-        import xarray as xr
-
-        score_arr = xr.load_dataarray(scores)
+        score_arr = read_scores(scores)
     fn = _embed_fn(embed)
     kept, rep = filter_bank(
         b,

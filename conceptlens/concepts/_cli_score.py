@@ -6,6 +6,18 @@ from pathlib import Path
 
 import click
 
+from conceptlens._cli_options import (
+    UserPath,
+    cache_dir_option,
+    download_option,
+    label_column_option,
+    on_error_option,
+    out_option,
+    path_column_option,
+    root_option,
+    weights_option,
+)
+
 __all__ = ["score"]
 
 
@@ -14,9 +26,13 @@ __all__ = ["score"]
     "--data",
     "data",
     required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Manifest CSV/Parquet (a 'path' column, paths relative to the manifest).",
+    type=UserPath(exists=True, dir_okay=False),
+    help="Manifest CSV/Parquet with a column of image paths (relative to --root).",
 )
+@root_option
+@path_column_option
+@label_column_option
+@on_error_option
 @click.option("--bank", required=True, help="Concept bank name or file.")
 @click.option(
     "--backbone",
@@ -24,12 +40,7 @@ __all__ = ["score"]
     show_default=True,
     help="Backbone name, checkpoint file, local-dir:PATH or hf-hub:ID.",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=True),
-    help="Output: .nc (netCDF) or .zarr.",
-)
+@out_option("Output: .nc (netCDF) or .zarr.")
 @click.option(
     "--mode",
     type=click.Choice(["cosine", "relative"]),
@@ -37,22 +48,23 @@ __all__ = ["score"]
     show_default=True,
     help="relative = cosine minus the cosine with the bank's reference prompts.",
 )
-@click.option("--cache", type=click.Path(file_okay=False), default=None, help="Embedding cache.")
-@click.option("--batch-size", type=int, default=None, help="Images per forward pass.")
-@click.option("--label-column", default="label", show_default=True)
-@click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
-@click.option("--scheduler", default=None, help="dask.distributed scheduler address.")
+@cache_dir_option
 @click.option(
-    "--weights",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="synthderm-lit only: weights you trained (train-synthderm-lit) instead of the shipped.",
-)
-@click.option(
-    "--download",
+    "--no-cache",
     is_flag=True,
-    help="Let huggingface_hub download missing hub weights (otherwise no network is used).",
+    help="Encode every image afresh and keep no embeddings (default: reuse and extend the "
+    "embedding cache, so a rerun or a resumed run encodes nothing twice).",
 )
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per pass.")
+@click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
+@click.option(
+    "--scheduler",
+    default=None,
+    help="dask.distributed scheduler address; the workers use an embedding cache only if "
+    "--cache-dir names one (on a file system they all share).",
+)
+@weights_option
+@download_option
 @click.option(
     "--max-aspect-ratio",
     type=float,
@@ -62,13 +74,17 @@ __all__ = ["score"]
 )
 def score(
     data: str,
+    root: str | None,
+    path_column: str,
+    label_column: str,
+    on_error: str,
     bank: str,
     backbone: str,
     out: str,
     mode: str,
-    cache: str | None,
+    cache_dir: str | None,
+    no_cache: bool,
     batch_size: int | None,
-    label_column: str,
     device: str | None,
     scheduler: str | None,
     weights: str | None,
@@ -76,6 +92,8 @@ def score(
     max_aspect_ratio: float,
 ) -> None:
     """Score a concept bank on the images of a manifest; write a concept_score array."""
+    from conceptlens._io import cache_root
+    from conceptlens._progress import step
     from conceptlens.backbones import load_backbone
     from conceptlens.concepts import load_bank, score_concepts
     from conceptlens.data import load_manifest
@@ -85,11 +103,29 @@ def score(
     suffix = out_path.suffix.lower()
     if suffix not in (".nc", ".zarr"):
         raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
-    dataset = load_manifest(data, label_column=label_column, max_aspect_ratio=max_aspect_ratio)
-    bank_obj = load_bank(bank)
-    bb = load_backbone(
-        backbone, device=device, batch_size=batch_size, weights=weights, download=download
+    if no_cache and cache_dir is not None:
+        raise ConfigError("give --cache-dir or --no-cache, not both")
+    if no_cache or (scheduler and cache_dir is None):
+        # on a cluster the workers write the cache: only a folder the user names (on a
+        # file system every worker shares) is safe, not this machine's default
+        cache = None
+    else:
+        cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    dataset = load_manifest(
+        data,
+        root=root,
+        path_column=path_column,
+        label_column=label_column,
+        on_error=on_error,
+        max_aspect_ratio=max_aspect_ratio,  # type: ignore[arg-type]
+        # skip: decode every image now, so unreadable ones are left out before scoring
+        validate=on_error == "skip",
     )
+    bank_obj = load_bank(bank)
+    with step(f"loading backbone {backbone}"):
+        bb = load_backbone(
+            backbone, device=device, batch_size=batch_size, weights=weights, download=download
+        )
     client = None
     if scheduler:
         from dask.distributed import Client
@@ -104,9 +140,12 @@ def score(
         if client is not None:
             client.close()
     write_scores(scores, out_path)
+    for skipped in getattr(dataset, "skipped", []):
+        click.echo(f"skipped {skipped}", err=True)
     click.echo(
         f"wrote {out_path}: {scores.sizes['sample']} samples x {scores.sizes['concept']} "
-        f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version})"
+        f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version}"
+        + (f"; embedding cache {cache})" if cache is not None else ")")
     )
 
 

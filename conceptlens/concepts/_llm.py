@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from conceptlens._io import atomic_write_text
+from conceptlens._io import atomic_write_text, user_path
 from conceptlens.exceptions import ConceptLensError, ConfigError
 
 __all__ = ["LLMClient", "LLMError", "default_cache_dir", "validate_json"]
@@ -339,7 +339,7 @@ class LLMClient:
         elif cache_dir is False:
             self.cache_dir = None
         else:
-            self.cache_dir = Path(cache_dir)
+            self.cache_dir = user_path(cache_dir)
         self.temperature = float(temperature)
         self.structured = bool(structured)
         self.n_requests = 0  # HTTP requests actually sent (for tests and reports)

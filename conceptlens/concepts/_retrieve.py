@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptlens._io import atomic_dir, atomic_write_text
+from conceptlens._io import atomic_dir, atomic_write_text, user_path
 from conceptlens.concepts._bank import ConceptBank
 from conceptlens.concepts._filter import _unit
 from conceptlens.concepts._sanitize import Rejection, sanitize_concept, to_concept_name
@@ -218,7 +218,7 @@ def read_corpus(path: str | os.PathLike[str], *, max_words: int = 120) -> list[P
     >>> passages[0].doc_id
     'synthderm-01'
     """
-    path = Path(path)
+    path = user_path(path)
     if path.is_dir():
         out: list[Passage] = []
         for p in sorted(path.iterdir()):
@@ -373,7 +373,7 @@ class CorpusIndex:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the index folder atomically (JSON + ``.npy`` only, no pickle)."""
-        path = Path(path)
+        path = user_path(path)
         with atomic_dir(path) as tmp:
             self.retriever.save(tmp / "bm25", show_progress=False)
             lines = [json.dumps(dataclasses.asdict(p), ensure_ascii=False) for p in self.passages]
@@ -387,7 +387,7 @@ class CorpusIndex:
         """Load a folder written by :meth:`save` (arrays read with ``allow_pickle=False``)."""
         import bm25s
 
-        path = Path(path)
+        path = user_path(path)
         meta_path = path / "index.json"
         if not meta_path.is_file():
             raise MissingFileError(

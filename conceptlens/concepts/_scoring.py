@@ -15,7 +15,6 @@ import math
 import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
+from conceptlens._io import user_path
 from conceptlens._progress import progress
 from conceptlens.exceptions import ConfigError, DataError
 
@@ -432,7 +432,7 @@ def score_concepts(
             n,
             text,
             ref,
-            cache=None if cache is None else str(Path(cache).resolve()),
+            cache=None if cache is None else str(user_path(cache).resolve()),
             batch_size=batch_size,
             block_size=block_size,
         )

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from conceptlens._io import user_path
 from conceptlens.data._dataset import ImageDataset, OnError
 from conceptlens.data._manifest import read_table
 from conceptlens.data._sources import FileImages
@@ -98,8 +99,8 @@ def _index_images(dirs: Sequence[Path], suffixes: Sequence[str]) -> dict[str, Pa
 
 def _as_dirs(image_dir: str | os.PathLike[str] | Sequence[Any]) -> list[Path]:
     if isinstance(image_dir, str | os.PathLike):
-        return [Path(image_dir)]
-    return [Path(d) for d in image_dir]
+        return [user_path(image_dir)]
+    return [user_path(d) for d in image_dir]
 
 
 def _paths(
@@ -148,7 +149,7 @@ def load_ham10000(
         images of one lesion must stay in one split), ``dx_type``, ``age``, ``sex``,
         ``localization``.
     """
-    src = Path(metadata_csv)
+    src = user_path(metadata_csv)
     frame = read_table(src, str_columns=("lesion_id", "image_id"))
     _require(frame, ["lesion_id", "image_id", "dx"], src, "HAM10000")
     meta = pd.DataFrame(
@@ -202,7 +203,7 @@ def load_isic(
         Label column ``dx`` (classes = the one-hot columns in file order); with metadata,
         ``age``, ``site_anatomic``, ``lesion_id`` (also ``patient_id``) and ``sex``.
     """
-    src = Path(ground_truth_csv)
+    src = user_path(ground_truth_csv)
     gt = read_table(src, str_columns=("image",))
     _require(gt, ["image"], src, "ISIC ground-truth")
     classes = [c for c in gt.columns if c != "image"]
@@ -219,7 +220,7 @@ def load_isic(
     ]
     meta = pd.DataFrame({"dx": dx}, index=pd.Index(gt["image"].astype(str), name="id"))
     if metadata_csv is not None:
-        msrc = Path(metadata_csv)
+        msrc = user_path(metadata_csv)
         extra = read_table(msrc, str_columns=("image", "lesion_id"))
         _require(extra, ["image"], msrc, "ISIC metadata")
         extra = extra.set_index(extra["image"].astype(str)).drop(columns=["image"])
@@ -281,7 +282,7 @@ def load_chestxray14(
         ``sex``, ``view_position``, ``original_width``/``original_height``,
         ``pixel_spacing_x``/``pixel_spacing_y``, ``finding_labels`` (the raw string).
     """
-    src = Path(data_entry_csv)
+    src = user_path(data_entry_csv)
     frame = _nih_columns(read_table(src, str_columns=("Image Index",)))
     _require(frame, ["Image Index", "Finding Labels", "Patient ID"], src, "ChestX-ray14")
     label_list = [str(x) for x in labels]
@@ -369,7 +370,7 @@ def load_chexpert(
     """
     if uncertain not in ("zeros", "ones", "ignore"):
         raise ConfigError(f"uncertain must be 'zeros', 'ones' or 'ignore', not {uncertain!r}.")
-    src = Path(csv)
+    src = user_path(csv)
     frame = read_table(src, str_columns=("Path",))
     label_list = [str(x) for x in labels]
     _require(frame, ["Path", *label_list], src, "CheXpert")
@@ -401,7 +402,7 @@ def load_chexpert(
         base = src.resolve().parent
         root_dir = base.parent if first and first[0] == base.name else base
     else:
-        root_dir = Path(root)
+        root_dir = user_path(root)
     return ImageDataset(
         meta,
         FileImages([str(root_dir / p) for p in paths_rel]),
@@ -444,7 +445,7 @@ def load_fitzpatrick17k(
         ``"FST6"``, ``"unknown"`` for -1), ``fitzpatrick_scale``,
         ``fitzpatrick_centaur``, the three label columns and ``qc``. URLs are not kept.
     """
-    src = Path(csv)
+    src = user_path(csv)
     frame = read_table(src, str_columns=("md5hash",))
     _require(frame, ["md5hash", "fitzpatrick_scale", label], src, "Fitzpatrick17k")
     keep = [

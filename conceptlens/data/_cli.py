@@ -9,6 +9,12 @@ from typing import Any
 
 import click
 
+from conceptlens._cli_options import (
+    UserPath,
+    label_column_option,
+    path_column_option,
+    root_option,
+)
 from conceptlens.data._cli_synthderm import synthderm
 
 __all__ = ["data", "dataset_report", "open_dataset"]
@@ -17,6 +23,8 @@ __all__ = ["data", "dataset_report", "open_dataset"]
 IMBALANCE_RATIO = 10.0
 # Metadata columns counted by `data info` when present.
 BREAKDOWN_COLUMNS = ("split", "site", "group", "sex", "view_position", "localization")
+# A folder holding one of these is a dataset described by its manifest (`data synthderm`).
+MANIFEST_NAMES = ("manifest.csv", "manifest.parquet")
 
 
 @click.group(name="data")
@@ -33,7 +41,12 @@ def open_dataset(
     label_columns: list[str] | None = None,
     dicom_frame: str = "error",
 ) -> Any:
-    """Open a folder, manifest (CSV/Parquet), ``.npz`` or DICOM file/folder in skip mode."""
+    """Open a folder, manifest (CSV/Parquet), ``.npz`` or DICOM file/folder in skip mode.
+
+    A folder holding ``manifest.csv`` (or ``manifest.parquet``), as ``conceptlens data
+    synthderm`` writes, is read through that manifest, not as a class-per-folder tree.
+    """
+    from conceptlens._io import user_path
     from conceptlens.data._dicom import DicomOptions, load_dicom
     from conceptlens.data._folder import load_folder
     from conceptlens.data._images import is_dicom_path
@@ -41,16 +54,19 @@ def open_dataset(
     from conceptlens.data._npz import load_npz
     from conceptlens.exceptions import MissingFileError
 
-    p = Path(path)
+    p = user_path(path)
     frame: Any = int(dicom_frame) if dicom_frame.isdigit() else dicom_frame
     options = DicomOptions(frame=frame)
     if not p.exists():
         raise MissingFileError(f"no such file or folder: {p}")
     if p.is_dir():
-        has_subdirs = any(c.is_dir() and not c.name.startswith(".") for c in p.iterdir())
-        if has_subdirs:
+        manifests = [p / n for n in MANIFEST_NAMES if (p / n).is_file()]
+        if manifests:
+            p = manifests[0]
+        elif any(c.is_dir() and not c.name.startswith(".") for c in p.iterdir()):
             return load_folder(p, on_error="skip", dicom_options=options)
-        return load_dicom(p, options=options, on_error="skip")
+        else:
+            return load_dicom(p, options=options, on_error="skip")
     suffix = p.suffix.lower()
     if suffix == ".npz":
         return load_npz(p, on_error="skip")
@@ -148,10 +164,10 @@ def _print_report(path: str, r: dict[str, Any]) -> None:
 
 
 @data.command("info")
-@click.argument("path", type=click.Path(path_type=str))
-@click.option("--root", default=None, help="Folder that manifest paths are relative to.")
-@click.option("--path-column", default="path", show_default=True)
-@click.option("--label-column", default="label", show_default=True)
+@click.argument("path", type=UserPath())
+@root_option
+@path_column_option
+@label_column_option
 @click.option(
     "--label-columns",
     default=None,
@@ -181,8 +197,9 @@ def info(
 ) -> None:
     """Counts by label, site/group and split, and every problem found in PATH.
 
-    PATH is a class-per-folder directory, a CSV/Parquet manifest, a MedMNIST-style
-    .npz, or a DICOM file/folder. Exits with status 1 if any sample is bad (missing or
+    PATH is a class-per-folder directory, a CSV/Parquet manifest (or a folder holding
+    manifest.csv, as `conceptlens data synthderm` writes), a MedMNIST-style .npz, or a
+    DICOM file/folder. Exits with status 1 if any sample is bad (missing or
     unreadable file, bad label, duplicate id) unless --allow-errors; label imbalance
     is a warning only.
     """
@@ -201,7 +218,12 @@ def info(
     else:
         _print_report(path, report)
     if report["errors"] and not allow_errors:
-        raise click.exceptions.Exit(1)
+        from conceptlens.exceptions import DataError
+
+        raise DataError(
+            f"{len(report['errors'])} problem(s) in {path} (listed above); fix them, or "
+            "pass --allow-errors to exit with status 0"
+        )
 
 
 data.add_command(synthderm)

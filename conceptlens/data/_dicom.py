@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from conceptlens._io import user_path
 from conceptlens.data._images import to_rgb_uint8
 from conceptlens.exceptions import ConfigError, ImageDecodeError, MissingFileError
 
@@ -204,7 +205,7 @@ def dicom_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     Multi-valued tags become tuples of floats; absent tags are left out. No patient,
     study, institution, date or UID element is ever returned.
     """
-    ds = _read(Path(path), pixels=False)
+    ds = _read(user_path(path), pixels=False)
     out: dict[str, Any] = {}
     for tag in DICOM_METADATA_TAGS:
         if tag not in ds:
@@ -290,7 +291,7 @@ def read_dicom(path: str | os.PathLike[str], options: DicomOptions | None = None
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     opts = options or DicomOptions()
-    p = Path(path)
+    p = user_path(path)
     ds = _read(p, pixels=True)
     if "PixelData" not in ds:
         raise ImageDecodeError(f"{p}: DICOM file has no pixel data (a report or SR object?).")
@@ -372,7 +373,7 @@ def load_dicom(
     from conceptlens.data._sources import FileImages
     from conceptlens.exceptions import DataError
 
-    base = Path(path)
+    base = user_path(path)
     if base.is_file():
         files, root = [base], base.parent
     elif base.is_dir():

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from conceptlens._io import user_path
 from conceptlens.data._dataset import ImageDataset, OnError
 from conceptlens.data._images import IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, is_dicom_path
 from conceptlens.data._sources import FileImages
@@ -29,7 +30,7 @@ def list_image_files(
     folder: str | os.PathLike[str], *, extensions: Sequence[str] = IMAGE_EXTENSIONS
 ) -> list[Path]:
     """Every image file under ``folder`` (recursively, hidden files skipped), sorted."""
-    root = Path(folder)
+    root = user_path(folder)
     return sorted(
         p
         for p in root.rglob("*")
@@ -87,7 +88,7 @@ def load_folder(
     >>> ds.ids, ds.classes, ds[1].label
     (['benign/x.png', 'malignant/x.png'], ['benign', 'malignant'], 1)
     """
-    base = Path(root)
+    base = user_path(root)
     if not base.is_dir():
         raise MissingFileError(f"image folder not found: {base}")
     subdirs = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))

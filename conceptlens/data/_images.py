@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from conceptlens._io import user_path
 from conceptlens.exceptions import DataError, ImageDecodeError, MissingFileError
 
 __all__ = [
@@ -54,7 +55,7 @@ _DICOM_EXTENSIONS = (".dcm", ".dicom")
 
 def is_dicom_path(path: str | os.PathLike[str]) -> bool:
     """Return True if ``path`` names a DICOM file (by extension, or by its ``DICM`` marker)."""
-    p = Path(path)
+    p = user_path(path)
     suffix = p.suffix.lower()
     if suffix in _DICOM_EXTENSIONS:
         return True
@@ -265,7 +266,7 @@ def read_image(
         The file is corrupt, truncated, not a regular file, a possible decompression
         bomb, too elongated, or needs a decoder plugin that is not installed.
     """
-    p = Path(path)
+    p = user_path(path)
     open_regular(p).close()  # missing file, folder, FIFO or device: fail before any decoder
     if is_dicom_path(p):
         from conceptlens.data._dicom import read_dicom
@@ -305,7 +306,7 @@ def read_mask(
     np.ndarray
         ``bool`` array of shape ``(H, W)``.
     """
-    p = Path(path)
+    p = user_path(path)
     if not p.exists():
         raise MissingFileError(
             f"{name} file not found: {p}. Fix the `{name}` column of the manifest or "

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from conceptlens._io import user_path
 from conceptlens.data._dataset import ImageDataset, OnError
 from conceptlens.data._images import MAX_ASPECT_RATIO
 from conceptlens.data._sources import FileImages, FileMasks
@@ -23,7 +24,7 @@ def read_table(path: str | os.PathLike[str], *, str_columns: Sequence[str] = ())
     Columns in ``str_columns`` are read as text (so ids such as ``"00012"`` keep their
     leading zeros).
     """
-    p = Path(path)
+    p = user_path(path)
     if not p.exists():
         raise MissingFileError(f"manifest not found: {p}")
     if not p.is_file():
@@ -219,13 +220,13 @@ def load_manifest(
     >>> ds.classes, ds[0].image.shape, ds.metadata.loc["a.png", "site"]
     (['nevus'], (4, 4, 3), 'site_a')
     """
-    p = Path(path)
+    p = user_path(path)
     str_cols = [path_column, id_column or "id", *(mask_columns or [])]
     frame = read_table(p, str_columns=str_cols)
     parquet = p.suffix.lower() in (".parquet", ".pq")
     ds = dataset_from_frame(
         frame,
-        root=Path(root) if root is not None else p.resolve().parent,
+        root=user_path(root) if root is not None else p.resolve().parent,
         path_column=path_column,
         label_column=label_column,
         label_columns=label_columns,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from conceptlens._io import user_path
 from conceptlens.data._dataset import ImageDataset, OnError
 from conceptlens.data._sources import NpzImages
 from conceptlens.exceptions import DataError, ImageDecodeError, MissingFileError
@@ -61,7 +62,7 @@ def load_npz(
     >>> len(ds), ds.ids[0], ds[2].label
     (3, 'train_00000', 1)
     """
-    p = Path(path)
+    p = user_path(path)
     if not p.exists():
         raise MissingFileError(f"npz file not found: {p}")
     if not p.is_file():

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from conceptlens._io import atomic_write_text
+from conceptlens._io import atomic_write_text, user_path
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
 __all__ = ["load_splits", "make_splits", "save_splits"]
@@ -66,6 +66,33 @@ def _column(meta: pd.DataFrame, name: str, role: str) -> np.ndarray:
             f"metadata[{name!r}].fillna('unknown')) before splitting."
         )
     return col.astype(str).to_numpy()
+
+
+def _group_values(meta: pd.DataFrame, name: str, ids: np.ndarray) -> np.ndarray:
+    """The group column as strings; an empty cell makes the sample a group of its own."""
+    if name not in meta.columns:
+        raise DataError(
+            f"group column {name!r} not found; columns are {list(meta.columns)}. "
+            "Pass group_column= naming the patient or lesion column."
+        )
+    col = meta[name]
+    values = col.astype(str).to_numpy(dtype=object)
+    empty = col.isna().to_numpy()
+    # "\0" cannot appear in a real id read from a table, so these never merge with one
+    values[empty] = ["\0" + str(i) for i in ids[empty]]
+    return values
+
+
+def _check_not_empty(
+    parts: Mapping[str, Sequence[int]], fractions: Mapping[str, float], n_groups: int, col: str
+) -> None:
+    empty = [k for k, v in parts.items() if fractions.get(k, 0) > 0 and len(v) == 0]
+    if empty:
+        raise DataError(
+            f"split(s) {empty} would be empty: the {n_groups} distinct {col!r} value(s) cannot "
+            f"fill {sum(1 for v in fractions.values() if v > 0)} splits with fractions "
+            f"{dict(fractions)}; use fewer splits, give them larger fractions, or more data."
+        )
 
 
 def _stratified(
@@ -128,7 +155,7 @@ def _grouped(
 def make_splits(
     data: Any,
     *,
-    strategy: Strategy = "stratified",
+    strategy: Strategy | None = None,
     fractions: Mapping[str, float] | None = None,
     seed: int = 0,
     stratify_column: str | None = None,
@@ -143,10 +170,16 @@ def make_splits(
     ----------
     data : ImageDataset or pandas.DataFrame
         The dataset (or its metadata, index = sample id).
-    strategy : {"random", "stratified", "group", "site"}
+    strategy : {"random", "stratified", "group", "site"}, optional
+        Default: ``"group"`` when the data has ``group_column`` (the HAM10000, ISIC,
+        NIH ChestX-ray14 and CheXpert adapters set ``patient_id``), else
+        ``"stratified"``, so images of one patient or lesion never straddle splits.
         ``"stratified"``: each class split by ``fractions``. ``"group"``: every
         ``group_column`` value (patient, lesion) in exactly one split, stratified by
-        its dominant class. ``"site"``: the ``heldout_sites`` form the ``heldout_name``
+        its dominant class (ties go to the value that sorts first); a sample with an
+        empty group cell is a group of its own. A grouped split that would leave a split
+        with a positive fraction empty raises :class:`DataError` naming it. ``"site"``: the
+        ``heldout_sites`` form the ``heldout_name``
         split (domain shift); the other sites are split by ``fractions`` (grouped
         when ``group_column`` exists, else stratified).
     fractions : dict of str to float, optional
@@ -190,6 +223,8 @@ def make_splits(
             stratify_column = "label"
     strata = _column(meta, stratify_column, "stratify") if stratify_column else None
     rng = np.random.default_rng(seed)
+    if strategy is None:
+        strategy = "group" if group_column in meta.columns else "stratified"
     if strategy == "site":
         if heldout_sites is None:
             raise ConfigError("strategy='site' needs heldout_sites=, e.g. ['site_c'].")
@@ -209,8 +244,9 @@ def make_splits(
         rest = np.flatnonzero(~out_mask)
         sub_strata = strata[rest] if strata is not None else None
         if group_column in meta.columns:
-            groups = _column(meta, group_column, "group")
-            parts = _grouped(groups[rest], sub_strata, fr, rng)
+            groups = _group_values(meta, group_column, ids)[rest]
+            parts = _grouped(groups, sub_strata, fr, rng)
+            _check_not_empty(parts, fr, len(set(groups)), group_column)
         else:
             parts = _stratified(ids[rest], sub_strata, fr, rng)
         result = {k: rest[v].tolist() for k, v in parts.items()}
@@ -222,7 +258,9 @@ def make_splits(
         elif strategy == "stratified":
             result = _stratified(ids, strata, fr, rng)
         elif strategy == "group":
-            result = _grouped(_column(meta, group_column, "group"), strata, fr, rng)
+            groups = _group_values(meta, group_column, ids)
+            result = _grouped(groups, strata, fr, rng)
+            _check_not_empty(result, fr, len(set(groups)), group_column)
         else:
             raise ConfigError(
                 f"unknown split strategy {strategy!r}; use 'random', 'stratified', "
@@ -242,7 +280,7 @@ def save_splits(
     ``info`` (strategy, seed, ...) is stored alongside in the JSON form.
     """
     _check_disjoint(splits, "splits")
-    p = Path(path)
+    p = user_path(path)
     if p.suffix.lower() == ".csv":
         rows = [(i, k) for k, v in splits.items() for i in v]
         frame = pd.DataFrame(rows, columns=["id", "split"])
@@ -259,7 +297,7 @@ def save_splits(
 
 def load_splits(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """Read splits written by :func:`save_splits` (JSON or CSV ``id,split``)."""
-    p = Path(path)
+    p = user_path(path)
     if not p.exists():
         raise MissingFileError(f"split file not found: {p}")
     if p.suffix.lower() == ".csv":

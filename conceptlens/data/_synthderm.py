@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from conceptlens._io import user_path
 from conceptlens.data._synthderm_draw import draw_block
 from conceptlens.data._synthderm_presets import (
     SynthDermConfig,
@@ -462,7 +463,7 @@ def write_synthderm(
 
     gen = SynthDerm(preset, image_size=image_size)
     n, seed = _check_n_seed(n, seed)
-    out = Path(out_dir)
+    out = user_path(out_dir)
     settings = {
         "generator": "conceptlens.synthderm",
         "format": 1,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from conceptlens._cli_options import UserPath
+
 __all__ = ["fit"]
 
 
@@ -12,15 +14,17 @@ __all__ = ["fit"]
     "--scores",
     "scores_path",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="netCDF file holding a `concept_score` DataArray (sample, concept).",
+    type=UserPath(),
+    help="netCDF (.nc) or zarr file holding a `concept_score` DataArray (sample, concept).",
 )
-@click.option("--label", "label", required=True, help="Sample coordinate with the labels.")
+@click.option(
+    "--label-column", "--label", "label", required=True, help="Sample coordinate with the labels."
+)
 @click.option(
     "--out",
     "out",
     required=True,
-    type=click.Path(file_okay=False),
+    type=UserPath(file_okay=False),
     help="Output model folder (head.safetensors + head.json + metrics.nc).",
 )
 @click.option(
@@ -61,27 +65,17 @@ def fit(
     seed,
 ):
     """Fit a sparse concept-bottleneck head and print metrics with bootstrap CIs."""
-    from pathlib import Path
 
     import numpy as np
     import xarray as xr
 
-    from conceptlens.exceptions import DataError, MissingFileError
+    from conceptlens._cli_options import read_scores
+    from conceptlens.exceptions import DataError
     from conceptlens.heads._estimators import ConceptBottleneckClassifier
     from conceptlens.heads._io import save_head
     from conceptlens.heads._metrics import classification_metrics
 
-    if not Path(scores_path).is_file():
-        raise MissingFileError(f"{scores_path} not found; write it with `conceptlens score`.")
-    ds = xr.load_dataset(scores_path)
-    if "concept_score" not in ds:
-        raise DataError(
-            f"{scores_path} has no `concept_score` variable (has {list(ds.data_vars)})."
-        )
-    scores = ds["concept_score"]
-    if set(scores.dims) != {"sample", "concept"}:
-        raise DataError(f"concept_score has dims {scores.dims}; expected (sample, concept).")
-    scores = scores.transpose("sample", "concept")
+    scores = read_scores(scores_path)
     for col in (label, split_column, group_column):
         if col is not None and col not in scores.coords:
             raise DataError(

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptlens._io import atomic_dir
+from conceptlens._io import atomic_dir, user_path
 from conceptlens._version import __version__
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
@@ -266,7 +266,7 @@ def save_head(
     head = model.head_ if isinstance(model, cbm) and hasattr(model, "head_") else model
     if not hasattr(head, "coef_"):
         raise DataError("the model is not fitted; call fit before save_head.")
-    out = Path(path).expanduser()
+    out = user_path(path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file; save_head writes a model folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "head.json").is_file():
@@ -438,7 +438,7 @@ def load_head(
     >>> load_head(d).n_features_in_
     2
     """
-    folder = Path(path).expanduser()
+    folder = user_path(path)
     jfile, tfile = folder / "head.json", folder / "head.safetensors"
     for file in (jfile, tfile):
         if not file.is_file():

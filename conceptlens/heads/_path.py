@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from conceptlens._progress import progress
 from conceptlens.heads import _solver
 
 __all__ = ["RegularizationPath", "c_min", "solve_path"]
@@ -74,7 +75,7 @@ def solve_path(
     n_iter = np.zeros(len(Cs), dtype=int)
     conv = np.zeros(len(Cs), dtype=bool)
     W0 = b0 = None
-    for i, C in enumerate(Cs):
+    for i, C in enumerate(progress(Cs, total=len(Cs), desc="regularisation path", unit="C")):
         res = _solver.solve(
             X,
             Y,

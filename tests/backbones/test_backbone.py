@@ -146,10 +146,25 @@ def test_fingerprint_tracks_weights_preprocessing_and_precision(tmp_path):
         tiny_backbone(tmp_path, VIT_AVG, precision="int3")
 
 
-def test_device_defaults_to_cpu_here(bb):
-    assert bb.device.type == ("cuda" if torch.cuda.is_available() else bb.device.type)
+@pytest.mark.parametrize(
+    ("cuda", "mps", "expected"),
+    [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+)
+def test_default_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    from conceptlens.backbones._backbone import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert pick_device().type == expected
+    assert pick_device("cpu").type == "cpu"  # an explicit device always wins
+
+
+def test_backbone_runs_on_the_default_device(bb):
+    from conceptlens.backbones._backbone import pick_device
+
+    assert bb.device == pick_device()
     assert bb.precision in ("fp32", "bf16", "fp16")
-    assert "Backbone(" in repr(bb)
+    assert f"device='{bb.device}'" in repr(bb) or str(bb.device) in repr(bb)
 
 
 def test_image_key_depends_on_content_and_shape():

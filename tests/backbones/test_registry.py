@@ -21,19 +21,45 @@ def test_registry_lists_every_shipped_config():
     assert list_backbones() == sorted(list_backbones())
 
 
-def test_known_configs_have_what_users_need():
-    bio = get_backbone_config("biomedclip")
-    assert bio.model == "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
-    assert bio.image_size == 224
-    lit = get_backbone_config("synthderm-lit")
-    assert lit.loader == "synthderm-lit" and lit.image_size == 96
-    assert lit.mean == (0.48145466, 0.4578275, 0.40821073)
-    assert get_backbone_config("quiltnet").model == "hf-hub:wisdomik/QuiltNet-B-32"
-    assert get_backbone_config("whylesionclip").tokenizer == "ViT-L-14"
+def test_known_configs_agree_with_open_clip_and_the_shipped_weights():
+    """Each config checked against an outside source: open_clip's own registry and
+    constants, the hub id it links to, and the shapes stored in the shipped weights."""
+    import math
+
+    import open_clip
+    from safetensors import safe_open
+
+    from conceptlens.backbones._synthderm_lit import WEIGHTS_PATH
+
     for name in EXPECTED:
         cfg = get_backbone_config(name)
-        assert cfg.templates and all("{}" in t for t in cfg.templates)
-        assert cfg.preprocessing["image_size"] == cfg.image_size
+        assert cfg.name == name
+        if cfg.loader == "open_clip":
+            # every shipped hub model is a CLIP trained with OpenAI's normalisation
+            assert cfg.mean == tuple(open_clip.OPENAI_DATASET_MEAN), name
+            assert cfg.std == tuple(open_clip.OPENAI_DATASET_STD), name
+        if cfg.model.startswith("hf-hub:"):
+            repo = cfg.model[len("hf-hub:") :]
+            assert cfg.hub_repo == repo, name
+            assert cfg.url is None or repo in cfg.url or "collections" in cfg.url, name
+        elif cfg.loader == "open_clip":  # an open_clip architecture + pretrained tag
+            assert (cfg.model, cfg.pretrained) in open_clip.list_pretrained(), name
+            arch = open_clip.get_model_config(cfg.model)
+            assert arch["vision_cfg"]["image_size"] == cfg.image_size, name
+        if cfg.tokenizer is not None:
+            assert open_clip.get_model_config(cfg.tokenizer) is not None, name
+    bio = get_backbone_config("biomedclip")
+    # the hub id spells the resolution it was trained at
+    assert bio.model.endswith("_224") and bio.image_size == 224
+    lit = get_backbone_config("synthderm-lit")
+    with safe_open(str(WEIGHTS_PATH), framework="pt") as fh:
+        n_pos = fh.get_slice("visual.positional_embedding").get_shape()[0]
+        names = list(fh.keys())
+        stem = [k for k in names if k.startswith("visual.conv1.") and k.endswith(".weight")]
+    # 1 class token + a square grid; the stem is one stride-2 convolution per weight
+    grid = math.isqrt(n_pos - 1)
+    assert grid * grid == n_pos - 1
+    assert lit.image_size == grid * 2 ** len(stem)
 
 
 def test_unknown_name_lists_known_ones():

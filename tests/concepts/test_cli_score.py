@@ -41,7 +41,7 @@ def test_score_cli_writes_labelled_scores(setup, suffix):
         str(out),
         "--mode",
         "relative",
-        "--cache",
+        "--cache-dir",
         str(tmp_path / "cache"),
     ]
     res = CliRunner().invoke(main, ["--quiet", *args])
@@ -154,3 +154,58 @@ def test_score_cli_with_user_weights(setup):
         [*base, "--backbone", str(ckpt), "--weights", str(mine), "--out", str(tmp_path / "w.nc")],
     )
     assert wrong.exit_code == 1 and "synthderm-lit" in wrong.output
+
+
+def test_score_cli_reuses_the_default_cache_and_no_cache_opts_out(setup, monkeypatch):
+    from conceptlens.backbones._backbone import Backbone
+
+    tmp_path, ckpt = setup
+    monkeypatch.setenv("CONCEPTLENS_CACHE_DIR", str(tmp_path / "default-cache"))
+    encoded = []
+    forward = Backbone._image_forward
+
+    def counting(self, x, *args, **kwargs):
+        encoded.append(len(x))
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(Backbone, "_image_forward", counting)
+    base = ["--quiet", "score", "--data", str(tmp_path / "manifest.csv"), "--bank",
+            str(tmp_path / "toy.yaml"), "--backbone", str(ckpt)]  # fmt: skip
+    res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a.nc")])
+    assert res.exit_code == 0, res.output
+    assert sum(encoded) == 6
+    assert any((tmp_path / "default-cache").rglob("*"))
+    encoded.clear()
+    res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b.nc")])
+    assert res.exit_code == 0, res.output
+    assert encoded == []  # a rerun encodes nothing twice
+    a = xr.load_dataarray(tmp_path / "a.nc")
+    b = xr.load_dataarray(tmp_path / "b.nc")
+    np.testing.assert_array_equal(a.values, b.values)
+    res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "c.nc"), "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert sum(encoded) == 6
+    res = CliRunner().invoke(
+        main, [*base, "--out", str(tmp_path / "d.nc"), "--no-cache", "--cache-dir", "x"]
+    )
+    assert res.exit_code == 1 and "not both" in res.output
+
+
+def test_score_cli_takes_the_shared_manifest_options(setup):
+    tmp_path, ckpt = setup
+    frame = pd.read_csv(tmp_path / "manifest.csv").rename(
+        columns={"path": "file", "label": "diagnosis"}
+    )
+    frame.loc[len(frame)] = {"file": "missing.png", "diagnosis": "benign", "site": "a"}
+    (tmp_path / "sub").mkdir()
+    frame.to_csv(tmp_path / "sub" / "m.csv", index=False)
+    args = ["score", "--data", str(tmp_path / "sub" / "m.csv"), "--root", str(tmp_path),
+            "--path-column", "file", "--label-column", "diagnosis", "--bank",
+            str(tmp_path / "toy.yaml"), "--backbone", str(ckpt), "--no-cache"]  # fmt: skip
+    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a.nc")])
+    assert res.exit_code == 1 and "missing.png" in res.output
+    res = CliRunner().invoke(main, [*args, "--on-error", "skip", "--out", str(tmp_path / "a.nc")])
+    assert res.exit_code == 0, res.output
+    assert "6 samples x 3 concepts" in res.output and "missing.png" in res.output
+    got = xr.load_dataarray(tmp_path / "a.nc")
+    assert sorted(set(got["diagnosis"].values)) == ["benign", "malignant"]

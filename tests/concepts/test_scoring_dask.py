@@ -22,8 +22,8 @@ def test_shards_are_whole_blocks():
 
 @pytest.mark.slow
 def test_dask_scores_are_bit_identical(tmp_path):
-    distributed = pytest.importorskip("distributed")
     import dask.array as da
+    import distributed
 
     ckpt = write_checkpoint(VIT_AVG, tmp_path / "tiny.safetensors", seed=7)
     bb = load_backbone(ckpt, batch_size=4)

@@ -12,7 +12,8 @@ from PIL import Image
 @pytest.fixture(scope="session")
 def skimage_images() -> dict[str, np.ndarray]:
     """scikit-image's real medical images, cropped to keep tests fast (retina 1411px)."""
-    data = pytest.importorskip("skimage.data")
+    import skimage.data as data
+
     return {
         "retina": data.retina()[300:460, 400:560],  # RGB fundus crop, 160x160
         "immunohistochemistry": data.immunohistochemistry()[:128, :96],  # RGB IHC, 128x96

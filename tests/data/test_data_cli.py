@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -27,6 +26,8 @@ def test_info_on_folder_counts_and_problems(png_folder):
     bad = _run(str(png_folder))
     assert bad.exit_code == 1
     assert "1 problem(s)" in bad.output and "broken.png" in bad.output
+    errors = [line for line in bad.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--allow-errors" in errors[0]
     allowed = _run(str(png_folder), "--allow-errors", "--json")
     assert allowed.exit_code == 0
     report = json.loads(allowed.stdout)
@@ -60,7 +61,8 @@ def test_info_on_manifest_breakdown_imbalance_duplicates(tmp_path):
 
 
 def test_info_on_npz_and_dicom(tmp_path):
-    pydicom_data = pytest.importorskip("pydicom.data")
+    import pydicom.data as pydicom_data
+
     np.savez(
         tmp_path / "toy.npz",
         train_images=np.zeros((3, 8, 8), np.uint8),
@@ -92,3 +94,20 @@ def test_info_missing_path_is_one_line_error(tmp_path):
 def test_synthderm_subcommand_is_registered():
     res = CliRunner().invoke(main, ["data", "--help"])
     assert res.exit_code == 0 and "info" in res.output and "synthderm" in res.output
+
+
+def test_info_on_a_synthderm_folder_reads_its_manifest(tmp_path):
+    out = tmp_path / "sd"
+    res = CliRunner().invoke(
+        main, ["--quiet", "data", "synthderm", "--n", "24", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "manifest.csv").is_file() and (out / "masks").is_dir()
+    info = _run(str(out), "--json", "--no-check-images")
+    assert info.exit_code == 0, info.output
+    report = json.loads(info.stdout)
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert report["n_samples"] == len(manifest) == 24
+    assert report["label_counts"] == manifest["label"].value_counts().to_dict()
+    assert "masks" not in report["classes"] and "images" not in report["classes"]
+    assert "site" in report["breakdown"]

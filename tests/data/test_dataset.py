@@ -171,7 +171,8 @@ def test_float_images_and_bad_images_in_skip_mode():
 
 
 def test_torch_dataset_and_dataloader(arrays):
-    torch = pytest.importorskip("torch")
+    import torch
+
     images, meta, _ = arrays
     ds = ImageDataset.from_arrays(images, meta)
     tds = ds.to_torch()
@@ -188,7 +189,8 @@ def test_torch_dataset_and_dataloader(arrays):
 
 
 def test_dataloader_workers_report_skipped():
-    torch = pytest.importorskip("torch")
+    import torch
+
     bad = np.zeros((5, 4, 4, 3), np.float64)
     bad[3] = 2.0
     ds = ImageDataset.from_arrays(bad, on_error="skip")

@@ -53,10 +53,9 @@ def test_bank_matches_generator(bank):
 
 
 def test_bank_loads_with_the_bank_loader():
-    concepts = pytest.importorskip("conceptlens.concepts")
-    if not hasattr(concepts, "load_bank"):
-        pytest.skip("conceptlens.concepts.load_bank not available yet")
-    bank = concepts.load_bank("synthderm")
+    from conceptlens.concepts import load_bank
+
+    bank = load_bank("synthderm")
     assert bank.names == tuple(n for n, _ in SYNTHDERM_CONCEPTS)
 
 

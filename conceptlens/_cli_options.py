@@ -1,0 +1,219 @@
+"""Click options shared by every ``conceptlens`` command: one name, one meaning, one help.
+
+A command that takes a cache folder, a label column, an output path, a manifest's path
+column or root, or an error policy uses the decorator from here, so the same thing has
+the same spelling everywhere (``--cache-dir``, ``--label-column``, ``--out``,
+``--path-column``, ``--root``, ``--on-error``). Paths go through :class:`UserPath`, which
+expands a leading ``~`` the way :func:`conceptlens._io.user_path` does in the API.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+__all__ = [
+    "CACHE_DIR_HELP",
+    "UserPath",
+    "cache_dir_option",
+    "debug_option",
+    "download_option",
+    "label_column_option",
+    "on_error_option",
+    "out_option",
+    "path_column_option",
+    "quiet_option",
+    "read_scores",
+    "root_option",
+    "weights_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CACHE_DIR_HELP = (
+    "conceptlens cache folder (embeddings, LLM responses); default $CONCEPTLENS_CACHE_DIR, "
+    "else $XDG_CACHE_HOME/conceptlens, else ~/.cache/conceptlens."
+)
+
+
+class UserPath(click.Path):
+    """:class:`click.Path` that expands a leading ``~`` before its checks.
+
+    The shell expands ``~`` only at the start of a word, so ``--out=~/x`` or a quoted
+    ``"~/x"`` would otherwise create a folder literally named ``~``.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str | os.PathLike) and not isinstance(value, bytes):
+            value = os.path.expanduser(os.fspath(value))
+        return super().convert(value, param, ctx)
+
+
+def cache_dir_option(f: F) -> F:
+    """``--cache-dir DIR``: the conceptlens cache folder (default: :func:`cache_root`)."""
+    return click.option(
+        "--cache-dir",
+        type=UserPath(file_okay=False),
+        default=None,
+        help=CACHE_DIR_HELP,
+    )(f)
+
+
+def weights_option(f: F) -> F:
+    """``--weights FILE``: synthderm-lit weights the user trained instead of the shipped ones."""
+    return click.option(
+        "--weights",
+        type=UserPath(exists=True, dir_okay=False),
+        default=None,
+        help="synthderm-lit only: weights you trained (train-synthderm-lit) instead of the "
+        "shipped.",
+    )(f)
+
+
+def download_option(f: F) -> F:
+    """``--download``: let a hub backbone download missing weights (no network otherwise)."""
+    return click.option(
+        "--download",
+        is_flag=True,
+        help="Let huggingface_hub download missing hub weights (otherwise no network is used).",
+    )(f)
+
+
+def label_column_option(f: F) -> F:
+    """``--label-column NAME``: the column (or sample coordinate) holding the labels."""
+    return click.option(
+        "--label-column",
+        default="label",
+        show_default=True,
+        help="Column (manifest) or sample coordinate (scores) holding the labels.",
+    )(f)
+
+
+def path_column_option(f: F) -> F:
+    """``--path-column NAME``: the manifest column holding image paths."""
+    return click.option(
+        "--path-column",
+        default="path",
+        show_default=True,
+        help="Manifest column holding the image paths.",
+    )(f)
+
+
+def root_option(f: F) -> F:
+    """``--root DIR``: the folder that relative manifest paths start from."""
+    return click.option(
+        "--root",
+        type=UserPath(file_okay=False),
+        default=None,
+        help="Folder that relative manifest paths start from (default: the manifest's folder).",
+    )(f)
+
+
+def on_error_option(f: F) -> F:
+    """``--on-error raise|skip``: what a bad image or manifest row does."""
+    return click.option(
+        "--on-error",
+        type=click.Choice(["raise", "skip"]),
+        default="raise",
+        show_default=True,
+        help="Bad image or manifest row: stop with an error, or skip it and say so.",
+    )(f)
+
+
+def out_option(
+    help: str, *, file_okay: bool = True, dir_okay: bool = True, required: bool = True
+) -> Callable[[F], F]:
+    """``--out PATH``: where a command writes its result."""
+
+    def deco(f: F) -> F:
+        return click.option(
+            "--out",
+            "out",
+            type=UserPath(file_okay=file_okay, dir_okay=dir_okay),
+            required=required,
+            help=help,
+        )(f)
+
+    return deco
+
+
+def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        from conceptlens._progress import set_quiet
+
+        set_quiet(True)
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().meta["conceptlens.debug"] = True
+
+
+# accepted before and after the subcommand (`conceptlens -q data info X` and
+# `conceptlens data info X -q`); the main group and every subcommand get the same objects
+quiet_option = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_quiet,
+    help="No progress bars or informational output.",
+)
+debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show full tracebacks on errors.",
+)
+
+
+def read_scores(path: str | os.PathLike[str], *, option: str = "--scores") -> Any:
+    """Read the ``concept_score`` array of a netCDF (``.nc``) or zarr file, checked.
+
+    Every failure is a :class:`~conceptlens.exceptions.DataError` or
+    :class:`~conceptlens.exceptions.MissingFileError` naming the file and what to give
+    instead, never a storage backend's message.
+    """
+    import xarray as xr
+
+    from conceptlens._io import user_path
+    from conceptlens.exceptions import DataError, MissingFileError
+
+    p = user_path(path)
+    hint = "write one with `conceptlens score --out scores.nc`"
+    if not p.exists():
+        raise MissingFileError(f"{option} {p}: no such file; {hint}")
+    is_zarr = p.suffix.lower() == ".zarr" or (p / ".zgroup").exists() or (p / "zarr.json").exists()
+    if p.is_dir() and not is_zarr:
+        raise DataError(f"{option} {p} is a folder, not a concept-score file; {hint}")
+    if not is_zarr:
+        with open(p, "rb") as fh:
+            magic = fh.read(8)
+        if not (magic.startswith(b"CDF") or magic.startswith(b"\x89HDF")):
+            raise DataError(
+                f"{option} {p} is not a netCDF file of concept scores (a manifest or bank?); "
+                f"{hint}"
+            )
+    try:
+        ds = xr.open_zarr(p) if is_zarr else xr.open_dataset(p)
+        ds = ds.load()
+    except Exception as exc:  # backends raise many types; say which file and why
+        raise DataError(f"{option} {p} could not be read as concept scores ({exc})") from exc
+    if "concept_score" not in ds:
+        raise DataError(
+            f"{option} {p} has no `concept_score` variable (has {sorted(map(str, ds.data_vars))})"
+            f"; {hint}"
+        )
+    scores = ds["concept_score"]
+    if set(scores.dims) != {"sample", "concept"}:
+        raise DataError(
+            f"{option} {p}: concept_score has dims {tuple(scores.dims)}; expected "
+            "('sample', 'concept')"
+        )
+    return scores.transpose("sample", "concept")
