@@ -27,7 +27,9 @@ def mask():
     type=click.Path(),
     help="netCDF scores of labelled target-site images.",
 )
-@click.option("--label", required=True, help="Sample coordinate with the labels.")
+@click.option(
+    "--label-column", "--label", "label", required=True, help="Sample coordinate with the labels."
+)
 @click.option(
     "--out",
     "out_path",
@@ -174,7 +176,13 @@ def fit_cmd(
     type=click.Path(dir_okay=False),
     help="CSV of predictions and class probabilities.",
 )
-@click.option("--label", default=None, help="Sample coordinate with labels: print accuracy.")
+@click.option(
+    "--label-column",
+    "--label",
+    "label",
+    default=None,
+    help="Sample coordinate with labels: print accuracy.",
+)
 def apply_cmd(model_dir, adapter_path, scores_path, out_path, label):
     """Predict with the adapted model (source head + fitted masking)."""
     import numpy as np
