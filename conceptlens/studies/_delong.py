@@ -77,7 +77,7 @@ def delong_test(y_true, score_a, score_b) -> dict[str, float]:
     >>> y = np.array([0, 0, 0, 1, 1, 1])
     >>> r = delong_test(y, [0.1, 0.4, 0.35, 0.8, 0.5, 0.9], [0.2, 0.1, 0.6, 0.3, 0.7, 0.8])
     >>> round(r["auroc_a"], 3), round(r["auroc_b"], 3)
-    (1.0, 0.667)
+    (1.0, 0.889)
     """
     y = np.asarray(y_true).astype(bool)
     scores = np.vstack([np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)])
