@@ -1,7 +1,9 @@
 """Studies: robustness audits, the shortcut finder and shortcut-masking studies."""
 
 from conceptlens.studies._audit import AUDIT_METRICS, CLASS_METRICS, audit, load_audit, save_audit
+from conceptlens.studies._concepts import concept_audit
 from conceptlens.studies._delong import delong_test
+from conceptlens.studies._shortcuts import ARTIFACT_GROUPS, find_shortcuts
 
 __all__ = [
     # audits
@@ -11,4 +13,8 @@ __all__ = [
     "delong_test",
     "load_audit",
     "save_audit",
+    # concepts and shortcuts
+    "ARTIFACT_GROUPS",
+    "concept_audit",
+    "find_shortcuts",
 ]
