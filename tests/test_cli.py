@@ -31,7 +31,7 @@ def test_help_lists_every_command_group():
 
 
 def test_planned_command_fails_with_one_clear_line():
-    result = CliRunner().invoke(main, ["audit", "--anything"])
+    result = CliRunner().invoke(main, ["report", "--anything"])
     assert result.exit_code == 1
     assert "not available" in result.output
     assert "Traceback" not in result.output
