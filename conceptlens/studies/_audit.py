@@ -457,8 +457,8 @@ def audit(
         for si in range(ns):
             if si == ri:
                 continue
-            a, b = main_reps[(mi, ri)], main_reps[(mi, si)]
-            gap[mi, si] = _with_stats(a[0] - b[0], a[1:] - b[1:], ci)
+            ref_r, oth_r = main_reps[(mi, ri)], main_reps[(mi, si)]
+            gap[mi, si] = _with_stats(ref_r[0] - oth_r[0], ref_r[1:] - oth_r[1:], ci)
     glabels_all = glabels + [f"worst:{c}" for c in worst_cols]
     gcols_all = gcols + worst_cols
     gvals_all = gvals + ["worst"] * len(worst_cols)

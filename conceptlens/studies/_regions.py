@@ -42,7 +42,8 @@ def dilate(masks: np.ndarray, pixels: int) -> np.ndarray:
 def bounding_boxes(masks: np.ndarray) -> np.ndarray:
     """The filled bounding box of each mask (N, H, W); an empty mask stays empty."""
     m = np.asarray(masks, dtype=bool)
-    rows, cols = m.any(axis=2), m.any(axis=1)
+    rows = np.asarray(m.any(axis=2))
+    cols = np.asarray(m.any(axis=1))
     out = np.zeros_like(m)
     for i in range(len(m)):
         r, c = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])

@@ -91,7 +91,7 @@ def find_shortcuts(
     if not isinstance(scores, xr.DataArray):
         raise DataError("find_shortcuts needs labelled concept scores (an xr.DataArray).")
     contrib = contributions(model, scores, background=background)
-    reliance = np.abs(contrib).mean("sample")  # (class, concept)
+    reliance = abs(contrib).mean("sample")  # (class, concept)
     ca = concept_audit(scores, labels=labels, by=by)
     classes = [str(c) for c in reliance["class"].values]
     ca_classes = [str(c) for c in ca["class"].values]
