@@ -7,7 +7,7 @@
    embeddings; ``audit`` over in-domain test / held-out site with skin-tone groups
    (1,000 replicates); ``concept_audit`` and ``find_shortcuts`` over the three sites.
 2. Masking grid: ``masking_study`` on ``--n-masking`` images of ``confounded`` (ROI
-   dilations 0 and ``--dilation``) and of ``iid`` (dilation 0), black fill, synthderm-lit,
+   dilations 0 and ``--dilation``) and of ``iid`` (the same), black fill, synthderm-lit,
    metadata-only baseline on site and skin tone, a stratified 70/30 split.
 
 Run::
@@ -135,12 +135,14 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     cache = args.cache or cache_root()
     result = {"n": args.n, "n_masking": args.n_masking, "seed": args.seed}
+    if args.skip_audit and (out / "studies.json").exists():  # keep the earlier audit part
+        result = {**json.loads((out / "studies.json").read_text()), **result}
     t0 = time.perf_counter()
     if not args.skip_audit:
         result["audit"] = _audit_part(args.n, args.seed, cache, out)
         print("audit done", time.perf_counter() - t0, flush=True)
         (out / "studies.json").write_text(json.dumps(result, indent=1) + "\n")
-    for preset, dil in (("confounded", [0, args.dilation]), ("iid", [0])):
+    for preset, dil in (("confounded", [0, args.dilation]), ("iid", [0, args.dilation])):
         result[f"masking_{preset}"] = _masking_part(
             preset, args.n_masking, dil, args.seed, cache, out
         )

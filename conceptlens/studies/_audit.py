@@ -284,7 +284,9 @@ def audit(
         ``paired`` (pair, split, group, metric, stat): model a minus model b on the
         same bootstrap resamples, with ``paired_p_value``; ``delong`` (pair, split,
         group, class, delong_stat); ``n_cases``, ``n_class_cases`` and ``reason``
-        (empty where a metric is defined).  Resampling is stratified by true class
+        (empty where a metric is defined); ``worst_group`` (model, split, group,
+        metric): at the ``worst:<column>`` entries, the group that is worst on the
+        point estimate.  Resampling is stratified by true class
         (and by group when one group column is given).
 
     Examples
@@ -364,6 +366,7 @@ def audit(
     n_cases = np.zeros((ns, ng), dtype=np.int64)
     n_class = np.zeros((ns, ng, k), dtype=np.int64)
     reason = np.full((ns, ng, len(AUDIT_METRICS)), "", dtype=object)
+    worst_of = np.full((nm, ns, ng, len(AUDIT_METRICS)), "", dtype=object)
     main_reps: dict[tuple[int, int], np.ndarray] = {}
     for si, sname in enumerate(split_names):
         rows = splits[sname]
@@ -417,6 +420,11 @@ def audit(
                         # ECE: worst is the largest; the rest the smallest
                         worst[:, wi, :3] = np.nanmin(block[:, :, :3], axis=1)
                         worst[:, wi, 3] = np.nanmax(block[:, :, 3], axis=1)
+                for j in range(block.shape[2]):
+                    col_vals = block[0, :, j]
+                    if np.isfinite(col_vals).any():
+                        pick = np.nanargmax(col_vals) if j == 3 else np.nanargmin(col_vals)
+                        worst_of[mi, si, n_slots + wi, j] = glabels[members[pick]]
             full = np.concatenate([main, worst], axis=1)
             model_out[mname] = full
             main_reps[(mi, si)] = full
@@ -491,6 +499,7 @@ def audit(
             "n_cases": (("split", "group"), n_cases),
             "n_class_cases": (("split", "group", "class"), n_class),
             "reason": (("split", "group", "metric"), reason.astype(str)),
+            "worst_group": (("model", "split", "group", "metric"), worst_of.astype(str)),
         },
         coords={
             "model": model_names,

@@ -61,7 +61,10 @@ def _read_config(path: str) -> dict[str, Any]:
 
 
 def format_audit(ds: Any) -> str:
-    """The audit's headline table (group ``all`` and worst groups) as plain text."""
+    """The audit's headline table (group ``all`` and worst groups) as plain text.
+
+    A worst-group row names the group worst in accuracy; its ``n`` is the smallest
+    group's size."""
     import numpy as np
 
     lines = [
@@ -79,8 +82,12 @@ def format_audit(ds: Any) -> str:
                         "n/a" if np.isnan(v[0]) else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
                     )
                 n = int(ds.n_cases.sel(split=split, group=g))
+                label = str(g)
+                if label.startswith("worst:") and "worst_group" in ds:
+                    by_acc = ds.worst_group.sel(model=model, split=split, group=g)
+                    label += f" ({str(by_acc.sel(metric='accuracy').values).split('=')[-1]})"
                 lines.append(
-                    f"{model:<20}{split:<18}{g:<22}{n:>6}" + "".join(f"{c:>24}" for c in cells)
+                    f"{model:<20}{split:<18}{label:<22}{n:>6}" + "".join(f"{c:>24}" for c in cells)
                 )
     ref = ds.attrs.get("reference_split")
     if ref is not None and ds.sizes["split"] > 1:

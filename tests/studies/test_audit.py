@@ -210,6 +210,14 @@ def test_worst_group_is_minimum(rng):
     np.testing.assert_allclose(
         est.sel(group="worst:tone", metric="ece"), est.sel(group=tones, metric="ece").max("group")
     )
+    acc = est.sel(group=tones, metric="accuracy")
+    for m in ("m1", "m2"):
+        expect = str(acc.sel(model=m).idxmin("group").values)
+        got = ds.worst_group.sel(model=m, split="all", group="worst:tone", metric="accuracy")
+        assert str(got.values) == expect
+        ece = est.sel(group=tones, metric="ece", model=m).idxmax("group")
+        got = ds.worst_group.sel(model=m, split="all", group="worst:tone", metric="ece")
+        assert str(got.values) == str(ece.values)
 
 
 def test_unknown_column_names_available(rng):
