@@ -100,3 +100,20 @@ def test_lesion_removed_model_above_chance_on_confounded_and_shrinks_on_iid():
     assert float(a_conf.sel(stat="estimate")) - float(a_iid.sel(stat="estimate")) > 0.05
     # the metadata-only baseline (site, skin tone) knows nothing about the class here
     assert abs(float(conf.metadata_macro_auroc.sel(stat="estimate")) - 0.5) < 0.1
+
+
+def test_masking_study_on_a_manifest(tmp_path):
+    """Any manifest with an ROI mask column: PNGs and masks read back from disk."""
+    import conceptlens as cl
+
+    folder = cl.write_synthderm(tmp_path / "sd", 80, seed=3, preset="confounded", image_size=32)
+    ds = cl.load_manifest(folder)
+    assert "lesion_mask" in ds.mask_names
+    grid = masking_study(
+        ds, roi="lesion_mask", encoder=pooled_features, models=["linear_probe"],
+        conditions=["full", "no_roi"], dilations=[0, -1], n_boot=20,
+    )  # fmt: skip
+    assert grid.macro_auroc.sizes == {"model": 1, "dilation": 2, "train_condition": 2,
+                                      "eval_condition": 2, "stat": 3}  # fmt: skip
+    frac = grid.roi_fraction.sel(condition="no_roi")
+    assert 0 < float(frac.sel(dilation=-1)) < float(frac.sel(dilation=0))
