@@ -268,3 +268,30 @@ def test_fitted_models_inputs_provenance_netcdf(rng, tmp_path):
     xr.testing.assert_allclose(back.metrics, ds.metrics)
     assert back.reason.values.tolist() == ds.reason.values.tolist()
     assert back.attrs["bank_fingerprint"] == "bank-456"
+
+
+def test_weighted_kernel_matches_sklearn_sample_weight(rng):
+    """Replicate weights, ties and overlapping group slots against sklearn's weighted metrics."""
+    from sklearn.metrics import recall_score
+
+    from conceptlens.studies import _kernels
+
+    n, k = 300, 3
+    y = rng.integers(0, k, n)
+    p = np.round(rng.dirichlet(np.ones(k), n), 1)  # many exact ties
+    slots = np.column_stack([1 + rng.integers(0, 3, n), 4 + rng.integers(0, 2, n)])
+    W = rng.integers(0, 3, (4, n)).astype(float)
+    pred = p.argmax(1)
+    main, per = _kernels.weighted_metrics(
+        W, y, pred, p.max(1), p, np.argsort(p, axis=0, kind="mergesort").T.copy(), slots, 6, 15
+    )
+    for r in range(len(W)):
+        for s in range(6):
+            rows = np.ones(n, bool) if s == 0 else (slots == s).any(1)
+            w = W[r] * rows
+            acc = np.average(pred == y, weights=w)
+            per_ref = [roc_auc_score(y == c, p[:, c], sample_weight=w) for c in range(k)]
+            auc = np.mean(per_ref)  # sklearn's macro one-vs-rest
+            sens = recall_score(y, pred, average=None, sample_weight=w, labels=range(k))
+            np.testing.assert_allclose(main[r, s, :3], [acc, sens.mean(), auc], rtol=1e-10)
+            np.testing.assert_allclose(per[r, s, :, 2], per_ref, rtol=1e-10)
