@@ -36,7 +36,8 @@ _COMMANDS: dict[str, tuple[str | None, str]] = {
     "fit": ("conceptlens.heads._cli:fit", "Fit a concept-bottleneck head on scores."),
     "explain": ("conceptlens.explain._cli:explain", "Per-sample concept contributions."),
     "mask": ("conceptlens.masking._cli:mask", "Test-time concept masking at a new site."),
-    "audit": (None, "Robustness audits and shortcut studies (planned)."),
+    "audit": ("conceptlens.studies._cli:audit_command", "Audit models across splits and groups."),
+    "study": ("conceptlens.studies._cli:study", "Shortcut-masking study (Mask of truth grid)."),
     "report": (None, "PDF case and audit reports (planned)."),
     "demo": ("conceptlens._demo:demo", "Run the end-to-end demo on SynthDerm."),
 }

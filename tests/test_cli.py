@@ -35,7 +35,7 @@ def _error_lines(output):
 
 
 def test_planned_command_fails_with_one_clear_line():
-    result = CliRunner().invoke(main, ["audit", "--anything"])
+    result = CliRunner().invoke(main, ["report", "--anything"])
     assert result.exit_code == 1
     assert len(_error_lines(result.output)) == 1
     assert "planned" in result.output and "conceptlens --help" in result.output

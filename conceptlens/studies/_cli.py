@@ -1,0 +1,316 @@
+"""``conceptlens audit`` and ``conceptlens study masking``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["audit_command", "format_audit", "study"]
+
+_AUDIT_KEYS = {
+    "scores", "models", "inputs", "label", "split", "groups", "reference", "n_boot", "seed",
+    "ci", "min_cases", "out", "shortcuts", "by",
+}  # fmt: skip
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    from conceptlens.exceptions import ConfigError
+
+    out = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep:
+            name, path = Path(v).name, v
+        if not name or not path:
+            raise ConfigError(f"{what} {v!r}: give NAME=PATH (e.g. cbm=runs/head).")
+        out[name] = path
+    return out
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    import yaml
+
+    from conceptlens.exceptions import ConfigError, MissingFileError
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise MissingFileError(f"study config {p} not found.")
+    cfg = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(cfg, dict):
+        raise ConfigError(
+            f"{p}: a study config is a mapping of options, got {type(cfg).__name__}."
+        )
+    unknown = sorted(set(cfg) - _AUDIT_KEYS)
+    if unknown:
+        raise ConfigError(f"{p}: unknown keys {unknown}; known keys are {sorted(_AUDIT_KEYS)}.")
+    base = p.parent
+    for key in ("scores", "out"):
+        if key in cfg and not Path(str(cfg[key])).expanduser().is_absolute():
+            cfg[key] = str(base / str(cfg[key]))
+    for key in ("models", "inputs"):
+        if key in cfg:
+            if not isinstance(cfg[key], dict):
+                raise ConfigError(f"{p}: `{key}` is a mapping name -> path.")
+            cfg[key] = {
+                str(k): str(v if Path(str(v)).expanduser().is_absolute() else base / str(v))
+                for k, v in cfg[key].items()
+            }
+    return cfg
+
+
+def format_audit(ds: Any) -> str:
+    """The audit's headline table (group ``all`` and worst groups) as plain text.
+
+    A worst-group row names the group worst in accuracy; its ``n`` is the smallest
+    group's size."""
+    import numpy as np
+
+    lines = [
+        f"{'model':<20}{'split':<18}{'group':<22}{'n':>6}"
+        + "".join(f"{m:>24}" for m in ("accuracy", "balanced_accuracy", "auroc", "ece"))
+    ]
+    groups = [g for g in ds.group.values if g == "all" or str(g).startswith("worst:")]
+    for model in ds.model.values:
+        for split in ds.split.values:
+            for g in groups:
+                cells = []
+                for metric in ("accuracy", "balanced_accuracy", "auroc", "ece"):
+                    v = ds.metrics.sel(model=model, split=split, group=g, metric=metric).values
+                    cells.append(
+                        "n/a" if np.isnan(v[0]) else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+                    )
+                n = int(ds.n_cases.sel(split=split, group=g))
+                label = str(g)
+                if label.startswith("worst:") and "worst_group" in ds:
+                    by_acc = ds.worst_group.sel(model=model, split=split, group=g)
+                    label += f" ({str(by_acc.sel(metric='accuracy').values).split('=')[-1]})"
+                lines.append(
+                    f"{model:<20}{split:<18}{label:<22}{n:>6}" + "".join(f"{c:>24}" for c in cells)
+                )
+    ref = ds.attrs.get("reference_split")
+    if ref is not None and ds.sizes["split"] > 1:
+        lines.append("")
+        lines.append(f"gap (reference split {ref!r} minus split), macro AUROC, all cases:")
+        for model in ds.model.values:
+            for split in ds.split.values:
+                if split == ref:
+                    continue
+                v = ds.gap.sel(model=model, split=split, group="all", metric="auroc").values
+                lines.append(f"  {model:<20}{split:<18}{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]")
+    for pair in ds.pair.values:
+        v = ds.paired.sel(pair=pair, group="all", metric="auroc").sel(stat="estimate").values
+        p = ds.paired_p_value.sel(pair=pair, group="all", metric="auroc").values
+        lines.append("")
+        lines.append(f"paired difference {pair}, macro AUROC (bootstrap p):")
+        for split, d, pv in zip(ds.split.values, v, p, strict=True):
+            lines.append(f"  {split:<18}{d:+.3f} (p={pv:.3g})")
+    lines.append("")
+    lines.append(
+        f"{ds.attrs.get('ci', 0.95):.0%} stratified bootstrap intervals, "
+        f"{ds.attrs.get('n_boot')} replicates, seed {ds.attrs.get('seed')}."
+    )
+    return "\n".join(lines)
+
+
+@click.command(name="audit")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="YAML study config (keys: scores, models, inputs, label, split, groups, "
+    "reference, n_boot, seed, ci, min_cases, out, shortcuts, by).",
+)
+@click.option(
+    "--scores",
+    "scores_path",
+    default=None,
+    type=click.Path(),
+    help="netCDF concept scores with metadata (from `conceptlens score`).",
+)
+@click.option(
+    "--model",
+    "model_specs",
+    multiple=True,
+    help="NAME=FOLDER of a head written by `conceptlens fit` (repeatable).",
+)
+@click.option(
+    "--input",
+    "input_specs",
+    multiple=True,
+    help="NAME=FILE.npy: the input of model NAME if not the scores (e.g. embeddings).",
+)
+@click.option("--label", default=None, help="Label column.  [default: label]")
+@click.option("--split", default=None, help="Metadata column of the splits.  [default: site]")
+@click.option(
+    "--group", "groups", multiple=True, help="Metadata column to break down by (repeatable)."
+)
+@click.option("--reference", default=None, help="The in-domain split of the gap.")
+@click.option("--n-boot", type=int, default=None, help="Bootstrap replicates.  [default: 1000]")
+@click.option("--seed", type=int, default=None, help="Bootstrap seed.  [default: 0]")
+@click.option(
+    "--shortcuts/--no-shortcuts",
+    default=None,
+    help="Also rank shortcut suspects of each concept head (find_shortcuts).",
+)
+@click.option("--out", default=None, type=click.Path(), help="Output netCDF of the audit.")
+def audit_command(config_path, scores_path, model_specs, input_specs, label, split, groups,
+                  reference, n_boot, seed, shortcuts, out):  # fmt: skip
+    """Audit models across splits and groups; print the summary and write the Dataset."""
+    import numpy as np
+
+    from conceptlens.exceptions import ConfigError
+    from conceptlens.explain._cli import read_scores
+    from conceptlens.heads import load_head
+    from conceptlens.studies import audit, find_shortcuts, save_audit
+
+    cfg = _read_config(config_path) if config_path else {}
+    cli = {
+        "scores": scores_path, "label": label, "split": split, "reference": reference,
+        "n_boot": n_boot, "seed": seed, "out": out, "shortcuts": shortcuts,
+        "models": _pairs(model_specs, "--model") or None,
+        "inputs": _pairs(input_specs, "--input") or None,
+        "groups": list(groups) or None,
+    }  # fmt: skip
+    opts = {**cfg, **{k: v for k, v in cli.items() if v is not None}}
+    if not opts.get("scores") or not opts.get("models"):
+        raise ConfigError("pass --scores and at least one --model NAME=FOLDER (or --config).")
+    scores = read_scores(opts["scores"])
+    models = {name: load_head(path) for name, path in opts["models"].items()}
+    inputs = {}
+    for name, path in (opts.get("inputs") or {}).items():
+        inputs[name] = np.load(Path(path).expanduser(), allow_pickle=False)
+    ds = audit(
+        models, scores, inputs=inputs, labels=opts.get("label", "label"),
+        split=opts.get("split", "site"), groups=opts.get("groups") or (),
+        reference=opts.get("reference"), n_boot=int(opts.get("n_boot", 1000)),
+        seed=int(opts.get("seed", 0)), ci=float(opts.get("ci", 0.95)),
+        min_cases=int(opts.get("min_cases", 10)),
+    )  # fmt: skip
+    click.echo(format_audit(ds))
+    if opts.get("shortcuts"):
+        for name, model in models.items():
+            if name in inputs:
+                continue
+            df = find_shortcuts(
+                model, scores, labels=opts.get("label", "label"),
+                by=opts.get("by", opts.get("split", "site")),
+            )  # fmt: skip
+            click.echo(f"\nshortcut suspects of {name} (reliance x shift):")
+            cols = ["concept", "class", "suspicion", "suspect", "reliance", "shift"]
+            click.echo(df[cols].head(10).to_string(index=False, float_format="%.3f"))
+    if opts.get("out"):
+        save_audit(ds, Path(str(opts["out"])).expanduser())
+        click.echo(f"wrote {opts['out']}")
+
+
+@click.group(name="study")
+def study() -> None:
+    """Studies: the shortcut-masking grid (Mask of truth protocol)."""
+
+
+@study.command(name="masking")
+@click.option(
+    "--manifest",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="CSV manifest with labels and an ROI mask column.",
+)
+@click.option(
+    "--synthderm", "preset", default=None, help="Generate SynthDerm with this preset instead."
+)
+@click.option("--n", default=600, show_default=True, help="SynthDerm images (with --synthderm).")
+@click.option(
+    "--roi",
+    default=None,
+    help="ROI mask name.  [default: lesion_mask for SynthDerm, else roi_mask]",
+)
+@click.option(
+    "--fill",
+    default="black",
+    show_default=True,
+    type=click.Choice(["black", "mean", "blur", "inpaint"]),
+)
+@click.option(
+    "--dilation",
+    "dilations",
+    multiple=True,
+    type=int,
+    help="ROI dilation in pixels, negative erodes (repeatable).  [default: 0]",
+)
+@click.option(
+    "--metadata",
+    "metadata_columns",
+    multiple=True,
+    help="Column of the metadata-only baseline (repeatable).",
+)
+@click.option("--backbone", default="synthderm-lit", show_default=True)
+@click.option("--bank", default="synthderm", show_default=True)
+@click.option(
+    "--cache-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Embedding cache.  [default: a temporary one]",
+)
+@click.option("--n-boot", default=1000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="Output netCDF of the grid.")
+def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbone, bank,
+            cache_dir, n_boot, seed, out):  # fmt: skip
+    """Train on each ROI condition, evaluate on each; print the AUROC grids."""
+    from conceptlens._io import atomic_path
+    from conceptlens.exceptions import ConfigError
+    from conceptlens.studies import masking_study
+
+    if (manifest is None) == (preset is None):
+        raise ConfigError("pass exactly one of --manifest PATH or --synthderm PRESET.")
+    if preset is not None:
+        from conceptlens import SynthDerm
+
+        dataset = SynthDerm(preset).generate(int(n), seed=int(seed)).to_dataset()
+        roi = roi or "lesion_mask"
+    else:
+        from conceptlens.data import load_manifest
+
+        dataset = load_manifest(manifest)
+        roi = roi or "roi_mask"
+    res = masking_study(
+        dataset, roi=roi, fill=fill, dilations=list(dilations) or [0],
+        metadata_columns=list(metadata_columns), backbone=backbone, bank=bank,
+        cache=cache_dir, n_boot=int(n_boot), seed=int(seed),
+    )  # fmt: skip
+    click.echo(format_masking(res))
+    with atomic_path(Path(out).expanduser()) as tmp:
+        res.to_netcdf(tmp, engine="netcdf4")
+    click.echo(f"wrote {out}")
+
+
+def format_masking(res: Any) -> str:
+    """Macro AUROC grid (rows: trained on, columns: evaluated on) per model and dilation."""
+    lines = []
+    conds = [str(c) for c in res.train_condition.values]
+    for model in res.model.values:
+        for d in res.dilation.values:
+            lines.append(
+                f"{model}, dilation {int(d)}: macro AUROC (rows trained on, columns evaluated on)"
+            )
+            lines.append(f"{'':<14}" + "".join(f"{c:>22}" for c in conds))
+            for tc in conds:
+                cells = []
+                for ec in conds:
+                    v = res.macro_auroc.sel(model=model, dilation=d, train_condition=tc,
+                                            eval_condition=ec).values  # fmt: skip
+                    cells.append(f"{v[0]:.3f} [{v[1]:.2f}, {v[2]:.2f}]")
+                lines.append(f"{tc:<14}" + "".join(f"{c:>22}" for c in cells))
+            lines.append("")
+    if "metadata_macro_auroc" in res:
+        v = res.metadata_macro_auroc.values
+        lines.append(f"metadata-only baseline ({res.attrs['metadata_columns']}): "
+                     f"macro AUROC {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")  # fmt: skip
+    a = res.attrs
+    lines.append(
+        f"fill {a['fill']}, ROI {a['roi']!r}, {a['n_train']} training / {a['n_test']} test images"
+    )
+    return "\n".join(lines)

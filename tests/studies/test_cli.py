@@ -1,0 +1,82 @@
+"""``conceptlens audit`` and ``conceptlens study masking``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from conceptlens.cli import main
+from conceptlens.heads import ConceptBottleneckClassifier, SparseLinearHead, save_head
+from conceptlens.studies import load_audit
+from tests.studies._synth import noisy_scores, synthderm_batch, synthderm_config
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("audit")
+    scores = noisy_scores(synthderm_batch(synthderm_config("confounded"), 900, seed=2))
+    train = np.isin(scores.site.values, ["site_a", "site_b"])
+    y = scores.label.values
+    save_head(ConceptBottleneckClassifier(C=0.5).fit(scores[train], y[train]), d / "cbm")
+    emb = np.random.default_rng(0).normal(size=(len(y), 4)) + (y == "melanoma")[:, None]
+    np.save(d / "emb.npy", emb)
+    save_head(SparseLinearHead(C=1.0).fit(emb[train], y[train]), d / "probe")
+    xr.Dataset({"concept_score": scores}).to_netcdf(d / "scores.nc")
+    return d
+
+
+def test_audit_command_prints_and_writes(run_dir):
+    d = run_dir
+    args = ["audit", "--scores", str(d / "scores.nc"), "--model", f"cbm={d / 'cbm'}",
+            "--model", f"probe={d / 'probe'}", "--input", f"probe={d / 'emb.npy'}",
+            "--group", "skin_tone", "--reference", "site_a", "--n-boot", "50",
+            "--shortcuts", "--out", str(d / "audit.nc")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "worst:skin_tone" in result.output and "paired difference cbm - probe" in result.output
+    assert "shortcut suspects of cbm" in result.output
+    lines = result.output.split("shortcut suspects of cbm")[1].splitlines()
+    assert lines[2].split()[0] in {"purple_ink", "ruler"}
+    ds = load_audit(d / "audit.nc")
+    assert set(ds.model.values) == {"cbm", "probe"} and ds.attrs["n_boot"] == 50
+
+
+def test_audit_command_from_yaml_config(run_dir):
+    d = run_dir
+    (d / "study.yaml").write_text(
+        "scores: scores.nc\nmodels:\n  cbm: cbm\nsplit: site\ngroups: [skin_tone]\n"
+        "n_boot: 20\nout: from_config.nc\n"
+    )
+    result = CliRunner().invoke(main, ["audit", "--config", str(d / "study.yaml")])
+    assert result.exit_code == 0, result.output
+    assert load_audit(d / "from_config.nc").attrs["n_boot"] == 20
+
+
+def test_audit_command_errors(run_dir):
+    d = run_dir
+    result = CliRunner().invoke(main, ["audit", "--scores", str(d / "scores.nc")])
+    assert result.exit_code == 1 and "--model" in result.output
+    result = CliRunner().invoke(
+        main, ["audit", "--scores", str(d / "scores.nc"), "--model", f"cbm={d / 'cbm'}",
+               "--group", "hospital"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "available columns" in result.output
+    (d / "bad.yaml").write_text("scores: scores.nc\nmodel: cbm\n")
+    result = CliRunner().invoke(main, ["audit", "--config", str(d / "bad.yaml")])
+    assert result.exit_code == 1 and "unknown keys ['model']" in result.output
+    result = CliRunner().invoke(main, ["study", "masking", "--out", str(d / "x.nc")])
+    assert result.exit_code == 1 and "exactly one of" in result.output
+
+
+@pytest.mark.slow
+def test_study_masking_command_on_synthderm(tmp_path):
+    result = CliRunner().invoke(
+        main, ["study", "masking", "--synthderm", "confounded", "--n", "60", "--n-boot", "20",
+               "--metadata", "site", "--cache-dir", str(tmp_path / "cache"),
+               "--out", str(tmp_path / "grid.nc")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    grid = xr.load_dataset(tmp_path / "grid.nc")
+    assert grid.auroc.sizes["train_condition"] == 5 and "no_roi_bb" in result.output
