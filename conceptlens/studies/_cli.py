@@ -142,7 +142,9 @@ def format_audit(ds: Any) -> str:
     multiple=True,
     help="NAME=FILE.npy: the input of model NAME if not the scores (e.g. embeddings).",
 )
-@click.option("--label", default=None, help="Label column.  [default: label]")
+@click.option(
+    "--label-column", "--label", "label", default=None, help="Label column.  [default: label]"
+)
 @click.option("--split", default=None, help="Metadata column of the splits.  [default: site]")
 @click.option(
     "--group", "groups", multiple=True, help="Metadata column to break down by (repeatable)."
