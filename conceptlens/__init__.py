@@ -44,8 +44,8 @@ _LAZY: dict[str, str] = {
     "load_npz": "conceptlens.data",
     "load_dicom": "conceptlens.data",
     "make_splits": "conceptlens.data",
-    "SynthDerm": "conceptlens.data",
-    "write_synthderm": "conceptlens.data",
+    "SynthDerm": "conceptlens.synthderm",
+    "write_synthderm": "conceptlens.synthderm",
     # backbones
     "Backbone": "conceptlens.backbones",
     "load_backbone": "conceptlens.backbones",
@@ -90,13 +90,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from conceptlens.data import (
         ImageDataset,
-        SynthDerm,
         load_dicom,
         load_folder,
         load_manifest,
         load_npz,
         make_splits,
-        write_synthderm,
     )
     from conceptlens.heads import (
         ConceptBottleneckClassifier,
@@ -107,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_head,
         save_head,
     )
+    from conceptlens.synthderm import SynthDerm, write_synthderm
 
 
 def __getattr__(name: str) -> Any:

@@ -111,7 +111,7 @@ def run_demo(
     """
     from conceptlens.backbones import load_backbone
     from conceptlens.concepts import embed_images, load_bank, score_concepts
-    from conceptlens.data import SynthDerm
+    from conceptlens.synthderm import SynthDerm
     from conceptlens.exceptions import ConfigError
     from conceptlens.heads import (
         ConceptBottleneckClassifier,

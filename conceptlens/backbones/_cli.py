@@ -7,7 +7,7 @@ import time
 
 import click
 
-from conceptlens.backbones import _cli_lit
+from conceptlens.synthderm import _cli_lit
 
 __all__ = ["backbone"]
 

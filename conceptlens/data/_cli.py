@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from conceptlens.data._cli_synthderm import synthderm
+from conceptlens.synthderm._cli_data import synthderm
 
 __all__ = ["data", "dataset_report", "open_dataset"]
 

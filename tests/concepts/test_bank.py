@@ -335,14 +335,12 @@ def test_round_trip_property(tmp_path_factory, names, prompts, priors):
 def test_synthderm_bank_maps_one_to_one_to_ground_truth():
     if "synthderm" not in list_banks():
         pytest.skip("concept_banks/synthderm.yaml not written yet")
-    data = pytest.importorskip("conceptlens.data")
-    truth = getattr(data, "SYNTHDERM_CONCEPTS", None)
-    if truth is None:
-        pytest.skip("conceptlens.data.SYNTHDERM_CONCEPTS not available yet")
+    from conceptlens.synthderm import SYNTHDERM_CLASSES, SYNTHDERM_CONCEPTS
+
     bank = load_bank("synthderm")
-    assert bank.names == tuple(name for name, _ in truth)
-    assert bank.groups == tuple(group for _, group in truth)
-    assert bank.classes == tuple(data.SYNTHDERM_CLASSES)
+    assert bank.names == tuple(name for name, _ in SYNTHDERM_CONCEPTS)
+    assert bank.groups == tuple(group for _, group in SYNTHDERM_CONCEPTS)
+    assert bank.classes == tuple(SYNTHDERM_CLASSES)
 
 
 @pytest.mark.parametrize("module", ["_bank", "_filter", "_retrieve", "_sanitize", "_llm"])

@@ -50,7 +50,7 @@ def train_synthderm_lit(
     log_every: int,
 ) -> None:
     """Train the synthderm-lit image tower LiT-style on generated SynthDerm captions."""
-    from conceptlens.backbones._train_lit import main
+    from conceptlens.synthderm._train_lit import main
 
     argv = ["--out", out, "--data-seed", str(data_seed), "--concept-weight", str(concept_weight)]
     argv += ["--log-every", str(log_every)]
@@ -99,7 +99,7 @@ def refit_synthderm_lit(
 ) -> None:
     """Stage 2: lock the text side (projection = identity) and refit the image projection."""
     from conceptlens._progress import is_quiet
-    from conceptlens.backbones._train_lit import refit_projection
+    from conceptlens.synthderm._train_lit import refit_projection
 
     record = refit_projection(
         out,
@@ -144,7 +144,7 @@ def evaluate_synthderm_lit(
     record: str | None,
 ) -> None:
     """Print every synthderm-lit quality figure measured on fresh SynthDerm images."""
-    from conceptlens.backbones._evaluate_lit import main
+    from conceptlens.synthderm._evaluate_lit import main
 
     argv = ["--n", str(n), "--n-probe-train", str(n_probe_train), "--preset", preset]
     for flag, value in (

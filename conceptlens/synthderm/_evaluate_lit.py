@@ -1,7 +1,7 @@
 """Quality evaluation of synthderm-lit on fresh SynthDerm images.
 
 Measures, on a seed never used in training (all evaluation seeds are below
-:data:`conceptlens.backbones._train_lit.TRAIN_SEED_BASE`):
+:data:`conceptlens.synthderm._train_lit.TRAIN_SEED_BASE`):
 
 - zero-shot concept detection AUROC: cosine similarity between the image embedding and
   the concept's prompts from ``concept_banks/synthderm.yaml`` (templates applied, prompt
@@ -13,14 +13,13 @@ Measures, on a seed never used in training (all evaluation seeds are below
 - on the ``iid`` preset, class accuracy of a linear probe on image embeddings and of a
   logistic regression on the ground-truth concept vectors.
 
-Run ``python -m conceptlens.backbones._evaluate_lit --help`` or
+Run ``python -m conceptlens.synthderm._evaluate_lit --help`` or
 ``conceptlens backbone evaluate-synthderm-lit``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import re
 from pathlib import Path
@@ -55,64 +54,35 @@ DOCS_START = "<!-- synthderm-lit-evaluation:start -->"
 DOCS_END = "<!-- synthderm-lit-evaluation:end -->"
 
 
-def _bank_path() -> Path | None:
-    import importlib.resources
-
-    import conceptlens
-
-    candidates = [Path(conceptlens.__file__).resolve().parents[1] / "concept_banks"]
-    with contextlib.suppress(ModuleNotFoundError, TypeError):
-        candidates.insert(
-            0, Path(str(importlib.resources.files("conceptlens") / "_shipped_banks"))
-        )
-    for folder in candidates:
-        for ext in ("yaml", "yml", "json"):
-            path = folder / f"synthderm.{ext}"
-            if path.is_file():
-                return path
-    return None
-
-
 def load_synthderm_bank_prompts() -> dict[str, Any]:
     """Prompts, templates and reference prompts of the shipped SynthDerm bank.
 
-    Reads ``concept_banks/synthderm.yaml`` with ``yaml.safe_load``. If the bank file is not
-    present, falls back to the first caption phrase of each concept (the bank's first prompt
-    by construction) and the reference prompt ``"a dermoscopy image of skin"``.
+    Reads the bank through :func:`conceptlens.concepts.load_bank` (``"synthderm"``), so
+    the evaluation scores exactly the prompts that ``score_concepts`` scores.
 
     Returns
     -------
     dict
         ``prompts`` (concept -> list of str), ``templates``, ``reference_prompts``,
-        ``source`` (the file or ``"fallback"``), ``groups`` (concept -> group).
+        ``source`` (``"synthderm@<version>"``), ``groups`` (concept -> group).
 
     Example
     -------
-    >>> from conceptlens.backbones._evaluate_lit import load_synthderm_bank_prompts
+    >>> from conceptlens.synthderm._evaluate_lit import load_synthderm_bank_prompts
     >>> "hair" in load_synthderm_bank_prompts()["prompts"]
     True
     """
-    import yaml
-
-    from conceptlens.data._synthderm_vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
+    from conceptlens.concepts import load_bank
+    from conceptlens.synthderm._vocab import SYNTHDERM_CONCEPTS
 
     groups = dict(SYNTHDERM_CONCEPTS)
-    path = _bank_path()
-    if path is None:
-        return {
-            "prompts": {n: [CONCEPT_PHRASES[n][0]] for n in groups},
-            "templates": ["{}"],
-            "reference_prompts": ["a dermoscopy image of skin"],
-            "source": "fallback (first CONCEPT_PHRASES entry; bank file not found)",
-            "groups": groups,
-        }
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    prompts = {c["name"]: list(c["prompts"]) for c in raw["concepts"]}
+    bank = load_bank("synthderm")
+    prompts = {c.name: list(c.prompts) for c in bank.concepts}
     return {
         "prompts": {n: prompts[n] for n in groups if n in prompts},
-        "templates": list(raw.get("templates") or ["{}"]),
-        "reference_prompts": list(raw.get("reference_prompts") or []),
-        "source": str(path),
+        "templates": list(bank.templates or ("{}",)),
+        "reference_prompts": list(bank.reference_prompts),
+        "source": f"{bank.id}@{bank.version}",
         "groups": groups,
     }
 
@@ -124,14 +94,14 @@ def embed_images(model: Any, images: np.ndarray, *, batch_size: int = 256) -> np
     -------
     >>> import numpy as np
     >>> from conceptlens.backbones._synthderm_lit import build_synthderm_lit
-    >>> from conceptlens.backbones._evaluate_lit import embed_images
+    >>> from conceptlens.synthderm._evaluate_lit import embed_images
     >>> model, _ = build_synthderm_lit()
     >>> embed_images(model, np.zeros((2, 96, 96, 3), np.uint8)).shape
     (2, 384)
     """
     import torch
 
-    from conceptlens.backbones._train_lit import _normalize_images
+    from conceptlens.synthderm._train_lit import _normalize_images
 
     dev = next(model.visual.parameters()).device
     out = []
@@ -152,7 +122,7 @@ def embed_prompts(
     Example
     -------
     >>> from conceptlens.backbones._synthderm_lit import build_synthderm_lit
-    >>> from conceptlens.backbones._evaluate_lit import embed_prompts
+    >>> from conceptlens.synthderm._evaluate_lit import embed_prompts
     >>> model, tok = build_synthderm_lit()
     >>> embed_prompts(model, tok, ["hair", "strands of hair"]).shape
     (384,)
@@ -218,7 +188,7 @@ def evaluate_lit(
 
     Example
     -------
-    >>> from conceptlens.backbones._evaluate_lit import evaluate_lit
+    >>> from conceptlens.synthderm._evaluate_lit import evaluate_lit
     >>> res = evaluate_lit(n=300, n_probe_train=0)  # doctest: +SKIP
     >>> res["zero_shot"]["relative"]["artifact_min"] > 0.9  # doctest: +SKIP
     True
@@ -226,8 +196,8 @@ def evaluate_lit(
     import time
 
     from conceptlens.backbones._synthderm_lit import build_synthderm_lit
-    from conceptlens.backbones._train_lit import TRAIN_SEED_BASE, _synthderm_class
-    from conceptlens.data._synthderm_vocab import PARAPHRASES, SYNTHDERM_CONCEPTS
+    from conceptlens.synthderm._train_lit import TRAIN_SEED_BASE, _synthderm_class
+    from conceptlens.synthderm._vocab import PARAPHRASES, SYNTHDERM_CONCEPTS
 
     if max(seed, probe_seed) >= TRAIN_SEED_BASE:
         raise ValueError(f"evaluation seeds must be below the training range {TRAIN_SEED_BASE}")
@@ -340,17 +310,16 @@ def format_results(res: dict[str, Any]) -> str:
 
     Example
     -------
-    >>> from conceptlens.backbones._evaluate_lit import format_results
+    >>> from conceptlens.synthderm._evaluate_lit import format_results
     >>> print(format_results(res))  # doctest: +SKIP
     """
-    from conceptlens.data._synthderm_vocab import SYNTHDERM_CONCEPTS
+    from conceptlens.synthderm._vocab import SYNTHDERM_CONCEPTS
 
     s = res["setup"]
-    bank = Path(s["bank"]).name if s["bank"].endswith(("yaml", "json")) else s["bank"]
     lines = [
         f"Measured on {s['n_eval']} fresh `{s['preset']}` images (seed {s['eval_seed']}); "
         f"probes trained on {s['n_probe_train']} more (seed {s['probe_seed']}). "
-        f"Prompts: `{bank}`, "
+        f"Prompts: bank `{s['bank']}`, "
         f"reference prompt(s) {s['reference_prompts']}.",
         "",
     ]
@@ -436,7 +405,7 @@ def add_to_record(res: dict[str, Any], record_path: str | Path) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m conceptlens.backbones._evaluate_lit", description=__doc__.split("\n")[0]
+        prog="python -m conceptlens.synthderm._evaluate_lit", description=__doc__.split("\n")[0]
     )
     p.add_argument("--weights", default=None, help="weights file (default: shipped)")
     p.add_argument("--minilm-path", default=None, help="MiniLM folder (default: verified package)")

@@ -2,8 +2,8 @@
 
 The generator draws, for each image, a site, a class, a skin tone and then every concept
 independently from its (site, class)-conditional probability (see
-:class:`~conceptlens.data.SynthDermConfig`), and finally renders the image from the
-concept vector with vectorised numpy drawing (``_synthderm_draw``). Images are produced in
+:class:`~conceptlens.synthderm.SynthDermConfig`), and finally renders the image from the
+concept vector with vectorised numpy drawing (``_draw``). Images are produced in
 blocks of ``BLOCK`` images; block ``b`` takes its randomness from
 ``np.random.SeedSequence(seed, spawn_key=(b,))`` (three child streams: latents, captions,
 drawing), so the same seed gives the same bytes, ``generate(n)`` is a prefix of
@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from conceptlens.data._synthderm_draw import draw_block
-from conceptlens.data._synthderm_presets import (
+from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.synthderm._draw import draw_block
+from conceptlens.synthderm._presets import (
     SynthDermConfig,
     _thaw,
     get_synthderm_preset,
 )
-from conceptlens.data._synthderm_vocab import (
+from conceptlens.synthderm._vocab import (
     CAPTION_TEMPLATES,
     CAPTION_TEMPLATES_EMPTY,
     CLASS_PHRASES,
@@ -38,7 +39,6 @@ from conceptlens.data._synthderm_vocab import (
     SYNTHDERM_CLASSES,
     SYNTHDERM_CONCEPTS,
 )
-from conceptlens.exceptions import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd

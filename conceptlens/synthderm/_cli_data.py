@@ -56,7 +56,7 @@ def synthderm(n: int, seed: int, preset: str, out: Path, image_size: int, overwr
     Rerunning the same command over a partial output completes it.
     """
     from conceptlens._progress import is_quiet
-    from conceptlens.data._synthderm import write_synthderm
+    from conceptlens.synthderm._generator import write_synthderm
 
     manifest = write_synthderm(
         out, n, seed=seed, preset=preset, image_size=image_size, overwrite=overwrite

@@ -20,12 +20,12 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from conceptlens.data._synthderm_vocab import (
+from conceptlens.exceptions import ConfigError, UnknownNameError
+from conceptlens.synthderm._vocab import (
     SYNTHDERM_ARTIFACTS,
     SYNTHDERM_CLASSES,
     SYNTHDERM_CONCEPTS,
 )
-from conceptlens.exceptions import ConfigError, UnknownNameError
 
 __all__ = [
     "LESION_CONCEPTS",

