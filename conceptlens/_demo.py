@@ -111,7 +111,6 @@ def run_demo(
     """
     from conceptlens.backbones import load_backbone
     from conceptlens.concepts import embed_images, load_bank, score_concepts
-    from conceptlens.synthderm import SynthDerm
     from conceptlens.exceptions import ConfigError
     from conceptlens.heads import (
         ConceptBottleneckClassifier,
@@ -119,6 +118,7 @@ def run_demo(
         classification_metrics,
         save_head,
     )
+    from conceptlens.synthderm import SynthDerm
 
     say = echo or (lambda _msg: None)
     timings: dict[str, float] = {}
@@ -237,7 +237,7 @@ def format_summary(result: DemoResult) -> str:
 
 
 def _write_outputs(out: Path, result: DemoResult) -> None:
-    from conceptlens.concepts._cli_score import write_scores
+    from conceptlens.concepts import write_scores
 
     out.mkdir(parents=True, exist_ok=True)
     write_scores(result.scores, out / "scores.nc")

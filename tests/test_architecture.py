@@ -5,8 +5,9 @@
 ``heads`` imports none of them; the layers above (explain, masking, spatial, studies, plot,
 reports) may import every layer below them except ``synthderm``. Only the CLI (``cli.py`` and
 the ``_cli*.py`` modules), the demo and the top-level ``__init__`` import ``synthderm``.
-Shared modules at the top level (``exceptions``, ``_io``, ``_progress``, ``_version``) are
-importable from everywhere. See docs/architecture.md.
+Shared modules at the top level (``exceptions``, ``_io``, ``_progress``, ``_typing``,
+``_version``) are importable from everywhere. ``concepts`` uses ``backbones`` through its
+public API only, and no library module imports a CLI module. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "synthderm": {"data", "backbones", "concepts"},
     **{layer: set(LOWER) | set(UPPER) for layer in UPPER},
 }
-SHARED = {"exceptions", "_io", "_progress", "_version"}
+SHARED = {"exceptions", "_io", "_progress", "_typing", "_version"}
 # top-level modules that compose every layer
 COMPOSERS = {"__init__", "_demo", "cli"}
 # Documented exception: ``conceptlens.data.__getattr__`` resolves the old SynthDerm names
@@ -195,3 +196,82 @@ def test_import_parser(tmp_path: Path, source: str, expected: str) -> None:
     fake = tmp_path / "m.py"
     fake.write_text(source, encoding="utf-8")
     assert [i.target for i in _imports(fake, "data/m.py")][-1] == expected
+
+
+def _private_uses(path: Path, rel: str | None = None) -> list[str]:
+    """Private attributes of other objects that a module touches (``x._name``, ``__dict__``,
+    ``getattr(x, "_name")``); ``self._name`` and ``cls._name`` are the module's own."""
+    rel = rel or path.relative_to(ROOT).as_posix()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            private = node.attr.startswith("_") and not node.attr.endswith("__")
+            if (private and not own) or node.attr == "__dict__":
+                bad.append(f"{rel}:{node.lineno} .{node.attr}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr", "delattr")
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and str(node.args[1].value).startswith("_")
+        ):
+            bad.append(f"{rel}:{node.lineno} {node.func.id}(..., {node.args[1].value!r})")
+    return bad
+
+
+def test_concepts_touches_no_private_backbone_attribute() -> None:
+    bad = [b for p in sorted((ROOT / "concepts").glob("*.py")) for b in _private_uses(p)]
+    assert not bad, "concepts must use the public Backbone API:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(backbone):\n    return backbone._image_forward(1)\n",
+        "def f(backbone):\n    backbone.__dict__.setdefault('_memo', {})\n",
+        "def f(backbone):\n    return getattr(backbone, '_preprocessor')\n",
+    ],
+)
+def test_private_use_check_itself(tmp_path: Path, source: str) -> None:
+    fake = tmp_path / "m.py"
+    fake.write_text(source, encoding="utf-8")
+    assert _private_uses(fake, "concepts/m.py")
+    fake.write_text("class A:\n    def f(self):\n        return self._x\n", encoding="utf-8")
+    assert not _private_uses(fake, "concepts/m.py")
+
+
+def test_concepts_imports_backbones_public_names_only() -> None:
+    import conceptlens.backbones
+
+    public = set(conceptlens.backbones.__all__)
+    bad = []
+    for path in sorted((ROOT / "concepts").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "conceptlens.backbones"
+            ):
+                names = {a.name for a in node.names}
+                if node.module != "conceptlens.backbones" or not names <= public:
+                    bad.append(f"concepts/{path.name}:{node.lineno} {node.module} {names}")
+            elif isinstance(node, ast.Import):
+                bad += [
+                    f"concepts/{path.name}:{node.lineno} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("conceptlens.backbones")
+                ]
+    assert not bad, "\n".join(bad)
+
+
+def test_library_code_imports_no_cli_module() -> None:
+    bad = [
+        f"{i.path}:{i.line} imports {i.target}"
+        for i in ALL_IMPORTS
+        if not _is_cli(i.path)
+        and i.path != "__init__.py"
+        and any(part == "cli" or part.startswith("_cli") for part in i.target.split(".")[1:])
+    ]
+    assert not bad, "\n".join(bad)

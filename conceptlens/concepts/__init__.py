@@ -76,6 +76,13 @@ from conceptlens.concepts._scoring import (
     concept_text_embeddings,
     embed_images,
     score_concepts,
+    write_scores,
 )
 
-__all__ += ["ConceptStandardizer", "concept_text_embeddings", "embed_images", "score_concepts"]
+__all__ += [
+    "ConceptStandardizer",
+    "concept_text_embeddings",
+    "embed_images",
+    "score_concepts",
+    "write_scores",
+]

