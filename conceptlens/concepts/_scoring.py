@@ -166,7 +166,7 @@ def _score_range(
     from conceptlens.backbones import as_image_source
 
     out = np.empty((stop - start, text.shape[0]), np.float32)
-    weights = _score_matrix(text, ref)
+    weights = _concept_weights(text, ref)
     source = as_image_source(dataset)  # once for every block
     store = backbone.open_cache(cache) if cache is not None else None
     blocks = range(start, stop, block_size)
@@ -184,7 +184,7 @@ def _score_range(
     return out
 
 
-def _score_matrix(text: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+def _concept_weights(text: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
     """(D, n_concepts) so that scores = emb @ W: cos(e, t) - cos(e, r) = e . (t - r)."""
     w = text if ref is None else text - ref[None, :]
     return np.ascontiguousarray(w.T, dtype=np.float32)

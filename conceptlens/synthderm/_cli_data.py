@@ -29,7 +29,8 @@ __all__ = ["synthderm"]
     "--preset",
     default="iid",
     show_default=True,
-    help="Preset: iid, confounded or skin-tone-shift.",
+    help="Preset name (iid, confounded, skin-tone-shift) or the path of a YAML "
+    "configuration (SynthDermConfig.to_yaml).",
 )
 @click.option(
     "--out",

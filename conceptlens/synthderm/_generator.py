@@ -57,13 +57,14 @@ _CONCEPT_NAMES = tuple(n for n, _ in SYNTHDERM_CONCEPTS)
 _CONCEPT_GROUPS = tuple(g for _, g in SYNTHDERM_CONCEPTS)
 
 
-def _resolve(preset: str | SynthDermConfig) -> SynthDermConfig:
+def _resolve(preset: str | os.PathLike[str] | SynthDermConfig) -> SynthDermConfig:
     if isinstance(preset, SynthDermConfig):
         return preset
-    if isinstance(preset, str):
+    if isinstance(preset, str | os.PathLike):
         return get_synthderm_preset(preset)
     raise ConfigError(
-        f"preset must be a preset name or a SynthDermConfig, got {type(preset).__name__}."
+        "preset must be a preset name, the path of a YAML configuration or a "
+        f"SynthDermConfig, got {type(preset).__name__}."
     )
 
 
@@ -222,8 +223,9 @@ class SynthDerm:
 
     Parameters
     ----------
-    preset : str or SynthDermConfig, default "iid"
-        A preset name (see :func:`list_synthderm_presets`) or a full configuration.
+    preset : str, path or SynthDermConfig, default "iid"
+        A preset name (see :func:`list_synthderm_presets`), the path of a YAML
+        configuration (:meth:`SynthDermConfig.to_yaml`) or a full configuration.
     image_size : int, default 96
         Side of the square images in pixels (32..1024); drawing scales with it.
 
@@ -235,7 +237,9 @@ class SynthDerm:
     ((8, 96, 96, 3), (8, 17))
     """
 
-    def __init__(self, preset: str | SynthDermConfig = "iid", *, image_size: int = 96) -> None:
+    def __init__(
+        self, preset: str | os.PathLike[str] | SynthDermConfig = "iid", *, image_size: int = 96
+    ) -> None:
         self.config = _resolve(preset)
         if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer):
             raise ConfigError(f"image_size must be an integer, got {image_size!r}.")
@@ -340,7 +344,11 @@ def _concat(blocks: Sequence[SynthDermBatch]) -> SynthDermBatch:
 
 
 def generate_synthderm(
-    n: int, *, seed: int = 0, preset: str | SynthDermConfig = "iid", image_size: int = 96
+    n: int,
+    *,
+    seed: int = 0,
+    preset: str | os.PathLike[str] | SynthDermConfig = "iid",
+    image_size: int = 96,
 ) -> SynthDermBatch:
     """Shortcut for ``SynthDerm(preset, image_size=image_size).generate(n, seed)``.
 
@@ -353,7 +361,7 @@ def generate_synthderm(
 
 
 def synthderm_bayes_accuracy(
-    preset: str | SynthDermConfig = "iid",
+    preset: str | os.PathLike[str] | SynthDermConfig = "iid",
     *,
     n: int = 200_000,
     seed: int = 0,
@@ -425,7 +433,7 @@ def write_synthderm(
     n: int,
     *,
     seed: int = 0,
-    preset: str | SynthDermConfig = "iid",
+    preset: str | os.PathLike[str] | SynthDermConfig = "iid",
     image_size: int = 96,
     overwrite: bool = False,
 ) -> Path:
