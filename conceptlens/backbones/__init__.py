@@ -10,11 +10,17 @@ from conceptlens.backbones._backbone import (
 )
 from conceptlens.backbones._cache import EmbeddingCache
 from conceptlens.backbones._minilm_embed import minilm_embed
-from conceptlens.backbones._registry import BackboneConfig, get_backbone_config, list_backbones
+from conceptlens.backbones._registry import (
+    BackboneConfig,
+    add_backbone_config,
+    get_backbone_config,
+    list_backbones,
+)
 
 __all__ = [
     # registry
     "BackboneConfig",
+    "add_backbone_config",
     "get_backbone_config",
     "list_backbones",
     # loading and encoding
