@@ -62,13 +62,11 @@ class DemoResult:
 
 def _split(labels: np.ndarray, site: np.ndarray, heldout: str, test_fraction: float, seed: int):
     """Stratified in-domain train/test split of the training sites; the held-out site apart."""
-    from sklearn.model_selection import train_test_split
+    from conceptlens.data import stratified_split
 
     indomain = np.flatnonzero(site != heldout)
-    train, test = train_test_split(
-        indomain, test_size=test_fraction, stratify=labels[indomain], random_state=seed
-    )
-    return np.sort(train), np.sort(test), np.flatnonzero(site == heldout)
+    train, test = stratified_split(labels, test_fraction, seed=seed, indices=indomain)
+    return train, test, np.flatnonzero(site == heldout)
 
 
 def run_demo(

@@ -28,7 +28,7 @@ from conceptlens.data._folder import load_folder
 from conceptlens.data._images import read_image, read_mask
 from conceptlens.data._manifest import load_manifest
 from conceptlens.data._npz import load_npz
-from conceptlens.data._splits import load_splits, make_splits, save_splits
+from conceptlens.data._splits import load_splits, make_splits, save_splits, stratified_split
 
 __all__ = [
     # core types
@@ -60,6 +60,7 @@ __all__ = [
     "load_splits",
     "make_splits",
     "save_splits",
+    "stratified_split",
 ]
 
 
