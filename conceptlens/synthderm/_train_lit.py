@@ -208,7 +208,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def _pooled_text(text_tower: nn.Module, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _pooled_text(text_tower: Any, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Pooled (pre-projection) MiniLM sentence embeddings of token ids (padding masked)."""
     ids = ids.to(device)
     mask = (ids != 0).long()
@@ -261,7 +261,7 @@ class _ConceptPhrases:
     renormalises.
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Any, device: torch.device) -> None:
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device) -> None:
         from conceptlens.synthderm._vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
 
         self.names = [n for n, _ in SYNTHDERM_CONCEPTS]
@@ -437,9 +437,7 @@ def _minilm_folder(minilm_path: str | Path | None) -> Path:
     return Path(minilm_path).resolve()
 
 
-def _write_weights(
-    model: nn.Module, out: Path, record: dict[str, Any], meta: dict[str, Any]
-) -> None:
+def _write_weights(model: Any, out: Path, record: dict[str, Any], meta: dict[str, Any]) -> None:
     """Weights and the JSON record next to them, both atomically."""
     from conceptlens._io import atomic_write_text, sha256_file
     from conceptlens.backbones._synthderm_lit import save_lit_weights
@@ -451,7 +449,7 @@ def _write_weights(
 
 # --------------------------------------------------------------------------- stage 1
 def _stage1_optimizer(
-    model: nn.Module, *, n_concepts: int, dev: torch.device, settings: dict[str, Any]
+    model: Any, *, n_concepts: int, dev: torch.device, settings: dict[str, Any]
 ) -> tuple[nn.ParameterDict, torch.optim.Optimizer]:
     """Concept head (log scale, bias) and AdamW over what stage 1 trains."""
     torch.manual_seed(settings["torch_seed"])
@@ -832,7 +830,7 @@ def train_lit(
 
 # --------------------------------------------------------------------------- stage 2
 def _stage2_features(
-    model: nn.Module, *, data_seed: int, n_chunks: int, chunk_size: int, quiet: bool
+    model: Any, *, data_seed: int, n_chunks: int, chunk_size: int, quiet: bool
 ) -> dict[str, Any]:
     """Image-trunk features and unit caption embeddings of freshly generated chunks."""
     from conceptlens.backbones._minilm import minilm_dir
@@ -840,7 +838,8 @@ def _stage2_features(
 
     mpath = str(minilm_dir())
     dev = torch.device("cpu")
-    feats, pooled, concepts, caps, presets = [], [], [], [], {}
+    feats, pooled, concepts, caps = [], [], [], []
+    presets: dict[str, int] = {}
     keep_proj = model.visual.proj
     model.visual.proj = None
     try:
