@@ -118,3 +118,20 @@ def test_yaml_is_read_safely(tmp_path: Path) -> None:
     path.write_text("!!python/object/apply:os.system ['echo hi']\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not a readable YAML"):
         SynthDermConfig.from_yaml(path)
+
+
+def test_cli_takes_a_preset_file(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from conceptlens.cli import main
+
+    path = (
+        SynthDermConfig.from_preset("iid").replace(name="cli-preset").to_yaml(tmp_path / "p.yaml")
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["data", "synthderm", "--n", "4", "--preset", str(path), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    settings = (out / "synthderm.json").read_text(encoding="utf-8")
+    assert '"cli-preset"' in settings
