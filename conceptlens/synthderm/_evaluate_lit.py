@@ -114,11 +114,14 @@ def lit_backbone(weights: str | Path | None = None, *, device: str | None = None
     )
 
 
-def _prompt_matrix(backbone: Any, bank: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Concept and reference text embeddings exactly as ``score_concepts`` computes them."""
+def _prompt_matrix(
+    backbone: Any, bank: Any, templates: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concept and reference text embeddings as ``score_concepts`` computes them (the
+    renormalised mean over prompts x ``templates``)."""
     from conceptlens.concepts import concept_text_embeddings
 
-    text, ref, _ = concept_text_embeddings(backbone, bank, reference=True)
+    text, ref, _ = concept_text_embeddings(backbone, bank, templates=templates, reference=True)
     return text, np.asarray(ref)
 
 
@@ -205,9 +208,15 @@ def evaluate_lit(
         templates=("{}",),
     )
     results: dict[str, Any] = {}
-    ref_sim = emb @ _prompt_matrix(backbone, bank)[1]  # the bank's reference, both cases
-    for key, b in (("zero_shot", bank), ("paraphrase", paraphrased)):
-        cmat, _ = _prompt_matrix(backbone, b)
+    # the bank's own templates (not the backbone's defaults), as written in the bank file;
+    # the paraphrases are scored as they are; the reference is the bank's in both cases
+    bank_templates = list(prompts["templates"])
+    ref_sim = emb @ _prompt_matrix(backbone, bank, bank_templates)[1]
+    for key, b, tpls in (
+        ("zero_shot", bank, bank_templates),
+        ("paraphrase", paraphrased, ["{}"]),
+    ):
+        cmat, _ = _prompt_matrix(backbone, b, tpls)
         order = [b.names.index(c) for c in names]
         sims = emb @ cmat[order].T
         results[key] = {}

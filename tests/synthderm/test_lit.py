@@ -216,13 +216,14 @@ def test_cli_defaults_come_from_one_table() -> None:
 
 def test_evaluation_of_a_training_output(tmp_path: Path) -> None:
     """A trained file is evaluated through Backbone (fingerprinted by its own hash)."""
+    from conceptlens._io import sha256_file
     from conceptlens.synthderm._evaluate_lit import evaluate_lit, lit_backbone
     from conceptlens.synthderm._train_lit import refit_projection
 
     refit_projection(tmp_path, WEIGHTS_PATH, n_chunks=1, chunk_size=32, steps=100, quiet=True)
-    trained = lit_backbone(tmp_path / "synthderm-lit.safetensors")
-    shipped = lit_backbone()
-    assert trained.fingerprint != shipped.fingerprint
-    res = evaluate_lit(trained, n=120, n_probe_train=0)
+    path = tmp_path / "synthderm-lit.safetensors"
+    trained = lit_backbone(path)
+    assert trained.weights_path == path and sha256_file(path) != sha256_file(WEIGHTS_PATH)
+    res = evaluate_lit(trained, n=100, n_probe_train=0)
     assert res["setup"]["backbone_fingerprint"] == trained.fingerprint
     assert res["zero_shot"]["cosine"]["mean"] > 0.6
