@@ -646,12 +646,42 @@ class Backbone:
             emb = F.normalize(emb, dim=-1)
         return emb.cpu().numpy().astype(np.float32, copy=False)
 
-    def _raw_text(self, prompts: Sequence[str], batch_size: int, cache: Any) -> np.ndarray:
-        """Unnormalised text-tower outputs (P, D), each prompt encoded once per backbone.
+    def _encode_prompts(self, prompts: list[str], batch_size: int) -> np.ndarray:
+        """Raw text-tower outputs (P, D) of ``prompts``, in order.
 
-        Prompts are padded to the tokenizer's context length, as in training, so a
-        prompt's embedding does not depend on the other prompts of its batch.
+        Text towers that mask padding (Hugging Face towers: synthderm-lit, BiomedCLIP) get
+        no padding at all: prompts are grouped by token length and each group is cut to
+        its length, so a prompt costs its own length, not the context length, and its
+        embedding never depends on the other prompts of its batch. Towers with a fixed
+        positional table (open_clip's own CLIP text transformer) get the tokenizer's full
+        context, as in training.
         """
+        tokens = self.tokenizer(prompts)
+        pad = getattr(
+            getattr(getattr(self.model, "text", None), "config", None), "pad_token_id", None
+        )
+        if pad is None:  # fixed-length tower
+            order, groups = np.arange(len(prompts)), [(np.arange(len(prompts)), tokens.shape[1])]
+        else:
+            used = (tokens != pad).long()
+            lengths = (used.shape[1] - used.flip(1).argmax(1)).numpy()  # last non-pad + 1
+            lengths[used.sum(1).numpy() == 0] = 1
+            groups = [(np.flatnonzero(lengths == n), int(n)) for n in np.unique(lengths)]
+            order = np.concatenate([g for g, _ in groups])
+        rows: list[np.ndarray] = []
+        for idx, length in groups:
+            for i in range(0, len(idx), batch_size):
+                part = tokens[idx[i : i + batch_size], :length].to(self.device)
+                with torch.inference_mode(), self._autocast():
+                    f = self.model.encode_text(part).float()
+                rows.append(f.cpu().numpy().astype(np.float32, copy=False))
+        stacked = np.concatenate(rows)
+        out = np.empty_like(stacked)
+        out[order] = stacked
+        return out
+
+    def _raw_text(self, prompts: Sequence[str], batch_size: int, cache: Any) -> np.ndarray:
+        """Unnormalised text-tower outputs (P, D), each prompt encoded once per backbone."""
         memo = self._text_memo
         todo = list(dict.fromkeys(p for p in prompts if p not in memo))
         if todo and cache is not None:
@@ -664,13 +694,7 @@ class Backbone:
                 memo.update(zip(hit, rows, strict=True))
             todo = [p for p, f in zip(todo, found, strict=True) if not f]
         if todo:
-            new = []
-            for i in range(0, len(todo), batch_size):
-                tokens = self.tokenizer(todo[i : i + batch_size]).to(self.device)
-                with torch.inference_mode(), self._autocast():
-                    f = self.model.encode_text(tokens).float()
-                new.append(f.cpu().numpy().astype(np.float32, copy=False))
-            rows = np.concatenate(new)
+            rows = self._encode_prompts(todo, batch_size)
             if cache is not None:
                 with self.open_cache(cache, kind="text").writer() as writer:
                     writer.append([text_key(p) for p in todo], rows)
