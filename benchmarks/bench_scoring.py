@@ -57,7 +57,7 @@ def _bank():
 
 def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
     try:
-        from conceptlens.data._synthderm import SynthDerm
+        from conceptlens import SynthDerm
 
         return SynthDerm("iid", image_size=size).generate(n, seed=seed).images
     except Exception:

@@ -44,7 +44,7 @@ def _best_rate(fn, n: int, repeats: int) -> float:
 
 
 def bench_synthderm(n: int, size: int, preset: str, repeats: int) -> tuple[float, np.ndarray]:
-    from conceptlens.data import SynthDerm
+    from conceptlens import SynthDerm
 
     gen = SynthDerm(preset, image_size=size)
     gen.generate(64, seed=123)  # warm up
@@ -101,7 +101,7 @@ def probe_learnability(n_train: int, epochs: int, seed: int = 0) -> dict[str, fl
     from sklearn.metrics import roc_auc_score
     from torch import nn
 
-    from conceptlens.data import SynthDerm
+    from conceptlens import SynthDerm
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)

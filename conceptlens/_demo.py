@@ -69,13 +69,11 @@ class DemoResult:
 
 def _split(labels: np.ndarray, site: np.ndarray, heldout: str, test_fraction: float, seed: int):
     """Stratified in-domain train/test split of the training sites; the held-out site apart."""
-    from sklearn.model_selection import train_test_split
+    from conceptlens.data import stratified_split
 
     indomain = np.flatnonzero(site != heldout)
-    train, test = train_test_split(
-        indomain, test_size=test_fraction, stratify=labels[indomain], random_state=seed
-    )
-    return np.sort(train), np.sort(test), np.flatnonzero(site == heldout)
+    train, test = stratified_split(labels, test_fraction, seed=seed, indices=indomain)
+    return train, test, np.flatnonzero(site == heldout)
 
 
 def run_demo(
@@ -119,7 +117,6 @@ def run_demo(
     """
     from conceptlens.backbones import load_backbone
     from conceptlens.concepts import embed_images, load_bank, score_concepts
-    from conceptlens.data import SynthDerm
     from conceptlens.exceptions import ConfigError
     from conceptlens.heads import (
         ConceptBottleneckClassifier,
@@ -127,6 +124,7 @@ def run_demo(
         classification_metrics,
         save_head,
     )
+    from conceptlens.synthderm import SynthDerm
 
     if n < MIN_N:
         raise ConfigError(
@@ -261,7 +259,7 @@ def format_summary(result: DemoResult) -> str:
 
 
 def _write_outputs(out: Path, result: DemoResult) -> None:
-    from conceptlens.concepts._cli_score import write_scores
+    from conceptlens.concepts import write_scores
 
     out.mkdir(parents=True, exist_ok=True)
     write_scores(result.scores, out / "scores.nc")

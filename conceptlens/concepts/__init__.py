@@ -1,4 +1,5 @@
-"""Concept banks: format, shipped banks, LLM generation, literature retrieval, filtering."""
+"""Concept banks: format, shipped banks, LLM generation, literature retrieval, filtering,
+scoring."""
 
 from conceptlens.concepts._bank import (
     PROVENANCE_KINDS,
@@ -9,7 +10,7 @@ from conceptlens.concepts._bank import (
     load_bank,
     validate_bank_file,
 )
-from conceptlens.concepts._filter import (
+from conceptlens.concepts._filter import (  # noqa: F401  (internals, see below)
     FilterReport,
     facility_location_greedy,
     facility_location_value,
@@ -27,13 +28,25 @@ from conceptlens.concepts._retrieve import (
     CorpusIndex,
     Hit,
     Passage,
-    extract_candidates,
+    extract_candidates,  # noqa: F401
     read_corpus,
     retrieve_concepts,
     shipped_corpus,
 )
-from conceptlens.concepts._sanitize import Rejection, sanitize_concept
+from conceptlens.concepts._sanitize import (
+    Rejection,
+    sanitize_concept,  # noqa: F401
+)
+from conceptlens.concepts._scoring import (
+    ConceptStandardizer,
+    concept_text_embeddings,
+    embed_images,
+    score_concepts,
+    write_scores,
+)
 
+# The public API. lexical_embed, facility_location_*, extract_candidates and
+# sanitize_concept are internals, importable here for existing code only.
 __all__ = [
     # bank format
     "SCHEMA_VERSION",
@@ -48,34 +61,25 @@ __all__ = [
     "LLMError",
     "Rejection",
     "generate_bank",
-    "sanitize_concept",
     # retrieval
     "CorpusIndex",
     "Hit",
     "Passage",
-    "extract_candidates",
     "read_corpus",
     "retrieve_concepts",
     "shipped_corpus",
     # filtering and selection
     "FilterReport",
-    "facility_location_greedy",
-    "facility_location_value",
     "filter_bank",
     "filter_class_names",
     "filter_duplicates",
     "filter_length",
     "filter_unscorable",
-    "lexical_embed",
     "select_concepts",
+    # scoring
+    "ConceptStandardizer",
+    "concept_text_embeddings",
+    "embed_images",
+    "score_concepts",
+    "write_scores",
 ]
-
-# concept scoring
-from conceptlens.concepts._scoring import (
-    ConceptStandardizer,
-    concept_text_embeddings,
-    embed_images,
-    score_concepts,
-)
-
-__all__ += ["ConceptStandardizer", "concept_text_embeddings", "embed_images", "score_concepts"]

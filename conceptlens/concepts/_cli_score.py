@@ -95,7 +95,7 @@ def score(
     from conceptlens._io import cache_root
     from conceptlens._progress import step
     from conceptlens.backbones import load_backbone
-    from conceptlens.concepts import load_bank, score_concepts
+    from conceptlens.concepts import load_bank, score_concepts, write_scores
     from conceptlens.data import load_manifest
     from conceptlens.exceptions import ConfigError
 
@@ -147,16 +147,3 @@ def score(
         f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version}"
         + (f"; embedding cache {cache})" if cache is not None else ")")
     )
-
-
-def write_scores(scores, out_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Write a concept_score DataArray atomically (.nc: netCDF4; .zarr: zarr)."""
-    from conceptlens._io import atomic_dir, atomic_path
-
-    if out_path.suffix.lower() == ".nc":
-        with atomic_path(out_path) as tmp:
-            scores.to_netcdf(tmp)
-        return
-    with atomic_dir(out_path) as tmp:
-        # zarr format 2: string coords have a stable spec there (readable by every zarr)
-        scores.to_dataset().to_zarr(tmp, mode="w", zarr_format=2)

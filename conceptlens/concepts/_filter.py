@@ -13,11 +13,12 @@ import dataclasses
 import difflib
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from conceptlens._typing import EmbedFn
 from conceptlens.concepts._bank import ConceptBank
 from conceptlens.exceptions import BankError, ConfigError, DataError
 
@@ -33,8 +34,6 @@ __all__ = [
     "lexical_embed",
     "select_concepts",
 ]
-
-EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 
 @dataclasses.dataclass

@@ -23,13 +23,14 @@ import logging
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from conceptlens._io import atomic_dir, atomic_write_text, user_path
+from conceptlens._typing import EmbedFn
 from conceptlens.concepts._bank import ConceptBank
 from conceptlens.concepts._filter import _unit
 from conceptlens.concepts._sanitize import Rejection, sanitize_concept, to_concept_name
@@ -42,7 +43,6 @@ __all__ = [
     "Passage",
     "default_embed",
     "extract_candidates",
-    "minilm_embed",
     "read_corpus",
     "retrieve_concepts",
     "shipped_corpus",
@@ -51,7 +51,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 1
-EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 
 def _words(text: str) -> list[str]:
@@ -267,51 +266,14 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
-_MINILM: dict[str, Any] = {}
-
-
-def minilm_embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Sentence embeddings from the verified MiniLM encoder (mean pooling, L2-normalised).
-
-    This is the text encoder synthderm-lit is built on, used directly (the
-    sentence-transformers recipe for all-MiniLM-L6-v2); the files are checked against
-    their published hashes by :func:`conceptlens.backbones._minilm.minilm_dir`.
-    """
-    if "model" not in _MINILM:
-        import torch  # heavy; lazy
-        from transformers import AutoModel, AutoTokenizer
-
-        from conceptlens.backbones._minilm import minilm_dir
-
-        folder = minilm_dir()
-        _MINILM["tok"] = AutoTokenizer.from_pretrained(folder)
-        _MINILM["model"] = AutoModel.from_pretrained(folder, use_safetensors=True).eval()
-        _MINILM["torch"] = torch
-    torch, tok, model = _MINILM["torch"], _MINILM["tok"], _MINILM["model"]
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            batch = tok(
-                list(texts[start : start + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=256,
-                return_tensors="pt",
-            )
-            hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-    return np.concatenate(out).astype(np.float32)
-
-
 @functools.cache
 def default_embed(backbone: str = "synthderm-lit") -> EmbedFn:
     """Text encoder of ``backbone`` (default synthderm-lit), loaded on first call.
 
     If the backbone's weights are not available (``BackboneUnavailableError``, e.g.
-    synthderm-lit not trained yet), falls back to :func:`minilm_embed`, the same MiniLM
-    text encoder without the joint-space projection, and logs it.
+    synthderm-lit not trained yet), falls back to
+    :func:`conceptlens.backbones.minilm_embed`, the same MiniLM text encoder without the
+    joint-space projection, and logs it.
 
     The function is cached per ``backbone``: repeated calls return the same encoder, so
     the backbone is loaded once and :class:`CorpusIndex` reuses its passage embeddings.
@@ -327,6 +289,8 @@ def default_embed(backbone: str = "synthderm-lit") -> EmbedFn:
 
                 state["fn"] = load_backbone(backbone).encode_text
             except BackboneUnavailableError as exc:
+                from conceptlens.backbones import minilm_embed
+
                 log.info("dense retrieval uses plain MiniLM embeddings: %s", exc)
                 state["fn"] = minilm_embed
         return np.asarray(state["fn"](list(texts)), dtype=np.float32)
@@ -672,3 +636,13 @@ def retrieve_concepts(
     if return_rejected:
         return bank, rejected
     return bank
+
+
+def __getattr__(name: str) -> Any:
+    # ``minilm_embed`` lives in conceptlens.backbones, next to the MiniLM loader; resolved
+    # lazily here for old imports (importing it eagerly would pull in torch).
+    if name == "minilm_embed":
+        from conceptlens.backbones import minilm_embed
+
+        return minilm_embed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

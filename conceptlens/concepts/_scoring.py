@@ -26,7 +26,13 @@ from conceptlens._io import user_path
 from conceptlens._progress import progress
 from conceptlens.exceptions import ConfigError, DataError
 
-__all__ = ["ConceptStandardizer", "concept_text_embeddings", "embed_images", "score_concepts"]
+__all__ = [
+    "ConceptStandardizer",
+    "concept_text_embeddings",
+    "embed_images",
+    "score_concepts",
+    "write_scores",
+]
 
 _MODES = ("cosine", "relative")
 _RESERVED = ("sample", "concept", "concept_group", "concept_source")
@@ -47,9 +53,13 @@ def _resolve_templates(backbone: Any, bank: Any, templates: Sequence[str] | None
     return tpls
 
 
-def _ensemble(backbone: Any, prompts: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+def _ensemble(
+    backbone: Any, prompts: Sequence[str], templates: Sequence[str], cache: Any
+) -> np.ndarray:
     """Mean of the L2-normalised embeddings of every prompt x template, renormalised."""
-    per_prompt = backbone.encode_text(list(prompts), templates=templates, normalize=False)
+    per_prompt = backbone.encode_text(
+        list(prompts), templates=templates, normalize=False, cache=cache
+    )
     if len(templates) == 1:  # encode_text skipped the per-template normalisation
         per_prompt = per_prompt / np.linalg.norm(per_prompt, axis=1, keepdims=True)
     mean = per_prompt.mean(axis=0, dtype=np.float64)
@@ -62,10 +72,12 @@ def concept_text_embeddings(
     *,
     templates: Sequence[str] | None = None,
     reference: bool = False,
+    cache: Any = None,
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Text embeddings of every concept (and of the bank's reference prompts).
 
-    Each concept's embedding is the renormalised mean over its prompts x templates.
+    Each concept's embedding is the renormalised mean over its prompts x templates. The
+    backbone encodes each templated prompt once (in memory, and in ``cache`` if given).
 
     Returns
     -------
@@ -77,14 +89,9 @@ def concept_text_embeddings(
         The templates used (argument, else the bank's, else the backbone's).
     """
     tpls = _resolve_templates(backbone, bank, templates)
-    # text embeddings are memoised on the backbone object (same weights -> same vectors)
-    memo: dict[tuple[str, ...], np.ndarray] = backbone.__dict__.setdefault("_text_memo", {})
 
     def ensemble(prompts: Sequence[str]) -> np.ndarray:
-        key = (*tpls, "\x00", *prompts)
-        if key not in memo:
-            memo[key] = _ensemble(backbone, prompts, tpls)
-        return memo[key]
+        return _ensemble(backbone, prompts, tpls, cache)
 
     text = np.stack([ensemble(c.prompts) for c in bank.concepts])
     ref = None
@@ -110,14 +117,6 @@ def _template_hash(bank: Any, tpls: Sequence[str], mode: str) -> str:
 
 
 # --------------------------------------------------------------------------- image side
-def _n_samples(dataset: Any) -> int:
-    from conceptlens.backbones._backbone import as_image_source
-
-    if hasattr(dataset, "load_image"):
-        return len(dataset)
-    return as_image_source(dataset)[0]
-
-
 def embed_images(
     backbone: Any,
     images: Any,
@@ -129,65 +128,24 @@ def embed_images(
 ) -> np.ndarray:
     """Embeddings of ``images`` (or of ``images[indices]``) through ``cache`` if given.
 
-    Cached images are read, not encoded; missing ones are encoded in batches and appended
-    to the cache after every batch (so an interrupted run keeps its progress).
+    The same as ``backbone.encode_images(images, cache=cache, ...)``
+    (:meth:`conceptlens.backbones.Backbone.encode_images`): cached images are read, not
+    encoded; missing ones are encoded in batches and appended to the cache after every
+    batch (so an interrupted run keeps its progress).
 
     Returns
     -------
     numpy.ndarray
         float32, (n, D), unit norm.
+
+    Examples
+    --------
+    >>> emb = embed_images(load_backbone("synthderm-lit"), ds, cache="cache/")
+    ... # doctest: +SKIP
     """
-    if cache is None:
-        out = [
-            backbone._image_forward(batch, True)
-            for _, _, batch in backbone.iter_batches(
-                images, batch_size=batch_size, indices=indices, num_workers=num_workers
-            )
-        ]
-        return np.concatenate(out) if out else np.zeros((0, backbone.embed_dim), np.float32)
-    store = _open_cache(cache, backbone)
-    out = []
-    with store.writer() as writer:
-        for _, keys, imgs in backbone.iter_batches(
-            images,
-            batch_size=batch_size,
-            indices=indices,
-            preprocess=False,
-            with_keys=True,
-            num_workers=num_workers,
-        ):
-            found = store.contains(keys)
-            emb = np.empty((len(keys), backbone.embed_dim), np.float32)
-            if found.any():
-                emb[found] = store.get([k for k, f in zip(keys, found, strict=True) if f])
-            miss = np.flatnonzero(~found)
-            if len(miss):
-                # identical images inside one batch are encoded once
-                uniq: dict[str, int] = {}
-                for i in miss:
-                    uniq.setdefault(keys[i], int(i))
-                first = list(uniq.values())
-                x = backbone._preprocessor([imgs[i] for i in first])
-                new = backbone._image_forward(x, True)
-                writer.append(list(uniq), new)
-                lookup = dict(zip(uniq, new, strict=True))
-                for i in miss:
-                    emb[i] = lookup[keys[i]]
-            out.append(emb)
-    return np.concatenate(out) if out else np.zeros((0, backbone.embed_dim), np.float32)
-
-
-def _open_cache(cache: Any, backbone: Any) -> Any:
-    from conceptlens.backbones._cache import EmbeddingCache
-
-    if isinstance(cache, EmbeddingCache):
-        if cache.fingerprint != backbone.fingerprint:
-            raise ConfigError(
-                f"the embedding cache was opened for {cache.fingerprint!r}, not for this "
-                f"backbone ({backbone.fingerprint!r}); pass the cache folder instead"
-            )
-        return cache
-    return EmbeddingCache(cache, backbone.fingerprint, row_shape=(backbone.embed_dim,))
+    return backbone.encode_images(
+        images, cache=cache, batch_size=batch_size, indices=indices, num_workers=num_workers
+    )
 
 
 def _score_range(
@@ -205,16 +163,18 @@ def _score_range(
     show_progress: bool,
 ) -> np.ndarray:
     """Scores of samples [start, stop); ``start`` must be a multiple of ``block_size``."""
+    from conceptlens.backbones import as_image_source
+
     out = np.empty((stop - start, text.shape[0]), np.float32)
-    weights = _score_matrix(text, ref)
-    store = _open_cache(cache, backbone) if cache is not None else None
+    weights = _concept_weights(text, ref)
+    source = as_image_source(dataset)  # once for every block
+    store = backbone.open_cache(cache) if cache is not None else None
     blocks = range(start, stop, block_size)
     it = progress(blocks, total=len(blocks), desc="scoring") if show_progress else blocks
     for b0 in it:
         b1 = min(stop, b0 + block_size)
-        emb = embed_images(
-            backbone,
-            dataset,
+        emb = backbone.encode_images(
+            source,
             cache=store,
             batch_size=batch_size,
             indices=np.arange(b0, b1),
@@ -224,7 +184,7 @@ def _score_range(
     return out
 
 
-def _score_matrix(text: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+def _concept_weights(text: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
     """(D, n_concepts) so that scores = emb @ W: cos(e, t) - cos(e, r) = e . (t - r)."""
     w = text if ref is None else text - ref[None, :]
     return np.ascontiguousarray(w.T, dtype=np.float32)
@@ -405,7 +365,7 @@ def score_concepts(
     ... # doctest: +SKIP
     >>> scores.sel(concept="ruler").values[:3]  # doctest: +SKIP
     """
-    from conceptlens.backbones._backbone import Backbone, load_backbone
+    from conceptlens.backbones import Backbone, as_image_source, load_backbone
     from conceptlens.concepts._bank import load_bank
 
     if mode not in _MODES:
@@ -416,11 +376,12 @@ def score_concepts(
     if not isinstance(backbone, Backbone):
         backbone = load_backbone(backbone, batch_size=batch_size)
     bank = load_bank(bank)
-    n = _n_samples(dataset)
+    source = as_image_source(dataset)
+    n = len(source)
     if n == 0:
         raise DataError("the dataset is empty; nothing to score")
     text, ref, tpls = concept_text_embeddings(
-        backbone, bank, templates=templates, reference=mode == "relative"
+        backbone, bank, templates=templates, reference=mode == "relative", cache=cache
     )
     _check_finite_text(text, ref, bank.names, backbone)
     ids, sample_coords = _sample_coords(dataset, n)
@@ -443,7 +404,7 @@ def score_concepts(
     else:
         values = _score_range(
             backbone,
-            dataset,
+            source,
             0,
             n,
             text,
@@ -464,6 +425,55 @@ def score_concepts(
         tpls=tpls,
         mode=mode,
     )
+
+
+def write_scores(scores: xr.DataArray, path: str | os.PathLike[str]) -> Path:
+    """Write a ``concept_score`` DataArray atomically: ``.nc`` netCDF4 or ``.zarr`` zarr.
+
+    The file appears complete or not at all (written next to its final name, then
+    renamed); an existing output is replaced only once the new one is in place.
+
+    Parameters
+    ----------
+    scores : xarray.DataArray
+        What :func:`score_concepts` returns.
+    path : path
+        Output file ending in ``.nc`` or folder ending in ``.zarr``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` ends in neither ``.nc`` nor ``.zarr``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> scores = xr.DataArray(np.zeros((2, 1), np.float32), dims=("sample", "concept"),
+    ...                       coords={"sample": ["a", "b"], "concept": ["ruler"]},
+    ...                       name="concept_score")
+    >>> out = write_scores(scores, Path(tempfile.mkdtemp()) / "scores.nc")
+    >>> xr.load_dataarray(out).sizes["sample"]
+    2
+    """
+    from conceptlens._io import atomic_dir, atomic_path
+
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix == ".nc":
+        with atomic_path(out) as tmp:
+            scores.to_netcdf(tmp)
+    elif suffix == ".zarr":
+        with atomic_dir(out) as tmp:
+            # zarr format 2: string coords have a stable spec there (readable by every zarr)
+            scores.to_dataset().to_zarr(tmp, mode="w", zarr_format=2)
+    else:
+        raise ConfigError(f"{out}: scores are written as .nc (netCDF) or .zarr; use one of them")
+    return out
 
 
 # --------------------------------------------------------------------------- standardiser
@@ -591,7 +601,7 @@ def _worker_backbone(payload: Any, spec: dict[str, Any] | None, fingerprint: str
         key = json.dumps(spec, sort_keys=True, default=str)
         with _WORKER_LOCK:
             if key not in _WORKER_BACKBONES:
-                from conceptlens.backbones._backbone import load_backbone
+                from conceptlens.backbones import load_backbone
 
                 _WORKER_BACKBONES[key] = load_backbone(**spec)
             backbone = _WORKER_BACKBONES[key]

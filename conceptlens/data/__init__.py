@@ -1,4 +1,10 @@
-"""conceptlens.data: image datasets, loaders, public-dataset adapters and splits."""
+"""conceptlens.data: image datasets, loaders, public-dataset adapters and splits.
+
+SynthDerm, the embedded benchmark, lives in :mod:`conceptlens.synthderm`; its names are
+still reachable here (``conceptlens.data.SynthDerm``) with a ``FutureWarning``.
+"""
+
+from typing import Any
 
 from conceptlens.data._adapters import (
     CHESTXRAY14_LABELS,
@@ -22,7 +28,7 @@ from conceptlens.data._folder import load_folder
 from conceptlens.data._images import read_image, read_mask
 from conceptlens.data._manifest import load_manifest
 from conceptlens.data._npz import load_npz
-from conceptlens.data._splits import load_splits, make_splits, save_splits
+from conceptlens.data._splits import load_splits, make_splits, save_splits, stratified_split
 
 __all__ = [
     # core types
@@ -54,38 +60,39 @@ __all__ = [
     "load_splits",
     "make_splits",
     "save_splits",
+    "stratified_split",
 ]
 
-# SynthDerm generator
-from conceptlens.data._synthderm import (
-    SynthDerm,
-    SynthDermBatch,
-    generate_synthderm,
-    synthderm_bayes_accuracy,
-    write_synthderm,
-)
-from conceptlens.data._synthderm_presets import (
-    SynthDermConfig,
-    list_synthderm_presets,
-)
-from conceptlens.data._synthderm_vocab import (
-    CONCEPT_PHRASES,
-    PARAPHRASES,
-    SYNTHDERM_CLASSES,
-    SYNTHDERM_CONCEPTS,
-)
 
-__all__ += [
-    # SynthDerm
-    "CONCEPT_PHRASES",
-    "PARAPHRASES",
-    "SYNTHDERM_CLASSES",
-    "SYNTHDERM_CONCEPTS",
-    "SynthDerm",
-    "SynthDermBatch",
-    "SynthDermConfig",
-    "generate_synthderm",
-    "list_synthderm_presets",
-    "synthderm_bayes_accuracy",
-    "write_synthderm",
-]
+# Old homes of the SynthDerm names (before ``conceptlens.synthderm``): name -> new module.
+# Resolved lazily so that ``data`` imports no other layer; each access warns.
+_MOVED_TO_SYNTHDERM: dict[str, str] = {
+    "SynthDerm": "conceptlens.synthderm._generator",
+    "SynthDermBatch": "conceptlens.synthderm._generator",
+    "generate_synthderm": "conceptlens.synthderm._generator",
+    "synthderm_bayes_accuracy": "conceptlens.synthderm._generator",
+    "write_synthderm": "conceptlens.synthderm._generator",
+    "SynthDermConfig": "conceptlens.synthderm._presets",
+    "list_synthderm_presets": "conceptlens.synthderm._presets",
+    "CONCEPT_PHRASES": "conceptlens.synthderm._vocab",
+    "PARAPHRASES": "conceptlens.synthderm._vocab",
+    "SYNTHDERM_CLASSES": "conceptlens.synthderm._vocab",
+    "SYNTHDERM_CONCEPTS": "conceptlens.synthderm._vocab",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED_TO_SYNTHDERM.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conceptlens.data' has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    warnings.warn(
+        f"conceptlens.data.{name} moved to conceptlens.synthderm; import it as "
+        f"`from conceptlens import {name}` or from `conceptlens.synthderm` "
+        "(the old path will be removed in a future release).",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), name)

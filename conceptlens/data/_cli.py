@@ -15,7 +15,7 @@ from conceptlens._cli_options import (
     path_column_option,
     root_option,
 )
-from conceptlens.data._cli_synthderm import synthderm
+from conceptlens.synthderm._cli_data import synthderm
 
 __all__ = ["data", "dataset_report", "open_dataset"]
 

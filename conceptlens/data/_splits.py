@@ -18,7 +18,7 @@ import pandas as pd
 from conceptlens._io import atomic_write_text, user_path
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
-__all__ = ["load_splits", "make_splits", "save_splits"]
+__all__ = ["load_splits", "make_splits", "save_splits", "stratified_split"]
 
 Strategy = Literal["random", "stratified", "group", "site"]
 _DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -111,6 +111,69 @@ def _stratified(
             out[name].extend(perm[start : start + count].tolist())
             start += count
     return out
+
+
+def stratified_split(
+    labels: Any,
+    test_fraction: float,
+    *,
+    seed: int = 0,
+    indices: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified two-way split of positions: ``(train, test)``, each sorted.
+
+    The test part holds about ``test_fraction`` of every class, drawn as scikit-learn's
+    ``train_test_split(indices, test_size=test_fraction, stratify=labels[indices],
+    random_state=seed)`` draws it (the same positions for the same inputs).
+
+    Parameters
+    ----------
+    labels : array-like, shape (n,)
+        Class of every sample.
+    test_fraction : float
+        In (0, 1).
+    seed : int, default 0
+    indices : array of int, optional
+        Split only these positions (default: all).
+
+    Returns
+    -------
+    train, test : numpy.ndarray of int
+        Sorted positions into ``labels``.
+
+    Raises
+    ------
+    ConfigError
+        ``test_fraction`` outside (0, 1).
+    DataError
+        A class too small to appear on both sides (the message names it).
+
+    Examples
+    --------
+    >>> train, test = stratified_split(["a"] * 6 + ["b"] * 4, 0.5, seed=0)
+    >>> len(train), len(test), int((test >= 6).sum())  # half of each class in test
+    (5, 5, 2)
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    y = np.asarray(labels)
+    idx = np.arange(len(y)) if indices is None else np.asarray(indices, dtype=np.int64)
+    values, counts = np.unique(y[idx], return_counts=True)
+    small = [str(v) for v, c in zip(values, counts, strict=True) if c < 2]
+    if small:
+        raise DataError(
+            f"class(es) {small} have fewer than 2 samples, so a stratified split cannot put "
+            "them on both sides; add samples or merge the class."
+        )
+    try:
+        train, test = train_test_split(
+            idx, test_size=float(test_fraction), stratify=y[idx], random_state=seed
+        )
+    except ValueError as exc:
+        raise DataError(f"stratified split of {len(idx)} samples failed: {exc}") from None
+    return np.sort(train), np.sort(test)
 
 
 def _grouped(

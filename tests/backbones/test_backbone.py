@@ -213,3 +213,32 @@ def test_elongated_images_are_cropped_before_resizing(bb):
     strip = rng.integers(0, 255, (1, 20_000, 3), dtype=np.uint8)
     assert tuple(bb.preprocess([strip]).shape) == (1, 3, bb.image_size, bb.image_size)
     assert bb.preprocess([strip.transpose(1, 0, 2)]).shape == (1, 3, bb.image_size, bb.image_size)
+
+
+def test_masked_text_towers_get_no_padding():
+    """HF text towers see each prompt at its own length; companions change nothing."""
+    import torch
+
+    from conceptlens.backbones import load_backbone
+
+    bb = load_backbone("synthderm-lit", pretrained=False)
+    lengths: list[int] = []
+    real = bb.model.encode_text
+
+    def spy(tokens, *args, **kwargs):
+        lengths.append(int(tokens.shape[1]))
+        assert (tokens[:, -1] != 0).all()  # no padding column in any batch
+        return real(tokens, *args, **kwargs)
+
+    bb.model.encode_text = spy
+    prompts = ["hair", "a long description of an irregular pigment network at the border"]
+    both = bb.encode_text(prompts, normalize=False)
+    assert max(lengths) < 32 < bb.tokenizer(["x"]).shape[1]  # not the 128-token context
+    alone = load_backbone("synthderm-lit", pretrained=False).encode_text(
+        prompts[:1], normalize=False
+    )
+    np.testing.assert_array_equal(both[:1], alone)  # independent of the other prompt
+    # and equal to the padded computation up to float rounding
+    with torch.no_grad():
+        padded = real(bb.tokenizer(prompts)).float().numpy()
+    np.testing.assert_allclose(both, padded, atol=1e-5)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from conceptlens.backbones import EmbeddingCache, image_key
-from conceptlens.concepts._scoring import embed_images
-from conceptlens.exceptions import CacheError
+from conceptlens.exceptions import CacheError, ConfigError
 from tests.backbones._tiny import VIT_AVG, dataset, tiny_backbone
 
 
@@ -124,11 +123,11 @@ def bb(tmp_path_factory):
 def test_cache_hit_encodes_no_image(bb, tmp_path):
     ds = dataset(10)
     bb.n_image_encodes = 0
-    first = embed_images(bb, ds, cache=tmp_path)
+    first = bb.encode_images(ds, cache=tmp_path)
     assert bb.n_image_encodes == 10
     np.testing.assert_array_equal(first, bb.encode_images(ds))
     bb.n_image_encodes = 0
-    second = embed_images(bb, ds, cache=tmp_path)
+    second = bb.encode_images(ds, cache=tmp_path)
     assert bb.n_image_encodes == 0
     np.testing.assert_array_equal(first, second)
     cache = EmbeddingCache(tmp_path, bb.fingerprint, row_shape=(bb.embed_dim,))
@@ -149,10 +148,10 @@ def test_kill_and_resume_encodes_only_the_rest(bb, tmp_path, monkeypatch):
 
     monkeypatch.setattr(bb, "_image_forward", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
-        embed_images(bb, ds, cache=tmp_path, batch_size=4)
+        bb.encode_images(ds, cache=tmp_path, batch_size=4)
     monkeypatch.setattr(bb, "_image_forward", real)
     bb.n_image_encodes = 0
-    resumed = embed_images(bb, ds, cache=tmp_path, batch_size=4)
+    resumed = bb.encode_images(ds, cache=tmp_path, batch_size=4)
     assert bb.n_image_encodes == 4  # the two committed batches (8 images) were reused
     np.testing.assert_allclose(resumed, bb.encode_images(ds, batch_size=4), atol=1e-6)
 
@@ -161,7 +160,7 @@ def test_identical_images_are_encoded_once(bb, tmp_path):
     ds = dataset(3)
     img = ds.load_image(0)
     bb.n_image_encodes = 0
-    out = embed_images(bb, np.stack([img, img, img]), cache=tmp_path)
+    out = bb.encode_images(np.stack([img, img, img]), cache=tmp_path)
     assert bb.n_image_encodes == 1
     np.testing.assert_array_equal(out[0], out[2])
 
@@ -178,3 +177,78 @@ def test_patch_embeddings_are_cached(bb, tmp_path):
     np.testing.assert_array_equal(first, second)
     np.testing.assert_allclose(first, direct, atol=1e-6)
     assert (tmp_path / bb.fingerprint / "patch").is_dir()
+
+
+def test_identical_patch_images_are_encoded_once(bb, tmp_path):
+    img = dataset(1).load_image(0)
+    bb.n_image_encodes = 0
+    out, _ = bb.patch_embeddings(np.stack([img, img]), cache=tmp_path)
+    assert bb.n_image_encodes == 1
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_cache_holds_normalised_embeddings_only(bb, tmp_path):
+    with pytest.raises(ConfigError, match="normalize=True"):
+        bb.encode_images(dataset(2), cache=tmp_path, normalize=False)
+
+
+def test_open_cache_checks_the_backbone_and_opens_sibling_kinds(bb, tmp_path):
+    image = bb.open_cache(tmp_path)
+    assert bb.open_cache(image) is image
+    text = bb.open_cache(image, kind="text")
+    assert text.kind == "text" and text.folder == image.folder
+    other = EmbeddingCache(tmp_path, "someone-else", row_shape=(bb.embed_dim,))
+    with pytest.raises(ConfigError, match="someone-else"):
+        bb.encode_images(dataset(2), cache=other)
+
+
+def test_indices_embed_a_subset(bb, tmp_path):
+    ds = dataset(6)
+    full = bb.encode_images(ds)
+    # other batch compositions: equal up to float rounding
+    np.testing.assert_allclose(bb.encode_images(ds, indices=[4, 1]), full[[4, 1]], atol=1e-6)
+    part = bb.encode_images(ds, indices=[4, 1], cache=tmp_path)
+    np.testing.assert_array_equal(bb.encode_images(ds, cache=tmp_path)[[4, 1]], part)
+
+
+class _CountingText:
+    """Wraps a model's ``encode_text`` and counts the prompts it encodes."""
+
+    def __init__(self, model):
+        self.model, self.real, self.n = model, model.encode_text, 0
+
+    def __call__(self, tokens, *args, **kwargs):
+        self.n += tokens.shape[0]
+        return self.real(tokens, *args, **kwargs)
+
+
+def test_text_embeddings_are_read_through_the_cache(tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    texts, tpls = ["hair", "ruler", "hair"], ["{}", "a photo of {}"]
+    (tmp_path / "a").mkdir()
+    first = tiny_backbone(tmp_path / "a", VIT_AVG)
+    assert first.embed_dim == 32  # (may probe the text tower once; not counted below)
+    counter = _CountingText(first.model)
+    first.model.encode_text = counter
+    cached = first.encode_text(texts, templates=tpls, cache=tmp_path / "cache")
+    assert counter.n == 4  # two texts x two templates; the repeated "hair" is not re-encoded
+    first.encode_text(["ruler"], templates=tpls)
+    assert counter.n == 4  # memoised on the backbone
+
+    # a fresh backbone with the same weights reads every prompt from the cache
+    second = tiny_backbone(tmp_path / "a", VIT_AVG)
+    assert second.fingerprint == first.fingerprint and second.embed_dim == 32
+    counter2 = _CountingText(second.model)
+    second.model.encode_text = counter2
+    again = second.encode_text(texts, templates=tpls, cache=tmp_path / "cache")
+    assert counter2.n == 0
+    np.testing.assert_array_equal(again, cached)
+
+    # independent reference: open_clip directly, template ensemble by hand
+    with torch.no_grad():
+        raw = counter.real(first.tokenizer([t.format(x) for x in texts for t in tpls]))
+    ref = F.normalize(F.normalize(raw.float(), dim=-1).view(3, 2, -1).mean(1), dim=-1)
+    np.testing.assert_allclose(cached, ref.numpy(), atol=1e-6)
+    assert (tmp_path / "cache" / first.fingerprint / "text").is_dir()

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -82,3 +83,93 @@ def test_config_round_trip_and_validation():
         BackboneConfig.from_dict(cfg.to_dict() | {"typo": 1}, source="x.json")
     with pytest.raises(ConfigError, match="loader"):
         BackboneConfig.from_dict(cfg.to_dict() | {"loader": "magic"}, source="x.json")
+
+
+# ----------------------------------------------------------------- user configs
+@pytest.fixture
+def clean_registry(monkeypatch):
+    from conceptlens.backbones import _registry
+
+    monkeypatch.setattr(_registry, "_ADDED", {})
+    monkeypatch.delenv(_registry.CONFIGS_ENV, raising=False)
+    return _registry
+
+
+def _user_config(folder, name="my-clip", **extra):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    data = {"name": name, "loader": "open_clip", "model": "local-dir:weights", **extra}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_add_backbone_config_registers_a_validated_file(clean_registry, tmp_path):
+    from conceptlens.backbones import add_backbone_config
+
+    path = _user_config(tmp_path / "cfg", image_size=448, templates=["a scan of {}"])
+    assert "my-clip" not in list_backbones()
+    assert add_backbone_config(path) == ["my-clip"]
+    assert "my-clip" in list_backbones()
+    cfg = get_backbone_config("my-clip")
+    assert cfg.image_size == 448 and cfg.templates == ("a scan of {}",)
+    # a relative local-dir: folder is read relative to the config file
+    assert cfg.model == f"local-dir:{(tmp_path / 'cfg' / 'weights').resolve()}"
+    with pytest.raises(ConfigError, match=r"already registered.*overwrite=True"):
+        add_backbone_config(path)
+    assert add_backbone_config(path, overwrite=True) == ["my-clip"]
+
+
+def test_user_configs_are_validated_like_shipped_ones(clean_registry, tmp_path):
+    from conceptlens.backbones import add_backbone_config
+
+    bad = _user_config(tmp_path, interpolation="lanczos")
+    with pytest.raises(ConfigError, match=r"my-clip\.json: interpolation 'lanczos'"):
+        add_backbone_config(bad)
+    wrong_name = _user_config(tmp_path, name="other")
+    wrong_name.rename(tmp_path / "renamed.json")
+    with pytest.raises(ConfigError, match=r"renamed\.json: 'name' 'other' must match"):
+        add_backbone_config(tmp_path / "renamed.json")
+    with pytest.raises(ConfigError, match="already registered"):
+        add_backbone_config(_user_config(tmp_path / "x", name="biomedclip"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        add_backbone_config(tmp_path / "absent.json")
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken\.json: invalid JSON"):
+        add_backbone_config(tmp_path / "broken.json")
+    assert not clean_registry._ADDED  # nothing half-registered
+
+
+def test_configs_folder_from_the_environment(clean_registry, tmp_path, monkeypatch):
+    _user_config(tmp_path / "a", name="site-clip")
+    _user_config(tmp_path / "b", name="lab-clip")
+    monkeypatch.setenv(clean_registry.CONFIGS_ENV, f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
+    assert {"site-clip", "lab-clip"} <= set(list_backbones())
+    assert get_backbone_config("lab-clip").loader == "open_clip"
+    with pytest.raises(UnknownNameError, match=r"lab-clip.*site-clip"):
+        get_backbone_config("nope")
+    monkeypatch.setenv(clean_registry.CONFIGS_ENV, str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"CONCEPTLENS_BACKBONE_CONFIGS entry.*missing"):
+        list_backbones()
+
+
+def test_unknown_name_says_how_to_add_one(clean_registry):
+    with pytest.raises(UnknownNameError, match="add_backbone_config"):
+        get_backbone_config("my-own-clip")
+
+
+def test_a_user_config_loads_like_a_shipped_one(clean_registry, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from conceptlens.backbones import add_backbone_config, load_backbone
+    from tests.backbones._tiny import VIT_AVG, build
+
+    ref = build(VIT_AVG, seed=3)
+    weights = tmp_path / "cfg" / "weights"
+    weights.mkdir(parents=True)
+    save_file(ref.state_dict(), str(weights / "open_clip_model.safetensors"))
+    (weights / "open_clip_config.json").write_text(json.dumps({"model_cfg": VIT_AVG}))
+    add_backbone_config(_user_config(tmp_path / "cfg", templates=["a scan of {}"]))
+    bb = load_backbone("my-clip")
+    assert torch.equal(bb.model.visual.proj, ref.visual.proj)
+    assert bb.config.templates == ("a scan of {}",)

@@ -333,14 +333,13 @@ def test_round_trip_property(tmp_path_factory, names, prompts, priors):
 
 
 def test_synthderm_bank_maps_one_to_one_to_ground_truth():
-    import conceptlens.data as data
-
     assert "synthderm" in list_banks()
-    truth = data.SYNTHDERM_CONCEPTS
+    from conceptlens.synthderm import SYNTHDERM_CLASSES, SYNTHDERM_CONCEPTS
+
     bank = load_bank("synthderm")
-    assert bank.names == tuple(name for name, _ in truth)
-    assert bank.groups == tuple(group for _, group in truth)
-    assert bank.classes == tuple(data.SYNTHDERM_CLASSES)
+    assert bank.names == tuple(name for name, _ in SYNTHDERM_CONCEPTS)
+    assert bank.groups == tuple(group for _, group in SYNTHDERM_CONCEPTS)
+    assert bank.classes == tuple(SYNTHDERM_CLASSES)
 
 
 @pytest.mark.parametrize("module", ["_bank", "_filter", "_retrieve", "_sanitize", "_llm"])

@@ -329,7 +329,7 @@ def test_cli_retrieve(tmp_path):
 
 @pytest.mark.slow
 def test_dense_retrieval_with_minilm_finds_paraphrases(index):
-    from conceptlens.concepts._retrieve import minilm_embed
+    from conceptlens.backbones import minilm_embed
 
     e = minilm_embed(["irregular streaks", "irregular streaks", "gel bubbles"])
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)

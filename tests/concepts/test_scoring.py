@@ -158,3 +158,30 @@ def test_standardizer_errors(rng):
         "with_mean": True,
         "with_std": False,
     }
+
+
+class _CountingList(list):
+    """A list of images that counts how often its items are read."""
+
+    reads = 0
+
+    def __getitem__(self, i):
+        type(self).reads += 1
+        return super().__getitem__(i)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+
+def test_a_list_of_images_is_read_once_per_call_not_once_per_block(bb):
+    from PIL import Image
+
+    pil = _CountingList(Image.fromarray(im) for im in images(12))
+    _CountingList.reads = 0
+    scores = score_concepts(bb, pil, tiny_bank(), block_size=4, show_progress=False)
+    assert _CountingList.reads == 12  # each image read once (was once per block and more)
+    np.testing.assert_array_equal(
+        scores.values,
+        score_concepts(bb, images(12), tiny_bank(), block_size=4, show_progress=False).values,
+    )

@@ -239,3 +239,28 @@ def test_grouped_fills_each_class_bucket_within_one_group_of_target(seed):
             # never more than one group per other split under it
             assert filled <= frac * total + biggest
             assert filled >= frac * total - (len(fractions) - 1) * biggest
+
+
+def test_stratified_split_is_sklearns_train_test_split():
+    from sklearn.model_selection import train_test_split
+
+    from conceptlens.data import stratified_split
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    idx = np.flatnonzero(rng.random(400) < 0.8)
+    train, test = stratified_split(y, 0.3, seed=4, indices=idx)
+    ref_train, ref_test = train_test_split(idx, test_size=0.3, stratify=y[idx], random_state=4)
+    np.testing.assert_array_equal(train, np.sort(ref_train))
+    np.testing.assert_array_equal(test, np.sort(ref_test))
+    assert not set(train) & set(test) and set(train) | set(test) == set(idx)
+
+
+def test_stratified_split_errors_name_the_problem():
+    from conceptlens.data import stratified_split
+    from conceptlens.exceptions import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="test_fraction"):
+        stratified_split([0, 1, 0, 1], 1.0)
+    with pytest.raises(DataError, match=r"\['rare'\]"):
+        stratified_split(["a", "a", "rare", "a"], 0.5)

@@ -29,7 +29,8 @@ __all__ = ["synthderm"]
     "--preset",
     default="iid",
     show_default=True,
-    help="Preset: iid, confounded or skin-tone-shift.",
+    help="Preset name (iid, confounded, skin-tone-shift) or the path of a YAML "
+    "configuration (SynthDermConfig.to_yaml).",
 )
 @click.option(
     "--out",
@@ -56,7 +57,7 @@ def synthderm(n: int, seed: int, preset: str, out: Path, image_size: int, overwr
     Rerunning the same command over a partial output completes it.
     """
     from conceptlens._progress import is_quiet
-    from conceptlens.data._synthderm import write_synthderm
+    from conceptlens.synthderm._generator import write_synthderm
 
     manifest = write_synthderm(
         out, n, seed=seed, preset=preset, image_size=image_size, overwrite=overwrite

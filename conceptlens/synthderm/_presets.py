@@ -10,22 +10,30 @@ A :class:`SynthDermConfig` holds every probability the generator samples from:
 * ``skin_tone_probs`` -- P(skin tone | site, class) over the six tones 1..6.
 
 All concepts are drawn independently given (site, class).
+
+A configuration is data: :meth:`SynthDermConfig.from_yaml` reads one from a YAML file and
+:meth:`SynthDermConfig.to_yaml` writes one, so a shortcut of one's own (any artifact, any
+class, any site) is a file, not code. The shipped presets are such files, in
+``conceptlens/synthderm/presets/<name>.yaml``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from conceptlens.data._synthderm_vocab import (
+from conceptlens.exceptions import ConfigError, MissingFileError, UnknownNameError
+from conceptlens.synthderm._vocab import (
     SYNTHDERM_ARTIFACTS,
     SYNTHDERM_CLASSES,
     SYNTHDERM_CONCEPTS,
 )
-from conceptlens.exceptions import ConfigError, UnknownNameError
 
 __all__ = [
     "LESION_CONCEPTS",
@@ -36,33 +44,6 @@ __all__ = [
 
 LESION_CONCEPTS: tuple[str, ...] = tuple(n for n, g in SYNTHDERM_CONCEPTS if g != "artifact")
 N_SKIN_TONES = 6
-
-# P(concept | class) for (nevus, melanoma, seborrheic_keratosis).
-_LESION_PROBS: dict[str, tuple[float, float, float]] = {
-    "asymmetry": (0.15, 0.75, 0.35),
-    "irregular_border": (0.15, 0.70, 0.30),
-    "large_diameter": (0.20, 0.65, 0.45),
-    "multiple_colors": (0.15, 0.70, 0.30),
-    "blue_white_veil": (0.05, 0.50, 0.10),
-    "regression_structures": (0.05, 0.40, 0.10),
-    "atypical_pigment_network": (0.15, 0.60, 0.05),
-    "irregular_dots_globules": (0.20, 0.55, 0.10),
-    "irregular_streaks": (0.05, 0.45, 0.05),
-    "milia_like_cysts": (0.10, 0.05, 0.70),
-    "comedo_like_openings": (0.05, 0.05, 0.60),
-    "dotted_vessels": (0.10, 0.30, 0.25),
-}
-_CLASS_PRIORS = {"nevus": 0.5, "melanoma": 0.3, "seborrheic_keratosis": 0.2}
-# Class-independent artifact prevalence used by `iid` (and for the artifacts that
-# `confounded` leaves alone).
-_IID_ARTIFACTS = {
-    "ruler": 0.3,
-    "purple_ink": 0.25,
-    "dark_corners": 0.3,
-    "hair": 0.35,
-    "gel_bubbles": 0.25,
-}
-_DEFAULT_TONES = (0.2, 0.25, 0.2, 0.15, 0.12, 0.08)
 
 
 def _freeze(obj: Any) -> Any:
@@ -134,6 +115,13 @@ class SynthDermConfig:
     >>> cfg = SynthDermConfig.from_preset("iid").with_artifact_probs(purple_ink=0.5)
     >>> cfg.artifact_probs["site_a"]["melanoma"]["purple_ink"]
     0.5
+
+    Written to YAML and read back, a configuration is unchanged:
+
+    >>> import tempfile
+    >>> path = cfg.replace(name="half-ink").to_yaml(Path(tempfile.mkdtemp()) / "ink.yaml")
+    >>> SynthDermConfig.from_yaml(path) == cfg.replace(name="half-ink")
+    True
     """
 
     name: str
@@ -239,6 +227,113 @@ class SynthDermConfig:
                 table[s][c].update(probs)
         return self.replace(artifact_probs=table)
 
+    # -- data ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (lists and dicts), what :meth:`from_dict` reads."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if f.name == "sites" else _thaw(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<config>") -> SynthDermConfig:
+        """Build a validated configuration from a plain dict (as :meth:`to_dict` writes).
+
+        Raises
+        ------
+        ConfigError
+            Naming ``source`` and the field: a missing or unknown field, a value that is
+            not a probability, a distribution that does not sum to 1, an unknown site,
+            class, concept or artifact.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"{source}: a SynthDerm configuration is a mapping of fields, got "
+                f"{type(data).__name__}; see conceptlens/synthderm/presets/iid.yaml."
+            )
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(map(str, data)) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown field(s) {unknown}; the fields are {list(fields)}."
+            )
+        required = [
+            n
+            for n, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [n for n in required if n not in data]
+        if missing:
+            raise ConfigError(f"{source}: missing field(s) {missing}; give a value for each.")
+        kwargs = dict(data)
+        if not isinstance(kwargs["name"], str) or not kwargs["name"]:
+            raise ConfigError(f"{source}: field 'name' must be a non-empty string.")
+        if not isinstance(kwargs["sites"], list | tuple) or not all(
+            isinstance(x, str) for x in kwargs["sites"]
+        ):
+            raise ConfigError(f"{source}: field 'sites' must be a list of site names.")
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {exc}; see conceptlens/synthderm/presets/") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> SynthDermConfig:
+        """Read a configuration from a YAML file (``yaml.safe_load``).
+
+        Parameters
+        ----------
+        path : path
+            A file as :meth:`to_yaml` writes it (the shipped presets are examples).
+
+        Raises
+        ------
+        MissingFileError
+            No such file.
+        ConfigError
+            Not YAML, or a field is wrong; the message names the file and the field.
+        """
+        import yaml
+
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise MissingFileError(
+                f"SynthDerm configuration {p} does not exist; give the path of a YAML file or "
+                f"a preset name ({', '.join(list_synthderm_presets())})."
+            )
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: not a readable YAML file: {exc}") from None
+        return cls.from_dict(data, source=str(p))
+
+    def to_yaml(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """The configuration as YAML text, or written (atomically) to ``path``.
+
+        Returns
+        -------
+        str or pathlib.Path
+            The text when ``path`` is None, else ``path``.
+        """
+        import yaml
+
+        from conceptlens._io import atomic_write_text
+
+        header = (
+            f"# SynthDerm configuration {self.name!r}: every probability the generator "
+            "samples from.\n# Read with SynthDermConfig.from_yaml(path) or "
+            "SynthDerm(path); see docs/synthderm.md.\n"
+        )
+        text = header + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        if path is None:
+            return text
+        out = Path(path).expanduser()
+        atomic_write_text(out, text)
+        return out
+
     def concept_prob_table(self, site: str) -> dict[str, dict[str, float]]:
         """P(concept | class) at ``site`` for every concept (artifacts included)."""
         if site not in self.sites:
@@ -264,105 +359,51 @@ class SynthDermConfig:
 
 
 # -- presets ---------------------------------------------------------------------------
-def _lesion_probs() -> dict[str, dict[str, float]]:
-    return {k: dict(zip(SYNTHDERM_CLASSES, v, strict=True)) for k, v in _LESION_PROBS.items()}
-
-
-def _uniform_artifacts(sites: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
-    return {s: {c: dict(_IID_ARTIFACTS) for c in SYNTHDERM_CLASSES} for s in sites}
-
-
-def _tones(sites: Sequence[str]) -> dict[str, dict[str, tuple[float, ...]]]:
-    return {s: dict.fromkeys(SYNTHDERM_CLASSES, _DEFAULT_TONES) for s in sites}
-
-
-def _iid() -> SynthDermConfig:
-    sites = ("site_a", "site_b", "site_c")
-    return SynthDermConfig(
-        name="iid",
-        sites=sites,
-        site_weights=dict.fromkeys(sites, 1 / 3),
-        class_priors=_CLASS_PRIORS,
-        concept_probs=_lesion_probs(),
-        artifact_probs=_uniform_artifacts(sites),
-        skin_tone_probs=_tones(sites),
-        heldout_site=None,
-    )
-
-
-def _confounded() -> SynthDermConfig:
-    sites = ("site_a", "site_b", "site_c")
-    art = _uniform_artifacts(sites)
-    # Training sites: ink on most melanomas, rulers mostly on melanomas.
-    for s in ("site_a", "site_b"):
-        art[s]["nevus"].update(purple_ink=0.08, ruler=0.12)
-        art[s]["melanoma"].update(purple_ink=0.85, ruler=0.70)
-        art[s]["seborrheic_keratosis"].update(purple_ink=0.10, ruler=0.15)
-    # Held-out site: the tie is reversed.
-    art["site_c"]["nevus"].update(purple_ink=0.40, ruler=0.40)
-    art["site_c"]["melanoma"].update(purple_ink=0.10, ruler=0.10)
-    art["site_c"]["seborrheic_keratosis"].update(purple_ink=0.40, ruler=0.40)
-    return SynthDermConfig(
-        name="confounded",
-        sites=sites,
-        site_weights={"site_a": 0.4, "site_b": 0.4, "site_c": 0.2},
-        class_priors=_CLASS_PRIORS,
-        concept_probs=_lesion_probs(),
-        artifact_probs=art,
-        skin_tone_probs=_tones(sites),
-        heldout_site="site_c",
-    )
-
-
-def _skin_tone_shift() -> SynthDermConfig:
-    sites = ("site_a", "site_b", "site_c")
-    light = (0.35, 0.35, 0.15, 0.07, 0.05, 0.03)
-    dark = (0.03, 0.05, 0.07, 0.15, 0.35, 0.35)
-    even = (1 / 6,) * 6
-    tones = {
-        # site_a: melanomas on light skin, nevi on dark skin.
-        "site_a": {"nevus": dark, "melanoma": light, "seborrheic_keratosis": even},
-        "site_b": {"nevus": dark, "melanoma": light, "seborrheic_keratosis": even},
-        # site_c (held out): the link is reversed.
-        "site_c": {"nevus": light, "melanoma": dark, "seborrheic_keratosis": even},
-    }
-    return SynthDermConfig(
-        name="skin-tone-shift",
-        sites=sites,
-        site_weights={"site_a": 0.4, "site_b": 0.4, "site_c": 0.2},
-        class_priors=_CLASS_PRIORS,
-        concept_probs=_lesion_probs(),
-        artifact_probs=_uniform_artifacts(sites),
-        skin_tone_probs=tones,
-        heldout_site="site_c",
-    )
-
-
-_PRESETS = {"iid": _iid, "confounded": _confounded, "skin-tone-shift": _skin_tone_shift}
+def presets_dir() -> Path:
+    """Folder of the shipped preset files (``<name>.yaml``)."""
+    return Path(str(importlib.resources.files("conceptlens.synthderm") / "presets"))
 
 
 def list_synthderm_presets() -> list[str]:
-    """Names of the shipped SynthDerm presets.
+    """Names of the shipped SynthDerm presets (the YAML files in ``presets/``).
+
+    Any other configuration is a YAML file passed by path (``SynthDerm("my.yaml")``).
 
     Examples
     --------
     >>> list_synthderm_presets()
     ['confounded', 'iid', 'skin-tone-shift']
     """
-    return sorted(_PRESETS)
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
 
 
-def get_synthderm_preset(name: str) -> SynthDermConfig:
-    """Return the :class:`SynthDermConfig` of the preset ``name``.
+def _looks_like_path(name: str | os.PathLike[str]) -> bool:
+    text = os.fspath(name)
+    return text.lower().endswith((".yaml", ".yml")) or os.sep in text or "/" in text
+
+
+def get_synthderm_preset(name: str | os.PathLike[str]) -> SynthDermConfig:
+    """Return the :class:`SynthDermConfig` of a shipped preset or of a YAML file.
+
+    Parameters
+    ----------
+    name : str or path
+        A name from :func:`list_synthderm_presets`, or the path of a YAML file written
+        by :meth:`SynthDermConfig.to_yaml` (or by hand, in the same format).
 
     Raises
     ------
     UnknownNameError
         If no preset has that name; the message lists the presets.
+    MissingFileError, ConfigError
+        A path that does not exist, or a file with a wrong field (named in the message).
     """
-    if name not in _PRESETS:
+    if isinstance(name, os.PathLike) or _looks_like_path(name):
+        return SynthDermConfig.from_yaml(name)
+    if name not in list_synthderm_presets():
         raise UnknownNameError(
             f"unknown SynthDerm preset {name!r}; available presets: {list_synthderm_presets()}. "
-            "Pass a SynthDermConfig for a custom setup."
+            "Pass the path of a YAML configuration (see SynthDermConfig.to_yaml) or a "
+            "SynthDermConfig for a custom setup."
         )
-    return _PRESETS[name]()
+    return SynthDermConfig.from_yaml(presets_dir() / f"{name}.yaml")

@@ -1,7 +1,7 @@
 """Quality evaluation of synthderm-lit on fresh SynthDerm images.
 
 Measures, on a seed never used in training (all evaluation seeds are below
-:data:`conceptlens.backbones._train_lit.TRAIN_SEED_BASE`):
+:data:`conceptlens.synthderm._train_lit.TRAIN_SEED_BASE`):
 
 - zero-shot concept detection AUROC: cosine similarity between the image embedding and
   the concept's prompts from ``concept_banks/synthderm.yaml`` (templates applied, prompt
@@ -13,14 +13,14 @@ Measures, on a seed never used in training (all evaluation seeds are below
 - on the ``iid`` preset, class accuracy of a linear probe on image embeddings and of a
   logistic regression on the ground-truth concept vectors.
 
-Run ``python -m conceptlens.backbones._evaluate_lit --help`` or
-``conceptlens backbone evaluate-synthderm-lit``.
+Images and prompts are encoded through :class:`~conceptlens.backbones.Backbone`, the
+same encoders and prompt ensembling that :func:`conceptlens.score_concepts` uses. Run
+``conceptlens backbone evaluate-synthderm-lit --help``.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -34,10 +34,9 @@ __all__ = [
     "compute_checks",
     "PROBE_TRAIN_SEED",
     "THRESHOLDS",
-    "embed_images",
-    "embed_prompts",
     "evaluate_lit",
     "format_results",
+    "lit_backbone",
     "load_synthderm_bank_prompts",
     "write_docs_section",
 ]
@@ -55,119 +54,75 @@ DOCS_START = "<!-- synthderm-lit-evaluation:start -->"
 DOCS_END = "<!-- synthderm-lit-evaluation:end -->"
 
 
-def _bank_path() -> Path | None:
-    import importlib.resources
-
-    import conceptlens
-
-    candidates = [Path(conceptlens.__file__).resolve().parents[1] / "concept_banks"]
-    with contextlib.suppress(ModuleNotFoundError, TypeError):
-        candidates.insert(
-            0, Path(str(importlib.resources.files("conceptlens") / "_shipped_banks"))
-        )
-    for folder in candidates:
-        for ext in ("yaml", "yml", "json"):
-            path = folder / f"synthderm.{ext}"
-            if path.is_file():
-                return path
-    return None
-
-
 def load_synthderm_bank_prompts() -> dict[str, Any]:
     """Prompts, templates and reference prompts of the shipped SynthDerm bank.
 
-    Reads ``concept_banks/synthderm.yaml`` with ``yaml.safe_load``. If the bank file is not
-    present, falls back to the first caption phrase of each concept (the bank's first prompt
-    by construction) and the reference prompt ``"a dermoscopy image of skin"``.
+    Reads the bank through :func:`conceptlens.concepts.load_bank` (``"synthderm"``), so
+    the evaluation scores exactly the prompts that ``score_concepts`` scores.
 
     Returns
     -------
     dict
         ``prompts`` (concept -> list of str), ``templates``, ``reference_prompts``,
-        ``source`` (the file or ``"fallback"``), ``groups`` (concept -> group).
+        ``source`` (``"synthderm@<version>"``), ``groups`` (concept -> group).
 
     Example
     -------
-    >>> from conceptlens.backbones._evaluate_lit import load_synthderm_bank_prompts
+    >>> from conceptlens.synthderm._evaluate_lit import load_synthderm_bank_prompts
     >>> "hair" in load_synthderm_bank_prompts()["prompts"]
     True
     """
-    import yaml
-
-    from conceptlens.data._synthderm_vocab import CONCEPT_PHRASES, SYNTHDERM_CONCEPTS
+    from conceptlens.concepts import load_bank
+    from conceptlens.synthderm._vocab import SYNTHDERM_CONCEPTS
 
     groups = dict(SYNTHDERM_CONCEPTS)
-    path = _bank_path()
-    if path is None:
-        return {
-            "prompts": {n: [CONCEPT_PHRASES[n][0]] for n in groups},
-            "templates": ["{}"],
-            "reference_prompts": ["a dermoscopy image of skin"],
-            "source": "fallback (first CONCEPT_PHRASES entry; bank file not found)",
-            "groups": groups,
-        }
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    prompts = {c["name"]: list(c["prompts"]) for c in raw["concepts"]}
+    bank = load_bank("synthderm")
+    prompts = {c.name: list(c.prompts) for c in bank.concepts}
     return {
         "prompts": {n: prompts[n] for n in groups if n in prompts},
-        "templates": list(raw.get("templates") or ["{}"]),
-        "reference_prompts": list(raw.get("reference_prompts") or []),
-        "source": str(path),
+        "templates": list(bank.templates or ("{}",)),
+        "reference_prompts": list(bank.reference_prompts),
+        "source": f"{bank.id}@{bank.version}",
         "groups": groups,
     }
 
 
-def embed_images(model: Any, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-    """L2-normalised image embeddings (float32, (N, D)) of uint8 (N, 96, 96, 3) images.
+def lit_backbone(weights: str | Path | None = None, *, device: str | None = None) -> Any:
+    """A :class:`~conceptlens.backbones.Backbone` of synthderm-lit with ``weights``.
+
+    ``None`` loads the shipped weights (``load_backbone("synthderm-lit")``); a path loads
+    a training output (``synthderm-lit.safetensors``) into the same architecture, MiniLM
+    text tower and preprocessing, fingerprinted by the file's hash.
 
     Example
     -------
-    >>> import numpy as np
-    >>> from conceptlens.backbones._synthderm_lit import build_synthderm_lit
-    >>> from conceptlens.backbones._evaluate_lit import embed_images
-    >>> model, _ = build_synthderm_lit()
-    >>> embed_images(model, np.zeros((2, 96, 96, 3), np.uint8)).shape
+    >>> from conceptlens.synthderm._evaluate_lit import lit_backbone
+    >>> lit_backbone().encode_images(np.zeros((2, 96, 96, 3), np.uint8)).shape
     (2, 384)
     """
-    import torch
+    from conceptlens.backbones import Backbone, get_backbone_config, load_backbone
+    from conceptlens.backbones._loading import LoadedModel
+    from conceptlens.backbones._synthderm_lit import build_synthderm_lit
 
-    from conceptlens.backbones._train_lit import _normalize_images
-
-    dev = next(model.visual.parameters()).device
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(images), batch_size):
-            x = _normalize_images(
-                torch.from_numpy(np.ascontiguousarray(images[s : s + batch_size])), dev
-            )
-            out.append(model.encode_image(x, normalize=True).float().cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
+    if weights is None:
+        return load_backbone("synthderm-lit", device=device)
+    path = Path(weights).expanduser()
+    model, tokenizer = build_synthderm_lit(weights=path)
+    config = get_backbone_config("synthderm-lit")
+    return Backbone(
+        LoadedModel(config, model.eval(), tokenizer, path, "synthderm-lit"), device=device
+    )
 
 
-def embed_prompts(
-    model: Any, tokenizer: Any, prompts: list[str], templates: list[str] | None = None
-) -> np.ndarray:
-    """One L2-normalised embedding (D,) for a set of prompts x templates (averaged).
+def _prompt_matrix(
+    backbone: Any, bank: Any, templates: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concept and reference text embeddings as ``score_concepts`` computes them (the
+    renormalised mean over prompts x ``templates``)."""
+    from conceptlens.concepts import concept_text_embeddings
 
-    Example
-    -------
-    >>> from conceptlens.backbones._synthderm_lit import build_synthderm_lit
-    >>> from conceptlens.backbones._evaluate_lit import embed_prompts
-    >>> model, tok = build_synthderm_lit()
-    >>> embed_prompts(model, tok, ["hair", "strands of hair"]).shape
-    (384,)
-    """
-    import torch
-
-    texts = [t.format(p) for p in prompts for t in (templates or ["{}"])]
-    dev = next(model.visual.parameters()).device
-    ids = tokenizer(texts)
-    # drop all-padding columns: exact, since padding is masked out of attention and pooling
-    ids = ids[:, : int((ids != 0).any(0).nonzero().max()) + 1]
-    with torch.no_grad():
-        z = model.encode_text(ids.to(dev), normalize=True).float().cpu().numpy()
-    m = z.mean(0)
-    return (m / np.linalg.norm(m)).astype(np.float32)
+    text, ref, _ = concept_text_embeddings(backbone, bank, templates=templates, reference=True)
+    return text, np.asarray(ref)
 
 
 def _aurocs(scores: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[str, float]:
@@ -181,8 +136,7 @@ def _aurocs(scores: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[str
 
 
 def evaluate_lit(
-    model: Any = None,
-    tokenizer: Any = None,
+    backbone: Any = None,
     *,
     n: int = 4000,
     n_probe_train: int = 4000,
@@ -195,9 +149,9 @@ def evaluate_lit(
 
     Parameters
     ----------
-    model, tokenizer : optional
-        From :func:`~conceptlens.backbones._synthderm_lit.build_synthderm_lit`; by default
-        the shipped weights are loaded.
+    backbone : Backbone, optional
+        synthderm-lit (shipped weights by default; :func:`lit_backbone` loads a training
+        output).
     n : int
         Evaluation images (seed ``seed``).
     n_probe_train : int
@@ -218,45 +172,53 @@ def evaluate_lit(
 
     Example
     -------
-    >>> from conceptlens.backbones._evaluate_lit import evaluate_lit
+    >>> from conceptlens.synthderm._evaluate_lit import evaluate_lit
     >>> res = evaluate_lit(n=300, n_probe_train=0)  # doctest: +SKIP
     >>> res["zero_shot"]["relative"]["artifact_min"] > 0.9  # doctest: +SKIP
     True
     """
     import time
 
-    from conceptlens.backbones._synthderm_lit import build_synthderm_lit
-    from conceptlens.backbones._train_lit import TRAIN_SEED_BASE, _synthderm_class
-    from conceptlens.data._synthderm_vocab import PARAPHRASES, SYNTHDERM_CONCEPTS
+    from conceptlens.concepts import load_bank
+    from conceptlens.exceptions import ConfigError
+    from conceptlens.synthderm._train_lit import TRAIN_SEED_BASE, _synthderm_class
+    from conceptlens.synthderm._vocab import PARAPHRASES, SYNTHDERM_CONCEPTS
 
     if max(seed, probe_seed) >= TRAIN_SEED_BASE:
-        raise ValueError(f"evaluation seeds must be below the training range {TRAIN_SEED_BASE}")
+        raise ConfigError(
+            f"evaluation seeds must be below the training range {TRAIN_SEED_BASE}; got "
+            f"seed={seed}, probe_seed={probe_seed}"
+        )
     t0 = time.perf_counter()
-    if model is None or tokenizer is None:
-        model, tokenizer = build_synthderm_lit()
-    model.eval()
+    if backbone is None:
+        backbone = lit_backbone()
     names = [c for c, _ in SYNTHDERM_CONCEPTS]
     groups = dict(SYNTHDERM_CONCEPTS)
     gen = _synthderm_class()(preset, image_size=96)
     ev = gen.generate(n, seed=seed)
-    emb = embed_images(model, ev.images, batch_size=batch_size)
+    emb = backbone.encode_images(ev.images, batch_size=batch_size)
     truth = np.asarray(ev.concepts)
 
-    bank = load_synthderm_bank_prompts()
-    ref = embed_prompts(
-        model,
-        tokenizer,
-        bank["reference_prompts"] or ["a dermoscopy image of skin"],
-        bank["templates"],
+    prompts = load_synthderm_bank_prompts()
+    bank = load_bank("synthderm")
+    paraphrased = bank.replace(
+        concepts=tuple(
+            dataclasses.replace(c, prompts=tuple(PARAPHRASES[c.name])) for c in bank.concepts
+        ),
+        templates=("{}",),
     )
-    ref_sim = emb @ ref
     results: dict[str, Any] = {}
-    for key, prompts, templates in (
-        ("zero_shot", bank["prompts"], bank["templates"]),
-        ("paraphrase", PARAPHRASES, ["{}"]),
+    # the bank's own templates (not the backbone's defaults), as written in the bank file;
+    # the paraphrases are scored as they are; the reference is the bank's in both cases
+    bank_templates = list(prompts["templates"])
+    ref_sim = emb @ _prompt_matrix(backbone, bank, bank_templates)[1]
+    for key, b, tpls in (
+        ("zero_shot", bank, bank_templates),
+        ("paraphrase", paraphrased, ["{}"]),
     ):
-        cmat = np.stack([embed_prompts(model, tokenizer, prompts[c], templates) for c in names])
-        sims = emb @ cmat.T
+        cmat, _ = _prompt_matrix(backbone, b, tpls)
+        order = [b.names.index(c) for c in names]
+        sims = emb @ cmat[order].T
         results[key] = {}
         for mode, scores in (("cosine", sims), ("relative", sims - ref_sim[:, None])):
             per = _aurocs(scores, truth, names)
@@ -272,7 +234,7 @@ def evaluate_lit(
         from sklearn.linear_model import LogisticRegression
 
         tr = gen.generate(n_probe_train, seed=probe_seed)
-        emb_tr = embed_images(model, tr.images, batch_size=batch_size)
+        emb_tr = backbone.encode_images(tr.images, batch_size=batch_size)
         truth_tr = np.asarray(tr.concepts)
         probe_scores = np.zeros_like(truth, dtype=np.float64)
         for j in range(len(names)):
@@ -301,9 +263,11 @@ def evaluate_lit(
         "eval_seed": seed,
         "n_probe_train": n_probe_train,
         "probe_seed": probe_seed,
-        "bank": bank["source"],
-        "templates": bank["templates"],
-        "reference_prompts": bank["reference_prompts"],
+        "bank": prompts["source"],
+        "templates": prompts["templates"],
+        "reference_prompts": prompts["reference_prompts"],
+        "backbone": backbone.name,
+        "backbone_fingerprint": backbone.fingerprint,
         "probe": "sklearn LogisticRegression(C=10, max_iter=3000) on L2-normalised embeddings",
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -340,17 +304,16 @@ def format_results(res: dict[str, Any]) -> str:
 
     Example
     -------
-    >>> from conceptlens.backbones._evaluate_lit import format_results
+    >>> from conceptlens.synthderm._evaluate_lit import format_results
     >>> print(format_results(res))  # doctest: +SKIP
     """
-    from conceptlens.data._synthderm_vocab import SYNTHDERM_CONCEPTS
+    from conceptlens.synthderm._vocab import SYNTHDERM_CONCEPTS
 
     s = res["setup"]
-    bank = Path(s["bank"]).name if s["bank"].endswith(("yaml", "json")) else s["bank"]
     lines = [
         f"Measured on {s['n_eval']} fresh `{s['preset']}` images (seed {s['eval_seed']}); "
         f"probes trained on {s['n_probe_train']} more (seed {s['probe_seed']}). "
-        f"Prompts: `{bank}`, "
+        f"Prompts: bank `{s['bank']}`, "
         f"reference prompt(s) {s['reference_prompts']}.",
         "",
     ]
@@ -432,52 +395,3 @@ def add_to_record(res: dict[str, Any], record_path: str | Path) -> Path:
     record["evaluation"] = {**res, "checks": compute_checks(res)}
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m conceptlens.backbones._evaluate_lit", description=__doc__.split("\n")[0]
-    )
-    p.add_argument("--weights", default=None, help="weights file (default: shipped)")
-    p.add_argument("--minilm-path", default=None, help="MiniLM folder (default: verified package)")
-    p.add_argument("--n", type=int, default=4000)
-    p.add_argument("--n-probe-train", type=int, default=4000)
-    p.add_argument("--seed", type=int, default=EVAL_SEED)
-    p.add_argument("--preset", default="iid")
-    p.add_argument("--device", default=None, help="torch device (default cpu)")
-    p.add_argument("--json", default=None, help="also write the results as JSON here")
-    p.add_argument(
-        "--record",
-        default=None,
-        help="training record JSON (synthderm-lit.json) to store the results in, key 'evaluation'",
-    )
-    p.add_argument(
-        "--write-docs", default=None, help="update this markdown file (docs/synthderm.md)"
-    )
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command-line entry point (see ``--help``)."""
-    from conceptlens._io import atomic_write_text
-    from conceptlens.backbones._synthderm_lit import build_synthderm_lit
-
-    a = _parser().parse_args(argv)
-    model, tok = build_synthderm_lit(weights=a.weights, minilm_path=a.minilm_path)
-    if a.device:
-        model.to(a.device)
-    res = evaluate_lit(
-        model, tok, n=a.n, n_probe_train=a.n_probe_train, seed=a.seed, preset=a.preset
-    )
-    print(format_results(res))
-    if a.json:
-        atomic_write_text(a.json, json.dumps(res, indent=1) + "\n")
-    if a.write_docs:
-        write_docs_section(res, a.write_docs)
-    if a.record:
-        add_to_record(res, a.record)
-    return res
-
-
-if __name__ == "__main__":
-    main()

@@ -9,15 +9,17 @@ import pytest
 import yaml
 
 import conceptlens
-from conceptlens.data import (
-    CONCEPT_PHRASES,
-    PARAPHRASES,
+from conceptlens.synthderm import (
     SYNTHDERM_CLASSES,
     SYNTHDERM_CONCEPTS,
     SynthDermConfig,
+)
+from conceptlens.synthderm._generator import (
+    _prob_tables,
+    _sample_latents,
     synthderm_bayes_accuracy,
 )
-from conceptlens.data._synthderm import _prob_tables, _sample_latents
+from conceptlens.synthderm._vocab import CONCEPT_PHRASES, PARAPHRASES
 
 BANK = Path(conceptlens.__file__).parents[1] / "concept_banks" / "synthderm.yaml"
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conceptlens.data import (
-    CONCEPT_PHRASES,
-    PARAPHRASES,
+from conceptlens.exceptions import ConfigError, UnknownNameError
+from conceptlens.synthderm import (
     SYNTHDERM_CLASSES,
     SYNTHDERM_CONCEPTS,
     SynthDerm,
@@ -16,10 +15,9 @@ from conceptlens.data import (
     generate_synthderm,
     list_synthderm_presets,
 )
-from conceptlens.data._synthderm import _prob_tables, _sample_latents
-from conceptlens.data._synthderm_presets import LESION_CONCEPTS
-from conceptlens.data._synthderm_vocab import SYNTHDERM_ARTIFACTS
-from conceptlens.exceptions import ConfigError, UnknownNameError
+from conceptlens.synthderm._generator import _prob_tables, _sample_latents
+from conceptlens.synthderm._presets import LESION_CONCEPTS
+from conceptlens.synthderm._vocab import CONCEPT_PHRASES, PARAPHRASES, SYNTHDERM_ARTIFACTS
 
 NAMES = [n for n, _ in SYNTHDERM_CONCEPTS]
 
@@ -365,3 +363,17 @@ def test_with_artifact_probs_targets_one_cell():
     assert table.loc[("site_b", "melanoma"), "purple_ink"] == 0.9
     assert table.loc[("site_a", "melanoma"), "purple_ink"] == 0.25
     assert table.shape == (9, 5)
+
+
+@pytest.mark.parametrize("name", ["SynthDerm", "write_synthderm", "CONCEPT_PHRASES"])
+def test_old_data_path_still_resolves_with_a_future_warning(name: str) -> None:
+    import importlib
+
+    import conceptlens.data
+
+    with pytest.warns(FutureWarning, match=rf"conceptlens\.data\.{name} moved"):
+        old = getattr(conceptlens.data, name)
+    module = conceptlens.data._MOVED_TO_SYNTHDERM[name]
+    assert old is getattr(importlib.import_module(module), name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        conceptlens.data.nope  # noqa: B018

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conceptlens.data._synthderm_vocab import SYNTHDERM_ARTIFACTS, SYNTHDERM_CONCEPTS
+from conceptlens.synthderm._vocab import SYNTHDERM_ARTIFACTS, SYNTHDERM_CONCEPTS
 
 __all__ = ["draw_block"]
 

@@ -2,8 +2,8 @@
 
 The generator draws, for each image, a site, a class, a skin tone and then every concept
 independently from its (site, class)-conditional probability (see
-:class:`~conceptlens.data.SynthDermConfig`), and finally renders the image from the
-concept vector with vectorised numpy drawing (``_synthderm_draw``). Images are produced in
+:class:`~conceptlens.synthderm.SynthDermConfig`), and finally renders the image from the
+concept vector with vectorised numpy drawing (``_draw``). Images are produced in
 blocks of ``BLOCK`` images; block ``b`` takes its randomness from
 ``np.random.SeedSequence(seed, spawn_key=(b,))`` (three child streams: latents, captions,
 drawing), so the same seed gives the same bytes, ``generate(n)`` is a prefix of
@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from conceptlens._io import user_path
-from conceptlens.data._synthderm_draw import draw_block
-from conceptlens.data._synthderm_presets import (
+from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.synthderm._draw import draw_block
+from conceptlens.synthderm._presets import (
     SynthDermConfig,
     _thaw,
     get_synthderm_preset,
 )
-from conceptlens.data._synthderm_vocab import (
+from conceptlens.synthderm._vocab import (
     CAPTION_TEMPLATES,
     CAPTION_TEMPLATES_EMPTY,
     CLASS_PHRASES,
@@ -39,7 +40,6 @@ from conceptlens.data._synthderm_vocab import (
     SYNTHDERM_CLASSES,
     SYNTHDERM_CONCEPTS,
 )
-from conceptlens.exceptions import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,13 +58,14 @@ _CONCEPT_NAMES = tuple(n for n, _ in SYNTHDERM_CONCEPTS)
 _CONCEPT_GROUPS = tuple(g for _, g in SYNTHDERM_CONCEPTS)
 
 
-def _resolve(preset: str | SynthDermConfig) -> SynthDermConfig:
+def _resolve(preset: str | os.PathLike[str] | SynthDermConfig) -> SynthDermConfig:
     if isinstance(preset, SynthDermConfig):
         return preset
-    if isinstance(preset, str):
+    if isinstance(preset, str | os.PathLike):
         return get_synthderm_preset(preset)
     raise ConfigError(
-        f"preset must be a preset name or a SynthDermConfig, got {type(preset).__name__}."
+        "preset must be a preset name, the path of a YAML configuration or a "
+        f"SynthDermConfig, got {type(preset).__name__}."
     )
 
 
@@ -223,8 +224,9 @@ class SynthDerm:
 
     Parameters
     ----------
-    preset : str or SynthDermConfig, default "iid"
-        A preset name (see :func:`list_synthderm_presets`) or a full configuration.
+    preset : str, path or SynthDermConfig, default "iid"
+        A preset name (see :func:`list_synthderm_presets`), the path of a YAML
+        configuration (:meth:`SynthDermConfig.to_yaml`) or a full configuration.
     image_size : int, default 96
         Side of the square images in pixels (32..1024); drawing scales with it.
 
@@ -236,7 +238,9 @@ class SynthDerm:
     ((8, 96, 96, 3), (8, 17))
     """
 
-    def __init__(self, preset: str | SynthDermConfig = "iid", *, image_size: int = 96) -> None:
+    def __init__(
+        self, preset: str | os.PathLike[str] | SynthDermConfig = "iid", *, image_size: int = 96
+    ) -> None:
         self.config = _resolve(preset)
         if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer):
             raise ConfigError(f"image_size must be an integer, got {image_size!r}.")
@@ -341,7 +345,11 @@ def _concat(blocks: Sequence[SynthDermBatch]) -> SynthDermBatch:
 
 
 def generate_synthderm(
-    n: int, *, seed: int = 0, preset: str | SynthDermConfig = "iid", image_size: int = 96
+    n: int,
+    *,
+    seed: int = 0,
+    preset: str | os.PathLike[str] | SynthDermConfig = "iid",
+    image_size: int = 96,
 ) -> SynthDermBatch:
     """Shortcut for ``SynthDerm(preset, image_size=image_size).generate(n, seed)``.
 
@@ -354,7 +362,7 @@ def generate_synthderm(
 
 
 def synthderm_bayes_accuracy(
-    preset: str | SynthDermConfig = "iid",
+    preset: str | os.PathLike[str] | SynthDermConfig = "iid",
     *,
     n: int = 200_000,
     seed: int = 0,
@@ -426,7 +434,7 @@ def write_synthderm(
     n: int,
     *,
     seed: int = 0,
-    preset: str | SynthDermConfig = "iid",
+    preset: str | os.PathLike[str] | SynthDermConfig = "iid",
     image_size: int = 96,
     overwrite: bool = False,
 ) -> Path:

@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from conceptlens.data import (
+from conceptlens.data import load_manifest
+from conceptlens.exceptions import ConfigError
+from conceptlens.synthderm import (
     SYNTHDERM_CLASSES,
     SYNTHDERM_CONCEPTS,
     SynthDerm,
-    load_manifest,
     write_synthderm,
 )
-from conceptlens.data._synthderm_vocab import SYNTHDERM_ARTIFACTS
-from conceptlens.exceptions import ConfigError
+from conceptlens.synthderm._vocab import SYNTHDERM_ARTIFACTS
 
 NAMES = [n for n, _ in SYNTHDERM_CONCEPTS]
 N = 20
@@ -119,7 +119,7 @@ def test_refuses_to_mix_settings(tmp_path):
 
 
 def test_cli_command(tmp_path):
-    from conceptlens.data._cli_synthderm import synthderm
+    from conceptlens.synthderm._cli_data import synthderm
 
     out = tmp_path / "cli"
     args = ["--n", "5", "--seed", "4", "--preset", "skin-tone-shift", "--out", str(out)]
