@@ -15,6 +15,7 @@ import math
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -462,7 +463,7 @@ def write_scores(scores: xr.DataArray, path: str | os.PathLike[str]) -> Path:
     """
     from conceptlens._io import atomic_dir, atomic_path
 
-    out = Path(path)
+    out = user_path(path)
     suffix = out.suffix.lower()
     if suffix == ".nc":
         with atomic_path(out) as tmp:

@@ -100,18 +100,9 @@ def lit_backbone(weights: str | Path | None = None, *, device: str | None = None
     >>> lit_backbone().encode_images(np.zeros((2, 96, 96, 3), np.uint8)).shape
     (2, 384)
     """
-    from conceptlens.backbones import Backbone, get_backbone_config, load_backbone
-    from conceptlens.backbones._loading import LoadedModel
-    from conceptlens.backbones._synthderm_lit import build_synthderm_lit
+    from conceptlens.backbones import load_backbone
 
-    if weights is None:
-        return load_backbone("synthderm-lit", device=device)
-    path = Path(weights).expanduser()
-    model, tokenizer = build_synthderm_lit(weights=path)
-    config = get_backbone_config("synthderm-lit")
-    return Backbone(
-        LoadedModel(config, model.eval(), tokenizer, path, "synthderm-lit"), device=device
-    )
+    return load_backbone("synthderm-lit", device=device, weights=weights)
 
 
 def _prompt_matrix(
