@@ -27,6 +27,7 @@ _COMMANDS: dict[str, tuple[str | None, str]] = {
     "bank": ("conceptlens.concepts._cli:bank", "Concept banks: list, show, validate, build."),
     "score": ("conceptlens.concepts._cli_score:score", "Score a concept bank on images."),
     "fit": ("conceptlens.heads._cli:fit", "Fit a concept-bottleneck head on scores."),
+    "predict": ("conceptlens.heads._cli:predict", "Apply a saved head to concept scores."),
     "explain": (None, "Explain predictions in concepts (planned)."),
     "audit": (None, "Robustness audits and shortcut studies (planned)."),
     "report": (None, "PDF case and audit reports (planned)."),

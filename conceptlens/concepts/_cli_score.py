@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -40,6 +41,12 @@ __all__ = ["score"]
 @click.option("--cache", type=click.Path(file_okay=False), default=None, help="Embedding cache.")
 @click.option("--batch-size", type=int, default=None, help="Images per forward pass.")
 @click.option("--label-column", default="label", show_default=True)
+@click.option(
+    "--accept-label",
+    "accept_labels",
+    multiple=True,
+    help="Keep this label although it is rare (< 2 rows) or not among the bank's classes.",
+)
 @click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address.")
 def score(
@@ -51,6 +58,7 @@ def score(
     cache: str | None,
     batch_size: int | None,
     label_column: str,
+    accept_labels: tuple[str, ...],
     device: str | None,
     scheduler: str | None,
 ) -> None:
@@ -66,6 +74,7 @@ def score(
         raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
     dataset = load_manifest(data, label_column=label_column)
     bank_obj = load_bank(bank)
+    _check_label_typos(dataset, bank_obj, data, label_column, accept_labels)
     bb = load_backbone(backbone, device=device, batch_size=batch_size)
     client = None
     if scheduler:
@@ -80,10 +89,30 @@ def score(
     finally:
         if client is not None:
             client.close()
+    scores.attrs["bank_classes"] = json.dumps(list(bank_obj.classes))  # read by `fit`
     write_scores(scores, out_path)
     click.echo(
         f"wrote {out_path}: {scores.sizes['sample']} samples x {scores.sizes['concept']} "
         f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version})"
+    )
+
+
+def _check_label_typos(dataset, bank, data, label_column, accept) -> None:  # type: ignore[no-untyped-def]
+    """Stop before encoding when a label looks like a typo (rare, or not a bank class)."""
+    import numpy as np
+
+    from conceptlens._label_check import check_labels
+
+    codes = dataset.labels
+    if codes is None or codes.ndim != 1 or not dataset.classes:
+        return
+    names = np.asarray(dataset.classes, dtype=object)[codes[codes >= 0]]
+    check_labels(
+        names,
+        known=list(bank.classes),
+        accept=accept,
+        where=f"column {label_column!r} of {data}",
+        rows="rows",
     )
 
 

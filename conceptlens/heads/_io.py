@@ -11,11 +11,10 @@ import numpy as np
 from conceptlens._io import atomic_path, atomic_write_text
 from conceptlens._version import __version__
 from conceptlens.exceptions import DataError, MissingFileError
-from conceptlens.heads._estimators import (
-    ConceptBottleneckClassifier,
-    SparseLinearHead,
-    SparseLinearHeadCV,
-)
+from conceptlens.heads._cbm import ConceptBottleneckClassifier
+from conceptlens.heads._coef import fold_binary
+from conceptlens.heads._cv import SparseLinearHeadCV
+from conceptlens.heads._sparse import SparseLinearHead
 
 __all__ = ["load_head", "save_head"]
 
@@ -76,8 +75,8 @@ def save_head(model, path: str | os.PathLike[str]) -> Path:
         "params": params,
         "classes": [_jsonable(c) for c in head.classes_.tolist()],
         "classes_dtype": head.classes_.dtype.kind,
-        "multilabel": bool(head._multilabel),
-        "mode": head._mode,
+        "multilabel": bool(head.multilabel_),
+        "mode": head.mode_,
         "n_features_in": int(head.n_features_in_),
         "concept_names": (
             [str(c) for c in model.concept_names_]
@@ -120,8 +119,8 @@ def load_head(path: str | os.PathLike[str]):
     head.mean_ = arrays["mean"]
     head.scale_ = arrays["scale"]
     head.classes_ = classes
-    head._multilabel = meta["multilabel"]
-    head._mode = meta["mode"]
+    head.multilabel_ = meta["multilabel"]
+    head.mode_ = meta["mode"]
     head.n_features_in_ = meta["n_features_in"]
     if isinstance(model, SparseLinearHeadCV):
         model.C_ = meta["C_"]
@@ -132,10 +131,7 @@ def load_head(path: str | os.PathLike[str]):
         model.classes_ = classes
         model.n_features_in_ = head.n_features_in_
         model.concept_names_ = np.asarray(meta["concept_names"])
-        coef, intercept = head.coef_, head.intercept_
-        if coef.shape[0] == 1 and len(classes) == 2 and not head._multilabel:
-            coef = np.vstack([-coef, coef])
-            intercept = np.concatenate([-intercept, intercept])
+        coef, intercept = fold_binary(head.coef_, head.intercept_, len(classes), head.multilabel_)
         cls = [str(c) for c in classes]
         model.coef_ = xr.DataArray(
             coef,
