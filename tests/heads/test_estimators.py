@@ -129,7 +129,7 @@ def test_pipeline_and_grid_search(global_random_seed):
         for C in Cs
     ]
     np.testing.assert_allclose(grid.cv_results_["mean_test_score"], manual)
-    assert len(set(np.round(manual, 12))) == len(Cs)
+    assert len(set(np.round(manual, 12))) > 1  # C reached the head
     assert grid.best_params_["sparselinearhead__C"] == Cs[int(np.argmax(manual))]
     assert Cs[int(np.argmax(manual))] == grid.best_estimator_[-1].C
     assert grid.score(X, y) > 0.6
