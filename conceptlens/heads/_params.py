@@ -33,7 +33,7 @@ __all__ = [
 class Interval:
     """A real (``kind=Real``) or integer (``kind=Integral``) range; ``None`` is unbounded."""
 
-    kind: type
+    kind: Any  # numbers.Real or numbers.Integral
     left: float | None
     right: float | None
     closed: str = "both"  # "both", "left", "right" or "neither"
@@ -41,13 +41,14 @@ class Interval:
     def accepts(self, value: Any) -> bool:
         if isinstance(value, bool | np.bool_) or not isinstance(value, self.kind):
             return False
-        if self.kind is Real and not math.isfinite(float(value)):
+        v = float(value)
+        if not math.isfinite(v):
             return False
         lo_ok = self.left is None or (
-            value >= self.left if self.closed in ("both", "left") else value > self.left
+            v >= self.left if self.closed in ("both", "left") else v > self.left
         )
         hi_ok = self.right is None or (
-            value <= self.right if self.closed in ("both", "right") else value < self.right
+            v <= self.right if self.closed in ("both", "right") else v < self.right
         )
         return bool(lo_ok and hi_ok)
 
@@ -104,7 +105,7 @@ class HasMethods:
 
 @dataclass(frozen=True)
 class _InstanceOf:
-    kind: type
+    kind: Any  # a class
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, self.kind)
