@@ -284,7 +284,7 @@ def predict(model_dir, scores_path, out):
     """Apply a saved head to concept scores; write labelled class probabilities.
 
     The output holds, per sample, the predicted class and one probability per class
-    (CSV columns ``proba_<class>``; netCDF variable ``proba`` with dims (sample, class)),
+    (CSV columns proba_<class>; netCDF variable proba with dims (sample, class)),
     with every sample coordinate of the scores (label, site, split...) alongside.
     """
     from pathlib import Path
