@@ -141,7 +141,7 @@ def main():
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from conceptlens.heads import _path, _solver
+    from conceptlens.heads import _path, _reference, _solver
 
     n, d, k = SIZES[args.size]
     parts = set(args.parts.split(","))
@@ -165,7 +165,7 @@ def main():
     )
 
     def obj(W, b, l1r=l1):
-        return _solver.objective(X, Y, W, b, C=C, l1_ratio=l1r, mode="multinomial")
+        return _reference.objective(X, Y, W, b, C=C, l1_ratio=l1r, mode="multinomial")
 
     s = np.full(n, 1.0 / n)  # the solver's normalised sample weights
     scale = np.abs(_solver.grad_scale(X, Y, s, 0)).max()  # KKT tolerances are relative to it

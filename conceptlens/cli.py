@@ -34,6 +34,7 @@ _COMMANDS: dict[str, tuple[str | None, str]] = {
     "bank": ("conceptlens.concepts._cli:bank", "Concept banks: list, show, validate, build."),
     "score": ("conceptlens.concepts._cli_score:score", "Score a concept bank on images."),
     "fit": ("conceptlens.heads._cli:fit", "Fit a concept-bottleneck head on scores."),
+    "predict": ("conceptlens.heads._cli:predict", "Apply a saved head to concept scores."),
     "explain": ("conceptlens.explain._cli:explain", "Per-sample concept contributions."),
     "mask": ("conceptlens.masking._cli:mask", "Test-time concept masking at a new site."),
     "audit": ("conceptlens.studies._cli:audit_command", "Audit models across splits and groups."),

@@ -56,6 +56,12 @@ __all__ = ["score"]
     "embedding cache, so a rerun or a resumed run encodes nothing twice).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per pass.")
+@click.option(
+    "--accept-label",
+    "accept_labels",
+    multiple=True,
+    help="Keep this label although it is rare (< 2 rows) or not among the bank's classes.",
+)
 @click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
 @click.option(
     "--scheduler",
@@ -85,6 +91,7 @@ def score(
     cache_dir: str | None,
     no_cache: bool,
     batch_size: int | None,
+    accept_labels: tuple[str, ...],
     device: str | None,
     scheduler: str | None,
     weights: str | None,
@@ -122,6 +129,7 @@ def score(
         validate=on_error == "skip",
     )
     bank_obj = load_bank(bank)
+    _check_label_typos(dataset, bank_obj, data, label_column, accept_labels)
     with step(f"loading backbone {backbone}"):
         bb = load_backbone(
             backbone, device=device, batch_size=batch_size, weights=weights, download=download
@@ -146,4 +154,23 @@ def score(
         f"wrote {out_path}: {scores.sizes['sample']} samples x {scores.sizes['concept']} "
         f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version}"
         + (f"; embedding cache {cache})" if cache is not None else ")")
+    )
+
+
+def _check_label_typos(dataset, bank, data, label_column, accept) -> None:  # type: ignore[no-untyped-def]
+    """Stop before encoding when a label looks like a typo (rare, or not a bank class)."""
+    import numpy as np
+
+    from conceptlens._label_check import check_labels
+
+    codes = dataset.labels
+    if codes is None or codes.ndim != 1 or not dataset.classes:
+        return
+    names = np.asarray(dataset.classes, dtype=object)[codes[codes >= 0]]
+    check_labels(
+        names,
+        known=list(bank.classes),
+        accept=accept,
+        where=f"column {label_column!r} of {data}",
+        rows="rows",
     )

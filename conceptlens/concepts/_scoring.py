@@ -299,6 +299,7 @@ def _label(
             "bank_id": bank.id,
             "bank_version": bank.version,
             "bank_fingerprint": bank.fingerprint,
+            "bank_classes": json.dumps(list(bank.classes)),  # the label check of `fit`
             "template_hash": _template_hash(bank, tpls, mode),
             "templates": json.dumps(tpls),
             "score_mode": mode,

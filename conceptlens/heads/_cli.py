@@ -1,4 +1,4 @@
-"""``conceptlens fit``: fit a concept-bottleneck head on a netCDF file of concept scores."""
+"""``conceptlens fit`` and ``conceptlens predict``: heads on netCDF files of concept scores."""
 
 from __future__ import annotations
 
@@ -6,7 +6,38 @@ import click
 
 from conceptlens._cli_options import UserPath
 
-__all__ = ["fit"]
+__all__ = ["fit", "predict"]
+
+_SPLITS = ("train", "val", "test")
+
+
+def _default_split(scores, y, seed):
+    """Stratified 70/15/15 train/val/test split, grouped by ``patient_id`` when present."""
+    import numpy as np
+    import pandas as pd
+
+    from conceptlens.data import make_splits
+
+    ids = [str(s) for s in scores["sample"].values]
+    meta = pd.DataFrame({"label": np.asarray(y).astype(str)}, index=ids)
+    grouped = "patient_id" in scores.coords and scores["patient_id"].dims == ("sample",)
+    if grouped:
+        meta["patient_id"] = np.asarray(scores["patient_id"].values).astype(str)
+    parts = make_splits(
+        meta,
+        strategy="group" if grouped else "stratified",
+        stratify_column="label",
+        group_column="patient_id",
+        seed=seed,
+    )
+    where = {i: name for name, members in parts.items() for i in members}
+    split = np.array([where[i] for i in ids])
+    how = "grouped by patient_id, " if grouped else ""
+    note = (
+        f"no --split-column: made a {how}stratified 70/15/15 train/val/test split "
+        f"(seed {seed}); pass --split-column to use your own"
+    )
+    return split, note
 
 
 @click.command(name="fit")
@@ -32,7 +63,7 @@ __all__ = ["fit"]
     "C",
     type=float,
     default=None,
-    help="Fixed inverse penalty; default: select along the path.",
+    help="Fixed inverse penalty; default: select along the path on the val rows.",
 )
 @click.option("--l1-ratio", type=float, default=0.5, show_default=True)
 @click.option("--n-cs", type=int, default=50, show_default=True, help="Path length.")
@@ -45,10 +76,18 @@ __all__ = ["fit"]
 @click.option(
     "--split-column",
     default=None,
-    help="Sample coordinate with values train/val/test (val selects C; test is "
-    "reported). Default: a seeded stratified 80/20 split for selection.",
+    help="Sample coordinate with values train/val/test: the head is fitted on train, C "
+    "is selected on val, test is held out. Default: a seeded stratified 70/15/15 split "
+    "(grouped by patient_id when the scores have it).",
 )
 @click.option("--group-column", default=None, help="Report per-group and worst-group metrics.")
+@click.option(
+    "--accept-label",
+    "accept_labels",
+    multiple=True,
+    help="Keep this label as a class although it is rare (< 2 training rows) or not "
+    "among the bank's classes (repeatable).",
+)
 @click.option("--n-boot", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def fit(
@@ -61,17 +100,26 @@ def fit(
     max_concepts_per_class,
     split_column,
     group_column,
+    accept_labels,
     n_boot,
     seed,
 ):
-    """Fit a sparse concept-bottleneck head and print metrics with bootstrap CIs."""
+    """Fit a sparse concept-bottleneck head and print held-out metrics with bootstrap CIs.
+
+    The head is fitted on the train rows only, C is selected on the val rows, and every
+    metric comes from that head, so the test metrics are from rows it never saw (the val
+    metrics are optimistic: C was chosen on them).
+    """
+    import json
 
     import numpy as np
     import xarray as xr
 
     from conceptlens._cli_options import read_scores
+    from conceptlens._label_check import check_labels
     from conceptlens.exceptions import DataError
-    from conceptlens.heads._estimators import ConceptBottleneckClassifier
+    from conceptlens.heads import ConceptBottleneckClassifier
+    from conceptlens.heads._cbm import STD_UNIT
     from conceptlens.heads._io import save_head
     from conceptlens.heads._metrics import classification_metrics
 
@@ -82,35 +130,69 @@ def fit(
                 f"column {col!r} is not a sample coordinate of {scores_path}; available: "
                 f"{sorted(k for k in scores.coords if scores[k].dims == ('sample',))}."
             )
-    y = scores[label].values
+    y = np.asarray(scores[label].values)
     if split_column is not None:
         split = np.asarray(scores[split_column].values).astype(str)
-        bad = sorted(set(split) - {"train", "val", "test"})
+        bad = sorted(set(split) - set(_SPLITS))
         if bad:
             raise DataError(
                 f"split column {split_column!r} has values {bad[:5]}; use train/val/test."
             )
-        fit_rows = split != "test"
-        val_mask = (split == "val")[fit_rows]
-        eval_sets = {"val": split == "val", "test": split == "test"}
+        note = f"split from column {split_column!r}"
     else:
-        fit_rows = np.ones(len(y), dtype=bool)
-        val_mask = None
-        eval_sets = {"train": fit_rows}
+        split, note = _default_split(scores, y, seed)
+    train = split == "train"
+    if not train.any():
+        raise DataError(f"no sample is in the train split ({note}); the head needs some.")
+    known = json.loads(scores.attrs.get("bank_classes", "[]"))
+    check_labels(
+        y,
+        known=known,
+        counted=y[train],
+        accept=accept_labels,
+        where=f"column {label!r} of {scores_path}",
+    )
+    untrained = sorted(set(map(str, y)) - set(map(str, y[train])))
+    if untrained:
+        raise DataError(
+            f"labels {untrained} have no train row, so the head cannot learn them; put some "
+            f"of their samples in the train split ({note})."
+        )
+    val = split == "val"
     model = ConceptBottleneckClassifier(
         C=C,
         l1_ratio=l1_ratio,
         Cs=n_cs,
         max_concepts_per_class=max_concepts_per_class,
+        refit=False,
         random_state=seed,
     )
-    model.fit(scores[fit_rows], y[fit_rows], validation_mask=val_mask if C is None else None)
+    if C is not None:
+        model.fit(scores[train], y[train])
+        how = f"fitted on {int(train.sum())} train rows at C = {C:.4g}"
+    elif val.any():
+        rows = train | val
+        model.fit(scores[rows], y[rows], validation_mask=val[rows])
+        how = (
+            f"fitted on {int(train.sum())} train rows, C selected on {int(val.sum())} val "
+            "rows (val metrics are optimistic)"
+        )
+    else:
+        model.fit(scores[train], y[train])
+        how = (
+            f"fitted on {int(train.sum())} train rows minus a validation part of "
+            f"{model.validation_fraction:.0%} that selects C"
+        )
+    click.echo(f"{note}; the head is {how}.")
+    eval_sets = {name: split == name for name in ("val", "test")}
+    if not any(rows.any() for rows in eval_sets.values()):
+        click.echo("warning: no val or test rows: nothing to evaluate on held-out data.", err=True)
     lines = []
     results = []
     for name, rows in eval_sets.items():
         if not rows.any():
             continue
-        proba = model.predict_proba(scores[rows])
+        proba = np.asarray(model.predict_proba(scores[rows]))
         groups = scores[group_column].values[rows] if group_column else None
         m = classification_metrics(
             y[rows], proba, classes=model.classes_, groups=groups, n_boot=n_boot, seed=seed
@@ -123,25 +205,124 @@ def fit(
                     f"{name:6s} {g!s:12s} {metric:18s} {float(e.estimate):.3f} "
                     f"[{float(e.ci_low):.3f}, {float(e.ci_high):.3f}]"
                 )
-    metrics = xr.concat(results, dim="split")
+    metrics = None
+    if results:
+        metrics = xr.concat(results, dim="split")
+        metrics.attrs.update(split=note, fitted_on="train", selected_on="val")
     # one atomic folder: head + metrics together, never a new head next to old metrics
     out_dir = save_head(
-        model, out, trained_on=scores, extra_files={"metrics.nc": metrics.to_netcdf}
+        model,
+        out,
+        trained_on=scores,
+        extra_files={"metrics.nc": metrics.to_netcdf} if metrics is not None else None,
     )
     nnz = (model.coef_ != 0).sum("concept")
     click.echo(
         f"selected C = {getattr(model, 'C_', C):.4g}; concepts per class: "
         + ", ".join(f"{c}={int(v)}" for c, v in zip(nnz["class"].values, nnz.values, strict=True))
     )
-    click.echo("split  group        metric             value [95% CI]")
-    for line in lines:
-        click.echo(line)
+    if lines:
+        click.echo("split  group        metric             value [95% CI]")
+        for line in lines:
+            click.echo(line)
+    click.echo(f"top concepts per class ({STD_UNIT}):")
     for cls in model.coef_["class"].values:
         top = model.top_concepts(cls, k=5)
         click.echo(
-            f"top concepts for {cls}: "
-            + ", ".join(
-                f"{c} ({w:+.2f})" for c, w in zip(top.concept.values, top.values, strict=True)
+            f"  {cls}: "
+            + (
+                ", ".join(
+                    f"{c} ({w:+.2f})" for c, w in zip(top.concept.values, top.values, strict=True)
+                )
+                or "(none)"
             )
         )
     click.echo(f"saved model to {out_dir}")
+
+
+@click.command(name="predict")
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=UserPath(file_okay=False),
+    help="Model folder written by `conceptlens fit` (or save_head).",
+)
+@click.option(
+    "--scores",
+    "scores_path",
+    required=True,
+    type=UserPath(dir_okay=False),
+    help="netCDF file holding a `concept_score` DataArray scored with the same bank.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=UserPath(dir_okay=False),
+    help="Output file: .csv (one row per sample) or .nc (netCDF).",
+)
+@click.option(
+    "--allow-score-mismatch",
+    is_flag=True,
+    help="Apply the head even if the scores' mode, bank or backbone fingerprint differ from "
+    "its training scores'.",
+)
+def predict(model_dir, scores_path, out, allow_score_mismatch):
+    """Apply a saved head to concept scores; write labelled class probabilities.
+
+    The output holds, per sample, the predicted class and one probability per class
+    (CSV columns proba_<class>; netCDF variable proba with dims (sample, class)),
+    with every sample coordinate of the scores (label, site, split...) alongside.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    import xarray as xr
+
+    from conceptlens._cli_options import read_scores
+    from conceptlens._io import atomic_path, atomic_write_text
+    from conceptlens.exceptions import ConfigError, DataError
+    from conceptlens.heads import ConceptBottleneckClassifier, load_head
+
+    out_path = Path(out)
+    suffix = out_path.suffix.lower()
+    if suffix not in (".csv", ".nc"):
+        raise ConfigError(f"--out {out}: use a .csv or .nc suffix.")
+    scores = read_scores(scores_path)
+    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
+    if not isinstance(model, ConceptBottleneckClassifier):
+        raise DataError(
+            f"{model_dir} holds a {type(model).__name__}, which has no concept names; "
+            "predict needs a head fitted on concept scores (`conceptlens fit`)."
+        )
+    proba = model.predict_proba(scores)
+    if model.head_.multilabel_:
+        predicted = (proba.values > 0.5).astype(int)
+        pred = xr.DataArray(predicted, dims=proba.dims, coords=proba.coords, name="predicted")
+    else:
+        pred = xr.DataArray(
+            np.asarray(proba["class"].values)[proba.values.argmax(axis=1)],
+            dims=("sample",),
+            coords={k: v for k, v in proba.coords.items() if v.dims == ("sample",)},
+            name="predicted",
+        )
+    if suffix == ".nc":
+        ds = xr.Dataset({"proba": proba, "predicted": pred})
+        ds.attrs.update(model=str(Path(model_dir).resolve()), scores=str(scores_path))
+        with atomic_path(out_path) as tmp:
+            ds.to_netcdf(tmp)
+    else:
+        frame = proba.to_pandas()
+        frame.columns = [f"proba_{c}" for c in frame.columns]
+        if pred.ndim == 1:
+            frame.insert(0, "predicted", pred.values)
+        for name, coord in reversed(list(proba.coords.items())):
+            if coord.dims == ("sample",) and name != "sample":
+                frame.insert(0, name, coord.values)
+        frame.index.name = "sample"
+        atomic_write_text(out_path, frame.to_csv())
+    click.echo(
+        f"wrote {out_path}: {proba.sizes['sample']} samples x {proba.sizes['class']} "
+        f"class probabilities ({', '.join(map(str, proba['class'].values))})"
+    )

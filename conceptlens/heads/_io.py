@@ -27,6 +27,7 @@ import numpy as np
 from conceptlens._io import atomic_dir, user_path
 from conceptlens._version import __version__
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
+from conceptlens.heads._coef import fold_binary
 
 __all__ = ["PROVENANCE_KEYS", "check_head_scores", "load_head", "save_head"]
 
@@ -53,18 +54,6 @@ def _kinds() -> dict[str, type]:
         "SparseLinearHeadCV": SparseLinearHeadCV,
         "ConceptBottleneckClassifier": ConceptBottleneckClassifier,
     }
-
-
-def _fitted(head: Any, name: str) -> Any:
-    """A fitted attribute under its public (``multilabel_``) or older private name."""
-    if hasattr(head, f"{name}_"):
-        return getattr(head, f"{name}_")
-    return getattr(head, f"_{name}")
-
-
-def _set_fitted(head: Any, name: str, value: Any) -> None:
-    setattr(head, f"{name}_", value)
-    setattr(head, f"_{name}", value)  # estimators that read the private name
 
 
 # --------------------------------------------------------------------------- parameters
@@ -297,8 +286,8 @@ def save_head(
         "kind": kind,
         "params": params,
         "classes": _encode(classes, "classes"),
-        "multilabel": bool(_fitted(head, "multilabel")),
-        "mode": str(_fitted(head, "mode")),
+        "multilabel": bool(head.multilabel_),
+        "mode": str(head.mode_),
         "n_features_in": int(head.n_features_in_),
         "concept_names": (
             [str(c) for c in getattr(model, "concept_names_", [])]
@@ -515,8 +504,8 @@ def load_head(
     for name in _TENSORS:
         setattr(head, f"{name}_", arrays[name].astype(np.float64))
     head.classes_ = classes
-    _set_fitted(head, "multilabel", multilabel)
-    _set_fitted(head, "mode", mode)
+    head.multilabel_ = multilabel
+    head.mode_ = mode
     head.n_features_in_ = n_features
     c_sel = meta.get("C_")
     if c_sel is not None and (isinstance(c_sel, bool) or not isinstance(c_sel, int | float)):
@@ -551,10 +540,7 @@ def _fill_cbm(
     model.classes_ = classes
     model.n_features_in_ = head.n_features_in_
     model.concept_names_ = np.asarray(names)
-    coef, intercept = head.coef_, head.intercept_
-    if coef.shape[0] == 1 and len(classes) == 2 and not _fitted(head, "multilabel"):
-        coef = np.vstack([-coef, coef])
-        intercept = np.concatenate([-intercept, intercept])
+    coef, intercept = fold_binary(head.coef_, head.intercept_, len(classes), head.multilabel_)
     cls = [str(c) for c in classes]
     model.coef_ = xr.DataArray(
         coef,

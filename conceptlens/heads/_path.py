@@ -7,17 +7,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from conceptlens._progress import progress
+from conceptlens.exceptions import ConfigError
 from conceptlens.heads import _solver
 
-__all__ = ["RegularizationPath", "c_min", "solve_path"]
+__all__ = ["RegularizationPath", "c_min", "grid", "solve_path"]
 
 
 @dataclass
 class RegularizationPath:
     """Solutions along a grid of ``C`` (increasing, i.e. decreasing penalty).
 
-    ``coef`` (n_C, k, d) and ``intercept`` (n_C, k) are on the solver's (standardised)
-    scale; ``n_iter`` and ``converged`` per point.
+    Attributes
+    ----------
+    Cs : ndarray (n_C,)
+        Increasing.
+    coef : ndarray (n_C, k, n_features)
+    intercept : ndarray (n_C, k)
+        On the solver's (standardised) scale from :func:`solve_path`, on the scale of
+        ``X`` from :func:`conceptlens.heads.fit_path`.
+    n_iter : ndarray of int (n_C,)
+    converged : ndarray of bool (n_C,)
+    classes : ndarray or None
+        Class labels of the rows (set by ``fit_path``).
     """
 
     Cs: np.ndarray
@@ -25,6 +36,7 @@ class RegularizationPath:
     intercept: np.ndarray
     n_iter: np.ndarray
     converged: np.ndarray
+    classes: np.ndarray | None = None
 
     @property
     def n_nonzero(self) -> np.ndarray:
@@ -43,6 +55,20 @@ def c_min(X, Y, sample_weight, mode, l1_ratio):
     g0 = _solver.grad_scale(X, Y, sample_weight / S, _solver._mode_code(mode))
     gmax = max(float(np.abs(g0).max()), 1e-300)
     return (l1_ratio if l1_ratio > 0 else 1.0) / (S * gmax)
+
+
+def grid(X, Y, sample_weight, mode, Cs, eps, l1_ratio):
+    """The ``C`` grid: ``Cs`` log-spaced points from :func:`c_min` to ``c_min / eps``
+    for an integer ``Cs``, else the given values sorted (each must be positive)."""
+    if isinstance(Cs, int | np.integer):
+        cmin = c_min(X, Y, sample_weight, mode, l1_ratio)
+        return cmin * np.logspace(0, np.log10(1.0 / eps), int(Cs))
+    values = np.asarray(Cs, dtype=float)
+    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
+        raise ConfigError(
+            f"Cs must be a positive int or a 1-D list of positive finite values; got {Cs!r}."
+        )
+    return np.sort(values)
 
 
 def solve_path(

@@ -209,3 +209,34 @@ def test_score_cli_takes_the_shared_manifest_options(setup):
     assert "6 samples x 3 concepts" in res.output and "missing.png" in res.output
     got = xr.load_dataarray(tmp_path / "a.nc")
     assert sorted(set(got["diagnosis"].values)) == ["benign", "malignant"]
+
+
+def _score_args(tmp_path, ckpt, manifest, *extra):
+    return [
+        "score", "--data", str(manifest), "--bank", str(tmp_path / "toy.yaml"),
+        "--backbone", str(ckpt), "--out", str(tmp_path / "scores.nc"),
+        "--cache-dir", str(tmp_path / "cache"), *extra,
+    ]  # fmt: skip
+
+
+def test_score_cli_stops_on_a_label_typo(setup):
+    tmp_path, ckpt = setup
+    frame = pd.read_csv(tmp_path / "manifest.csv")
+    frame.loc[0, "label"] = "benigm"  # a typo: seen once, not a bank class
+    frame.to_csv(tmp_path / "typo.csv", index=False)
+    res = CliRunner().invoke(main, _score_args(tmp_path, ckpt, tmp_path / "typo.csv"))
+    assert res.exit_code == 1
+    assert "'benigm'" in res.output and "did you mean 'benign'" in res.output
+    assert "--accept-label benigm" in res.output
+    assert not (tmp_path / "scores.nc").exists()
+    res = CliRunner().invoke(
+        main,
+        [
+            "--quiet",
+            *_score_args(tmp_path, ckpt, tmp_path / "typo.csv", "--accept-label", "benigm"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    got = xr.load_dataset(tmp_path / "scores.nc")["concept_score"]
+    # the bank's declared classes travel with the scores, for `conceptlens fit`
+    assert got.attrs["bank_classes"] == '["benign", "malignant"]'

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -40,7 +40,10 @@ _SPLIT = (
         else {}
     ),
 )
+@pytest.mark.filterwarnings("ignore:the selected head:conceptlens.exceptions.ConceptLensWarning")
 def test_sklearn_compatible(estimator, check):
+    # several checks fit random labels, where an intercept-only head is the honest choice
+    # (and is warned about, which is tested in test_path.py)
     check(estimator)
 
 
@@ -89,7 +92,17 @@ def test_binary_coef_convention(global_random_seed):
     second = str(cbm.classes_[1])
     np.testing.assert_allclose(cbm.coef_.sel({"class": second}).values, ref.coef_[0])
     np.testing.assert_allclose(cbm.coef_[0].values, -cbm.coef_[1].values)
-    assert cbm.decision_function(scores).shape == (len(y),)
+    # NumPy in: scikit-learn's 1-D logit; labelled in: one column per class, X @ coef_.T + b
+    z = cbm.decision_function(scores.values)
+    assert z.shape == (len(y),)
+    np.testing.assert_allclose(z, ref.decision_function(scores.values))
+    lab = cbm.decision_function(scores)
+    assert lab.dims == ("sample", "class")
+    np.testing.assert_allclose(lab.values, np.column_stack([-z, z]))
+    np.testing.assert_allclose(
+        lab.values,
+        (scores @ cbm.coef_).transpose("sample", "class").values + cbm.intercept_.values,
+    )
 
 
 def test_not_fitted_error():
@@ -103,9 +116,22 @@ def test_not_fitted_error():
 
 def test_pipeline_and_grid_search(global_random_seed):
     X, y = make_problem(global_random_seed, n=240, d=6, k=3)
-    pipe = make_pipeline(StandardScaler(), SparseLinearHead())
-    grid = GridSearchCV(pipe, {"sparselinearhead__C": [0.01, 0.1, 1.0]}, cv=3).fit(X, y)
-    assert grid.best_params_["sparselinearhead__C"] in (0.01, 0.1, 1.0)
+    Cs = [0.003, 0.1, 1.0]
+    pipe = make_pipeline(StandardScaler(), SparseLinearHead(l1_ratio=1.0))
+    grid = GridSearchCV(pipe, {"sparselinearhead__C": Cs}, cv=3).fit(X, y)
+    # the grid's scores are those of each C fitted by hand on the same folds, the C
+    # changes the model (so the parameter reached the head), and the best one is chosen
+    folds = StratifiedKFold(3)
+    manual = [
+        cross_val_score(
+            make_pipeline(StandardScaler(), SparseLinearHead(C=C, l1_ratio=1.0)), X, y, cv=folds
+        ).mean()
+        for C in Cs
+    ]
+    np.testing.assert_allclose(grid.cv_results_["mean_test_score"], manual)
+    assert len(set(np.round(manual, 12))) > 1  # C reached the head
+    assert grid.best_params_["sparselinearhead__C"] == Cs[int(np.argmax(manual))]
+    assert Cs[int(np.argmax(manual))] == grid.best_estimator_[-1].C
     assert grid.score(X, y) > 0.6
     cbm_grid = GridSearchCV(ConceptBottleneckClassifier(), {"C": [0.05, 0.5]}, cv=3).fit(X, y)
     assert cbm_grid.best_estimator_.coef_.shape == (3, 6)
@@ -126,18 +152,40 @@ def test_multilabel_is_one_vs_rest(global_random_seed):
     assert head.predict_proba(X).shape == (300, 2)
 
 
+def _ridge_gradient(Z, Y, W, b, offset, lam2):
+    """Gradient in W of mean cross-entropy(Z W^T + b + offset) + lam2/2 |W|^2 (dense)."""
+    logits = Z @ W.T + b + offset
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    return (p - Y).T @ Z / len(Z) + lam2 * W
+
+
 def test_linear_probe_residual_mode(global_random_seed):
     scores, y = _scores(global_random_seed)
     rng = np.random.default_rng(global_random_seed)
     emb = np.hstack([scores.values[:, :2], rng.normal(size=(len(y), 6))])
     plain = LinearProbe(C=1.0).fit(emb, y)
     assert not plain.residual
-    hybrid = LinearProbe(C=0.01, residual=True).fit(emb, y, concept_scores=scores)
+    C = 0.05
+    hybrid = LinearProbe(C=C, residual=True, tol=1e-10).fit(emb, y, concept_scores=scores)
     concept_only = hybrid.concept_head_.decision_function(scores.values)
     np.testing.assert_allclose(
         hybrid.decision_function(emb, concept_scores=scores),
         concept_only + hybrid.probe_.decision_function(emb),
     )
+    # the probe is the ridge optimum of the residual: with the concept head's logits as a
+    # fixed offset its gradient vanishes (dense formula, on the standardised embeddings)
+    probe = hybrid.probe_
+    Z = (emb - probe.mean_) / probe.scale_
+    W = probe.coef_ * probe.scale_
+    b = probe.intercept_ + probe.coef_ @ probe.mean_
+    Y = (y[:, None] == probe.classes_[None, :]).astype(float)
+    lam2 = 1.0 / (C * len(y))
+    with_offset = _ridge_gradient(Z, Y, W, b, concept_only, lam2)
+    assert np.abs(with_offset).max() < 1e-6
+    # ... and it is not the probe of the labels alone (the offset matters)
+    assert np.abs(_ridge_gradient(Z, Y, W, b, 0.0, lam2)).max() > 1e-2
     assert (hybrid.predict(emb, concept_scores=scores) == y).mean() > 0.6
 
 
@@ -159,3 +207,117 @@ def test_knowledge_prior_as_labelled_array(global_random_seed):
     assert dist(pulled) < dist(free)
     with pytest.raises(ConfigError, match="fixed C"):
         ConceptBottleneckClassifier(knowledge_prior=prior, prior_strength=1.0).fit(scores, y)
+
+
+def test_linear_probe_multilabel_predicts_a_label_matrix(global_random_seed):
+    rng = np.random.default_rng(global_random_seed)
+    X = rng.normal(size=(200, 5))
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 3] > 0.5]).astype(int)
+    probe = LinearProbe(C=1.0).fit(X, Y)
+    head = SparseLinearHead(C=1.0, l1_ratio=0.0).fit(X, Y)
+    pred = probe.predict(X)
+    assert pred.shape == Y.shape and set(np.unique(pred)) <= {0, 1}
+    np.testing.assert_array_equal(pred, head.predict(X))
+    np.testing.assert_allclose(probe.predict_proba(X), head.predict_proba(X))
+    assert (pred == Y).mean() > 0.8
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_labelled_in_labelled_out(k, global_random_seed):
+    scores, y = _scores(global_random_seed, k=k)
+    cbm = ConceptBottleneckClassifier(C=0.5).fit(scores, y)
+    order = np.arange(len(y))[::-1]  # shuffled samples keep their names
+    sub = scores.isel(sample=order)
+    proba = cbm.predict_proba(sub)
+    assert isinstance(proba, xr.DataArray) and proba.dims == ("sample", "class")
+    assert list(proba["class"].values) == [str(c) for c in cbm.classes_]
+    assert list(proba["sample"].values) == list(sub["sample"].values)
+    np.testing.assert_array_equal(proba["site"].values, sub["site"].values)
+    np.testing.assert_allclose(proba.values, cbm.predict_proba(sub.values))
+    for name in cbm.classes_:  # by name, the column is the class's probability
+        col = np.flatnonzero(cbm.classes_ == name)[0]
+        np.testing.assert_allclose(
+            proba.sel({"class": str(name)}).values, cbm.predict_proba(sub.values)[:, col]
+        )
+    assert isinstance(cbm.predict_proba(sub.values), np.ndarray)
+    # the plain heads and the probe follow the same contract
+    for est in (SparseLinearHead(C=0.5), LinearProbe(C=0.5)):
+        est.fit(scores, y)
+        out = est.predict_proba(sub)
+        assert isinstance(out, xr.DataArray) and out.dims == ("sample", "class")
+        np.testing.assert_allclose(out.values, est.predict_proba(sub.values))
+        dec = est.decision_function(sub)
+        assert dec.dims == ("sample", "class") and dec.sizes["class"] == k
+        assert isinstance(est.decision_function(sub.values), np.ndarray)
+
+
+def test_top_concepts_rank_per_standard_deviation(global_random_seed):
+    # "ink" has a wide score range and the largest effect per standard deviation; its raw
+    # coefficient is small, so a raw ranking hides it behind "veil"
+    rng = np.random.default_rng(global_random_seed)
+    n = 600
+    veil = rng.normal(scale=0.05, size=n)
+    ink = rng.normal(scale=20.0, size=n)
+    noise = rng.normal(size=n)
+    logit = 1.0 * veil / 0.05 + 2.0 * ink / 20.0
+    y = np.where(logit + rng.logistic(size=n) > 0, "melanoma", "nevus")
+    scores = xr.DataArray(
+        np.column_stack([veil, ink, noise]),
+        dims=("sample", "concept"),
+        coords={"concept": ["veil", "ink", "noise"]},
+    )
+    cbm = ConceptBottleneckClassifier(C=1.0, l1_ratio=0.5).fit(scores, y)
+    raw = cbm.coef_.sel({"class": "melanoma"})
+    assert raw.sel(concept="veil") > raw.sel(concept="ink")  # the raw ranking is misleading
+    top = cbm.top_concepts("melanoma", k=2)
+    assert list(top.concept.values) == ["ink", "veil"]
+    assert "standard deviation" in top.attrs["units"]
+    std = scores.std("sample")
+    np.testing.assert_allclose(top.values, (raw * std).sel(concept=["ink", "veil"]).values)
+    np.testing.assert_allclose(cbm.coef_std_.values, (cbm.coef_ * std).values)
+
+
+@pytest.mark.parametrize(
+    ("est", "name"),
+    [
+        (SparseLinearHead(C=-1.0), "C"),
+        (SparseLinearHead(C=float("nan")), "C"),
+        (SparseLinearHead(l1_ratio=1.5), "l1_ratio"),
+        (SparseLinearHead(class_weight="balance"), "class_weight"),
+        (SparseLinearHead(max_iter=0), "max_iter"),
+        (SparseLinearHead(tol=0.0), "tol"),
+        (SparseLinearHead(standardize="yes"), "standardize"),
+        (SparseLinearHead(prior_strength=-1.0), "prior_strength"),
+        (SparseLinearHeadCV(eps=0.0), "eps"),
+        (SparseLinearHeadCV(eps=2.0), "eps"),
+        (SparseLinearHeadCV(Cs=0), "Cs"),
+        (SparseLinearHeadCV(Cs=2.5), "Cs"),
+        (SparseLinearHeadCV(validation_fraction=1.0), "validation_fraction"),
+        (SparseLinearHeadCV(validation_fraction=0), "validation_fraction"),
+        (SparseLinearHeadCV(max_concepts_per_class=0), "max_concepts_per_class"),
+        (SparseLinearHeadCV(random_state="seed"), "random_state"),
+        (SparseLinearHeadCV(refit=None), "refit"),
+        (ConceptBottleneckClassifier(C=0.0), "C"),
+        (ConceptBottleneckClassifier(eps=-1.0), "eps"),
+        (ConceptBottleneckClassifier(max_concepts_per_class=2.5), "max_concepts_per_class"),
+        (LinearProbe(residual=1), "residual"),
+        (LinearProbe(concept_head="head"), "concept_head"),
+    ],
+)
+def test_parameters_are_validated_before_any_work(est, name):
+    X, y = make_problem(0, n=60, d=4, k=2)
+    with pytest.raises(ConfigError, match=f"parameter '{name}' must be"):
+        est.fit(X, y)
+
+
+def test_explicit_cs_must_be_positive():
+    X, y = make_problem(0, n=60, d=4, k=2)
+    with pytest.raises(ConfigError, match="positive"):
+        SparseLinearHeadCV(Cs=[0.1, -1.0]).fit(X, y)
+
+
+def test_validation_mask_with_a_fixed_c_is_an_error():
+    scores, y = _scores(0)
+    mask = np.arange(len(y)) % 5 == 0
+    with pytest.raises(ConfigError, match=r"C=0\.5 is fixed"):
+        ConceptBottleneckClassifier(C=0.5).fit(scores, y, validation_mask=mask)

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from conceptlens.heads import SparseLinearHead, _kernels, _solver
+from conceptlens.heads import SparseLinearHead, _kernels, _reference, _solver
 from tests.heads.conftest import make_problem
 
 
@@ -41,8 +41,9 @@ def test_matches_sklearn_saga(k, C, l1_ratio, global_random_seed):
     head = SparseLinearHead(C=C, l1_ratio=l1_ratio, standardize=False, tol=1e-8).fit(X, y)
     ref = _saga(X, y, C, l1_ratio)
     Y, mode = _targets(y, k)
-    obj = _solver.objective(X, Y, head.coef_, head.intercept_, C=C, l1_ratio=l1_ratio, mode=mode)
-    obj_ref = _solver.objective(X, Y, ref.coef_, ref.intercept_, C=C, l1_ratio=l1_ratio, mode=mode)
+    kw = dict(C=C, l1_ratio=l1_ratio, mode=mode)
+    obj = _reference.objective(X, Y, head.coef_, head.intercept_, **kw)
+    obj_ref = _reference.objective(X, Y, ref.coef_, ref.intercept_, **kw)
     assert head.converged_
     assert obj <= obj_ref * (1 + 1e-4)
     assert abs(obj - obj_ref) <= 1e-4 * abs(obj_ref)
@@ -97,7 +98,7 @@ def test_numba_solver_matches_numpy_reference(k, mode, global_random_seed):
     P = np.sign(np.random.default_rng(0).normal(size=(Y.shape[1], 8)))
     kw = dict(lam1=0.02, lam2=0.01, gamma=0.005, P=P)
     fast = _solver.solve(X, Y, s, mode, tol_abs=1e-10, max_iter=1000, **kw)
-    slow = _solver.solve_reference(X, Y, s, mode, tol_abs=1e-10, **kw)
+    slow = _reference.solve_reference(X, Y, s, mode, tol_abs=1e-10, **kw)
     assert fast.converged and slow.converged
     np.testing.assert_allclose(fast.coef, slow.coef, atol=1e-6)
     np.testing.assert_allclose(fast.intercept, slow.intercept, atol=1e-6)
@@ -242,10 +243,15 @@ def test_float32_gram_gives_the_float64_solution(
         _solver, "gram", lambda X, s, **kw: exact(X, s, **{**kw, "precision": "float64"})
     )
     res64 = _solver.solve(X, Y, s, mode, **kw)
+    # the solved objective, on scikit-learn's scale: with weights s summing to 1 it is
+    # C * mean loss + l1_ratio |W|_1 + ..., i.e. C = 1 / (lam1 + lam2) (= 50)
     f32, f64 = (
-        _solver.objective(X, Y, r.coef, r.intercept, C=1.0, l1_ratio=l1_ratio, mode=mode)
+        _reference.objective(
+            X, Y, r.coef, r.intercept, C=1.0 / (lam1 + lam2), l1_ratio=l1_ratio, mode=mode,
+            sample_weight=s,
+        )
         for r in (res32, res64)
-    )
+    )  # fmt: skip
     assert abs(f32 - f64) <= 1e-6 * abs(f64)
     if l1_ratio < 1.0 or not collinear:  # unique solution, reached
         assert res32.converged and res64.converged
@@ -377,7 +383,7 @@ def test_duality_gap_bounds_the_suboptimality(mode, lam1, lam2, gamma, global_ra
     # the optimum from the dense objective formula, independent of the gap's code
     scale = 1.0 / (lam1 + lam2) if lam1 + lam2 else 1.0  # any C: the objective is rescaled
     opt = (
-        _solver.objective(
+        _reference.objective(
             X,
             Y,
             best.coef,
