@@ -40,7 +40,7 @@ _COMMANDS: dict[str, tuple[str | None, str]] = {
     "audit": ("conceptlens.studies._cli:audit_command", "Audit models across splits and groups."),
     "study": ("conceptlens.studies._cli:study", "Shortcut-masking study (Mask of truth grid)."),
     "report": (None, "PDF case and audit reports (planned)."),
-    "demo": ("conceptlens._demo:demo", "Run the end-to-end demo on SynthDerm."),
+    "demo": ("conceptlens._cli_demo:demo", "Run the end-to-end demo on SynthDerm."),
 }
 
 

@@ -17,7 +17,7 @@ def _scores():
 
 @pytest.mark.parametrize("suffix", [".nc", ".zarr"])
 def test_read_scores_round_trips_and_orders_dims(tmp_path, suffix):
-    from conceptlens.concepts._cli_score import write_scores
+    from conceptlens.concepts import write_scores
 
     write_scores(_scores(), tmp_path / f"s{suffix}")
     got = read_scores(tmp_path / f"s{suffix}")

@@ -88,7 +88,7 @@ def test_written_scores_are_readable_by_the_group(tmp_path, umask, suffix):
     import numpy as np
     import xarray as xr
 
-    from conceptlens.concepts._cli_score import write_scores
+    from conceptlens.concepts import write_scores
 
     scores = xr.DataArray(
         np.arange(6, dtype=np.float32).reshape(3, 2),

@@ -41,9 +41,10 @@ def test_module_equals_scoring_and_head(setup):
         s = module.concept_scores(px).numpy()
         logits = module(px).numpy()
     np.testing.assert_allclose(s, scores.values, atol=2e-5)
-    df = cbm.decision_function(scores)
-    np.testing.assert_allclose(logits[:, 1], df, atol=1e-4)
-    np.testing.assert_allclose(logits[:, 0], -df, atol=1e-4)
+    df = cbm.decision_function(scores)  # labelled in: (sample, class), binary as (-z, z)
+    assert list(df["class"].values) == module.classes
+    np.testing.assert_allclose(logits, df.values, atol=1e-4)
+    np.testing.assert_allclose(logits[:, 0], -logits[:, 1], atol=1e-6)
     assert module.concepts == list(scores.concept.values)
 
 
