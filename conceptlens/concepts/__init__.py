@@ -23,6 +23,7 @@ from conceptlens.concepts._filter import (
 )
 from conceptlens.concepts._generate import generate_bank
 from conceptlens.concepts._llm import LLMClient, LLMError
+from conceptlens.concepts._priors import llm_priors, text_priors
 from conceptlens.concepts._retrieve import (
     CorpusIndex,
     Hit,
@@ -54,6 +55,8 @@ __all__ = [
     "Hit",
     "Passage",
     "extract_candidates",
+    "llm_priors",
+    "text_priors",
     "read_corpus",
     "retrieve_concepts",
     "shipped_corpus",

@@ -192,6 +192,14 @@ def generate_cmd(
     help="Backbone whose text tower embeds passages (dense/hybrid), 'minilm' or 'lexical'.",
 )
 @click.option("--use-llm", is_flag=True, help="Extract concepts with the LLM (else extractive).")
+@click.option(
+    "--priors",
+    type=click.Choice(["text", "llm", "none"]),
+    default="text",
+    show_default=True,
+    help="Class priors from what the passages say, from yes/no questions to the LLM "
+    "(KnoBo), or none.",
+)
 @_with(_llm_options)
 def retrieve_cmd(
     corpora: tuple[str, ...],
@@ -204,6 +212,7 @@ def retrieve_cmd(
     method: str,
     embed: str,
     use_llm: bool,
+    priors: str,
     base_url: str | None,
     model: str | None,
     timeout: float,
@@ -221,7 +230,8 @@ def retrieve_cmd(
         index = CorpusIndex.build(passages)
         if index_dir:
             index.save(index_dir)
-    llm = _llm(base_url, model, timeout, cache_dir) if use_llm else None
+    need_llm = use_llm or priors == "llm"
+    llm = _llm(base_url, model, timeout, cache_dir) if need_llm else None
     result = retrieve_concepts(
         index,
         _split(classes),
@@ -230,10 +240,15 @@ def retrieve_cmd(
         k=k,
         method=method,
         embed=_embed_fn(embed, fallback=True) if method != "bm25" else None,
-        llm=llm,
+        llm=llm if use_llm else None,
+        priors="none" if priors == "llm" else priors,
         return_rejected=True,
     )
     b, rejected = result  # type: ignore[misc]
+    if priors == "llm":
+        from conceptlens.concepts._priors import llm_priors
+
+        b = llm_priors(b, llm, domain=domain)
     b.save(out)
     click.echo(
         f"wrote {out}: {len(b)} concepts from {len(index)} passages, "
