@@ -9,6 +9,7 @@ from conceptlens.concepts._bank import (
     load_bank,
     validate_bank_file,
 )
+from conceptlens.concepts._baseline import random_words_bank
 from conceptlens.concepts._filter import (
     FilterReport,
     facility_location_greedy,
@@ -19,6 +20,7 @@ from conceptlens.concepts._filter import (
     filter_length,
     filter_unscorable,
     lexical_embed,
+    score_lift,
     select_concepts,
 )
 from conceptlens.concepts._generate import generate_bank
@@ -69,6 +71,8 @@ __all__ = [
     "filter_duplicates",
     "filter_length",
     "filter_unscorable",
+    "random_words_bank",
+    "score_lift",
     "lexical_embed",
     "select_concepts",
 ]

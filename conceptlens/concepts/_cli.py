@@ -285,7 +285,28 @@ def retrieve_cmd(
     type=click.Path(exists=True, dir_okay=False),
     help="netCDF concept_score on training images (for --cutoff / --select).",
 )
-@click.option("--cutoff", type=float, default=None, help="Min mean of top-k scores.")
+@click.option(
+    "--baseline",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="netCDF scores of the random-words bank (bank random-words) on the same images: "
+    "keep concepts whose top-k lift beats the random words' (calibrated to the backbone).",
+)
+@click.option(
+    "--quantile",
+    default=0.9,
+    show_default=True,
+    help="Quantile of the random-word lifts to beat (with --baseline).",
+)
+@click.option(
+    "--margin", default=0.0, show_default=True, help="Added to that quantile (score units)."
+)
+@click.option(
+    "--cutoff",
+    type=float,
+    default=None,
+    help="Absolute min mean of top-k scores instead of --baseline (backbone-specific).",
+)
 @click.option("--top-k", default=5, show_default=True)
 @click.option("--select", "select_k", type=int, default=None, help="Keep K concepts per class.")
 @click.option(
@@ -302,6 +323,9 @@ def filter_cmd(
     dup: float | None,
     embed: str,
     scores: str | None,
+    baseline: str | None,
+    quantile: float,
+    margin: float,
     cutoff: float | None,
     top_k: int,
     select_k: int | None,
@@ -318,6 +342,16 @@ def filter_cmd(
         import xarray as xr
 
         score_arr = xr.load_dataarray(scores)
+    base_arr = None
+    if baseline:
+        import xarray as xr
+
+        base_arr = xr.load_dataarray(baseline)
+    elif score_arr is not None and cutoff is None:
+        click.echo(
+            "note: scorability not checked; pass --baseline (scores of `conceptlens bank "
+            "random-words` on the same images) or --cutoff"
+        )
     fn = _embed_fn(embed)
     kept, rep = filter_bank(
         b,
@@ -326,6 +360,9 @@ def filter_cmd(
         duplicate_cosine=dup,
         embed=fn,
         concept_score=score_arr,
+        baseline=base_arr,
+        quantile=quantile,
+        margin=margin,
         cutoff=cutoff,
         top_k=top_k,
     )
@@ -338,3 +375,23 @@ def filter_cmd(
     if report:
         atomic_write_text(report, rep.to_frame().to_csv(index=False))
     click.echo(f"wrote {out}: kept {len(kept)} of {len(b)} concepts ({rep.summary()})")
+
+
+@bank.command(name="random-words")
+@click.argument("bank_ref")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank file to write.")
+@click.option("--n", "n_concepts", default=64, show_default=True, help="Random concepts.")
+@click.option("--words", "n_words", default=2, show_default=True, help="Words per prompt.")
+@click.option("--seed", default=0, show_default=True)
+def random_words_cmd(bank_ref: str, out: str, n_concepts: int, n_words: int, seed: int) -> None:
+    """Write a random-words bank matched to BANK_REF (its templates, reference prompts).
+
+    Score it on the same images as BANK_REF (`conceptlens score`) and pass the scores to
+    `bank filter --baseline` or `bank quality`.
+    """
+    from conceptlens.concepts._bank import load_bank
+    from conceptlens.concepts._baseline import random_words_bank
+
+    rnd = random_words_bank(load_bank(bank_ref), n_concepts, n_words=n_words, seed=seed)
+    rnd.save(out)
+    click.echo(f"wrote {out}: {len(rnd)} random-word concepts matched to {bank_ref}")
