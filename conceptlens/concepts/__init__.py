@@ -26,6 +26,7 @@ from conceptlens.concepts._filter import (
 from conceptlens.concepts._generate import generate_bank
 from conceptlens.concepts._llm import LLMClient, LLMError
 from conceptlens.concepts._priors import llm_priors, text_priors
+from conceptlens.concepts._quality import bank_quality
 from conceptlens.concepts._retrieve import (
     CorpusIndex,
     Hit,
@@ -72,6 +73,7 @@ __all__ = [
     "filter_length",
     "filter_unscorable",
     "random_words_bank",
+    "bank_quality",
     "score_lift",
     "lexical_embed",
     "select_concepts",

@@ -395,3 +395,63 @@ def random_words_cmd(bank_ref: str, out: str, n_concepts: int, n_words: int, see
     rnd = random_words_bank(load_bank(bank_ref), n_concepts, n_words=n_words, seed=seed)
     rnd.save(out)
     click.echo(f"wrote {out}: {len(rnd)} random-word concepts matched to {bank_ref}")
+
+
+@bank.command(name="quality")
+@click.argument("bank_ref")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Manifest CSV/Parquet; 0/1 columns named like concepts are their annotations.",
+)
+@click.option("--backbone", default="synthderm-lit", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Report (.nc).")
+@click.option("--csv", "csv_out", default=None, type=click.Path(dir_okay=False))
+@click.option(
+    "--annotations",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV with one 0/1 column per concept, rows in manifest order (else manifest columns).",
+)
+@click.option("--mode", type=click.Choice(["cosine", "relative", "presence"]), default="cosine")
+@click.option("--cache", type=click.Path(file_okay=False), default=None, help="Embedding cache.")
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Random words and the split.")
+def quality_cmd(
+    bank_ref: str,
+    data: str,
+    backbone: str,
+    out: str,
+    csv_out: str | None,
+    annotations: str | None,
+    mode: str,
+    cache: str | None,
+    label_column: str,
+    seed: int,
+) -> None:
+    """Per-concept quality report of BANK_REF on a dataset (see docs/concept_banks.md)."""
+    import pandas as pd
+
+    from conceptlens._io import atomic_path, atomic_write_text
+    from conceptlens.concepts._quality import bank_quality
+    from conceptlens.data import load_manifest
+
+    if Path(out).suffix.lower() != ".nc":
+        raise ConfigError(f"--out {out}: use a .nc (netCDF) suffix")
+    dataset = load_manifest(data, label_column=label_column)
+    ann = pd.read_csv(annotations) if annotations else None
+    report = bank_quality(bank_ref, backbone, dataset, ann, mode=mode, cache=cache, seed=seed)
+    with atomic_path(Path(out)) as tmp:
+        report.to_netcdf(tmp)
+    table = report.to_dataframe()
+    if csv_out:
+        atomic_write_text(csv_out, table.to_csv())
+    cols = ["auroc", "margin", "text_redundancy", "score_redundancy", "drop_one_loss"]
+    with pd.option_context("display.width", 160, "display.max_rows", 500):
+        click.echo(table[[*cols, "suggestion"]].round(3).to_string())
+    counts = table["suggestion"].str.split(" ").str[0].value_counts().to_dict()
+    click.echo(
+        f"wrote {out}: {len(table)} concepts; "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    )
