@@ -12,6 +12,9 @@
    rule (:func:`extract_candidates`: up to three modifiers before a visual head noun from
    :data:`VISUAL_HEADS`). Every concept keeps passage-level provenance
    (document id, passage text, score).
+4. Class priors follow what the passages say (:func:`text_priors`, with the justifying
+   sentence in the provenance), or come from yes/no questions to a model
+   (:func:`llm_priors`, KnoBo's route).
 """
 
 from __future__ import annotations
