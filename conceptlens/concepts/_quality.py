@@ -16,14 +16,6 @@ from conceptlens.exceptions import ConfigError, DataError
 
 __all__ = ["bank_quality", "suggest"]
 
-SUGGESTIONS = (
-    "keep",
-    "merge with",
-    "reject: undetectable",
-    "reject: redundant",
-    "reject: class-name leak",
-)
-
 
 def _annotations(
     scores: xr.DataArray, names: list[str], annotations: Any
@@ -44,9 +36,10 @@ def _annotations(
                 raise ConfigError(f"annotations name {concept!r}, which is not in the bank")
             if isinstance(col, str):
                 if col not in scores.coords:
+                    have = sorted(str(k) for k in scores.coords if k != "concept")
                     raise DataError(
                         f"annotation column {col!r} (for {concept!r}) is not a column of the "
-                        f"dataset; columns: {sorted(k for k in scores.coords if k != 'concept')}"
+                        f"dataset; columns: {have}"
                     )
                 table[concept] = scores.coords[col].values
             else:
