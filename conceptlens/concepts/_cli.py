@@ -250,9 +250,10 @@ def retrieve_cmd(
 
         b = llm_priors(b, llm, domain=domain)
     b.save(out)
+    n_prior = sum(any(c.classes.values()) for c in b.concepts)
     click.echo(
         f"wrote {out}: {len(b)} concepts from {len(index)} passages, "
-        f"{len(rejected)} candidates rejected"
+        f"{len(rejected)} candidates rejected; {n_prior} with class priors ({priors})"
     )
 
 
