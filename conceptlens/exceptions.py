@@ -15,6 +15,7 @@ __all__ = [
     "ConceptLensWarning",
     "ConfigError",
     "DataError",
+    "FilterWarning",
     "ImageDecodeError",
     "IntegrityError",
     "MissingDependencyError",
@@ -72,3 +73,8 @@ class MissingDependencyError(ConceptLensError, ImportError):
 
 class ConceptLensWarning(UserWarning):
     """Warnings emitted by conceptlens (the test suite turns them into errors)."""
+
+
+class FilterWarning(ConceptLensWarning):
+    """A concept filter removed more than half of a bank: its cutoff may not suit the
+    backbone's score scale."""

@@ -10,6 +10,7 @@ from conceptlens.concepts._bank import (
     load_bank,
     validate_bank_file,
 )
+from conceptlens.concepts._baseline import random_words_bank
 from conceptlens.concepts._filter import (  # noqa: F401  (internals, see below)
     FilterReport,
     facility_location_greedy,
@@ -20,10 +21,13 @@ from conceptlens.concepts._filter import (  # noqa: F401  (internals, see below)
     filter_length,
     filter_unscorable,
     lexical_embed,
+    score_lift,
     select_concepts,
 )
 from conceptlens.concepts._generate import generate_bank
 from conceptlens.concepts._llm import LLMClient, LLMError
+from conceptlens.concepts._priors import llm_priors, text_priors
+from conceptlens.concepts._quality import bank_quality
 from conceptlens.concepts._retrieve import (
     CorpusIndex,
     Hit,
@@ -65,6 +69,8 @@ __all__ = [
     "CorpusIndex",
     "Hit",
     "Passage",
+    "llm_priors",
+    "text_priors",
     "read_corpus",
     "retrieve_concepts",
     "shipped_corpus",
@@ -75,6 +81,9 @@ __all__ = [
     "filter_duplicates",
     "filter_length",
     "filter_unscorable",
+    "random_words_bank",
+    "bank_quality",
+    "score_lift",
     "select_concepts",
     # scoring
     "ConceptStandardizer",

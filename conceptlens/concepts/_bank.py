@@ -53,9 +53,15 @@ _CONCEPT_KEYS_REQUIRED = ("name", "prompts", "group")
 _CONCEPT_KEYS_OPTIONAL = ("question", "classes", "provenance", "description")
 _PROVENANCE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # kind: (required fields, optional fields)
-    "curated": ((), ("citation", "note")),
-    "llm": (("model", "prompt_hash", "date"), ("family", "class", "endpoint", "note")),
-    "retrieved": (("document", "passage", "score"), ("query", "class", "method", "note")),
+    "curated": ((), ("citation", "note", "priors")),
+    "llm": (
+        ("model", "prompt_hash", "date"),
+        ("family", "class", "endpoint", "note", "priors"),
+    ),
+    "retrieved": (
+        ("document", "passage", "score"),
+        ("query", "class", "method", "note", "priors"),
+    ),
 }
 _MAX_PROMPT_CHARS = 300
 

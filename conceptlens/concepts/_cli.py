@@ -213,6 +213,14 @@ def generate_cmd(
     help="Backbone whose text tower embeds passages (dense/hybrid), 'minilm' or 'lexical'.",
 )
 @click.option("--use-llm", is_flag=True, help="Extract concepts with the LLM (else extractive).")
+@click.option(
+    "--priors",
+    type=click.Choice(["text", "llm", "none"]),
+    default="text",
+    show_default=True,
+    help="Class priors from what the passages say, from yes/no questions to the LLM "
+    "(KnoBo), or none.",
+)
 @_with(_llm_options)
 def retrieve_cmd(
     corpora: tuple[str, ...],
@@ -225,6 +233,7 @@ def retrieve_cmd(
     method: str,
     embed: str,
     use_llm: bool,
+    priors: str,
     base_url: str | None,
     model: str | None,
     timeout: float,
@@ -242,7 +251,8 @@ def retrieve_cmd(
         index = CorpusIndex.build(passages)
         if index_dir:
             index.save(index_dir)
-    llm = _llm(base_url, model, timeout, cache_dir) if use_llm else None
+    need_llm = use_llm or priors == "llm"
+    llm = _llm(base_url, model, timeout, cache_dir) if need_llm else None
     result = retrieve_concepts(
         index,
         _split(classes),
@@ -251,14 +261,20 @@ def retrieve_cmd(
         k=k,
         method=method,
         embed=_embed_fn(embed, fallback=True) if method != "bm25" else None,
-        llm=llm,
+        llm=llm if use_llm else None,
+        priors="none" if priors == "llm" else priors,
         return_rejected=True,
     )
     b, rejected = result  # type: ignore[misc]
+    if priors == "llm":
+        from conceptlens.concepts._priors import llm_priors
+
+        b = llm_priors(b, llm, domain=domain)
     b.save(out)
+    n_prior = sum(any(c.classes.values()) for c in b.concepts)
     click.echo(
         f"wrote {out}: {len(b)} concepts from {len(index)} passages, "
-        f"{len(rejected)} candidates rejected"
+        f"{len(rejected)} candidates rejected; {n_prior} with class priors ({priors})"
     )
 
 
@@ -291,7 +307,28 @@ def retrieve_cmd(
     type=UserPath(exists=True),
     help="concept_score file (.nc or .zarr) on training images (for --cutoff / --select).",
 )
-@click.option("--cutoff", type=float, default=None, help="Min mean of top-k scores.")
+@click.option(
+    "--baseline",
+    default=None,
+    type=UserPath(exists=True),
+    help="netCDF scores of the random-words bank (bank random-words) on the same images: "
+    "keep concepts whose top-k lift beats the random words' (calibrated to the backbone).",
+)
+@click.option(
+    "--quantile",
+    default=0.9,
+    show_default=True,
+    help="Quantile of the random-word lifts to beat (with --baseline).",
+)
+@click.option(
+    "--margin", default=0.0, show_default=True, help="Added to that quantile (score units)."
+)
+@click.option(
+    "--cutoff",
+    type=float,
+    default=None,
+    help="Absolute min mean of top-k scores instead of --baseline (backbone-specific).",
+)
 @click.option("--top-k", default=5, show_default=True)
 @click.option("--select", "select_k", type=int, default=None, help="Keep K concepts per class.")
 @click.option(
@@ -308,6 +345,9 @@ def filter_cmd(
     dup: float | None,
     embed: str,
     scores: str | None,
+    baseline: str | None,
+    quantile: float,
+    margin: float,
     cutoff: float | None,
     top_k: int,
     select_k: int | None,
@@ -322,6 +362,14 @@ def filter_cmd(
     score_arr = None
     if scores:
         score_arr = read_scores(scores)
+    base_arr = None
+    if baseline:
+        base_arr = read_scores(baseline, option="--baseline")
+    elif score_arr is not None and cutoff is None:
+        click.echo(
+            "note: scorability not checked; pass --baseline (scores of `conceptlens bank "
+            "random-words` on the same images) or --cutoff"
+        )
     fn = _embed_fn(embed)
     kept, rep = filter_bank(
         b,
@@ -330,6 +378,9 @@ def filter_cmd(
         duplicate_cosine=dup,
         embed=fn,
         concept_score=score_arr,
+        baseline=base_arr,
+        quantile=quantile,
+        margin=margin,
         cutoff=cutoff,
         top_k=top_k,
     )
@@ -342,3 +393,83 @@ def filter_cmd(
     if report:
         atomic_write_text(report, rep.to_frame().to_csv(index=False))
     click.echo(f"wrote {out}: kept {len(kept)} of {len(b)} concepts ({rep.summary()})")
+
+
+@bank.command(name="random-words")
+@click.argument("bank_ref")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank file to write.")
+@click.option("--n", "n_concepts", default=64, show_default=True, help="Random concepts.")
+@click.option("--words", "n_words", default=2, show_default=True, help="Words per prompt.")
+@click.option("--seed", default=0, show_default=True)
+def random_words_cmd(bank_ref: str, out: str, n_concepts: int, n_words: int, seed: int) -> None:
+    """Write a random-words bank matched to BANK_REF (its templates, reference prompts).
+
+    Score it on the same images as BANK_REF (`conceptlens score`) and pass the scores to
+    `bank filter --baseline` or `bank quality`.
+    """
+    from conceptlens.concepts._bank import load_bank
+    from conceptlens.concepts._baseline import random_words_bank
+
+    rnd = random_words_bank(load_bank(bank_ref), n_concepts, n_words=n_words, seed=seed)
+    rnd.save(out)
+    click.echo(f"wrote {out}: {len(rnd)} random-word concepts matched to {bank_ref}")
+
+
+@bank.command(name="quality")
+@click.argument("bank_ref")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Manifest CSV/Parquet; 0/1 columns named like concepts are their annotations.",
+)
+@click.option("--backbone", default="synthderm-lit", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Report (.nc).")
+@click.option("--csv", "csv_out", default=None, type=click.Path(dir_okay=False))
+@click.option(
+    "--annotations",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV with one 0/1 column per concept, rows in manifest order (else manifest columns).",
+)
+@click.option("--mode", type=click.Choice(["cosine", "relative", "presence"]), default="cosine")
+@click.option("--cache", type=click.Path(file_okay=False), default=None, help="Embedding cache.")
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Random words and the split.")
+def quality_cmd(
+    bank_ref: str,
+    data: str,
+    backbone: str,
+    out: str,
+    csv_out: str | None,
+    annotations: str | None,
+    mode: str,
+    cache: str | None,
+    label_column: str,
+    seed: int,
+) -> None:
+    """Per-concept quality report of BANK_REF on a dataset (see docs/concept_banks.md)."""
+    import pandas as pd
+
+    from conceptlens._io import atomic_path, atomic_write_text
+    from conceptlens.concepts._quality import bank_quality
+    from conceptlens.data import load_manifest
+
+    if Path(out).suffix.lower() != ".nc":
+        raise ConfigError(f"--out {out}: use a .nc (netCDF) suffix")
+    dataset = load_manifest(data, label_column=label_column)
+    ann = pd.read_csv(annotations) if annotations else None
+    report = bank_quality(bank_ref, backbone, dataset, ann, mode=mode, cache=cache, seed=seed)
+    with atomic_path(Path(out)) as tmp:
+        report.to_netcdf(tmp)
+    table = report.to_dataframe()
+    if csv_out:
+        atomic_write_text(csv_out, table.to_csv())
+    cols = ["auroc", "margin", "text_redundancy", "score_redundancy", "drop_one_loss"]
+    with pd.option_context("display.width", 160, "display.max_rows", 500):
+        click.echo(table[[*cols, "suggestion"]].round(3).to_string())
+    counts = table["suggestion"].str.split(" ").str[0].value_counts().to_dict()
+    click.echo(
+        f"wrote {out}: {len(table)} concepts; "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    )

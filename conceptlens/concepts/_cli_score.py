@@ -43,10 +43,11 @@ __all__ = ["score"]
 @out_option("Output: .nc (netCDF) or .zarr.")
 @click.option(
     "--mode",
-    type=click.Choice(["cosine", "relative"]),
+    type=click.Choice(["cosine", "relative", "presence"]),
     default="cosine",
     show_default=True,
-    help="relative = cosine minus the cosine with the bank's reference prompts.",
+    help="relative = cosine minus the cosine with the bank's reference prompts; presence = "
+    "two-way softmax of each concept against the reference prompt (MONET-style).",
 )
 @cache_dir_option
 @click.option(

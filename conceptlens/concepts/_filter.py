@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import hashlib
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from conceptlens._typing import EmbedFn
 from conceptlens.concepts._bank import ConceptBank
-from conceptlens.exceptions import BankError, ConfigError, DataError
+from conceptlens.exceptions import BankError, ConfigError, DataError, FilterWarning
 
 __all__ = [
     "FilterReport",
@@ -32,6 +33,7 @@ __all__ = [
     "filter_length",
     "filter_unscorable",
     "lexical_embed",
+    "score_lift",
     "select_concepts",
 ]
 
@@ -115,9 +117,20 @@ def _concept_embeddings(bank: ConceptBank, embed: EmbedFn) -> np.ndarray:
     return _unit(np.stack(out), len(bank))
 
 
-def _keep(bank: ConceptBank, names: Sequence[str], what: str) -> ConceptBank:
+def _keep(
+    bank: ConceptBank, names: Sequence[str], what: str, hint: str = "", warn: bool = True
+) -> ConceptBank:
     if not names:
-        raise BankError(f"filter {what} removed every concept of bank {bank.id!r}; loosen it")
+        raise BankError(
+            f"filter {what} removed every concept of bank {bank.id!r}; loosen it{hint}"
+        )
+    if warn and 2 * len(names) < len(bank):
+        warnings.warn(
+            f"filter {what} removed {len(bank) - len(names)} of {len(bank)} concepts of bank "
+            f"{bank.id!r}; check that its threshold suits this backbone{hint}",
+            FilterWarning,
+            stacklevel=3,
+        )
     return bank.subset(names=names)
 
 
@@ -285,20 +298,105 @@ def _top_k_mean(concept_score: Any, names: Sequence[str], top_k: int) -> np.ndar
     return top.mean(axis=0)
 
 
-def filter_unscorable(
-    bank: ConceptBank, concept_score: Any, *, cutoff: float, top_k: int = 5
-) -> tuple[ConceptBank, FilterReport]:
-    """Remove concepts the backbone cannot score (Label-free CBM's interpretability cutoff).
+def score_lift(scores: np.ndarray, top_k: int = 5) -> np.ndarray:
+    """Mean of each column's ``top_k`` highest values minus the column's median.
 
-    For each concept, the mean of its ``top_k`` highest scores over the training images
-    is compared with ``cutoff``; below it, the concept is removed.
+    How far a concept's strongest activations rise above its typical score on the same
+    images. Every prompt has its own offset in a CLIP-style space (a random word pair
+    reaches a cosine of 0.2 on synthderm-lit), so the lift, not the raw top score, says
+    whether the backbone picks the concept out in some images.
+
+    Parameters
+    ----------
+    scores : ndarray, shape (n_samples, n_concepts)
+    top_k : int
+
+    Examples
+    --------
+    >>> score_lift(np.array([[0.1, 0.5], [0.2, 0.5], [0.9, 0.5]]), top_k=1)
+    array([0.7, 0. ])
+    """
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise DataError(
+            f"scores must be a non-empty (n_samples, n_concepts) array, got {arr.shape}"
+        )
+    k = max(1, min(int(top_k), arr.shape[0]))
+    top = -np.sort(-arr, axis=0)[:k]
+    return top.mean(axis=0) - np.median(arr, axis=0)
+
+
+def _baseline_lift(
+    concept_score: Any, baseline: Any, top_k: int, quantile: float
+) -> tuple[float, int]:
+    """The ``quantile`` of the random-word concepts' lift, checked to match the scores."""
+    if not 0 < quantile <= 1:
+        raise ConfigError(f"quantile must be in (0, 1], got {quantile}")
+    names = [str(c) for c in baseline["concept"].values]
+    base = _score_matrix(baseline, names)
+    ids = (
+        [str(v) for v in concept_score["sample"].values]
+        if "sample" in concept_score.coords
+        else None
+    )
+    bids = [str(v) for v in baseline["sample"].values] if "sample" in baseline.coords else None
+    if base.shape[0] != concept_score.sizes["sample"] or (ids and bids and ids != bids):
+        raise DataError(
+            "baseline scores must be on the same images, in the same order, as concept_score "
+            f"({base.shape[0]} vs {concept_score.sizes['sample']} samples); score the "
+            "random-words bank (random_words_bank) on the same dataset"
+        )
+    for key in ("backbone", "score_mode", "template_hash"):
+        a, b = concept_score.attrs.get(key), baseline.attrs.get(key)
+        if key != "template_hash" and a is not None and b is not None and a != b:
+            raise DataError(
+                f"baseline scores have {key}={b!r} but concept_score has {key}={a!r}; score "
+                "the random-words bank with the same backbone and mode"
+            )
+    if len(names) < 10:
+        raise DataError(
+            f"the baseline has {len(names)} random concepts; use at least 10 (default 64)"
+        )
+    return float(np.quantile(score_lift(base, top_k), quantile)), len(names)
+
+
+def filter_unscorable(
+    bank: ConceptBank,
+    concept_score: Any,
+    *,
+    baseline: Any = None,
+    quantile: float = 0.9,
+    margin: float = 0.0,
+    cutoff: float | None = None,
+    top_k: int = 5,
+) -> tuple[ConceptBank, FilterReport]:
+    """Remove concepts the backbone cannot pick out, calibrated to the backbone.
+
+    **Calibrated (default)**: each concept's lift (:func:`score_lift`: mean of its
+    ``top_k`` highest scores minus its median, on the training images) must exceed the
+    ``quantile`` of the lifts of a random-words bank (:func:`random_words_bank`) scored by
+    the same backbone, mode and templates on the same images, plus ``margin``. The
+    threshold is in the backbone's own units, so it travels between backbones.
+
+    **Absolute** (``cutoff=``, Label-free CBM's interpretability cutoff): the mean of the
+    ``top_k`` highest scores must reach ``cutoff`` (0.25 was set for CLIP ViT-B/16 cosine
+    on ImageNet-scale data; on other backbones it can remove almost everything).
+
+    A :class:`~conceptlens.exceptions.FilterWarning` is issued when more than half of
+    the bank is removed.
 
     Parameters
     ----------
     concept_score : xarray.DataArray
         Dims ``("sample", "concept")`` on training images, concepts named as in the bank.
-    cutoff : float
-        In the units of ``concept_score`` (e.g. 0.25 for raw CLIP cosine, as LF-CBM).
+    baseline : xarray.DataArray
+        Scores of the random-words bank on the same images (at least 10 concepts).
+    quantile : float
+        Quantile of the random-word lifts a concept must beat (default 0.9).
+    margin : float
+        Added to that quantile, in score units.
+    cutoff : float, optional
+        Absolute cutoff instead of ``baseline``.
 
     Examples
     --------
@@ -310,15 +408,40 @@ def filter_unscorable(
     >>> filter_unscorable(bank, s, cutoff=0.2, top_k=1)[1].removed
     ['ruler']
     """
-    top = _top_k_mean(concept_score, bank.names, top_k)
     report = FilterReport()
     keep = []
-    for c, v in zip(bank.concepts, top, strict=True):
-        if v < cutoff:
-            report.add(c.name, "unscorable", f"mean of top-{top_k} scores {v:.4f} < {cutoff}", v)
-        else:
-            keep.append(c.name)
-    return _keep(bank, keep, "unscorable"), report
+    if (baseline is None) == (cutoff is None):
+        raise ConfigError(
+            "give baseline= (scores of a random-words bank on the same images; the "
+            "calibrated default) or cutoff= (an absolute cutoff), not both or neither"
+        )
+    if baseline is not None:
+        threshold, n_random = _baseline_lift(concept_score, baseline, top_k, quantile)
+        threshold += margin
+        lift = score_lift(_score_matrix(concept_score, bank.names), top_k)
+        for c, v in zip(bank.concepts, lift, strict=True):
+            if v <= threshold:
+                report.add(
+                    c.name,
+                    "unscorable",
+                    f"top-{top_k} lift {v:.4f} <= {threshold:.4f} (random words: "
+                    f"q{quantile:g} of {n_random} + margin {margin:g})",
+                    float(v),
+                )
+            else:
+                keep.append(c.name)
+        hint = "; lower quantile= or margin="
+    else:
+        top = _top_k_mean(concept_score, bank.names, top_k)
+        for c, v in zip(bank.concepts, top, strict=True):
+            if v < cutoff:  # type: ignore[operator]
+                report.add(
+                    c.name, "unscorable", f"mean of top-{top_k} scores {v:.4f} < {cutoff}", v
+                )
+            else:
+                keep.append(c.name)
+        hint = "; or calibrate with baseline= (random-words scores) instead of cutoff="
+    return _keep(bank, keep, "unscorable", hint), report
 
 
 def filter_bank(
@@ -331,13 +454,19 @@ def filter_bank(
     duplicate_cosine: float | None = None,
     embed: EmbedFn | None = None,
     concept_score: Any = None,
+    baseline: Any = None,
+    quantile: float = 0.9,
+    margin: float = 0.0,
     cutoff: float | None = None,
     top_k: int = 5,
 ) -> tuple[ConceptBank, FilterReport]:
     """Apply the requested filters in order: length, class name, scorability, duplicates.
 
-    Each filter runs only when its parameter is given. Duplicates run last so that a
-    concept is compared only with concepts that survived the other filters.
+    Each filter runs only when its parameter is given; scorability runs with
+    ``baseline=`` (calibrated, see :func:`filter_unscorable`) or ``cutoff=`` (absolute).
+    Duplicates run last so that a concept is compared only with concepts that survived
+    the other filters. A :class:`~conceptlens.exceptions.FilterWarning` is issued when a
+    filter, or all of them together, remove more than half of the bank.
 
     Examples
     --------
@@ -347,6 +476,7 @@ def filter_bank(
     True
     """
     report = FilterReport()
+    start = len(bank)
     if max_words is not None:
         bank, r = filter_length(bank, max_words=max_words, max_chars=max_chars)
         report.extend(r)
@@ -358,14 +488,34 @@ def filter_bank(
             max_cosine=class_cosine,
         )
         report.extend(r)
-    if cutoff is not None:
+    if cutoff is not None or baseline is not None:
         if concept_score is None:
-            raise ConfigError("cutoff= needs concept_score= (scores on training images)")
-        bank, r = filter_unscorable(bank, concept_score, cutoff=cutoff, top_k=top_k)
+            raise ConfigError(
+                "cutoff= / baseline= need concept_score= (scores on training images)"
+            )
+        bank, r = filter_unscorable(
+            bank,
+            concept_score,
+            baseline=baseline,
+            quantile=quantile,
+            margin=margin,
+            cutoff=cutoff,
+            top_k=top_k,
+        )
         report.extend(r)
     if duplicate_cosine is not None:
         bank, r = filter_duplicates(bank, embed=embed, max_cosine=duplicate_cosine)
         report.extend(r)
+    counts: dict[str, int] = {}
+    for rec in report.records:
+        counts[rec["filter"]] = counts.get(rec["filter"], 0) + 1
+    if 2 * len(bank) < start and all(2 * v <= start for v in counts.values()):
+        warnings.warn(
+            f"the filters together removed {start - len(bank)} of {start} concepts "
+            f"({report.summary()}); check their thresholds",
+            FilterWarning,
+            stacklevel=2,
+        )
     return bank, report
 
 
@@ -532,4 +682,4 @@ def select_concepts(
             cur = new
             chosen.add(cand[p])
     names = [bank.concepts[i].name for i in sorted(chosen)]
-    return _keep(bank, names, "selection"), pd.DataFrame(rows)
+    return _keep(bank, names, "selection", warn=False), pd.DataFrame(rows)

@@ -12,6 +12,9 @@
    rule (:func:`extract_candidates`: up to three modifiers before a visual head noun from
    :data:`VISUAL_HEADS`). Every concept keeps passage-level provenance
    (document id, passage text, score).
+4. Class priors follow what the passages say (:func:`text_priors`, with the justifying
+   sentence in the provenance), or come from yes/no questions to a model
+   (:func:`llm_priors`, KnoBo's route).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from conceptlens._io import atomic_dir, atomic_write_text, user_path
 from conceptlens._typing import EmbedFn
 from conceptlens.concepts._bank import ConceptBank
 from conceptlens.concepts._filter import _unit
+from conceptlens.concepts._priors import llm_priors, text_priors
 from conceptlens.concepts._sanitize import Rejection, sanitize_concept, to_concept_name
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
@@ -505,6 +509,8 @@ def retrieve_concepts(
     embed: EmbedFn | None = None,
     llm: Any = None,
     min_support: int = 1,
+    priors: str = "text",
+    aliases: dict[str, Sequence[str]] | None = None,
     bank_id: str | None = None,
     version: str = "0.1.0",
     return_rejected: bool = False,
@@ -529,13 +535,24 @@ def retrieve_concepts(
         as quoted data); otherwise by :func:`extract_candidates`.
     min_support : int
         Keep a concept only if it was found in at least this many passages.
+    priors : {"text", "llm", "none"}
+        How each concept's class priors (``classes: {class: -1/0/1}``) are set.
+        ``"text"``: from what the retrieved passages say (:func:`text_priors`: the
+        sentence must link the finding to the class with a clear polarity, e.g. "favours
+        melanoma" +1, "unusual in a nevus" -1; otherwise the class stays unknown, and
+        passages that disagree leave it unknown). ``"llm"``: KnoBo's route, one yes/no
+        question per (concept, class) to ``llm`` (:func:`llm_priors`). ``"none"``: no
+        priors.
+    aliases : dict, optional
+        Extra surface forms of class names for ``priors="text"``, e.g.
+        ``{"seborrheic_keratosis": ["sk"]}``.
 
     Returns
     -------
-    ConceptBank (and the rejections with ``return_rejected=True``). Each concept is
-    associated (+1) with every class whose passages mention it, and its provenance is
-    ``{kind: retrieved, document, passage, score, query, class, method}`` of the best
-    scoring passage.
+    ConceptBank (and the rejections with ``return_rejected=True``). Each concept's
+    provenance is ``{kind: retrieved, document, passage, score, query, class, method}``
+    of the best scoring passage, plus ``priors: {class: {prior, sentence, document,
+    cue}}`` with the sentence that justified each prior (or the model's answer).
 
     Examples
     --------
@@ -547,6 +564,14 @@ def retrieve_concepts(
     classes = list(classes)
     if not classes:
         raise ConfigError("retrieve_concepts needs at least one class")
+    if priors not in ("text", "llm", "none"):
+        raise ConfigError(f"priors must be 'text', 'llm' or 'none', got {priors!r}")
+    if priors == "llm" and llm is None:
+        raise ConfigError(
+            "priors='llm' needs a language model: pass llm=LLMClient(...) (or use "
+            "priors='text', which reads them from the passages)"
+        )
+    evidence: dict[str, dict[str, list[dict[str, Any]]]] = {}
     rejected: list[Rejection] = []
     found: dict[str, dict[str, Any]] = {}
     support: dict[str, set[str]] = {}
@@ -580,9 +605,20 @@ def retrieve_concepts(
                 name = to_concept_name(text)
                 group = to_concept_name(str(group))[:32] if group else "finding"
                 support.setdefault(name, set()).add(hit.passage.passage_id)
+                ev = evidence.setdefault(name, {})
+                if priors == "text":
+                    said = text_priors(hit.passage.text, str(raw), classes, aliases=aliases)
+                    for c, e in said.items():
+                        rec = {
+                            "prior": e.prior,
+                            "sentence": e.sentence,
+                            "document": hit.passage.doc_id,
+                            "cue": e.cue,
+                        }
+                        if rec not in ev.setdefault(c, []):
+                            ev[c].append(rec)
                 if name in found:
                     entry = found[name]
-                    entry["classes"][cls] = 1
                     if hit.score > entry["provenance"]["score"]:
                         entry["provenance"].update(
                             document=hit.passage.doc_id,
@@ -597,7 +633,7 @@ def retrieve_concepts(
                     "prompts": [text],
                     "group": group,
                     "question": f"Does the image show {text}?",
-                    "classes": {cls: 1},
+                    "classes": {},
                     "provenance": {
                         "kind": "retrieved",
                         "document": hit.passage.doc_id,
@@ -614,6 +650,18 @@ def retrieve_concepts(
                 Rejection(found[name]["prompts"][0], f"found in fewer than {min_support} passages")
             )
             del found[name]
+    for name, entry in found.items():
+        entry_priors: dict[str, Any] = {}
+        for c in classes:  # bank order
+            recs = evidence.get(name, {}).get(c, [])
+            signs = {r["prior"] for r in recs}
+            if len(signs) == 1:
+                entry["classes"][c] = signs.pop()
+                entry_priors[c] = recs[0]
+            elif signs:  # passages disagree: unknown, and say so
+                entry_priors[c] = {"prior": 0, "conflict": recs[:4]}
+        if entry_priors:
+            entry["provenance"]["priors"] = entry_priors
     if not found:
         raise DataError(
             "no candidate concept found in the retrieved passages; try more passages (k=), "
@@ -633,6 +681,8 @@ def retrieve_concepts(
         },
         source="<retrieved bank>",
     )
+    if priors == "llm":
+        bank = llm_priors(bank, llm, domain=domain)
     if return_rejected:
         return bank, rejected
     return bank

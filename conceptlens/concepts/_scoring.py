@@ -35,7 +35,7 @@ __all__ = [
     "write_scores",
 ]
 
-_MODES = ("cosine", "relative")
+_MODES = ("cosine", "relative", "presence")
 _RESERVED = ("sample", "concept", "concept_group", "concept_source")
 DEFAULT_BLOCK_SIZE = 4096
 
@@ -112,7 +112,7 @@ def _template_hash(bank: Any, tpls: Sequence[str], mode: str) -> str:
     payload = {
         "templates": list(tpls),
         "prompts": {c.name: list(c.prompts) for c in bank.concepts},
-        "reference_prompts": list(bank.reference_prompts) if mode == "relative" else [],
+        "reference_prompts": list(bank.reference_prompts) if mode != "cosine" else [],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -280,6 +280,7 @@ def _label(
     backbone: Any,
     tpls: list[str],
     mode: str,
+    temperature: float = 0.0,
 ) -> xr.DataArray:
     sources = [str(dict(c.provenance).get("kind", "")) for c in bank.concepts]
     return xr.DataArray(
@@ -304,8 +305,9 @@ def _label(
             "templates": json.dumps(tpls),
             "score_mode": mode,
             "reference_prompts": json.dumps(list(bank.reference_prompts))
-            if mode == "relative"
+            if mode != "cosine"
             else "[]",
+            **({"temperature": temperature} if mode == "presence" else {}),
         },
     )
 
@@ -317,6 +319,7 @@ def score_concepts(
     bank: Any,
     *,
     mode: str = "cosine",
+    temperature: float = 0.01,
     cache: str | os.PathLike[str] | None = None,
     batch_size: int | None = None,
     templates: Sequence[str] | None = None,
@@ -330,7 +333,10 @@ def score_concepts(
     ``cosine``: cosine similarity between the image embedding and the concept embedding
     (the renormalised mean over the concept's prompts x templates). ``relative``: that
     cosine minus the image's cosine with the bank's ``reference_prompts`` (a neutral
-    prompt such as "a dermoscopy image of skin").
+    prompt such as "a dermoscopy image of skin"). ``presence`` (MONET): the two-way
+    softmax of the concept prompt against the reference prompts at ``temperature``,
+    ``exp(c/T) / (exp(c/T) + exp(r/T))`` with c, r the image's cosines with the concept
+    and the reference, i.e. ``sigmoid(relative / T)``: a probability-like score in (0, 1).
 
     Parameters
     ----------
@@ -339,7 +345,9 @@ def score_concepts(
     dataset : ImageDataset, uint8 array (N, H, W, 3) or list of PIL images
     bank : ConceptBank or str
         A bank or anything :func:`load_bank` takes.
-    mode : {"cosine", "relative"}
+    mode : {"cosine", "relative", "presence"}
+    temperature : float, default 0.01
+        Softmax temperature of ``presence`` (0.01 = CLIP's logit scale of 100, as MONET).
     cache : path, optional
         Embedding cache folder; cached images are not re-encoded.
     batch_size : int, optional
@@ -372,6 +380,8 @@ def score_concepts(
 
     if mode not in _MODES:
         raise ConfigError(f"mode {mode!r} is not one of {_MODES}")
+    if mode == "presence" and not (np.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
     if int(block_size) <= 0:
         raise ConfigError(f"block_size must be positive, got {block_size}")
     block_size = int(block_size)
@@ -383,7 +393,7 @@ def score_concepts(
     if n == 0:
         raise DataError("the dataset is empty; nothing to score")
     text, ref, tpls = concept_text_embeddings(
-        backbone, bank, templates=templates, reference=mode == "relative", cache=cache
+        backbone, bank, templates=templates, reference=mode != "cosine", cache=cache
     )
     _check_finite_text(text, ref, bank.names, backbone)
     ids, sample_coords = _sample_coords(dataset, n)
@@ -418,6 +428,8 @@ def score_concepts(
             show_progress=show_progress,
         )
         _check_finite_scores(values, ids, bank.names, backbone)
+    if mode == "presence":  # sigmoid(relative / T), overflow-free (works on dask too)
+        values = (0.5 * (1.0 + np.tanh(values / (2.0 * temperature)))).astype(np.float32)
     return _label(
         values,
         ids=ids,
@@ -426,6 +438,7 @@ def score_concepts(
         backbone=backbone,
         tpls=tpls,
         mode=mode,
+        temperature=float(temperature),
     )
 
 

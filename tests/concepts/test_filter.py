@@ -22,9 +22,12 @@ from conceptlens.concepts import (
     filter_unscorable,
     lexical_embed,
     load_bank,
+    random_words_bank,
+    score_lift,
     select_concepts,
 )
-from conceptlens.exceptions import BankError, ConfigError, DataError
+from conceptlens.concepts._baseline import RANDOM_WORDS
+from conceptlens.exceptions import BankError, ConfigError, DataError, FilterWarning
 
 
 def make_bank(items, classes=("nevus", "melanoma")) -> ConceptBank:
@@ -74,7 +77,8 @@ def test_filter_length():
     kept, rep = filter_length(BANK, max_words=6)
     assert "long" not in kept.names and rep.removed == ["long"]
     assert rep.records[0]["reason"] == "12 words > 6"
-    _, rep2 = filter_length(BANK, max_words=50, max_chars=15)
+    with pytest.warns(FilterWarning, match="removed 6 of 8 concepts"):
+        _, rep2 = filter_length(BANK, max_words=50, max_chars=15)
     assert set(rep2.removed) == {"long", "veils", "streaks", "mel_pattern", "network", "globules"}
 
 
@@ -269,3 +273,144 @@ def test_cli_filter_and_select(tmp_path, rng):
     assert len(kept) <= 3 * len(bank.classes)
     assert rep.read_text().startswith("concept,filter,reason,value")
     assert "removed abrupt_border_cutoff" in res.output
+
+
+def random_scores(bank, n_samples, rng, n_random=40, scale=0.05):
+    rnd = random_words_bank(bank, n_random, seed=1)
+    coords = {"sample": [f"s{i}" for i in range(n_samples)], "concept": list(rnd.names)}
+    values = 0.2 + scale * rng.normal(size=(n_samples, n_random))
+    return xr.DataArray(values, dims=("sample", "concept"), coords=coords)
+
+
+def test_calibrated_filter_matches_numpy(rng):
+    n = 60
+    values = 0.2 + 0.05 * rng.normal(size=(n, len(BANK)))
+    values[:8, 0] += 0.4  # "veil" fires strongly on a few images
+    values[:, 1] += 0.3  # "veils" has a high offset but fires on no image in particular
+    da = scores_for(BANK, values)
+    base = random_scores(BANK, n, rng)
+    with pytest.warns(FilterWarning, match="lower quantile= or margin="):
+        kept, rep = filter_unscorable(BANK, da, baseline=base, quantile=0.9, top_k=5)
+
+    def lift(x):
+        return np.sort(x, axis=0)[-5:].mean(axis=0) - np.median(x, axis=0)
+
+    thr = np.quantile(lift(base.values), 0.9)
+    expect = {nm for nm, v in zip(BANK.names, lift(values), strict=True) if v <= thr}
+    assert set(rep.removed) == expect
+    assert "veil" in kept.names and "veils" in rep.removed  # offset alone is not enough
+    np.testing.assert_allclose(score_lift(values), lift(values))
+    # a margin raises the bar
+    with pytest.warns(FilterWarning):
+        _, rep_m = filter_unscorable(BANK, da, baseline=base, margin=0.1)
+    assert set(rep_m.removed) == {
+        nm for nm, v in zip(BANK.names, lift(values), strict=True) if v <= thr + 0.1
+    }
+    with pytest.raises(BankError, match="lower quantile= or margin="):
+        filter_unscorable(BANK, da, baseline=base, margin=1.0)
+    # an absolute cutoff judges by offset: it keeps "veils", which fires nowhere
+    with pytest.warns(FilterWarning, match="calibrate with baseline="):
+        kept_abs, _ = filter_unscorable(BANK, da, cutoff=0.45)
+    assert set(kept_abs.names) == {"veil", "veils"}
+
+
+def test_calibrated_filter_checks_its_baseline(rng):
+    da = scores_for(BANK, rng.normal(size=(20, len(BANK))))
+    base = random_scores(BANK, 20, rng)
+    with pytest.raises(ConfigError, match="not both or neither"):
+        filter_unscorable(BANK, da)
+    with pytest.raises(ConfigError, match="not both or neither"):
+        filter_unscorable(BANK, da, baseline=base, cutoff=0.1)
+    with pytest.raises(DataError, match="same images"):
+        filter_unscorable(BANK, da, baseline=random_scores(BANK, 19, rng))
+    with pytest.raises(DataError, match="at least 10"):
+        filter_unscorable(BANK, da, baseline=base.isel(concept=slice(0, 5)))
+    other = base.assign_attrs(backbone="other")
+    with pytest.raises(DataError, match="same backbone"):
+        filter_unscorable(BANK, da.assign_attrs(backbone="synthderm-lit"), baseline=other)
+    with pytest.raises(ConfigError, match="quantile"):
+        filter_unscorable(BANK, da, baseline=base, quantile=1.5)
+
+
+def test_filter_bank_warns_when_filters_together_remove_most(rng):
+    values = 0.2 + 0.05 * rng.normal(size=(30, len(BANK)))
+    da = scores_for(BANK, values)
+    # length removes 1, class names 2, cutoff 2 of the 5 left: each at most half of what
+    # it was given, together 5 of 8
+    left = [i for i, nm in enumerate(BANK.names) if nm not in ("long", "mel_pattern", "nevi")]
+    top = np.sort(values[:, left], axis=0)[-5:].mean(axis=0)
+    cut = float(np.sort(top)[2]) - 1e-9
+    with pytest.warns(FilterWarning, match="together removed 5 of 8"):
+        kept, _ = filter_bank(BANK, max_words=6, class_ratio=0.6, concept_score=da, cutoff=cut)
+    assert len(kept) < len(BANK) / 2
+
+
+def test_random_words_bank():
+    derm = load_bank("dermoscopy")
+    a, b = random_words_bank(derm, 64, seed=3), random_words_bank(derm, 64, seed=3)
+    assert a.to_dict() == b.to_dict() and len(a) == 64
+    assert a.templates == derm.templates and a.reference_prompts == derm.reference_prompts
+    assert a.classes == derm.classes and set(a.groups) == {"random"}
+    words = {w for c in a.concepts for w in c.prompts[0].split()}
+    assert words <= set(RANDOM_WORDS)
+    # nothing a dermoscopy concept says is drawn
+    derm_words = {w for c in derm.concepts for p in c.prompts for w in p.lower().split()}
+    assert not set(RANDOM_WORDS) & derm_words
+    assert random_words_bank(derm, 5, seed=4).to_dict() != random_words_bank(derm, 5).to_dict()
+
+
+def test_cli_random_words_and_calibrated_filter(tmp_path, rng):
+    bank = load_bank("dermoscopy")
+    res = CliRunner().invoke(
+        main, ["bank", "random-words", "dermoscopy", "--out", str(tmp_path / "r.yaml")]
+    )
+    assert res.exit_code == 0, res.output
+    rnd = load_bank(tmp_path / "r.yaml")
+    assert len(rnd) == 64
+    n = 50
+    # a majority of concepts fire on some images; the others are flatter than random words
+    values = 0.2 + 0.01 * rng.normal(size=(n, len(bank)))
+    values[:6, : len(bank) // 2 + 3] += 0.5
+    scores_for(bank, values).to_netcdf(tmp_path / "s.nc")
+    base = 0.2 + 0.05 * rng.normal(size=(n, len(rnd)))
+    xr.DataArray(
+        base,
+        dims=("sample", "concept"),
+        coords={"sample": [f"s{i}" for i in range(n)], "concept": list(rnd.names)},
+    ).to_netcdf(tmp_path / "b.nc")
+    args = ["bank", "filter", "dermoscopy", "--out", str(tmp_path / "f.yaml")]
+    res = CliRunner().invoke(
+        main, [*args, "--scores", str(tmp_path / "s.nc"), "--baseline", str(tmp_path / "b.nc")]
+    )
+    assert res.exit_code == 0, res.output
+    kept = load_bank(tmp_path / "f.yaml")
+    assert set(kept.names) == set(bank.names[: len(bank) // 2 + 3])
+    assert "random words: q0.9 of 64" in res.output
+    res = CliRunner().invoke(main, [*args, "--scores", str(tmp_path / "s.nc")])
+    assert res.exit_code == 0 and "scorability not checked" in res.output
+
+
+@pytest.mark.slow
+def test_calibrated_filter_keeps_synthderm_lit_banks(tmp_path):
+    """On synthderm-lit, LF-CBM's 0.25 empties the dermoscopy bank; the calibration keeps
+    every concept SynthDerm draws and drops ones it never draws."""
+    import conceptlens as cl
+    from conceptlens.backbones import load_backbone
+    from conceptlens.concepts import score_concepts
+
+    ds = cl.SynthDerm().generate(120, seed=0).to_dataset()
+    bb = load_backbone("synthderm-lit")
+    for name in ("dermoscopy", "synthderm"):
+        bank = load_bank(name)
+        kw = {"cache": tmp_path / "cache", "show_progress": False}
+        s = score_concepts(bb, ds, bank, **kw)
+        r = score_concepts(bb, ds, random_words_bank(bank), **kw)
+        kept, rep = filter_unscorable(bank, s, baseline=r)
+        if name == "synthderm":  # every concept is drawn in the images
+            assert len(kept) == len(bank)
+        else:
+            assert 2 * len(kept) >= len(bank)
+            assert {"leaf_like_areas", "spoke_wheel_areas"} <= set(rep.removed)
+            # Label-free CBM's cutoff removes every concept on these 120 images
+            with pytest.raises(BankError, match="calibrate with baseline="):
+                filter_unscorable(bank, s, cutoff=0.25)
