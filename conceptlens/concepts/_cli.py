@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from conceptlens._cli_options import CACHE_DIR_HELP, UserPath, out_option, read_scores
+from conceptlens._cli_options import (
+    CACHE_DIR_HELP,
+    UserPath,
+    cache_dir_option,
+    label_column_option,
+    out_option,
+    read_scores,
+)
 from conceptlens.exceptions import BankError, ConfigError
 
 __all__ = ["bank"]
@@ -420,21 +427,21 @@ def random_words_cmd(bank_ref: str, out: str, n_concepts: int, n_words: int, see
 @click.option(
     "--data",
     required=True,
-    type=click.Path(exists=True, dir_okay=False),
+    type=UserPath(exists=True, dir_okay=False),
     help="Manifest CSV/Parquet; 0/1 columns named like concepts are their annotations.",
 )
 @click.option("--backbone", default="synthderm-lit", show_default=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Report (.nc).")
-@click.option("--csv", "csv_out", default=None, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=UserPath(dir_okay=False), help="Report (.nc).")
+@click.option("--csv", "csv_out", default=None, type=UserPath(dir_okay=False))
 @click.option(
     "--annotations",
     default=None,
-    type=click.Path(exists=True, dir_okay=False),
+    type=UserPath(exists=True, dir_okay=False),
     help="CSV with one 0/1 column per concept, rows in manifest order (else manifest columns).",
 )
 @click.option("--mode", type=click.Choice(["cosine", "relative", "presence"]), default="cosine")
-@click.option("--cache", type=click.Path(file_okay=False), default=None, help="Embedding cache.")
-@click.option("--label-column", default="label", show_default=True)
+@cache_dir_option
+@label_column_option
 @click.option("--seed", default=0, show_default=True, help="Random words and the split.")
 def quality_cmd(
     bank_ref: str,
@@ -444,14 +451,14 @@ def quality_cmd(
     csv_out: str | None,
     annotations: str | None,
     mode: str,
-    cache: str | None,
+    cache_dir: str | None,
     label_column: str,
     seed: int,
 ) -> None:
     """Per-concept quality report of BANK_REF on a dataset (see docs/concept_banks.md)."""
     import pandas as pd
 
-    from conceptlens._io import atomic_path, atomic_write_text
+    from conceptlens._io import atomic_path, atomic_write_text, cache_root
     from conceptlens.concepts._quality import bank_quality
     from conceptlens.data import load_manifest
 
@@ -459,7 +466,9 @@ def quality_cmd(
         raise ConfigError(f"--out {out}: use a .nc (netCDF) suffix")
     dataset = load_manifest(data, label_column=label_column)
     ann = pd.read_csv(annotations) if annotations else None
-    report = bank_quality(bank_ref, backbone, dataset, ann, mode=mode, cache=cache, seed=seed)
+    report = bank_quality(
+        bank_ref, backbone, dataset, ann, mode=mode, cache=cache_dir or cache_root(), seed=seed
+    )
     with atomic_path(Path(out)) as tmp:
         report.to_netcdf(tmp)
     table = report.to_dataframe()

@@ -377,6 +377,7 @@ def test_cli_random_words_and_calibrated_filter(tmp_path, rng):
         base,
         dims=("sample", "concept"),
         coords={"sample": [f"s{i}" for i in range(n)], "concept": list(rnd.names)},
+        name="concept_score",
     ).to_netcdf(tmp_path / "b.nc")
     args = ["bank", "filter", "dermoscopy", "--out", str(tmp_path / "f.yaml")]
     res = CliRunner().invoke(

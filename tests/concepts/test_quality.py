@@ -190,7 +190,7 @@ def test_cli_quality(tmp_path):
             str(tmp_path / "q.nc"),
             "--csv",
             str(tmp_path / "q.csv"),
-            "--cache",
+            "--cache-dir",
             str(tmp_path / "cache"),
         ],
     )
