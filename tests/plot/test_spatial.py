@@ -40,7 +40,7 @@ def test_errors():
         plot_concept_maps(img, _maps(), concepts=["veil"])
     with pytest.raises(DataError, match="sample 'z'"):
         plot_concept_maps(img, _maps(), sample="z")
-    fig, axes = plt.subplots(1, 2)
+    _fig, axes = plt.subplots(1, 2)
     with pytest.raises(DataError, match="need 4 axes"):
         plot_concept_maps(img, _maps(), axes=axes)
     plt.close("all")
