@@ -31,7 +31,8 @@ def _region(region: Any, size: tuple[int, int], sample: str, kind: str) -> np.nd
         m = arr.astype(bool)
         if not m.any():
             raise DataError(
-                f"sample {sample!r}: {kind} mask is empty (no True pixel); drop it or draw a region"
+                f"sample {sample!r}: {kind} mask is empty (no True pixel); drop it or draw a "
+                "region"
             )
         return m
     if arr.shape != (4,):

@@ -33,7 +33,7 @@ def test_atlas_links_and_wins_against_brute_force(tiny, toy_bank):
     assert atlas.names[:3] == ["red_dots/0", "red_dots/1", "red_dots/2"]
     np.testing.assert_allclose(np.linalg.norm(atlas.vectors, axis=1), 1, atol=1e-5)
     U = unit_patches(P)
-    n, gh, gw, _ = U.shape
+    n = len(U)
     for k in range(len(atlas)):
         cos = U @ atlas.vectors[k]  # (n, gh, gw)
         i, y, x = np.unravel_index(np.argmax(cos), cos.shape)
