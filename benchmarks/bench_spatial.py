@@ -117,7 +117,7 @@ def localization(args):
                 "seconds_per_image": secs / len(tm),
             }
         out["concepts"][concept] = row
-        print(concept, json.dumps({m: round(v["iou_calibrated"], 3) for m, v in row.items()}))
+        print(concept, json.dumps({m: round(v["iou_calibrated"], 3) for m, v in row.items()}), flush=True)
     groups = {"artifact": list(ARTIFACTS), "lesion": [c for c in bank.names if c not in ARTIFACTS]}
     summary = {}
     for g, names in groups.items():

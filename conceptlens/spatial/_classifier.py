@@ -163,7 +163,8 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels."""
-        return self.head_.predict(self._head_input(self.activations(X)))
+        act = self.activations(X)
+        return self.head_.predict(self._head_input(act))
 
     # ------------------------------------------------------------------ explanations
     def reliance(self, X: Any = None, *, activations: Any = None) -> xr.DataArray:
