@@ -117,7 +117,8 @@ def localization(args):
                 "seconds_per_image": secs / len(tm),
             }
         out["concepts"][concept] = row
-        print(concept, json.dumps({m: round(v["iou_calibrated"], 3) for m, v in row.items()}), flush=True)
+        brief = {m: round(v["iou_calibrated"], 3) for m, v in row.items()}
+        print(concept, json.dumps(brief), flush=True)
     groups = {"artifact": list(ARTIFACTS), "lesion": [c for c in bank.names if c not in ARTIFACTS]}
     summary = {}
     for g, names in groups.items():
@@ -131,6 +132,205 @@ def localization(args):
     return out
 
 
+_DATA: dict = {}
+
+
+def _confounded_data(args):
+    """SynthDerm split (train / in-domain test / held-out site), patches, CBM scores."""
+    if _DATA:
+        return _DATA
+    import conceptlens as cl
+
+    gen = cl.SynthDerm(args.preset)
+    batch = gen.generate(args.n, seed=args.seed)
+    backbone = cl.load_backbone("synthderm-lit")
+    t = time.perf_counter()
+    patches, _ = backbone.patch_embeddings(batch.images)
+    embed_s = time.perf_counter() - t
+    y = np.asarray(batch.class_names)[batch.labels]
+    site = np.asarray(batch.site)
+    held = np.flatnonzero(site == gen.config.heldout_site)
+    indomain = np.flatnonzero(site != gen.config.heldout_site)
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(indomain)
+    n_tr = int(0.7 * len(perm))
+    train, test = np.sort(perm[:n_tr]), np.sort(perm[n_tr:])
+    scores = cl.score_concepts(backbone, batch.to_dataset(), "synthderm", mode="relative")
+    art = np.zeros(batch.lesion_mask.shape, bool)
+    for a in ARTIFACTS:
+        art |= batch.artifact_masks[a]
+    _DATA.update(
+        batch=batch,
+        backbone=backbone,
+        patches=patches,
+        y=y,
+        train=train,
+        test=test,
+        held=held,
+        scores=scores,
+        artifact_mask=art,
+        embed_seconds_per_image=embed_s / len(batch.images),
+    )
+    return _DATA
+
+
+def _acc(pred, y):
+    return float(np.mean(np.asarray(pred).astype(str) == np.asarray(y).astype(str)))
+
+
+def atlas(args):
+    """Choose M: accuracy and prototype usage for M in {1, 3, 5, 10}."""
+    from conceptlens.spatial import PrototypeClassifier, build_atlas
+
+    d = _confounded_data(args)
+    P, y, tr, te, ho = d["patches"], d["y"], d["train"], d["test"], d["held"]
+    labels = d["batch"].concepts
+    out = {}
+    for m in (1, 3, 5, 10):
+        row = {}
+        for reseed in (False, True):
+            t = time.perf_counter()
+            at = build_atlas(
+                d["backbone"],
+                P[tr],
+                "synthderm",
+                n_prototypes=m,
+                concept_labels=labels[tr],
+                reseed=reseed,
+                random_state=args.seed,
+            )
+            build_s = time.perf_counter() - t
+            clf = PrototypeClassifier(atlas=at, random_state=args.seed).fit(P[tr], y[tr])
+            row["reseed" if reseed else "no_reseed"] = {
+                "prototypes": len(at),
+                "alive": at.info["alive"],
+                "alive_before_reseed": at.info["alive_before_reseed"],
+                "nonzero_weights": int((np.abs(clf.coef_.values).max(0) > 0).sum()),
+                "acc_indomain": _acc(clf.predict(P[te]), y[te]),
+                "acc_heldout": _acc(clf.predict(P[ho]), y[ho]),
+                "build_seconds": build_s,
+            }
+        out[f"M={m}"] = row
+        print("atlas", m, json.dumps(row), flush=True)
+    return out
+
+
+def confounded(args):
+    """Held-out-site accuracy: prototype model, refined, with feedback; CBM alongside."""
+    from conceptlens.heads import ConceptBottleneckClassifier
+    from conceptlens.spatial import (
+        PrototypeClassifier,
+        build_atlas,
+        prototypes_on_masks,
+        refinement_report,
+        region_feedback,
+    )
+
+    d = _confounded_data(args)
+    P, y, tr, te, ho = d["patches"], d["y"], d["train"], d["test"], d["held"]
+    batch, S = d["batch"], d["scores"]
+    labels = batch.concepts
+    res: dict = {"n": args.n, "n_train": len(tr), "n_test": len(te), "n_heldout": len(ho)}
+
+    def cbm_eval(scores):
+        cbm = ConceptBottleneckClassifier(random_state=args.seed).fit(
+            scores.isel(sample=tr), y[tr]
+        )
+        return {
+            "acc_indomain": _acc(cbm.predict(scores.isel(sample=te)), y[te]),
+            "acc_heldout": _acc(cbm.predict(scores.isel(sample=ho)), y[ho]),
+        }
+
+    res["cbm"] = cbm_eval(S)
+    keep = [c for c in S.concept.values if c not in ARTIFACTS]
+    res["cbm_without_artifact_concepts"] = cbm_eval(S.sel(concept=keep))
+    at = build_atlas(
+        d["backbone"],
+        P[tr],
+        "synthderm",
+        n_prototypes=args.m,
+        concept_labels=labels[tr],
+        random_state=args.seed,
+    )
+    res["atlas"] = at.info
+    clf = PrototypeClassifier(atlas=at, random_state=args.seed).fit(
+        P[tr], y[tr], concept_labels=labels[tr]
+    )
+
+    def proto_eval(model):
+        return {
+            "acc_indomain": _acc(model.predict(P[te]), y[te]),
+            "acc_heldout": _acc(model.predict(P[ho]), y[ho]),
+            "nonzero_weights": int((np.abs(model.coef_.values).max(0) > 0).sum()),
+        }
+
+    res["prototype"] = proto_eval(clf)
+    rel = clf.reliance(P[tr]).sel({"class": "melanoma"})
+    art_protos = [q for q in clf.prototypes_ if q.split("/")[0] in ARTIFACTS]
+    res["prototype"]["artifact_reliance_share_melanoma"] = float(
+        np.abs(rel.sel(prototype=art_protos)).sum() / np.abs(rel).sum()
+    )
+    by_concept = clf.remove_concepts(list(ARTIFACTS))
+    res["prototype_without_artifact_prototypes"] = proto_eval(by_concept)
+    res["refinement_report_heldout"] = refinement_report(clf, by_concept, P[ho], y[ho])
+    on_masks = prototypes_on_masks(at, d["artifact_mask"][tr], min_overlap=0.5)
+    by_mask = clf.remove_prototypes(on_masks)
+    res["prototype_without_mask_found_prototypes"] = {
+        **proto_eval(by_mask),
+        "removed": on_masks,
+    }
+    a = np.where(d["artifact_mask"], 0.0, 1.0).astype(np.float32)
+    fb = {}
+    for name, split in (("indomain", te), ("heldout", ho)):
+        out = region_feedback(clf, P[split], importance=a[split])
+        fb[f"acc_{name}"] = _acc(out.prediction.values, y[split])
+    res["prototype_with_artifact_region_feedback"] = fb
+    both = {}
+    for name, split in (("indomain", te), ("heldout", ho)):
+        out = region_feedback(by_concept, P[split], importance=a[split])
+        both[f"acc_{name}"] = _acc(out.prediction.values, y[split])
+    res["prototype_without_artifact_prototypes_and_feedback"] = both
+    print("confounded", json.dumps(res, default=str)[:2000], flush=True)
+    return res
+
+
+def latency(args):
+    """Region feedback per image after its patches are cached (CPU)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from conceptlens.spatial import PrototypeClassifier, build_atlas, region_feedback
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)  # one core: BLAS threads only add contention for one image
+    d = _confounded_data(args)
+    P, y, tr, ho = d["patches"], d["y"], d["train"], d["held"]
+    at = build_atlas(
+        d["backbone"],
+        P[tr],
+        "synthderm",
+        n_prototypes=args.m,
+        concept_labels=d["batch"].concepts[tr],
+        random_state=args.seed,
+    )
+    clf = PrototypeClassifier(atlas=at, random_state=args.seed).fit(
+        P[tr], y[tr], concept_labels=d["batch"].concepts[tr]
+    )
+    times = []
+    for i in ho[:100]:
+        t = time.perf_counter()
+        region_feedback(clf, P[i : i + 1], positive=[(24, 24, 72, 72)], negative=[(0, 0, 96, 12)])
+        times.append(time.perf_counter() - t)
+    ms = 1000 * np.asarray(times[5:])
+    return {
+        "prototypes": len(at),
+        "median_ms": float(np.median(ms)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "embed_ms_per_image_batched": 1000 * d["embed_seconds_per_image"],
+        "threads": 1,
+    }
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", default="all")
@@ -138,9 +338,15 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-loc", type=int, default=120, help="images per localisation split")
     ap.add_argument("--n-ig", type=int, default=12, help="images per concept for IG")
+    ap.add_argument("--n", type=int, default=1000, help="images for atlas/confounded")
+    ap.add_argument("--m", type=int, default=5, help="prototypes per concept")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    parts = ["localization"] if args.part == "all" else args.part.split(",")
+    parts = (
+        ["localization", "atlas", "confounded", "latency"]
+        if args.part == "all"
+        else args.part.split(",")
+    )
     results = {}
     for part in parts:
         t0 = time.perf_counter()

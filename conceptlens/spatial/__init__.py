@@ -1,7 +1,12 @@
 """Spatial concept reasoning: patch concept maps, localisation metrics, prototype atlas,
 prototype classifier and region feedback (similarity reasoning as in CSR, CVPR 2025)."""
 
-from conceptlens.spatial._atlas import PrototypeAtlas, build_atlas, unit_patches
+from conceptlens.spatial._atlas import (
+    PrototypeAtlas,
+    build_atlas,
+    prototypes_on_masks,
+    unit_patches,
+)
 from conceptlens.spatial._classifier import PrototypeClassifier, refinement_report
 from conceptlens.spatial._feedback import importance_map, pool_to_grid, region_feedback
 from conceptlens.spatial._localize import (
@@ -27,6 +32,7 @@ __all__ = [
     "PrototypeAtlas",
     "build_atlas",
     "unit_patches",
+    "prototypes_on_masks",
     # prototype classifier and refinement
     "PrototypeClassifier",
     "refinement_report",

@@ -175,7 +175,10 @@ class PrototypeAtlas:
         xr.DataArray, dims ("sample", "prototype", "y", "x"), name "similarity"
         """
         p = self._check_patches(patches)
-        sim = np.einsum("nhwd,pd->nphw", p, self.vectors, optimize=True)
+        n, gh, gw, d = p.shape
+        # one 2-D matrix product (BLAS), much faster than a batched einsum for one image
+        sim = (p.reshape(n * gh * gw, d) @ self.vectors.T).reshape(n, gh, gw, -1)
+        sim = sim.transpose(0, 3, 1, 2)
         return xr.DataArray(
             sim.astype(np.float32, copy=False),
             dims=("sample", "prototype", "y", "x"),
@@ -403,3 +406,41 @@ def build_atlas(
             "total": len(vec),
         },
     )
+
+
+def prototypes_on_masks(
+    atlas: PrototypeAtlas, masks: Any, *, min_overlap: float = 0.5
+) -> list[str]:
+    """Prototypes whose linked training patch lies mostly inside ``masks``.
+
+    Use it to find prototypes drawn from artifacts (rulers, ink) with artifact masks of the
+    training images, then remove them with :meth:`PrototypeClassifier.remove_prototypes`.
+
+    Parameters
+    ----------
+    atlas : PrototypeAtlas
+    masks : bool array (N_train, H, W)
+        Masks of the training images the atlas was built from, in the same order
+        (``H = W = atlas.image_size``).
+    min_overlap : float in (0, 1], default 0.5
+        Fraction of the linked patch's pixels that must be inside the mask.
+
+    Returns
+    -------
+    list of str
+    """
+    from conceptlens.spatial._feedback import pool_to_grid
+
+    if not 0 < min_overlap <= 1:
+        raise ConfigError(f"min_overlap must be in (0, 1], got {min_overlap!r}")
+    k = np.asarray(masks)
+    s = atlas.image_size
+    need = int(atlas.source_sample.max()) + 1 if len(atlas) else 0
+    if k.ndim != 3 or k.shape[1:] != (s, s) or len(k) < need:
+        raise DataError(
+            f"masks must be (N_train, {s}, {s}) for the atlas's training images (at least "
+            f"{need}), got {k.shape}"
+        )
+    cover = pool_to_grid(k.astype(np.float32), atlas.grid)
+    frac = cover[atlas.source_sample, atlas.source_y, atlas.source_x]
+    return [n for n, f in zip(atlas.names, frac, strict=True) if f >= min_overlap]

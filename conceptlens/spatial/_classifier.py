@@ -137,11 +137,17 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "head_")
         return self._atlas().activations(X).sel(prototype=self.prototypes_)
 
-    def _head_input(self, act: Any) -> xr.DataArray:
-        values = (
-            act.sel(prototype=self.prototypes_).values if isinstance(act, xr.DataArray) else act
-        )
-        return _features(np.asarray(values), self.prototypes_)
+    def _head_input(self, act: Any) -> np.ndarray:
+        """Activations as a matrix whose columns are ``prototypes_`` in order."""
+        if isinstance(act, xr.DataArray):
+            act = act.sel(prototype=self.prototypes_).values
+        values = np.asarray(act, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != len(self.prototypes_):
+            raise DataError(
+                f"activations must be (n_samples, {len(self.prototypes_)}) in the order of "
+                f"prototypes_, got {values.shape}"
+            )
+        return values
 
     def decision_from_activations(self, act: Any) -> np.ndarray:
         """Head logits from activations (sample, prototype)."""

@@ -109,3 +109,21 @@ def test_errors(tiny, toy_bank):
         build_atlas(tiny, P, toy_bank, concept_labels=np.array([[1, 0, 1]] * 3))
     with pytest.raises(DataError, match="do not match the atlas"):
         atlas.similarity(np.zeros((1, 2, 2, P.shape[-1]), np.float32) + 1)
+
+
+def test_prototypes_on_masks_uses_the_linked_patch(tiny, toy_bank):
+    from conceptlens.spatial import prototypes_on_masks
+
+    P = _patches(tiny, n=5, seed=4)
+    atlas = build_atlas(tiny, P, toy_bank, n_prototypes=2)
+    s = atlas.image_size
+    gh, gw = atlas.grid
+    ph, pw = s // gh, s // gw
+    masks = np.zeros((5, s, s), bool)
+    k = 3
+    i, y, x = atlas.source_sample[k], atlas.source_y[k], atlas.source_x[k]
+    masks[i, y * ph : (y + 1) * ph, x * pw : x * pw + pw // 2] = True  # half the patch
+    assert atlas.names[k] in prototypes_on_masks(atlas, masks, min_overlap=0.5)
+    assert atlas.names[k] not in prototypes_on_masks(atlas, masks, min_overlap=0.75)
+    with pytest.raises(DataError, match="masks must be"):
+        prototypes_on_masks(atlas, masks[:, :4])

@@ -49,8 +49,15 @@ def test_bad_regions_name_the_sample():
 
 def test_pool_to_grid_is_the_block_mean(rng):
     a = rng.random((2, 8, 12))
-    ref = np.array([[[a[n, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4].mean() for j in range(3)]
-                     for i in range(2)] for n in range(2)])
+    ref = np.array(
+        [
+            [
+                [a[n, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4].mean() for j in range(3)]
+                for i in range(2)
+            ]
+            for n in range(2)
+        ]
+    )
     np.testing.assert_allclose(pool_to_grid(a, (2, 3)), ref, rtol=1e-6)
     np.testing.assert_allclose(pool_to_grid(a, (3, 5)).mean(), a.mean(), rtol=0.05)
 
@@ -66,8 +73,7 @@ def test_no_feedback_reproduces_the_model(model):
 def test_feedback_against_brute_force(model):
     clf, P = model
     s = clf.atlas.image_size
-    gh, gw = clf.atlas.grid
-    ph = s // gh
+    ph = s // clf.atlas.grid[0]
     U = unit_patches(P[:4])
     sim = np.einsum("nhwd,pd->nphw", U, clf.atlas.vectors)
     # negative box over the top-left patch
@@ -116,7 +122,7 @@ def test_rejection_uses_the_typical_absent_value(model):
 def test_feedback_errors(model):
     clf, P = model
     s = clf.atlas.image_size
-    with pytest.raises(DataError, match="sample 'b'.*outside"):
+    with pytest.raises(DataError, match=r"sample 'b'.*outside"):
         region_feedback(clf, P[:2], negative=[(0, 0, s + 1, 4)], sample_ids=["b", "c"])
     with pytest.raises(DataError, match="importance map is"):
         region_feedback(clf, P[:1], importance=np.ones((s + 2, s + 2)))
@@ -124,8 +130,6 @@ def test_feedback_errors(model):
         region_feedback(clf, P[:1], importance=np.ones((s, s)), negative=[(0, 0, 1, 1)])
     with pytest.raises(Exception, match="'veil' is not in the atlas"):
         region_feedback(clf, P[:1], reject=["veil"])
-    unlabelled = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(
-        P, clf.predict(P).astype(str)
-    )
+    unlabelled = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P, clf.predict(P).astype(str))
     with pytest.raises(ConfigError, match="concept_labels"):
         region_feedback(unlabelled, P[:1], reject=["ruler"])
