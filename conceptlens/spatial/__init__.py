@@ -9,6 +9,7 @@ from conceptlens.spatial._atlas import (
 )
 from conceptlens.spatial._classifier import PrototypeClassifier, refinement_report
 from conceptlens.spatial._feedback import importance_map, pool_to_grid, region_feedback
+from conceptlens.spatial._interactive import RegionSession
 from conceptlens.spatial._localize import (
     mask_iou,
     normalize_maps,
@@ -40,4 +41,6 @@ __all__ = [
     "importance_map",
     "pool_to_grid",
     "region_feedback",
+    # interaction
+    "RegionSession",
 ]
