@@ -35,6 +35,9 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
     ----------
     atlas : PrototypeAtlas
         From :func:`conceptlens.spatial.build_atlas`.
+    bank : ConceptBank or name, optional
+        If given, ``fit`` checks that the atlas has prototypes for every concept of the
+        bank (and names the missing ones).
     C, l1_ratio, max_concepts_per_class, class_weight, random_state
         Passed to :class:`conceptlens.heads.ConceptBottleneckClassifier` (whose
         "concepts" are here the prototypes; ``max_concepts_per_class`` caps the
@@ -64,6 +67,7 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         self,
         *,
         atlas: PrototypeAtlas | None = None,
+        bank: Any = None,
         C: float | None = None,
         l1_ratio: float = 0.5,
         max_concepts_per_class: int | None = None,
@@ -71,6 +75,7 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
     ) -> None:
         self.atlas = atlas
+        self.bank = bank
         self.C = C
         self.l1_ratio = l1_ratio
         self.max_concepts_per_class = max_concepts_per_class
@@ -110,6 +115,10 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
             DataArray); gives ``typical_absent_`` for concept rejection.
         """
         atlas = self._atlas()
+        if self.bank is not None:
+            from conceptlens.concepts import load_bank
+
+            atlas.check_concepts([str(c.name) for c in load_bank(self.bank).concepts])
         act = atlas.activations(X)
         self._fit_activations(act.values, np.asarray(y), list(atlas.names))
         self.typical_absent_ = None

@@ -105,3 +105,9 @@ def test_errors(fitted, toy_bank):
         PrototypeClassifier().fit(P, y)
     with pytest.raises(UnknownNameError, match="'veil' is not in the atlas"):
         clf.remove_concepts(["veil"])
+    bigger = toy_bank.to_dict()
+    bigger["concepts"] = [*bigger["concepts"], {**bigger["concepts"][0], "name": "veil"}]
+    bank = type(toy_bank).from_dict(bigger)
+    with pytest.raises(UnknownNameError, match=r"concept\(s\) \['veil'\] of the bank are missing"):
+        PrototypeClassifier(atlas=clf.atlas, bank=bank, C=1.0).fit(P, y)
+    PrototypeClassifier(atlas=clf.atlas, bank=toy_bank, C=1.0).fit(P, y)  # complete bank
