@@ -101,7 +101,7 @@ def importance_map(
     """
     if not 0 <= alpha <= 1:
         raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
-    h, w = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    h, w = (int(size), int(size)) if isinstance(size, (int, np.integer)) else map(int, size)
     pos = [_region(r, (h, w), sample, "positive") for r in _regions(positive)]
     neg = [_region(r, (h, w), sample, "negative") for r in _regions(negative)]
     a = np.full((h, w), float(alpha) if pos else 1.0, np.float32)

@@ -78,22 +78,25 @@ class RegionSession:
 
     def add_box(self, box: Sequence[float], *, positive: bool = False) -> xr.Dataset:
         """Add a box ``(x0, y0, x1, y1)`` in pixels: positive (look here) or negative."""
-        importance_map(
-            self._size(), **{"positive" if positive else "negative": [box]}, sample=self.sample_id
-        )
-        (self.positive if positive else self.negative).append(tuple(box))
-        self._history.append(("positive" if positive else "negative", None))
+        return self._add(tuple(box), positive)
+
+    def _add(self, region: Any, positive: bool) -> xr.Dataset:
+        kind = "positive" if positive else "negative"
+        # validate first (raises naming the sample), so a bad region leaves no trace
+        if positive:
+            importance_map(self._size(), positive=[region], sample=self.sample_id)
+        else:
+            importance_map(self._size(), negative=[region], sample=self.sample_id)
+        getattr(self, kind).append(region)
+        self._history.append((kind, None))
         return self.result()
 
     def add_mask(self, mask: Any, *, positive: bool = False) -> xr.Dataset:
         """Add a bool mask (S, S): positive or negative region."""
         m = np.asarray(mask)
-        importance_map(
-            self._size(), **{"positive" if positive else "negative": [m]}, sample=self.sample_id
-        )
-        (self.positive if positive else self.negative).append(m.astype(bool))
-        self._history.append(("positive" if positive else "negative", None))
-        return self.result()
+        if m.ndim != 2:
+            raise DataError(f"sample {self.sample_id!r}: a mask must be 2-D, got {m.shape}")
+        return self._add(m.astype(bool), positive)
 
     def reject_concept(self, concept: str) -> xr.Dataset:
         """Replace the concept's prototype activations by their typical-absent value."""
@@ -213,12 +216,23 @@ class RegionSession:
                 return
             refresh()
 
+        def action(fn: Any) -> Any:
+            def run(_b: Any) -> None:
+                try:
+                    fn()
+                except (DataError, KeyError) as err:
+                    status.value = f"<b>{err}</b>"
+                    return
+                refresh()
+
+            return run
+
         buttons = {
             "add box": on_box,
-            "reject concept": lambda _b: (self.reject_concept(concept.value), refresh()),
-            "drop prototypes": lambda _b: (self.drop_prototypes(protos.value), refresh()),
-            "undo": lambda _b: (self.undo(), refresh()),
-            "reset": lambda _b: (self.reset(), refresh()),
+            "reject concept": action(lambda: self.reject_concept(concept.value)),
+            "drop prototypes": action(lambda: self.drop_prototypes(list(protos.value))),
+            "undo": action(self.undo),
+            "reset": action(self.reset),
         }
         row = []
         for label, fn in buttons.items():

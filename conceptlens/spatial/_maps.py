@@ -227,7 +227,7 @@ def upsample(maps: xr.DataArray, size: int | tuple[int, int], *, method: str = "
         raise DataError("maps must be an xr.DataArray whose last two dims are ('y', 'x')")
     if method not in ("bilinear", "bicubic", "nearest"):
         raise ConfigError(f"method must be 'bilinear', 'bicubic' or 'nearest', got {method!r}")
-    h, w = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    h, w = (int(size), int(size)) if isinstance(size, (int, np.integer)) else map(int, size)
     if h < 1 or w < 1:
         raise ConfigError(f"size must be positive, got {size!r}")
     lead = maps.shape[:-2]
