@@ -176,7 +176,7 @@ class RegionSession:
         )
 
     # ------------------------------------------------------------------ widget
-    def widget(self) -> Any:  # pragma: no cover - needs ipywidgets and a notebook
+    def widget(self) -> Any:
         """An ipywidgets panel over the same methods (box entry, reject, drop, undo)."""
         try:
             import ipywidgets as w

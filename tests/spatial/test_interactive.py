@@ -86,3 +86,72 @@ def test_widget_without_ipywidgets_says_what_to_do(session_parts):
     clf, P, _ = session_parts
     with pytest.raises(MissingDependencyError, match="add_box"):
         RegionSession(clf, P[0]).widget()
+
+
+class _W:
+    """Minimal stand-in for an ipywidgets widget (value + children + click)."""
+
+    def __init__(self, *args, **kw):
+        self.children = args[0] if args else []
+        self.__dict__.update(kw)
+        self._click = None
+
+    def on_click(self, fn):
+        self._click = fn
+
+    def click(self):
+        self._click(self)
+
+    def clear_output(self, wait=False):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_widget_buttons_call_the_session_methods(session_parts, monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("ipywidgets")
+    for name in (
+        "BoundedIntText",
+        "ToggleButtons",
+        "Dropdown",
+        "SelectMultiple",
+        "HTML",
+        "Output",
+        "Button",
+        "HBox",
+        "VBox",
+    ):
+        setattr(fake, name, _W)
+    monkeypatch.setitem(sys.modules, "ipywidgets", fake)
+    clf, P, _ = session_parts
+    sess = RegionSession(clf, P[0], sample_id="case3")
+    panel = sess.widget()
+    coords_box, polarity, pick_row, button_row, status, _out = panel.children
+    buttons = {b.description: b for b in button_row.children}
+    s = clf.atlas.image_size
+    for c, v in zip(coords_box.children, (0, 0, s // 2, s // 2), strict=True):
+        c.value = v
+    polarity.value = "negative"
+    buttons["add box"].click()
+    assert sess.negative == [(0, 0, s // 2, s // 2)] and "case3" in status.value
+    coords_box.children[2].value = s + 10  # outside: error shown, state unchanged
+    buttons["add box"].click()
+    assert "outside" in status.value and len(sess.negative) == 1
+    concept, protos = pick_row.children
+    concept.value = "ruler"
+    buttons["reject concept"].click()
+    assert sess.rejected == ["ruler"]
+    protos.value = ("red_dots/1",)
+    buttons["drop prototypes"].click()
+    assert "red_dots/1" not in sess.model.prototypes_
+    buttons["undo"].click()
+    assert "red_dots/1" in sess.model.prototypes_
+    buttons["reset"].click()
+    assert sess.negative == [] and sess.rejected == []
