@@ -47,6 +47,8 @@ def _method_maps(method, backbone, images, concept, modules, patches):
     from conceptlens.spatial import concept_maps, upsample
 
     size = images.shape[1]
+    if method == "prototype_atlas":
+        return upsample(modules["atlas"].concept_maps(patches).sel(concept=concept), size).values
     if method in ("patch_cosine", "patch_relative"):
         mode = method.split("_")[1]
         maps = concept_maps(backbone, images, "synthderm", mode=mode, patches=patches)
@@ -77,7 +79,14 @@ def localization(args):
         "calib": backbone.patch_embeddings(calib.images)[0],
         "test": backbone.patch_embeddings(test.images)[0],
     }
-    methods = ["patch_cosine", "patch_relative", "gradcam", "integrated_gradients"]
+    methods = args.methods.split(",")
+    if "prototype_atlas" in methods:
+        from conceptlens.spatial import build_atlas
+
+        # atlas from the calibration images (never from the test images)
+        modules["atlas"] = build_atlas(
+            backbone, patches["calib"], bank, n_prototypes=args.m, concept_labels=calib.concepts
+        )
     out = {"tolerance_px": tol, "n_images": args.n_loc, "concepts": {}}
     for concept in bank.names:
         row = {}
@@ -340,6 +349,10 @@ def main(argv=None):
     ap.add_argument("--n-ig", type=int, default=6, help="images per concept for IG")
     ap.add_argument("--n", type=int, default=1000, help="images for atlas/confounded")
     ap.add_argument("--m", type=int, default=5, help="prototypes per concept")
+    ap.add_argument(
+        "--methods",
+        default="patch_cosine,patch_relative,prototype_atlas,gradcam,integrated_gradients",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     parts = (

@@ -195,6 +195,26 @@ class PrototypeAtlas:
         """
         return self.similarity(patches).max(("y", "x")).rename("activation")
 
+    def concept_maps(self, patches: Any) -> xr.DataArray:
+        """Per concept, the maximum similarity over its prototypes, on the patch grid.
+
+        The prototype-based counterpart of :func:`conceptlens.spatial.concept_maps`
+        (which compares patches with the concept's text embedding).
+
+        Returns
+        -------
+        xr.DataArray, dims ("sample", "concept", "y", "x"), name "prototype_map"
+        """
+        sim = self.similarity(patches).values
+        concepts = np.asarray(self.concepts)
+        out = np.stack([sim[:, concepts == c].max(axis=1) for c in self.concept_names], axis=1)
+        return xr.DataArray(
+            out,
+            dims=("sample", "concept", "y", "x"),
+            coords={"concept": self.concept_names},
+            name="prototype_map",
+        )
+
     def winners(self, activations: np.ndarray) -> np.ndarray:
         """(N, n_concepts) position of each concept's winning prototype per image."""
         act = np.asarray(activations)

@@ -49,6 +49,10 @@ def test_atlas_links_and_wins_against_brute_force(tiny, toy_bank):
             atlas.wins[idx], np.bincount(np.argmax(act[:, idx], axis=1), minlength=3)
         )
     assert atlas.info["alive"] == int((atlas.wins > 0).sum())
+    cmaps = atlas.concept_maps(P)
+    assert cmaps.dims == ("sample", "concept", "y", "x")
+    sim = np.einsum("nhwd,pd->nphw", U, atlas.vectors)
+    np.testing.assert_allclose(cmaps.sel(concept="ruler").values, sim[:, 3:6].max(1), atol=1e-5)
     table = atlas.table()
     assert table.sizes["prototype"] == 9 and str(table.source_id.values[0]).startswith("img")
 
