@@ -6,7 +6,8 @@ Parts (``--part``, default all):
   to the image size) and IoU of the thresholded map with the ground-truth mask (artifact
   masks for artifacts, the lesion mask for lesion concepts), for patch concept maps
   (cosine and relative), prototype-atlas maps, Grad-CAM on the patch tokens and pixel
-  Integrated Gradients of the same concept scores (``--methods`` picks a subset).  IoU is reported at threshold 0.5 and at the threshold
+  Integrated Gradients of the same concept scores (``--methods`` picks a subset).
+  IoU is reported at threshold 0.5 and at the threshold
   chosen per method and concept on separate calibration images.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
