@@ -1,0 +1,376 @@
+"""Measure spatial concept reasoning on SynthDerm with synthderm-lit.
+
+Parts (``--part``, default all):
+
+* ``localization``: pointing game (with and without the 15 px / 224 px tolerance scaled
+  to the image size) and IoU of the thresholded map with the ground-truth mask (artifact
+  masks for artifacts, the lesion mask for lesion concepts), for patch concept maps
+  (cosine and relative), prototype-atlas maps, Grad-CAM on the patch tokens and pixel
+  Integrated Gradients of the same concept scores (``--methods`` picks a subset).
+  IoU is reported at threshold 0.5 and at the threshold
+  chosen per method and concept on separate calibration images.
+* ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
+  prototype classifier, prototypes that win on >= 1 training image, with and without
+  re-seeding dead prototypes.
+* ``confounded``: held-out-site accuracy of the prototype classifier before and after
+  removing artifact prototypes and after excluding artifact regions with ground-truth
+  masks as region feedback, next to the concept-bottleneck head on the same split.
+* ``latency``: region feedback per image (importance map, masked max-pooling, head)
+  once the image's patches are cached.
+
+Run::
+
+    nice python benchmarks/bench_spatial.py --out benchmarks/results/spatial.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ARTIFACTS = ("ruler", "purple_ink", "dark_corners", "hair", "gel_bubbles")
+THRESHOLDS = np.round(np.arange(0.1, 0.95, 0.1), 2)
+
+
+def _masks(batch, concept):
+    if concept in batch.artifact_masks:
+        return batch.artifact_masks[concept]
+    return batch.lesion_mask
+
+
+def _method_maps(method, backbone, images, concept, modules, patches):
+    """(n, S, S) maps of ``concept`` on ``images`` by ``method``."""
+    from conceptlens.explain import PatchGradCAM, PixelIntegratedGradients, images_to_pixels
+    from conceptlens.spatial import concept_maps, upsample
+
+    size = images.shape[1]
+    if method == "prototype_atlas":
+        return upsample(modules["atlas"].concept_maps(patches).sel(concept=concept), size).values
+    if method in ("patch_cosine", "patch_relative"):
+        mode = method.split("_")[1]
+        maps = concept_maps(backbone, images, "synthderm", mode=mode, patches=patches)
+        maps = maps.sel(concept=concept)
+        return upsample(maps, size).values
+    px = images_to_pixels(backbone, images)
+    if method == "gradcam":
+        return PatchGradCAM(modules["cosine"]).attribute(px, concept, of="concept").values
+    if method == "integrated_gradients":
+        ig = PixelIntegratedGradients(modules["cosine"], n_steps=16, internal_batch_size=16)
+        return np.abs(ig.attribute(px, concept, of="concept").values).sum(axis=1)
+    raise ValueError(method)
+
+
+def localization(args):
+    import conceptlens as cl
+    from conceptlens.explain import concept_model_module
+    from conceptlens.spatial import mask_iou, pointing_game, scaled_tolerance
+
+    backbone = cl.load_backbone("synthderm-lit")
+    bank = cl.load_bank("synthderm")
+    gen = cl.SynthDerm(args.preset)
+    calib = gen.generate(args.n_loc, seed=args.seed + 101)
+    test = gen.generate(args.n_loc, seed=args.seed + 202)
+    modules = {"cosine": concept_model_module(backbone, bank, mode="cosine")}
+    tol = scaled_tolerance(backbone.image_size)
+    patches = {
+        "calib": backbone.patch_embeddings(calib.images)[0],
+        "test": backbone.patch_embeddings(test.images)[0],
+    }
+    methods = args.methods.split(",")
+    if "prototype_atlas" in methods:
+        from conceptlens.spatial import build_atlas
+
+        # atlas from the calibration images (never from the test images)
+        modules["atlas"] = build_atlas(
+            backbone, patches["calib"], bank, n_prototypes=args.m, concept_labels=calib.concepts
+        )
+    out = {"tolerance_px": tol, "n_images": args.n_loc, "concepts": {}}
+    for concept in bank.names:
+        row = {}
+        for method in methods:
+            cap = args.n_ig if method == "integrated_gradients" else None
+            res = {}
+            for name, batch in (("calib", calib), ("test", test)):
+                present = np.flatnonzero(batch.concept(concept).astype(bool))
+                masks = _masks(batch, concept)[present]
+                keep = masks.reshape(len(present), -1).any(axis=1)
+                present, masks = present[keep][:cap], masks[keep][:cap]
+                if len(present) == 0:
+                    break
+                t = time.perf_counter()
+                maps = _method_maps(
+                    method,
+                    backbone,
+                    batch.images[present],
+                    concept,
+                    modules,
+                    patches[name][present],
+                )
+                res[name] = (maps, masks, time.perf_counter() - t)
+            if "test" not in res:
+                continue
+            cm, ck, _ = res["calib"]
+            best = max(THRESHOLDS, key=lambda th: float(mask_iou(cm, ck, threshold=th).mean()))
+            tm, tk, secs = res["test"]
+            row[method] = {
+                "n": len(tm),
+                "pointing": float(pointing_game(tm, tk).mean()),
+                "pointing_tol": float(pointing_game(tm, tk, tolerance=tol).mean()),
+                "iou_0.5": float(mask_iou(tm, tk, threshold=0.5).mean()),
+                "iou_calibrated": float(mask_iou(tm, tk, threshold=best).mean()),
+                "threshold": float(best),
+                "mask_fraction": float(tk.mean()),
+                "seconds_per_image": secs / len(tm),
+            }
+        out["concepts"][concept] = row
+        brief = {m: round(v["iou_calibrated"], 3) for m, v in row.items()}
+        print(concept, json.dumps(brief), flush=True)
+    groups = {"artifact": list(ARTIFACTS), "lesion": [c for c in bank.names if c not in ARTIFACTS]}
+    summary = {}
+    for g, names in groups.items():
+        for method in methods:
+            rows = [out["concepts"][c][method] for c in names if method in out["concepts"][c]]
+            summary[f"{g}/{method}"] = {
+                k: float(np.mean([r[k] for r in rows]))
+                for k in ("pointing", "pointing_tol", "iou_0.5", "iou_calibrated")
+            }
+    out["summary"] = summary
+    return out
+
+
+_DATA: dict = {}
+
+
+def _confounded_data(args):
+    """SynthDerm split (train / in-domain test / held-out site), patches, CBM scores."""
+    if _DATA:
+        return _DATA
+    import conceptlens as cl
+
+    gen = cl.SynthDerm(args.preset)
+    batch = gen.generate(args.n, seed=args.seed)
+    backbone = cl.load_backbone("synthderm-lit")
+    t = time.perf_counter()
+    patches, _ = backbone.patch_embeddings(batch.images)
+    embed_s = time.perf_counter() - t
+    y = np.asarray(batch.class_names)[batch.labels]
+    site = np.asarray(batch.site)
+    held = np.flatnonzero(site == gen.config.heldout_site)
+    indomain = np.flatnonzero(site != gen.config.heldout_site)
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(indomain)
+    n_tr = int(0.7 * len(perm))
+    train, test = np.sort(perm[:n_tr]), np.sort(perm[n_tr:])
+    scores = cl.score_concepts(backbone, batch.to_dataset(), "synthderm", mode="relative")
+    art = np.zeros(batch.lesion_mask.shape, bool)
+    for a in ARTIFACTS:
+        art |= batch.artifact_masks[a]
+    _DATA.update(
+        batch=batch,
+        backbone=backbone,
+        patches=patches,
+        y=y,
+        train=train,
+        test=test,
+        held=held,
+        scores=scores,
+        artifact_mask=art,
+        embed_seconds_per_image=embed_s / len(batch.images),
+    )
+    return _DATA
+
+
+def _acc(pred, y):
+    return float(np.mean(np.asarray(pred).astype(str) == np.asarray(y).astype(str)))
+
+
+def atlas(args):
+    """Choose M: accuracy and prototype usage for M in {1, 3, 5, 10}."""
+    from conceptlens.spatial import PrototypeClassifier, build_atlas
+
+    d = _confounded_data(args)
+    P, y, tr, te, ho = d["patches"], d["y"], d["train"], d["test"], d["held"]
+    labels = d["batch"].concepts
+    out = {}
+    for m in (1, 3, 5, 10):
+        row = {}
+        for reseed in (False, True):
+            t = time.perf_counter()
+            at = build_atlas(
+                d["backbone"],
+                P[tr],
+                "synthderm",
+                n_prototypes=m,
+                concept_labels=labels[tr],
+                reseed=reseed,
+                random_state=args.seed,
+            )
+            build_s = time.perf_counter() - t
+            clf = PrototypeClassifier(atlas=at, random_state=args.seed).fit(P[tr], y[tr])
+            row["reseed" if reseed else "no_reseed"] = {
+                "prototypes": len(at),
+                "alive": at.info["alive"],
+                "alive_before_reseed": at.info["alive_before_reseed"],
+                "nonzero_weights": int((np.abs(clf.coef_.values).max(0) > 0).sum()),
+                "acc_indomain": _acc(clf.predict(P[te]), y[te]),
+                "acc_heldout": _acc(clf.predict(P[ho]), y[ho]),
+                "build_seconds": build_s,
+            }
+        out[f"M={m}"] = row
+        print("atlas", m, json.dumps(row), flush=True)
+    return out
+
+
+def confounded(args):
+    """Held-out-site accuracy: prototype model, refined, with feedback; CBM alongside."""
+    from conceptlens.heads import ConceptBottleneckClassifier
+    from conceptlens.spatial import (
+        PrototypeClassifier,
+        build_atlas,
+        prototypes_on_masks,
+        refinement_report,
+        region_feedback,
+    )
+
+    d = _confounded_data(args)
+    P, y, tr, te, ho = d["patches"], d["y"], d["train"], d["test"], d["held"]
+    batch, S = d["batch"], d["scores"]
+    labels = batch.concepts
+    res: dict = {"n": args.n, "n_train": len(tr), "n_test": len(te), "n_heldout": len(ho)}
+
+    def cbm_eval(scores):
+        cbm = ConceptBottleneckClassifier(random_state=args.seed).fit(
+            scores.isel(sample=tr), y[tr]
+        )
+        return {
+            "acc_indomain": _acc(cbm.predict(scores.isel(sample=te)), y[te]),
+            "acc_heldout": _acc(cbm.predict(scores.isel(sample=ho)), y[ho]),
+        }
+
+    res["cbm"] = cbm_eval(S)
+    keep = [c for c in S.concept.values if c not in ARTIFACTS]
+    res["cbm_without_artifact_concepts"] = cbm_eval(S.sel(concept=keep))
+    at = build_atlas(
+        d["backbone"],
+        P[tr],
+        "synthderm",
+        n_prototypes=args.m,
+        concept_labels=labels[tr],
+        random_state=args.seed,
+    )
+    res["atlas"] = at.info
+    clf = PrototypeClassifier(atlas=at, random_state=args.seed).fit(
+        P[tr], y[tr], concept_labels=labels[tr]
+    )
+
+    def proto_eval(model):
+        return {
+            "acc_indomain": _acc(model.predict(P[te]), y[te]),
+            "acc_heldout": _acc(model.predict(P[ho]), y[ho]),
+            "nonzero_weights": int((np.abs(model.coef_.values).max(0) > 0).sum()),
+        }
+
+    res["prototype"] = proto_eval(clf)
+    rel = clf.reliance(P[tr]).sel({"class": "melanoma"})
+    art_protos = [q for q in clf.prototypes_ if q.split("/")[0] in ARTIFACTS]
+    res["prototype"]["artifact_reliance_share_melanoma"] = float(
+        np.abs(rel.sel(prototype=art_protos)).sum() / np.abs(rel).sum()
+    )
+    by_concept = clf.remove_concepts(list(ARTIFACTS))
+    res["prototype_without_artifact_prototypes"] = proto_eval(by_concept)
+    res["refinement_report_heldout"] = refinement_report(clf, by_concept, P[ho], y[ho])
+    on_masks = prototypes_on_masks(at, d["artifact_mask"][tr], min_overlap=0.5)
+    by_mask = clf.remove_prototypes(on_masks)
+    res["prototype_without_mask_found_prototypes"] = {
+        **proto_eval(by_mask),
+        "removed": on_masks,
+    }
+    a = np.where(d["artifact_mask"], 0.0, 1.0).astype(np.float32)
+    fb = {}
+    for name, split in (("indomain", te), ("heldout", ho)):
+        out = region_feedback(clf, P[split], importance=a[split])
+        fb[f"acc_{name}"] = _acc(out.prediction.values, y[split])
+    res["prototype_with_artifact_region_feedback"] = fb
+    both = {}
+    for name, split in (("indomain", te), ("heldout", ho)):
+        out = region_feedback(by_concept, P[split], importance=a[split])
+        both[f"acc_{name}"] = _acc(out.prediction.values, y[split])
+    res["prototype_without_artifact_prototypes_and_feedback"] = both
+    print("confounded", json.dumps(res, default=str)[:2000], flush=True)
+    return res
+
+
+def latency(args):
+    """Region feedback per image after its patches are cached (CPU)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from conceptlens.spatial import PrototypeClassifier, build_atlas, region_feedback
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)  # one core: BLAS threads only add contention for one image
+    d = _confounded_data(args)
+    P, y, tr, ho = d["patches"], d["y"], d["train"], d["held"]
+    at = build_atlas(
+        d["backbone"],
+        P[tr],
+        "synthderm",
+        n_prototypes=args.m,
+        concept_labels=d["batch"].concepts[tr],
+        random_state=args.seed,
+    )
+    clf = PrototypeClassifier(atlas=at, random_state=args.seed).fit(
+        P[tr], y[tr], concept_labels=d["batch"].concepts[tr]
+    )
+    times = []
+    for i in ho[:100]:
+        t = time.perf_counter()
+        region_feedback(clf, P[i : i + 1], positive=[(24, 24, 72, 72)], negative=[(0, 0, 96, 12)])
+        times.append(time.perf_counter() - t)
+    ms = 1000 * np.asarray(times[5:])
+    return {
+        "prototypes": len(at),
+        "median_ms": float(np.median(ms)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "embed_ms_per_image_batched": 1000 * d["embed_seconds_per_image"],
+        "threads": 1,
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", default="all")
+    ap.add_argument("--preset", default="confounded")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-loc", type=int, default=80, help="images per localisation split")
+    ap.add_argument("--n-ig", type=int, default=6, help="images per concept for IG")
+    ap.add_argument("--n", type=int, default=1000, help="images for atlas/confounded")
+    ap.add_argument("--m", type=int, default=5, help="prototypes per concept")
+    ap.add_argument(
+        "--methods",
+        default="patch_cosine,patch_relative,prototype_atlas,gradcam,integrated_gradients",
+    )
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    parts = (
+        ["localization", "atlas", "confounded", "latency"]
+        if args.part == "all"
+        else args.part.split(",")
+    )
+    results = {}
+    for part in parts:
+        t0 = time.perf_counter()
+        results[part] = globals()[part](args)
+        results[part]["seconds"] = time.perf_counter() - t0
+    text = json.dumps(results, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

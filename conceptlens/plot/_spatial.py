@@ -1,0 +1,108 @@
+"""Concept-map overlays: data in, Axes out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from conceptlens.exceptions import DataError
+
+__all__ = ["plot_concept_maps"]
+
+
+def plot_concept_maps(
+    image: Any,
+    maps: xr.DataArray,
+    *,
+    sample: int | str = 0,
+    concepts: Any = None,
+    axes: Any = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    shared_scale: bool = False,
+) -> np.ndarray:
+    """Draw an image, then the image overlaid with each concept's map.
+
+    Parameters
+    ----------
+    image : uint8 array (H, W, 3)
+        The image the maps were computed on.
+    maps : xr.DataArray, dims ("sample", "concept", "y", "x") or ("concept", "y", "x")
+        From :func:`conceptlens.spatial.concept_maps`; any grid size (drawn stretched
+        over the image with bilinear interpolation).
+    sample : int or str, default 0
+        Position or id of the sample in ``maps``.
+    concepts : list of str, optional
+        Concepts to draw (default: all), in this order.
+    axes : sequence of matplotlib Axes, optional
+        ``1 + len(concepts)`` axes to draw on; default: a new figure, one row.
+    alpha : float, default 0.5
+        Overlay opacity.
+    shared_scale : bool, default False
+        One colour scale for all concepts (default: each map its own min-max).
+
+    Returns
+    -------
+    numpy.ndarray of Axes
+        The image axis first, then one axis per concept (title = concept name).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> m = xr.DataArray(np.random.rand(2, 3, 3), dims=("concept", "y", "x"),
+    ...                  coords={"concept": ["ruler", "hair"]})
+    >>> ax = plot_concept_maps(np.zeros((12, 12, 3), np.uint8), m)
+    >>> [a.get_title() for a in ax]
+    ['image', 'ruler', 'hair']
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(maps, xr.DataArray) or maps.dims[-2:] != ("y", "x"):
+        raise DataError("maps must be an xr.DataArray with dims (..., 'concept', 'y', 'x')")
+    if "sample" in maps.dims:
+        if isinstance(sample, str):
+            ids = [str(s) for s in maps["sample"].values]
+            if sample not in ids:
+                raise DataError(f"sample {sample!r} is not in the maps; ids start {ids[:5]}")
+            maps = maps.isel(sample=ids.index(sample))
+        else:
+            maps = maps.isel(sample=int(sample))
+    names = [str(c) for c in maps["concept"].values]
+    chosen = names if concepts is None else [str(c) for c in concepts]
+    missing = [c for c in chosen if c not in names]
+    if missing:
+        raise DataError(f"concept(s) {missing} not in the maps; they have {names}")
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise DataError(f"image must be (H, W, 3), got shape {img.shape}")
+    if axes is None:
+        _, axes = plt.subplots(
+            1, 1 + len(chosen), figsize=(2.2 * (1 + len(chosen)), 2.4), squeeze=False
+        )
+        axes = axes[0]
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != 1 + len(chosen):
+        raise DataError(f"need {1 + len(chosen)} axes (image + concepts), got {len(axes)}")
+    h, w = img.shape[:2]
+    values = maps.sel(concept=chosen).values.astype(float)
+    vmin, vmax = (float(values.min()), float(values.max())) if shared_scale else (None, None)
+    axes[0].imshow(img)
+    axes[0].set_title("image")
+    for ax, name, m in zip(axes[1:], chosen, values, strict=True):
+        ax.imshow(img)
+        ax.imshow(
+            m,
+            cmap=cmap,
+            alpha=alpha,
+            extent=(0, w, h, 0),
+            interpolation="bilinear",
+            vmin=vmin,
+            vmax=vmax,
+        )
+        ax.set_title(name)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return axes

@@ -1,0 +1,46 @@
+"""Spatial concept reasoning: patch concept maps, localisation metrics, prototype atlas,
+prototype classifier and region feedback (similarity reasoning as in CSR, CVPR 2025)."""
+
+from conceptlens.spatial._atlas import (
+    PrototypeAtlas,
+    build_atlas,
+    prototypes_on_masks,
+    unit_patches,
+)
+from conceptlens.spatial._classifier import PrototypeClassifier, refinement_report
+from conceptlens.spatial._feedback import importance_map, pool_to_grid, region_feedback
+from conceptlens.spatial._interactive import RegionSession
+from conceptlens.spatial._localize import (
+    mask_iou,
+    normalize_maps,
+    pointing_game,
+    scaled_tolerance,
+)
+from conceptlens.spatial._maps import concept_directions, concept_maps, patch_grid, upsample
+
+__all__ = [
+    # concept maps
+    "concept_maps",
+    "concept_directions",
+    "patch_grid",
+    "upsample",
+    # localisation
+    "pointing_game",
+    "mask_iou",
+    "normalize_maps",
+    "scaled_tolerance",
+    # prototype atlas
+    "PrototypeAtlas",
+    "build_atlas",
+    "unit_patches",
+    "prototypes_on_masks",
+    # prototype classifier and refinement
+    "PrototypeClassifier",
+    "refinement_report",
+    # region feedback
+    "importance_map",
+    "pool_to_grid",
+    "region_feedback",
+    # interaction
+    "RegionSession",
+]

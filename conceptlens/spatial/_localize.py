@@ -1,0 +1,148 @@
+"""Localisation metrics of saliency / concept maps against ground-truth masks.
+
+* :func:`pointing_game` (Zhang et al. 2016): a hit when the map's maximum lies inside the
+  mask, or within ``tolerance`` pixels of it (the usual 15 px at 224 px; use
+  :func:`scaled_tolerance` for other sizes).
+* :func:`mask_iou`: IoU of the thresholded map (min-max normalised per sample, then
+  ``>= threshold``) with the mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+
+from conceptlens.exceptions import ConfigError, DataError
+
+__all__ = ["mask_iou", "normalize_maps", "pointing_game", "scaled_tolerance"]
+
+
+def scaled_tolerance(image_size: int, *, tolerance: float = 15.0, reference: int = 224) -> float:
+    """The pointing game's ``tolerance`` pixels at ``reference`` size, scaled to ``image_size``.
+
+    Examples
+    --------
+    >>> round(scaled_tolerance(96), 2)
+    6.43
+    """
+    return float(tolerance) * float(image_size) / float(reference)
+
+
+def _pairs(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    m = maps.values if isinstance(maps, xr.DataArray) else np.asarray(maps)
+    if m.ndim == 2:
+        m = m[None]
+    if isinstance(maps, xr.DataArray) and "sample" in maps.coords:
+        ids = [str(s) for s in np.atleast_1d(maps["sample"].values)]
+    else:
+        ids = [f"img{i:06d}" for i in range(len(m))]
+    k = np.asarray(masks.values if isinstance(masks, xr.DataArray) else masks)
+    if k.ndim == 2:
+        k = k[None]
+    if m.ndim != 3:
+        raise DataError(f"maps must be (sample, y, x) for one concept; got shape {m.shape}")
+    if k.shape != m.shape:
+        raise DataError(
+            f"masks {k.shape} and maps {m.shape} differ in shape; bring the maps to the mask "
+            "size with conceptlens.spatial.upsample(maps, (H, W)) first"
+        )
+    k = k.astype(bool)
+    empty = [ids[i] for i in np.flatnonzero(~k.reshape(len(k), -1).any(axis=1))]
+    if empty:
+        raise DataError(
+            f"empty ground-truth mask for sample(s) {empty[:5]}"
+            + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+            + "; evaluate only samples where the concept is present (non-empty mask)"
+        )
+    if not np.isfinite(m).all():
+        raise DataError("the maps contain NaN or infinite values")
+    return m.astype(np.float64, copy=False), k, ids
+
+
+def normalize_maps(maps: np.ndarray) -> np.ndarray:
+    """Min-max normalise each (y, x) map to [0, 1] (a constant map becomes all zeros)."""
+    m = np.asarray(maps, dtype=np.float64)
+    lo = m.min(axis=(-2, -1), keepdims=True)
+    span = m.max(axis=(-2, -1), keepdims=True) - lo
+    return np.where(span > 0, (m - lo) / np.where(span > 0, span, 1.0), 0.0)
+
+
+def pointing_game(maps: Any, masks: Any, *, tolerance: float = 0.0) -> xr.DataArray:
+    """Pointing-game hits: is each map's maximum inside (or near) the mask?
+
+    Parameters
+    ----------
+    maps : array or xr.DataArray (sample, y, x)
+        One concept's maps at the mask resolution (see :func:`upsample`).
+    masks : bool array (sample, y, x)
+        Ground truth; every mask must be non-empty.
+    tolerance : float, default 0
+        A maximum within this many pixels (Euclidean) of the mask counts as a hit.
+
+    Returns
+    -------
+    xr.DataArray of bool, dims ("sample",), name "hit"
+        ``.mean()`` is the pointing-game accuracy.
+
+    Examples
+    --------
+    >>> m = np.zeros((1, 8, 8)); m[0, 2, 2] = 1
+    >>> k = np.zeros((1, 8, 8), bool); k[0, 2:4, 4:6] = True
+    >>> bool(pointing_game(m, k)[0]), bool(pointing_game(m, k, tolerance=2)[0])
+    (False, True)
+    """
+    if not tolerance >= 0:
+        raise ConfigError(f"tolerance must be >= 0 pixels, got {tolerance!r}")
+    m, k, ids = _pairs(maps, masks)
+    flat = m.reshape(len(m), -1).argmax(axis=1)
+    ys, xs = np.unravel_index(flat, m.shape[1:])
+    hits = np.empty(len(m), bool)
+    for i in range(len(m)):
+        if k[i, ys[i], xs[i]]:
+            hits[i] = True
+        elif tolerance > 0:
+            dist = ndimage.distance_transform_edt(~k[i])
+            hits[i] = bool(dist[ys[i], xs[i]] <= tolerance)
+        else:
+            hits[i] = False
+    return xr.DataArray(
+        hits, dims=("sample",), coords={"sample": ids}, name="hit", attrs={"tolerance": tolerance}
+    )
+
+
+def mask_iou(maps: Any, masks: Any, *, threshold: float = 0.5) -> xr.DataArray:
+    """IoU of each thresholded map (min-max normalised, ``>= threshold``) with its mask.
+
+    Parameters
+    ----------
+    maps : array or xr.DataArray (sample, y, x)
+    masks : bool array (sample, y, x), every mask non-empty
+    threshold : float in [0, 1], default 0.5
+
+    Returns
+    -------
+    xr.DataArray, dims ("sample",), name "iou"
+
+    Examples
+    --------
+    >>> m = np.zeros((1, 4, 4)); m[0, :2] = 1
+    >>> k = np.zeros((1, 4, 4), bool); k[0, :1] = True
+    >>> float(mask_iou(m, k)[0])
+    0.5
+    """
+    if not 0 <= threshold <= 1:
+        raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
+    m, k, ids = _pairs(maps, masks)
+    pred = normalize_maps(m) >= threshold
+    inter = (pred & k).reshape(len(m), -1).sum(axis=1)
+    union = (pred | k).reshape(len(m), -1).sum(axis=1)
+    return xr.DataArray(
+        inter / np.maximum(union, 1),
+        dims=("sample",),
+        coords={"sample": ids},
+        name="iou",
+        attrs={"threshold": threshold},
+    )

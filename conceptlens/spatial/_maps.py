@@ -1,0 +1,239 @@
+"""Patch-level concept maps: where each concept of a bank fires in an image.
+
+A ViT's patch tokens, passed through the tower's final norm and projection
+(:meth:`Backbone.patch_embeddings`), live in the joint image-text space, so the cosine
+between a patch and a concept's text embedding says how much that patch looks like the
+concept.  ``mode="relative"`` subtracts the cosine with the bank's reference prompts
+("a dermoscopy image of skin"), as :func:`conceptlens.concepts.score_concepts` does for
+whole images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+from conceptlens.exceptions import ConfigError, DataError
+
+__all__ = ["concept_directions", "concept_maps", "image_ids", "patch_grid", "upsample"]
+
+_MODES = ("cosine", "relative")
+
+
+def image_ids(images: Any, n: int) -> list[str]:
+    """Sample ids of ``images``: an ImageDataset's ids, else ``img000000``, ``img000001``..."""
+    ids = getattr(images, "ids", None)
+    if ids is not None and len(ids) == n:
+        return [str(i) for i in ids]
+    return [f"img{i:06d}" for i in range(n)]
+
+
+def _as_list(images: Any) -> tuple[int, Any]:
+    """Length and ``i -> image`` of an ImageDataset, a uint8 array or a list of images."""
+    if hasattr(images, "load_image") and hasattr(images, "__len__"):
+        return len(images), images.load_image
+    if isinstance(images, np.ndarray):
+        arr = images[None] if images.ndim == 3 else images
+        return len(arr), arr.__getitem__
+    seq = list(images)
+    return len(seq), lambda i: np.asarray(seq[i])
+
+
+def check_image_sizes(backbone: Any, images: Any) -> list[str]:
+    """Raise unless every image is ``image_size x image_size``; return the sample ids.
+
+    Maps are laid on the image's own pixels, which is only exact when the backbone
+    neither resizes nor crops it.
+    """
+    n, get = _as_list(images)
+    ids = image_ids(images, n)
+    if n == 0:
+        raise DataError("no images were given")
+    s = int(backbone.image_size)
+    for i in range(n):
+        shape = np.shape(get(i))
+        if len(shape) < 2 or tuple(shape[:2]) != (s, s):
+            raise DataError(
+                f"sample {ids[i]!r}: image size {tuple(shape[:2])} differs from the backbone's "
+                f"input size ({s}, {s}); concept maps are laid on the image's pixels, so resize "
+                f"(and crop) the images to {s}x{s} first, or pass resize=True to map the "
+                "backbone's resized, centre-cropped view instead"
+            )
+    return ids
+
+
+def concept_directions(
+    backbone: Any, bank: Any, *, mode: str = "cosine", templates: Any = None
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Per concept, the vector whose dot product with a unit patch embedding is its score.
+
+    Returns
+    -------
+    weights : numpy.ndarray
+        float32, (n_concepts, D): the unit text embedding (``cosine``) or the text
+        embedding minus the bank's reference embedding (``relative``).
+    names, groups : list of str
+    """
+    from conceptlens.concepts import concept_text_embeddings, load_bank
+
+    if mode not in _MODES:
+        raise ConfigError(f"mode must be one of {_MODES}, got {mode!r}")
+    bank = load_bank(bank)
+    text, ref, _ = concept_text_embeddings(
+        backbone, bank, templates=templates, reference=mode == "relative"
+    )
+    w = text if ref is None else text - ref[None, :]
+    names = [str(c.name) for c in bank.concepts]
+    groups = [str(getattr(c, "group", "") or "") for c in bank.concepts]
+    return np.ascontiguousarray(w, dtype=np.float32), names, groups
+
+
+def patch_grid(
+    backbone: Any,
+    images: Any,
+    *,
+    resize: bool = False,
+    cache: Any = None,
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Unit-norm patch embeddings (N, gh, gw, D) of ``images`` and their sample ids."""
+    if resize:
+        n, _ = _as_list(images)
+        ids = image_ids(images, n)
+    else:
+        ids = check_image_sizes(backbone, images)
+    kw: dict[str, Any] = {"batch_size": batch_size, "normalize": True}
+    if cache is not None:
+        kw["cache"] = cache
+    patches, _ = backbone.patch_embeddings(images, **kw)
+    return np.asarray(patches, dtype=np.float32), ids
+
+
+def concept_maps(
+    backbone: Any,
+    images: Any,
+    bank: Any,
+    *,
+    mode: str = "cosine",
+    templates: Any = None,
+    patches: np.ndarray | None = None,
+    resize: bool = False,
+    cache: Any = None,
+    batch_size: int | None = None,
+) -> xr.DataArray:
+    """Similarity of every image patch to every concept of a bank.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        A ViT backbone (open_clip ViT or timm trunk), e.g. ``load_backbone()``.
+    images : uint8 array (N, S, S, 3), list of images or ImageDataset
+        ``S`` is ``backbone.image_size`` (see ``resize``).
+    bank : ConceptBank or name
+    mode : {"cosine", "relative"}, default "cosine"
+        ``cosine``: cos(patch, concept); ``relative``: that minus cos(patch, reference).
+    templates : list of str, optional
+        Prompt templates, as in :func:`conceptlens.concepts.score_concepts`.
+    patches : array (N, gh, gw, D), optional
+        Patch embeddings already computed (e.g. by :meth:`Backbone.patch_embeddings`);
+        they are L2-normalised here.  The images are then only used for their ids.
+    resize : bool, default False
+        Accept images of any size and map the backbone's resized, centre-cropped view.
+    cache : path, optional
+        Patch-embedding cache folder, passed to :meth:`Backbone.patch_embeddings`.
+
+    Returns
+    -------
+    xr.DataArray, dims ("sample", "concept", "y", "x"), name "concept_map"
+        On the patch grid (``gh x gw``); coordinates ``sample``, ``concept``,
+        ``concept_group``; attrs ``mode``, ``backbone``, ``bank``, ``image_size``.
+        Use :func:`upsample` to bring it to pixels.
+
+    Raises
+    ------
+    DataError
+        An image is not ``image_size x image_size`` (and ``resize`` is False); the
+        message names the sample.
+
+    Examples
+    --------
+    >>> bb = load_backbone("synthderm-lit")  # doctest: +SKIP
+    >>> imgs = SynthDerm().generate(2).images  # doctest: +SKIP
+    >>> concept_maps(bb, imgs, "synthderm").shape  # doctest: +SKIP
+    (2, 17, 12, 12)
+    """
+    from conceptlens.concepts import load_bank
+
+    bank = load_bank(bank)
+    weights, names, groups = concept_directions(backbone, bank, mode=mode, templates=templates)
+    if patches is None:
+        unit, ids = patch_grid(backbone, images, resize=resize, cache=cache, batch_size=batch_size)
+    else:
+        unit = np.asarray(patches, dtype=np.float32)
+        if unit.ndim != 4 or unit.shape[-1] != weights.shape[1]:
+            raise DataError(
+                f"patches must have shape (N, gh, gw, {weights.shape[1]}), got {unit.shape}"
+            )
+        unit = unit / np.maximum(np.linalg.norm(unit, axis=-1, keepdims=True), 1e-12)
+        n = len(unit)
+        ids = image_ids(images, n) if images is not None else image_ids(None, n)
+    values = np.einsum("nhwd,cd->nchw", unit, weights, optimize=True)
+    return xr.DataArray(
+        values.astype(np.float32, copy=False),
+        dims=("sample", "concept", "y", "x"),
+        coords={
+            "sample": ids,
+            "concept": names,
+            "concept_group": ("concept", groups),
+        },
+        name="concept_map",
+        attrs={
+            "mode": mode,
+            "backbone": str(getattr(backbone, "name", "")),
+            "bank": str(bank.id),
+            "image_size": int(backbone.image_size),
+        },
+    )
+
+
+def upsample(maps: xr.DataArray, size: int | tuple[int, int], *, method: str = "bilinear"):
+    """Resize maps on their ``y``/``x`` dims to ``size`` pixels (for overlays, metrics).
+
+    Parameters
+    ----------
+    maps : xr.DataArray
+        Any dims ending in ``("y", "x")``, e.g. from :func:`concept_maps`.
+    size : int or (int, int)
+        Output ``(height, width)``; an int means square.
+    method : {"bilinear", "bicubic", "nearest"}
+        Interpolation (pixel centres aligned, as ``align_corners=False``).
+
+    Returns
+    -------
+    xr.DataArray
+        Same dims and non-spatial coordinates, ``y``/``x`` of the new size.
+
+    Examples
+    --------
+    >>> m = xr.DataArray(np.eye(2), dims=("y", "x"))
+    >>> upsample(m, 4, method="nearest").values.astype(int).tolist()[0]
+    [1, 1, 0, 0]
+    """
+    if not isinstance(maps, xr.DataArray) or maps.dims[-2:] != ("y", "x"):
+        raise DataError("maps must be an xr.DataArray whose last two dims are ('y', 'x')")
+    if method not in ("bilinear", "bicubic", "nearest"):
+        raise ConfigError(f"method must be 'bilinear', 'bicubic' or 'nearest', got {method!r}")
+    h, w = (int(size), int(size)) if isinstance(size, (int, np.integer)) else map(int, size)
+    if h < 1 or w < 1:
+        raise ConfigError(f"size must be positive, got {size!r}")
+    lead = maps.shape[:-2]
+    x = torch.from_numpy(np.ascontiguousarray(maps.values, dtype=np.float32))
+    x = x.reshape(1, -1, *maps.shape[-2:])
+    kw: dict[str, Any] = {} if method == "nearest" else {"align_corners": False}
+    out = F.interpolate(x, size=(h, w), mode=method, **kw).reshape(*lead, h, w).numpy()
+    coords = {k: v for k, v in maps.coords.items() if not set(v.dims) & {"y", "x"}}
+    return xr.DataArray(out, dims=maps.dims, coords=coords, name=maps.name, attrs=dict(maps.attrs))

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import xarray as xr
+
+from conceptlens.exceptions import DataError
+from conceptlens.plot import plot_concept_maps
+
+
+def _maps():
+    v = np.zeros((2, 3, 4, 4))
+    v[1, 2, 0, 3] = 1.0
+    return xr.DataArray(
+        v,
+        dims=("sample", "concept", "y", "x"),
+        coords={"sample": ["a", "b"], "concept": ["ruler", "ink", "hair"]},
+    )
+
+
+def test_draws_image_and_selected_maps_on_given_axes():
+    fig, axes = plt.subplots(1, 3)
+    img = np.full((16, 16, 3), 7, np.uint8)
+    out = plot_concept_maps(img, _maps(), sample="b", concepts=["hair", "ruler"], axes=axes)
+    assert [a.get_title() for a in out] == ["image", "hair", "ruler"]
+    overlay = out[1].get_images()[1]
+    np.testing.assert_array_equal(overlay.get_array(), _maps().values[1, 2])
+    assert overlay.get_extent() == [0, 16, 16, 0]
+    np.testing.assert_array_equal(out[0].get_images()[0].get_array(), img)
+    plt.close(fig)
+
+
+def test_errors():
+    img = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(DataError, match="not in the maps"):
+        plot_concept_maps(img, _maps(), concepts=["veil"])
+    with pytest.raises(DataError, match="sample 'z'"):
+        plot_concept_maps(img, _maps(), sample="z")
+    _fig, axes = plt.subplots(1, 2)
+    with pytest.raises(DataError, match="need 4 axes"):
+        plot_concept_maps(img, _maps(), axes=axes)
+    plt.close("all")

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.spatial import concept_maps, upsample
+
+
+def _images(n, s, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["cosine", "relative"])
+def test_maps_match_dense_cosine(tiny, toy_bank, mode):
+    s = tiny.image_size
+    imgs = _images(3, s)
+    maps = concept_maps(tiny, imgs, toy_bank, mode=mode)
+    patches, grid = tiny.patch_embeddings(imgs)
+    assert maps.dims == ("sample", "concept", "y", "x")
+    assert maps.shape == (3, 3, *grid)
+    assert list(maps.concept.values) == ["red_dots", "ruler", "irregular_border"]
+    assert list(maps.concept_group.values) == ["colour", "artifact", "morphology"]
+    # independent reference: torch cosine of each patch with each concept's prompt ensemble
+    p = torch.from_numpy(patches)
+    for j, concept in enumerate(toy_bank.concepts):
+        t = F.normalize(torch.from_numpy(tiny.encode_text(list(concept.prompts))), dim=-1)
+        t = F.normalize(t.mean(0), dim=0)
+        ref = F.cosine_similarity(p, t.view(1, 1, 1, -1), dim=-1)
+        if mode == "relative":
+            r = F.normalize(torch.from_numpy(tiny.encode_text(list(toy_bank.reference_prompts))))
+            r = F.normalize(r.mean(0), dim=0)
+            ref = ref - F.cosine_similarity(p, r.view(1, 1, 1, -1), dim=-1)
+        np.testing.assert_allclose(maps.values[:, j], ref.numpy(), atol=1e-5)
+
+
+def test_precomputed_patches_give_the_same_maps(tiny, toy_bank):
+    imgs = _images(2, tiny.image_size, seed=1)
+    patches, _ = tiny.patch_embeddings(imgs)
+    a = concept_maps(tiny, imgs, toy_bank)
+    b = concept_maps(tiny, imgs, toy_bank, patches=patches * 3.0)  # scale must not matter
+    np.testing.assert_allclose(a.values, b.values, atol=1e-6)
+
+
+def test_image_size_mismatch_names_the_sample(tiny, toy_bank):
+    s = tiny.image_size
+    imgs = [_images(1, s)[0], _images(1, s + 8)[0]]
+    with pytest.raises(DataError, match=r"sample 'img000001'.*differs from the backbone"):
+        concept_maps(tiny, imgs, toy_bank)
+    maps = concept_maps(tiny, imgs, toy_bank, resize=True)
+    assert maps.sizes["sample"] == 2
+
+
+def test_bad_mode(tiny, toy_bank):
+    with pytest.raises(ConfigError, match="mode"):
+        concept_maps(tiny, _images(1, tiny.image_size), toy_bank, mode="dot")
+
+
+def test_upsample_bilinear_matches_torch_and_keeps_coords():
+    rng = np.random.default_rng(0)
+    m = xr.DataArray(
+        rng.normal(size=(2, 3, 4, 4)).astype(np.float32),
+        dims=("sample", "concept", "y", "x"),
+        coords={"sample": ["a", "b"], "concept": ["c0", "c1", "c2"]},
+        attrs={"mode": "cosine"},
+    )
+    up = upsample(m, (8, 12))
+    assert up.shape == (2, 3, 8, 12) and up.attrs["mode"] == "cosine"
+    assert list(up.sample.values) == ["a", "b"]
+    # an up-sampled constant stays constant; bilinear means are preserved on a 2x grid
+    const = upsample(xr.full_like(m, 2.0), 16)
+    np.testing.assert_allclose(const.values, 2.0)
+    # independent reference: bilinear (half-pixel centres) of a 1D ramp along x
+    ramp = xr.DataArray(np.tile(np.arange(4.0), (4, 1)), dims=("y", "x"))
+    row = upsample(ramp, (4, 8)).values[0]
+    centres = (np.arange(8) + 0.5) / 2 - 0.5
+    np.testing.assert_allclose(row, np.clip(centres, 0, 3), atol=1e-6)
+
+
+def test_upsample_rejects_bad_input():
+    with pytest.raises(DataError):
+        upsample(xr.DataArray(np.zeros((2, 2)), dims=("a", "b")), 4)
+    with pytest.raises(ConfigError):
+        upsample(xr.DataArray(np.zeros((2, 2)), dims=("y", "x")), 0)
+
+
+def test_synthderm_lit_ruler_maps_point_at_the_ruler(lit, derm):
+    """The ruler's map maximum lands on the ruler far more often than chance."""
+    from conceptlens.spatial import pointing_game
+
+    present = derm.concept("ruler").astype(bool)
+    assert present.sum() >= 8
+    maps = concept_maps(lit, derm.images[present], "synthderm")
+    assert maps.shape[-2:] == (12, 12)
+    up = upsample(maps.sel(concept="ruler"), 96)
+    masks = derm.artifact_masks["ruler"][present]
+    hits = pointing_game(up, masks)
+    chance = masks.mean()
+    assert hits.mean() >= 0.8 > 2 * chance
