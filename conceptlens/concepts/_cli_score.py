@@ -124,8 +124,8 @@ def score(
         root=root,
         path_column=path_column,
         label_column=label_column,
-        on_error=on_error,
-        max_aspect_ratio=max_aspect_ratio,  # type: ignore[arg-type]
+        on_error=on_error,  # type: ignore[arg-type]
+        max_aspect_ratio=max_aspect_ratio,
         # skip: decode every image now, so unreadable ones are left out before scoring
         validate=on_error == "skip",
     )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from conceptlens._numeric import trapezoid as _trapezoid
 from conceptlens.exceptions import ConfigError, DataError
 from conceptlens.explain._linear import concept_matrix, contributions, head_parameters
 
@@ -106,7 +107,7 @@ def effective_concepts(contributions: xr.DataArray) -> xr.DataArray:
 
 
 def _auc(curve: np.ndarray) -> float:
-    return float(np.trapezoid(curve, np.linspace(0.0, 1.0, len(curve))))
+    return _trapezoid(curve, np.linspace(0.0, 1.0, len(curve)))
 
 
 def deletion_insertion(

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from conceptlens._numeric import trapezoid as _trapezoid
 from conceptlens.exceptions import ConfigError, DataError
 from conceptlens.explain import concept_matrix, contributions, head_parameters
 
@@ -264,7 +265,7 @@ def intervene(
 
 def _auc(curve: np.ndarray) -> float:
     x = np.linspace(0.0, 1.0, len(curve))
-    return float(np.trapezoid(curve, x)) if len(curve) > 1 else float(curve[0])
+    return _trapezoid(curve, x) if len(curve) > 1 else float(curve[0])
 
 
 def intervention_curve(
