@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "synthderm": {"data", "backbones", "concepts"},
     **{layer: set(LOWER) | set(UPPER) for layer in UPPER},
 }
-SHARED = {"exceptions", "_io", "_progress", "_typing", "_version"}
+SHARED = {"exceptions", "_io", "_numeric", "_progress", "_typing", "_version"}
 # top-level modules that compose every layer
 COMPOSERS = {"__init__", "_demo", "cli"}
 # Documented exception: ``conceptlens.data.__getattr__`` resolves the old SynthDerm names
