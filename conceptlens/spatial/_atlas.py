@@ -288,7 +288,7 @@ def build_atlas(
         :func:`conceptlens.spatial.patch_grid`).
     bank : ConceptBank or name
     n_prototypes : int, default 5
-        Prototypes per concept (M).  ``benchmarks/bench_spatial.py --part atlas``
+        Prototypes per concept (M).  The atlas part of ``benchmarks/bench_spatial.py``
         measures M in {1, 3, 5, 10} on SynthDerm.
     top_fraction : float, default 0.02
         Fraction of the candidate patches (the most concept-similar) that are clustered,

@@ -39,7 +39,8 @@ def test_features_are_max_patch_cosines_and_head_matches(fitted):
     np.testing.assert_allclose(clf.coef_.values, ref.coef_.values, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
         clf.decision_function(P[30:]),
-        ref.decision_function(_features(brute[30:], clf.prototypes_)),
+        # numpy in, numpy out (a labelled input would give (sample, class) columns)
+        ref.decision_function(_features(brute[30:], clf.prototypes_).values),
         rtol=1e-5,
         atol=1e-5,
     )
