@@ -230,6 +230,11 @@ def contribution_waterfall(
                 ha="left" if v > 0 else "right", va="center", fontsize=7)  # fmt: skip
         start += v
     logit = start
+    # bars pin their base as a sticky edge, so set the limits with room for the labels
+    ends = np.cumsum([base] + [v for _, v in steps])
+    lo, hi = float(min(ends.min(), 0.0)), float(max(ends.max(), 0.0))
+    pad = 0.15 * (hi - lo or 1.0)
+    ax.set_xlim(lo - pad, hi + pad)
     ax.axvline(base, color="grey", lw=0.8, ls=":")
     ax.axvline(logit, color="black", lw=0.8)
     ax.set_yticks(np.arange(len(steps)), [s[0] for s in steps])

@@ -109,7 +109,7 @@ def synthderm_montage(
     groups: Sequence[str] | None = None,
     ax: Any = None,
 ) -> Any:
-    """A SynthDerm batch as a gallery: class and site above, concepts present below.
+    """A SynthDerm batch as a gallery: class above, site and concepts present below.
 
     Parameters
     ----------
@@ -146,9 +146,9 @@ def synthderm_montage(
     titles, notes = [], []
     for i in range(k):
         cls = batch.class_names[int(batch.labels[i])]
-        titles.append(f"{cls} ({batch.site[i]})")
+        titles.append(str(cls))
         present = list(names[(np.asarray(batch.concepts[i]) > 0) & keep])
-        lines = present[:max_concepts]
+        lines = [str(batch.site[i]), *present[:max_concepts]]
         if len(present) > max_concepts:
             lines.append(f"+{len(present) - max_concepts} more")
         notes.append(lines)

@@ -65,8 +65,8 @@ def test_synthderm_montage_labels_match_the_batch(batch):
     ax = _render(synthderm_montage(batch, n=6, ncols=3, max_concepts=2, groups=["artifact"]))
     texts = _texts(ax)
     for i in range(6):
-        title = f"{batch.class_names[batch.labels[i]]} ({batch.site[i]})"
-        assert title in texts
+        assert batch.class_names[batch.labels[i]] in texts
+        assert str(batch.site[i]) in texts
     art = [
         n
         for n, g in zip(batch.concept_names, batch.concept_groups, strict=True)
