@@ -158,6 +158,8 @@ def run_study(
                 concept_maps=maps,
                 title=f"Case report: held-out-site melanoma {scores['sample'].values[case]}",
             )
+        top = list(dict.fromkeys(shortcuts["concept"].astype(str)))[:2]
+        paths["figure"] = _shortcut_figure(scores, y, top, heldout, out_dir / "shortcut.png")
         timings["reports"] = time.perf_counter() - t0
         say(f"wrote {', '.join(str(p) for p in paths.values())} in {timings['reports']:.1f} s")
     return {
@@ -185,6 +187,33 @@ class _Gallery:
         self.concept_names = names
         self.concept_groups = ["artifact"] * len(names)
         self.concepts = meta[names].to_numpy().astype(int) if names else np.zeros((len(images), 0))
+
+
+def _shortcut_figure(
+    scores: xr.DataArray, y: np.ndarray, concepts: list[str], heldout: str, path: Path
+) -> Path:
+    """The top suspects' scores per class at each site, as a PNG (README's figure)."""
+    from matplotlib.figure import Figure
+
+    from conceptlens._io import atomic_path
+    from conceptlens.plot import concept_distributions
+
+    site = np.asarray(scores["site"].values).astype(str)
+    sites = sorted(set(site))
+    lesion = [c for c in ("blue_white_veil",) if c in set(scores["concept"].values.astype(str))]
+    shown = list(dict.fromkeys(concepts + lesion))
+    fig = Figure(figsize=(3 * len(sites), 3.0), layout="constrained")
+    axes = fig.subplots(1, len(sites), sharey=True, squeeze=False)[0]
+    labelled = scores.assign_coords(label=("sample", np.asarray(y).astype(str)))
+    for ax, name in zip(axes, sites, strict=True):
+        concept_distributions(labelled[site == name], shown, by="label", ax=ax)
+        ax.set_title(f"{name} ({'held out' if name == heldout else 'training'})")
+        if name != sites[0]:
+            ax.get_legend().remove()
+            ax.set_ylabel("")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    return path
 
 
 def _heldout_melanoma(cbm: Any, scores: xr.DataArray, y: np.ndarray, held: np.ndarray) -> Any:

@@ -134,3 +134,4 @@ def test_study_writes_both_reports_and_a_finding(demo_run):
     target = result.splits["heldout"]
     assert masking["n_shots"] < len(target)
     assert 0 <= masking["accuracy_before"] <= 1 and 0 <= masking["accuracy_after"] <= 1
+    assert (out / "shortcut.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
