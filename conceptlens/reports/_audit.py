@@ -390,11 +390,13 @@ def audit_report(
                     lambda ax: plot.intervention_curves(intervention_curves, ax=ax), height=3.2
                 )
             if masking_grid is not None:
-                for mod in masking_grid["model"].values:
-                    doc.plot(
-                        lambda ax, mod=mod: plot.masking_grid(masking_grid, model=str(mod), ax=ax),
-                        height=3.2,
-                    )
+                grid = masking_grid
+                for mod in grid["model"].values:
+
+                    def draw_grid(ax: Any, mod: str = str(mod)) -> Any:
+                        return plot.masking_grid(grid, model=mod, ax=ax)
+
+                    doc.plot(draw_grid, height=3.2)
 
         doc.heading("Reproducibility")
         rep = {
@@ -471,7 +473,7 @@ def _data_table(doc: Any, audit: xr.Dataset) -> None:
     classes = [str(c) for c in n["class"].values]
     rows = [
         [str(s), int(audit["n_cases"].sel(split=s, group="all"))]
-        + [int(n.sel(split=s, **{"class": c})) for c in classes]
+        + [int(n.sel({"split": s, "class": c})) for c in classes]
         for s in n["split"].values
     ]
     doc.table(["split", "cases", *classes], rows)

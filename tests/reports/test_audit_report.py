@@ -97,3 +97,26 @@ def test_data_fingerprint_changes_with_the_data(study):
     t = s.copy()
     t[0, 0] += 1e-9
     assert data_fingerprint(t) != data_fingerprint(s)
+
+
+def test_masking_grid_and_intervention_curves_in_the_report(study, tmp_path):
+    from conceptlens.masking import intervention_curve
+    from conceptlens.studies import masking_study
+    from tests.studies._encoder import pooled_features
+    from tests.studies._synth import synthderm_batch, synthderm_config
+
+    ds = synthderm_batch(synthderm_config("confounded"), 120, seed=0, image_size=32).to_dataset()
+    grid = masking_study(ds, roi="lesion_mask", encoder=pooled_features,
+                         conditions=["full", "no_roi"], n_boot=20)  # fmt: skip
+    s, train = study["scores"], study["train"]
+    curve = intervention_curve(study["cbm"], s[~train], "label", reference_scores=s[train],
+                               n_random=2)  # fmt: skip
+    out = audit_report(tmp_path / "m.pdf", study["audit"], masking_grid=grid,
+                       intervention_curves={"site_c": curve})  # fmt: skip
+    words = pdf_words(out)
+    assert "Masking and interventions" in words
+    for model in grid.model.values:
+        assert f"{model}: macro AUROC, dilation 0" in words
+    assert f"site_c: uncertainty (AUC {float(curve.auc[0]):.3f})" in words
+    for page in rendered_pages(out):
+        assert_not_blank(page)
