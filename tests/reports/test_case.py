@@ -75,3 +75,41 @@ def test_spatial_section_left_out_without_spatial(study, tmp_path, monkeypatch):
     out = case_report(tmp_path / "c.pdf", study["cbm"], study["scores"], 0,
                       image=study["batch"].images[0])  # fmt: skip
     assert "similarity maps" not in pdf_words(out)
+
+
+def test_spatial_section_calls_plot_concept_maps_when_spatial_is_there(study, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    """With conceptlens.spatial installed, the top concepts' maps are drawn over the image."""
+    import sys
+    import types
+
+    import xarray as xr
+
+    import conceptlens.reports._case as case
+
+    calls = []
+
+    def plot_concept_maps(image, maps, *, sample=0, concepts=None, axes=None, **kw):
+        calls.append((image.shape, sample, list(concepts), len(axes)))
+        for ax in axes:
+            ax.imshow(image)
+
+    fake = types.ModuleType("conceptlens.plot._spatial")
+    fake.plot_concept_maps = plot_concept_maps
+    monkeypatch.setitem(sys.modules, "conceptlens.plot._spatial", fake)
+    monkeypatch.setattr(case, "spatial_available", lambda: True)
+    s, cbm = study["scores"], study["cbm"]
+    image = study["batch"].images[0]
+    names = [str(c) for c in s.concept.values]
+    coords = {"sample": [str(s.sample.values[0])], "concept": names}
+    maps = xr.DataArray(np.random.default_rng(0).random((1, len(names), 4, 4)),
+                        dims=("sample", "concept", "y", "x"), coords=coords)  # fmt: skip
+    out = case_report(tmp_path / "c.pdf", cbm, s, 0, image=image, concept_maps=maps)
+    assert "patch similarity maps" in pdf_words(out)
+    ((shape, sample, concepts, n_axes),) = calls
+    c = contributions(cbm, s[[0]]).isel(sample=0)
+    pred = str(cbm.predict(s[[0]])[0])
+    row = c.sel({"class": pred})
+    top = [str(row.concept.values[j]) for j in np.argsort(-np.abs(row.values), kind="stable")[:3]]
+    assert shape == image.shape and sample == str(s.sample.values[0])
+    assert concepts == top and n_axes == 4
