@@ -315,9 +315,13 @@ def _spatial_section(doc: Any, image: Any, maps: Any, sid: str, concepts: list[s
         return
     doc.heading("Where the top concepts are (patch similarity maps)")
     top = doc.row(2.2)
-    width = (8.27 - 1.2) / (len(names) + 1)
+    from conceptlens.reports._pdf import MARGIN, PAGE
+
+    width = (PAGE[0] - 2 * MARGIN) / (len(names) + 1)
     axes = [
-        doc.axes_at(lambda ax: None, top, 2.2, width=width, left=i * width - 1.3)
+        doc.axes_at(
+            lambda ax: None, top, 2.2, width=width, left=i * width, pad_left=0.05, pad_bottom=0.1
+        )
         for i in range(len(names) + 1)
     ]
     sample: Any = (
