@@ -49,5 +49,7 @@ def demo(
         echo=None if quiet else (lambda msg: click.echo(msg, err=True)),
     )
     click.echo(format_summary(result))
+    if result.study is not None:
+        click.echo("\nfinding: " + result.study["finding"])
     if not quiet:
         click.echo(f"\noutputs in {out_dir}/ ({time.perf_counter() - t0:.1f} s)", err=True)

@@ -54,6 +54,10 @@ class DemoResult:
         -> integer positions into ``scores``.
     timings : dict
         Seconds per stage.
+    study : dict or None
+        The audit, shortcut finder and test-time masking results, the finding in words
+        and the PDF reports written (:func:`conceptlens._demo_study.run_study`); None
+        when the study step was not run.
     """
 
     metrics: xr.Dataset
@@ -62,6 +66,7 @@ class DemoResult:
     top_concepts: dict[str, list[tuple[str, float]]]
     splits: dict[str, np.ndarray]
     timings: dict[str, float]
+    study: dict[str, Any] | None = None
 
 
 def _split(labels: np.ndarray, site: np.ndarray, heldout: str, test_fraction: float, seed: int):
@@ -83,6 +88,7 @@ def run_demo(
     max_concepts_per_class: int = 10,
     n_boot: int = 1000,
     echo: Any = None,
+    study: bool = True,
 ) -> DemoResult:
     """Run the demo and return its results (also written to ``out_dir`` when given).
 
@@ -107,6 +113,10 @@ def run_demo(
         Bootstrap replicates for the confidence intervals.
     echo : callable, optional
         Called with one line of progress text per stage.
+    study : bool, default=True
+        Also audit both models, run the shortcut finder and test-time masking at the
+        held-out site, and (with ``out_dir``) write ``audit.pdf`` and
+        ``case_heldout_melanoma.pdf``.
 
     Returns
     -------
@@ -223,7 +233,44 @@ def run_demo(
     if out_dir is not None:
         _write_outputs(user_path(out_dir), result)
         save_head(cbm, user_path(out_dir) / "model", trained_on=scores)
+    if study:
+        result = _with_study(
+            result,
+            probe=probe,
+            embeddings=embeddings,
+            dataset=dataset,
+            y=y,
+            heldout=heldout,
+            out_dir=out_dir,
+            seed=seed,
+            n_boot=n_boot,
+            say=say,
+            backbone=backbone,
+            bank=bank,
+        )
     return result
+
+
+def _with_study(result: DemoResult, *, out_dir: Any, **kw: Any) -> DemoResult:
+    """Run the audit, shortcut finder, test-time masking and PDF reports (timed)."""
+    from dataclasses import replace
+
+    from conceptlens._demo_study import run_study
+
+    t0 = time.perf_counter()
+    m = result.metrics.attrs
+    found = run_study(
+        cbm=result.model,
+        scores=result.scores,
+        splits=result.splits,
+        meta={"preset": m["preset"], "n": m["n"]},
+        out_dir=user_path(out_dir) if out_dir is not None else None,
+        **kw,
+    )
+    timings = {**result.timings, "study": time.perf_counter() - t0}
+    if out_dir is not None:
+        atomic_write_text(user_path(out_dir) / "finding.txt", found["finding"] + "\n")
+    return replace(result, study=found, timings=timings)
 
 
 def format_summary(result: DemoResult) -> str:

@@ -39,7 +39,7 @@ _COMMANDS: dict[str, tuple[str | None, str]] = {
     "mask": ("conceptlens.masking._cli:mask", "Test-time concept masking at a new site."),
     "audit": ("conceptlens.studies._cli:audit_command", "Audit models across splits and groups."),
     "study": ("conceptlens.studies._cli:study", "Shortcut-masking study (Mask of truth grid)."),
-    "report": (None, "PDF case and audit reports (planned)."),
+    "report": ("conceptlens.reports._cli:report", "PDF case and audit reports."),
     "demo": ("conceptlens._cli_demo:demo", "Run the end-to-end demo on SynthDerm."),
 }
 

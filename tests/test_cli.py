@@ -34,7 +34,10 @@ def _error_lines(output):
     return [line for line in output.splitlines() if line.startswith("error:")]
 
 
-def test_planned_command_fails_with_one_clear_line():
+def test_planned_command_fails_with_one_clear_line(monkeypatch):
+    from conceptlens import cli
+
+    monkeypatch.setitem(cli._COMMANDS, "report", (None, "PDF reports (planned)."))
     result = CliRunner().invoke(main, ["report", "--anything"])
     assert result.exit_code == 1
     assert len(_error_lines(result.output)) == 1

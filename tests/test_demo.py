@@ -98,6 +98,8 @@ def test_cli_demo_quiet(tmp_path):
     assert result.exit_code == 0, result.output
     assert "concept_bottleneck" in result.output
     assert (tmp_path / "o" / "metrics.nc").exists()
+    assert "finding: " in result.output
+    assert (tmp_path / "o" / "audit.pdf").exists()
 
 
 def test_preset_without_heldout_site_is_refused(tmp_path):
@@ -105,3 +107,31 @@ def test_preset_without_heldout_site_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="held-out site"):
         run_demo(n=100, preset="iid", out_dir=None, cache_dir=tmp_path)
+
+
+def test_study_writes_both_reports_and_a_finding(demo_run):
+    from tests.reports._pdf import assert_not_blank, pdf_words, rendered_pages
+
+    result, out, _ = demo_run
+    study = result.study
+    assert study["reports"]["audit"] == out / "audit.pdf"
+    words = pdf_words(out / "audit.pdf")
+    assert "conceptlens demo: audit" in words and "Shortcut findings" in words
+    first = study["finding"].split(". ")[0]
+    assert " ".join(first.split()) in words  # the finding is the report's summary
+    top = study["shortcuts"].iloc[0]
+    assert top["concept"] in study["finding"]
+    assert (out / "finding.txt").read_text().strip() == study["finding"]
+    m = study["audit"].metrics.sel(model="concept_bottleneck", group="all", metric="accuracy",
+                                   stat="estimate")  # fmt: skip
+    assert f"{float(m.sel(split='in_domain')):.2f}" in study["finding"]
+    case = out / "case_heldout_melanoma.pdf"
+    cwords = pdf_words(case)
+    assert "held-out-site melanoma" in cwords and "true class melanoma" in cwords
+    for page in rendered_pages(case):
+        assert_not_blank(page)
+    masking = study["masking"]
+    target = result.splits["heldout"]
+    assert masking["n_shots"] < len(target)
+    assert 0 <= masking["accuracy_before"] <= 1 and 0 <= masking["accuracy_after"] <= 1
+    assert (out / "shortcut.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

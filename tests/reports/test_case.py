@@ -1,0 +1,115 @@
+"""Case report: the PDF holds the prediction, contributions and what-if numbers, and renders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conceptlens.exceptions import UnknownNameError
+from conceptlens.explain import contributions, head_parameters
+from conceptlens.reports import case_report, what_if
+from tests.reports._pdf import assert_not_blank, pdf_metadata, pdf_words, rendered_pages
+
+
+def _melanoma_at_site_c(study):
+    s = study["scores"]
+    return int(np.flatnonzero((s.site.values == "site_c") & (s.label.values == "melanoma"))[0])
+
+
+def test_case_report_text_numbers_and_pages(study, tmp_path):
+    s, cbm = study["scores"], study["cbm"]
+    i = _melanoma_at_site_c(study)
+    sid = str(s.sample.values[i])
+    out = case_report(tmp_path / "case.pdf", cbm, s, sid, image=study["batch"].images[i],
+                      reference_scores=s[study["train"]])  # fmt: skip
+    words = pdf_words(out)
+    proba = cbm.predict_proba(s[[i]])[0]
+    pred = str(cbm.predict(s[[i]])[0])
+    assert f"Case report: {sid}" in words
+    assert f"predicted {pred} (probability {proba.max():.2f})" in words
+    assert "true class melanoma" in words
+    for cls, p in zip(cbm.classes_, proba, strict=True):
+        assert f"{cls}: probability {p:.3f}" in words
+    c = contributions(cbm, s[[i]]).isel(sample=0).sel({"class": pred})
+    j = int(np.argmax(np.abs(c.values)))
+    assert f"{c.concept.values[j]}" in words and f"{float(c.values[j]):+.3f}" in words
+    assert "What if?" in words and "Reproducibility" in words
+    assert s.attrs["bank_fingerprint"] in words
+    meta = pdf_metadata(out)
+    assert meta["/Title"] == f"Case report: {sid}"
+    assert meta["/Author"].startswith("conceptlens")
+    assert meta["/Subject"] == "conceptlens case report"
+    pages = rendered_pages(out)
+    assert len(pages) >= 1
+    for page in pages:
+        assert_not_blank(page)
+
+
+def test_what_if_matches_a_direct_recomputation(study):
+    s, cbm = study["scores"], study["cbm"]
+    one = s[[_melanoma_at_site_c(study)]]
+    changes = what_if(cbm, one, k=2)  # no reference scores: set to the training mean
+    assert changes and all(ch["change"] == "mean" for ch in changes)
+    baseline = head_parameters(cbm)["baseline"]
+    for ch in changes:
+        x = one.copy()
+        x.loc[{"concept": ch["concept"]}] = float(baseline.sel(concept=ch["concept"]))
+        pred = ch["prediction_before"]
+        k = list(cbm.classes_).index(pred)
+        np.testing.assert_allclose(ch["proba_after"], cbm.predict_proba(x)[0, k], rtol=1e-10)
+        assert ch["prediction_after"] == str(cbm.predict(x)[0])
+        # the changed concept pushed the predicted class: removing it lowers its probability
+        assert ch["proba_after"] < ch["proba_before"]
+
+
+def test_case_report_errors(study, tmp_path):
+    with pytest.raises(UnknownNameError, match="not in the scores"):
+        case_report(tmp_path / "x.pdf", study["cbm"], study["scores"], "no-such-id")
+    assert not (tmp_path / "x.pdf").exists()
+
+
+def test_spatial_section_left_out_without_spatial(study, tmp_path, monkeypatch):
+    import conceptlens.reports._case as case
+
+    monkeypatch.setattr(case, "spatial_available", lambda: False)
+    out = case_report(tmp_path / "c.pdf", study["cbm"], study["scores"], 0,
+                      image=study["batch"].images[0])  # fmt: skip
+    assert "similarity maps" not in pdf_words(out)
+
+
+def test_spatial_section_calls_plot_concept_maps_when_spatial_is_there(study, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    """With conceptlens.spatial installed, the top concepts' maps are drawn over the image."""
+    import sys
+    import types
+
+    import xarray as xr
+
+    import conceptlens.reports._case as case
+
+    calls = []
+
+    def plot_concept_maps(image, maps, *, sample=0, concepts=None, axes=None, **kw):
+        calls.append((image.shape, sample, list(concepts), len(axes)))
+        for ax in axes:
+            ax.imshow(image)
+
+    fake = types.ModuleType("conceptlens.plot._spatial")
+    fake.plot_concept_maps = plot_concept_maps
+    monkeypatch.setitem(sys.modules, "conceptlens.plot._spatial", fake)
+    monkeypatch.setattr(case, "spatial_available", lambda: True)
+    s, cbm = study["scores"], study["cbm"]
+    image = study["batch"].images[0]
+    names = [str(c) for c in s.concept.values]
+    coords = {"sample": [str(s.sample.values[0])], "concept": names}
+    maps = xr.DataArray(np.random.default_rng(0).random((1, len(names), 4, 4)),
+                        dims=("sample", "concept", "y", "x"), coords=coords)  # fmt: skip
+    out = case_report(tmp_path / "c.pdf", cbm, s, 0, image=image, concept_maps=maps)
+    assert "patch similarity maps" in pdf_words(out)
+    ((shape, sample, concepts, n_axes),) = calls
+    c = contributions(cbm, s[[0]]).isel(sample=0)
+    pred = str(cbm.predict(s[[0]])[0])
+    row = c.sel({"class": pred})
+    top = [str(row.concept.values[j]) for j in np.argsort(-np.abs(row.values), kind="stable")[:3]]
+    assert shape == image.shape and sample == str(s.sample.values[0])
+    assert concepts == top and n_axes == 4
