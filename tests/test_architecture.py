@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 SHARED = {"exceptions", "_io", "_numeric", "_progress", "_typing", "_version"}
 # top-level modules that compose every layer
-COMPOSERS = {"__init__", "_demo", "cli"}
+COMPOSERS = {"__init__", "_demo", "_demo_study", "cli"}
 # Documented exception: ``conceptlens.data.__getattr__`` resolves the old SynthDerm names
 # (``conceptlens.data.SynthDerm``) lazily, with a FutureWarning, through the string table
 # ``_MOVED_TO_SYNTHDERM``; it is the only upward reference and is checked below.

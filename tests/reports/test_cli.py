@@ -13,7 +13,7 @@ from tests.reports._pdf import pdf_words
 
 
 def _files(study, tmp_path):
-    from conceptlens.concepts._cli_score import write_scores
+    from conceptlens.concepts import write_scores
 
     s = study["scores"]
     write_scores(s, tmp_path / "scores.nc")
