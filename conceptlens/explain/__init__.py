@@ -2,10 +2,8 @@
 SHAP), shap adapter, importance, faithfulness checks and pixel attributions."""
 
 from conceptlens.explain._faithfulness import (
-    RANDOM_WORDS,
     deletion_insertion,
     effective_concepts,
-    random_words_bank,
     random_words_control,
 )
 from conceptlens.explain._linear import (
@@ -52,9 +50,7 @@ __all__ = [
     # faithfulness
     "deletion_insertion",
     "effective_concepts",
-    "random_words_bank",
     "random_words_control",
-    "RANDOM_WORDS",
     # adapters
     "to_shap",
     # pixel level

@@ -25,35 +25,13 @@ from conceptlens.exceptions import ConfigError, DataError
 from conceptlens.explain._linear import concept_matrix, contributions, head_parameters
 
 __all__ = [
-    "RANDOM_WORDS",
     "deletion_insertion",
     "effective_concepts",
-    "random_words_bank",
     "random_words_control",
 ]
 
 #: Everyday words with no dermatological meaning, for the random-words control bank.
 # fmt: off
-RANDOM_WORDS = (
-    "anchor", "apple", "banjo", "barrel", "basket", "battery", "bicycle", "blanket", "bottle",
-    "bracelet", "bucket", "butter", "cabin", "cable", "camera", "candle", "canoe", "carpet",
-    "castle", "ceiling", "chair", "cherry", "chimney", "cloud", "coffee", "compass", "copper",
-    "cotton", "cowboy", "crayon", "cricket", "curtain", "cushion", "desert", "diamond",
-    "dolphin", "donkey", "drawer", "engine", "envelope", "falcon", "fence", "fiddle", "garage",
-    "garden", "giraffe", "glacier", "guitar", "hammer", "harbor", "helmet", "honey", "island",
-    "jacket", "jigsaw", "kettle", "kitten", "ladder", "lantern", "lemon", "library", "lizard",
-    "magnet", "marble", "meadow", "mirror", "monkey", "motor", "mountain", "napkin", "needle",
-    "noodle", "ocean", "orchard", "oven", "paddle", "pancake", "parrot", "peanut", "pencil",
-    "piano", "pillow", "pirate", "planet", "pocket", "potato", "puzzle", "rabbit", "radio",
-    "railway", "rocket", "saddle", "sailor", "sandal", "satellite", "saucer", "scarf",
-    "scooter", "shovel", "skate", "sledge", "soccer", "spoon", "stadium", "stapler", "statue",
-    "subway", "sunset", "sweater", "table", "teapot", "tennis", "ticket", "tiger", "toaster",
-    "tomato", "trumpet", "tunnel", "turtle", "umbrella", "valley", "violin", "volcano",
-    "wagon", "walnut", "wallet", "whistle", "window", "wizard", "yogurt", "zebra", "zipper",
-    "amber", "brisk", "cheerful", "dusty", "eager", "fancy", "gentle", "hollow", "jolly",
-    "lofty", "mellow", "noisy", "polite", "quiet", "rapid", "shiny", "silly", "sturdy", "tidy",
-    "velvet", "wooden", "woolly", "yellow", "breezy", "crispy", "fluffy",
-)
 # fmt: on
 
 
@@ -199,65 +177,6 @@ def deletion_insertion(
     )
 
 
-def random_words_bank(size: int, *, like: Any = None, seed: int = 0, words_per_concept: int = 2):
-    """A concept bank of random everyday words, the size of a real bank.
-
-    Parameters
-    ----------
-    size : int
-        Number of concepts.
-    like : ConceptBank, optional
-        Classes, templates and reference prompts are copied from this bank.
-    seed : int
-    words_per_concept : int, default=2
-
-    Returns
-    -------
-    ConceptBank
-        id ``"random-words"``; group ``"random"``; one prompt per concept.
-
-    Examples
-    --------
-    >>> from conceptlens.explain import random_words_bank
-    >>> len(random_words_bank(5).names)
-    5
-    """
-    from conceptlens.concepts import ConceptBank
-
-    if int(size) < 1:
-        raise ConfigError(f"size must be at least 1, got {size!r}.")
-    rng = np.random.default_rng(seed)
-    names: list[str] = []
-    concepts: list[dict[str, Any]] = []
-    while len(concepts) < int(size):
-        words = [str(w) for w in rng.choice(RANDOM_WORDS, int(words_per_concept), replace=False)]
-        name = "_".join(words)
-        if name in names:
-            continue
-        names.append(name)
-        concepts.append(
-            {
-                "name": name,
-                "prompts": [" ".join(words)],
-                "group": "random",
-                "provenance": {"kind": "curated", "note": "random-words control"},
-            }
-        )
-    data: dict[str, Any] = {
-        "schema_version": 1,
-        "id": "random-words",
-        "version": f"0.0.{int(seed)}",
-        "classes": list(getattr(like, "classes", ()) or ["class"]),
-        "concepts": concepts,
-    }
-    if like is not None:
-        if getattr(like, "templates", None):
-            data["templates"] = list(like.templates)
-        if getattr(like, "reference_prompts", None):
-            data["reference_prompts"] = list(like.reference_prompts)
-    return ConceptBank.from_dict(data)
-
-
 def random_words_control(
     backbone: Any,
     dataset: Any,
@@ -292,7 +211,7 @@ def random_words_control(
     xr.Dataset
         ``accuracy`` (bank,) with bank ``[bank id, "random-words-0", ...]``.
     """
-    from conceptlens.concepts import load_bank, score_concepts
+    from conceptlens.concepts import load_bank, random_words_bank, score_concepts
     from conceptlens.heads import ConceptBottleneckClassifier
 
     bank = load_bank(bank)
@@ -300,7 +219,7 @@ def random_words_control(
     train, test = np.asarray(train), np.asarray(test)
     factory = make_head or (lambda: ConceptBottleneckClassifier(C=1.0))
     banks = [bank] + [
-        random_words_bank(len(bank.names), like=bank, seed=seed + i) for i in range(n_banks)
+        random_words_bank(bank, len(bank.names), seed=seed + i) for i in range(n_banks)
     ]
     ids, acc = [], []
     for i, b in enumerate(banks):

@@ -8,7 +8,6 @@ import xarray as xr
 
 from conceptlens.exceptions import ConfigError, DataError
 from conceptlens.explain import (
-    RANDOM_WORDS,
     contributions,
     deletion_insertion,
     effective_concepts,
@@ -84,22 +83,6 @@ def test_multilabel_heads_are_refused(rng):
     Y = np.column_stack([X[:, 0] > 0, X[:, 1] > 0]).astype(int)
     with pytest.raises(ConfigError, match="single-label"):
         deletion_insertion(ConceptBottleneckClassifier(C=0.1).fit(X, Y), X)
-
-
-def test_random_words_bank():
-    from conceptlens.concepts import load_bank
-
-    real = load_bank("synthderm")
-    b = random_words_bank(len(real.names), like=real, seed=2)
-    assert len(b.names) == len(real.names) and len(set(b.names)) == len(b.names)
-    assert set(b.groups) == {"random"}
-    assert tuple(b.classes) == tuple(real.classes)
-    assert tuple(b.reference_prompts) == tuple(real.reference_prompts)
-    for c in b.concepts:
-        assert all(w in RANDOM_WORDS for w in c.prompts[0].split())
-    assert random_words_bank(5, seed=2).names == random_words_bank(5, seed=2).names
-    with pytest.raises(ConfigError):
-        random_words_bank(0)
 
 
 def test_random_words_control_on_a_tiny_backbone(tmp_path):
