@@ -11,7 +11,6 @@ from conceptlens.explain import (
     contributions,
     deletion_insertion,
     effective_concepts,
-    random_words_bank,
     random_words_control,
 )
 from conceptlens.heads import ConceptBottleneckClassifier
