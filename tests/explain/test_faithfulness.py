@@ -95,9 +95,9 @@ def test_random_words_control_on_a_tiny_backbone(tmp_path):
     assert list(res.bank.values) == ["toy", "random-words-0", "random-words-1"]
     assert (res.n_concepts == len(tiny_bank().names)).all()
     # each entry is score -> fit on train -> accuracy on test, done by hand here
-    from conceptlens.concepts import score_concepts
+    from conceptlens.concepts import random_words_bank, score_concepts
 
-    second = random_words_bank(len(tiny_bank().names), like=tiny_bank(), seed=1)
+    second = random_words_bank(tiny_bank(), len(tiny_bank().names), seed=1)
     for name, bank in (("toy", tiny_bank()), ("random-words-1", second)):
         s = score_concepts(bb, ds, bank, mode="relative")
         head = ConceptBottleneckClassifier(C=1.0).fit(s[:20], y[:20])
