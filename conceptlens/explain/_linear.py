@@ -262,7 +262,7 @@ def contributions(model: Any, scores: Any, *, background: Any = None) -> xr.Data
     >>> cbm = ConceptBottleneckClassifier(C=0.1).fit(s, y)
     >>> c = contributions(cbm, s)
     >>> logit = c.sum("concept") + c.base_value
-    >>> bool(np.allclose(logit.sel({"class": "nevus"}), cbm.decision_function(s)))
+    >>> bool(np.allclose(logit, cbm.decision_function(s).transpose(*logit.dims)))
     True
     """
     params = head_parameters(model, background)
