@@ -29,12 +29,18 @@ def rendered_pages(path, scale: float = 0.5) -> list[np.ndarray]:
     import pypdfium2 as pdfium
 
     doc = pdfium.PdfDocument(str(path))
+    pages = []
     try:
-        return [
-            np.asarray(doc[i].render(scale=scale).to_pil().convert("L")) for i in range(len(doc))
-        ]
+        for i in range(len(doc)):
+            page = doc[i]
+            bitmap = page.render(scale=scale)
+            pages.append(np.array(bitmap.to_pil().convert("L")))
+            # children closed before their parent (older pypdfium2 crashes otherwise)
+            bitmap.close()
+            page.close()
     finally:
         doc.close()
+    return pages
 
 
 def assert_not_blank(page: np.ndarray) -> None:
