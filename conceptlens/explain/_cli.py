@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-__all__ = ["explain", "read_scores"]
+from conceptlens._cli_options import read_scores
 
-
-def read_scores(path: str, what: str = "scores") -> Any:
-    """The ``concept_score`` DataArray of a netCDF (or zarr) file, with clear errors."""
-    import xarray as xr
-
-    from conceptlens.exceptions import DataError, MissingFileError
-
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise MissingFileError(f"{what} file {p} not found; write it with `conceptlens score`.")
-    try:
-        ds = xr.open_zarr(p).load() if p.suffix.lower() == ".zarr" else xr.load_dataset(p)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{p}: not a readable netCDF/zarr scores file ({exc}).") from exc
-    if "concept_score" not in ds:
-        raise DataError(f"{p} has no `concept_score` variable (has {list(ds.data_vars)}).")
-    scores = ds["concept_score"]
-    if set(scores.dims) != {"sample", "concept"}:
-        raise DataError(f"{p}: concept_score has dims {scores.dims}; expected (sample, concept).")
-    return scores.transpose("sample", "concept")
+__all__ = ["explain"]
 
 
 @click.command(name="explain")
@@ -77,7 +57,7 @@ def explain(model_dir, scores_path, out_dir, background_path, top, cases):
 
     model = load_head(model_dir)
     scores = read_scores(scores_path)
-    background = read_scores(background_path, "background") if background_path else None
+    background = read_scores(background_path, option="--background") if background_path else None
     c = contributions(model, scores, background=background)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)

@@ -94,13 +94,13 @@ def fit_cmd(
     """Choose the concepts to mask/amplify from a few labelled target images."""
     import numpy as np
 
+    from conceptlens._cli_options import read_scores
     from conceptlens.exceptions import DataError
-    from conceptlens.explain._cli import read_scores
     from conceptlens.heads import load_head
     from conceptlens.masking import TestTimeMasking
 
     model = load_head(model_dir)
-    scores = read_scores(scores_path, "target scores")
+    scores = read_scores(scores_path)
     if label not in scores.coords:
         raise DataError(f"label column {label!r} is not a sample coordinate of {scores_path}.")
     y = np.asarray(scores[label].values).astype(str)
@@ -119,7 +119,7 @@ def fit_cmd(
         scores, y = scores.isel(sample=sel), y[sel]
     src, ys = None, None
     if source_scores:
-        src = read_scores(source_scores, "source scores")
+        src = read_scores(source_scores, option="--source-scores")
         if label not in src.coords:
             raise DataError(
                 f"label column {label!r} is not a sample coordinate of {source_scores}."
@@ -188,8 +188,8 @@ def apply_cmd(model_dir, adapter_path, scores_path, out_path, label):
     import numpy as np
     import pandas as pd
 
+    from conceptlens._cli_options import read_scores
     from conceptlens._io import atomic_write_text
-    from conceptlens.explain._cli import read_scores
     from conceptlens.heads import load_head
     from conceptlens.masking import TestTimeMasking
 

@@ -163,8 +163,8 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
     """Audit models across splits and groups; print the summary and write the Dataset."""
     import numpy as np
 
+    from conceptlens._cli_options import read_scores
     from conceptlens.exceptions import ConfigError
-    from conceptlens.explain._cli import read_scores
     from conceptlens.heads import load_head
     from conceptlens.studies import audit, find_shortcuts, save_audit
 

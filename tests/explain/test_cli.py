@@ -163,4 +163,4 @@ def test_mask_errors_are_one_line(tmp_path, rng):
             str(tmp_path / "ex"),
         ],
     )
-    assert res.exit_code == 1 and "not found" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 1 and "no such file" in res.output and "Traceback" not in res.output
