@@ -246,7 +246,7 @@ class _FiniteBlockCheck:
 
     def __call__(self, block: np.ndarray, block_info: Any = None) -> np.ndarray:
         start, stop = (0, len(block))
-        if block_info and 0 in block_info:
+        if isinstance(block_info, dict) and 0 in block_info:
             start, stop = block_info[0]["array-location"][0]
         who = type("_Named", (), {"name": self.backbone_name})()
         _check_finite_scores(block, self.ids[start:stop], self.names, who)
