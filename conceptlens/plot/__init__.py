@@ -5,6 +5,7 @@ not track (``ax.figure.savefig(...)`` to write it), so it is safe in scripts, se
 notebooks alike.
 """
 
+from conceptlens.plot._bank import bank_quality_bars
 from conceptlens.plot._concepts import concept_distributions, contribution_waterfall, head_weights
 from conceptlens.plot._images import image_gallery, synthderm_montage
 from conceptlens.plot._spatial import plot_concept_maps
@@ -28,6 +29,8 @@ __all__ = [
     "metric_forest",
     "intervention_curves",
     "masking_grid",
+    # concept banks
+    "bank_quality_bars",
     # spatial
     "plot_concept_maps",
 ]
