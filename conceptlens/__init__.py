@@ -1,10 +1,11 @@
 """conceptlens: interpretable concept-bottleneck analysis of medical images.
 
 The public API is re-exported here, grouped by stage of the pipeline
-(data -> synthderm -> backbones -> concepts -> heads). Names are imported on first use, so
-``import conceptlens`` stays fast and does not pull in torch or numba until needed;
-the subpackages (``conceptlens.data``, ``.synthderm``, ``.backbones``, ``.concepts``,
-``.heads``) hold the full API. See docs/architecture.md for where each capability lives.
+(data -> synthderm -> backbones -> concepts -> heads -> explain, masking, spatial,
+studies, reports). Names are imported on first use, so ``import conceptlens`` stays fast
+and does not pull in torch or numba until needed; the subpackages (``conceptlens.data``,
+``.synthderm``, ``.backbones``, ``.concepts``, ``.heads``, ``.explain``, ``.masking``,
+``.spatial``, ``.studies``, ``.plot``, ``.reports``) hold the full API. See docs/architecture.md for where each capability lives.
 
 Examples
 --------
@@ -65,6 +66,11 @@ _API: dict[str, tuple[str, ...]] = {
         "save_head",
         "load_head",
     ),
+    "conceptlens.explain": ("contributions", "to_shap", "global_importance", "top_concepts"),
+    "conceptlens.masking": ("intervene", "intervention_curve", "TestTimeMasking"),
+    "conceptlens.spatial": ("concept_maps", "build_atlas", "PrototypeClassifier"),
+    "conceptlens.studies": ("audit", "concept_audit", "find_shortcuts", "masking_study"),
+    "conceptlens.reports": ("case_report", "audit_report"),
     "conceptlens._demo": ("run_demo",),
 }
 _EXCEPTIONS = (

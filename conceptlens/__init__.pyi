@@ -58,6 +58,32 @@ from conceptlens.heads import (
     save_head as save_head,
     load_head as load_head,
 )
+from conceptlens.explain import (
+    contributions as contributions,
+    to_shap as to_shap,
+    global_importance as global_importance,
+    top_concepts as top_concepts,
+)
+from conceptlens.masking import (
+    intervene as intervene,
+    intervention_curve as intervention_curve,
+    TestTimeMasking as TestTimeMasking,
+)
+from conceptlens.spatial import (
+    concept_maps as concept_maps,
+    build_atlas as build_atlas,
+    PrototypeClassifier as PrototypeClassifier,
+)
+from conceptlens.studies import (
+    audit as audit,
+    concept_audit as concept_audit,
+    find_shortcuts as find_shortcuts,
+    masking_study as masking_study,
+)
+from conceptlens.reports import (
+    case_report as case_report,
+    audit_report as audit_report,
+)
 from conceptlens._demo import (
     run_demo as run_demo,
 )
@@ -95,6 +121,22 @@ __all__ = [
     "classification_metrics",
     "save_head",
     "load_head",
+    "contributions",
+    "to_shap",
+    "global_importance",
+    "top_concepts",
+    "intervene",
+    "intervention_curve",
+    "TestTimeMasking",
+    "concept_maps",
+    "build_atlas",
+    "PrototypeClassifier",
+    "audit",
+    "concept_audit",
+    "find_shortcuts",
+    "masking_study",
+    "case_report",
+    "audit_report",
     "run_demo",
     "ConceptLensError",
     "DataError",
