@@ -5,7 +5,8 @@ The public API is re-exported here, grouped by stage of the pipeline
 studies, reports). Names are imported on first use, so ``import conceptlens`` stays fast
 and does not pull in torch or numba until needed; the subpackages (``conceptlens.data``,
 ``.synthderm``, ``.backbones``, ``.concepts``, ``.heads``, ``.explain``, ``.masking``,
-``.spatial``, ``.studies``, ``.plot``, ``.reports``) hold the full API. See docs/architecture.md for where each capability lives.
+``.spatial``, ``.studies``, ``.plot``, ``.reports``) hold the full API. See
+docs/architecture.md for where each capability lives.
 
 Examples
 --------
