@@ -18,16 +18,19 @@ import click
 __all__ = [
     "CACHE_DIR_HELP",
     "UserPath",
+    "allow_mismatch_option",
     "cache_dir_option",
     "debug_option",
     "download_option",
     "label_column_option",
+    "model_option",
     "on_error_option",
     "out_option",
     "path_column_option",
     "quiet_option",
     "read_scores",
     "root_option",
+    "scores_option",
     "weights_option",
 ]
 
@@ -79,6 +82,38 @@ def download_option(f: F) -> F:
         "--download",
         is_flag=True,
         help="Let huggingface_hub download missing hub weights (otherwise no network is used).",
+    )(f)
+
+
+def model_option(f: F) -> F:
+    """``--model DIR``: a model folder written by ``conceptlens fit`` (or ``save_head``)."""
+    return click.option(
+        "--model",
+        "model_dir",
+        required=True,
+        type=UserPath(file_okay=False),
+        help="Model folder written by `conceptlens fit` (or save_head).",
+    )(f)
+
+
+def scores_option(help: str) -> Callable[[F], F]:
+    """``--scores FILE``: a concept_score file (netCDF or zarr), read with :func:`read_scores`."""
+
+    def deco(f: F) -> F:
+        return click.option("--scores", "scores_path", required=True, type=UserPath(), help=help)(
+            f
+        )
+
+    return deco
+
+
+def allow_mismatch_option(f: F) -> F:
+    """``--allow-score-mismatch``: apply a head to scores of another mode, bank or backbone."""
+    return click.option(
+        "--allow-score-mismatch",
+        is_flag=True,
+        help="Apply the head even if the scores' mode, bank or backbone fingerprint differ "
+        "from its training scores'.",
     )(f)
 
 

@@ -6,26 +6,20 @@ from pathlib import Path
 
 import click
 
-from conceptlens._cli_options import read_scores
+from conceptlens._cli_options import (
+    allow_mismatch_option,
+    model_option,
+    read_scores,
+    scores_option,
+)
 
 __all__ = ["explain"]
 
 
 @click.command(name="explain")
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Model folder written by `conceptlens fit`.",
-)
-@click.option(
-    "--scores",
-    "scores_path",
-    required=True,
-    type=click.Path(),
-    help="netCDF file of concept scores to explain.",
-)
+@model_option
+@scores_option("netCDF file of concept scores to explain.")
+@allow_mismatch_option
 @click.option(
     "--out",
     "out_dir",
@@ -42,7 +36,7 @@ __all__ = ["explain"]
 )
 @click.option("--top", default=3, show_default=True, help="Concepts printed per case.")
 @click.option("--cases", default=10, show_default=True, help="Cases printed (0: none).")
-def explain(model_dir, scores_path, out_dir, background_path, top, cases):
+def explain(model_dir, scores_path, allow_score_mismatch, out_dir, background_path, top, cases):
     """Write each sample's concept contributions and print the top concepts per case.
 
     A contribution is weight x (score - training mean) in logit space, the exact
@@ -55,8 +49,8 @@ def explain(model_dir, scores_path, out_dir, background_path, top, cases):
     from conceptlens.explain import contributions
     from conceptlens.heads import load_head
 
-    model = load_head(model_dir)
     scores = read_scores(scores_path)
+    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
     background = read_scores(background_path, option="--background") if background_path else None
     c = contributions(model, scores, background=background)
     out = Path(out_dir).expanduser()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from conceptlens._cli_options import UserPath
+from conceptlens._cli_options import UserPath, allow_mismatch_option, model_option, scores_option
 
 __all__ = ["fit", "predict"]
 
@@ -241,20 +241,8 @@ def fit(
 
 
 @click.command(name="predict")
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=UserPath(file_okay=False),
-    help="Model folder written by `conceptlens fit` (or save_head).",
-)
-@click.option(
-    "--scores",
-    "scores_path",
-    required=True,
-    type=UserPath(dir_okay=False),
-    help="netCDF file holding a `concept_score` DataArray scored with the same bank.",
-)
+@model_option
+@scores_option("netCDF file holding a `concept_score` DataArray scored with the same bank.")
 @click.option(
     "--out",
     "out",
@@ -262,12 +250,7 @@ def fit(
     type=UserPath(dir_okay=False),
     help="Output file: .csv (one row per sample) or .nc (netCDF).",
 )
-@click.option(
-    "--allow-score-mismatch",
-    is_flag=True,
-    help="Apply the head even if the scores' mode, bank or backbone fingerprint differ from "
-    "its training scores'.",
-)
+@allow_mismatch_option
 def predict(model_dir, scores_path, out, allow_score_mismatch):
     """Apply a saved head to concept scores; write labelled class probabilities.
 

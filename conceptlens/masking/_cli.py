@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from conceptlens._cli_options import allow_mismatch_option, model_option, scores_option
+
 __all__ = ["mask"]
 
 
@@ -13,20 +15,9 @@ def mask():
 
 
 @mask.command(name="fit")
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Model folder written by `conceptlens fit`.",
-)
-@click.option(
-    "--scores",
-    "scores_path",
-    required=True,
-    type=click.Path(),
-    help="netCDF scores of labelled target-site images.",
-)
+@model_option
+@scores_option("netCDF scores of labelled target-site images.")
+@allow_mismatch_option
 @click.option(
     "--label-column", "--label", "label", required=True, help="Sample coordinate with the labels."
 )
@@ -78,6 +69,7 @@ def mask():
 def fit_cmd(
     model_dir,
     scores_path,
+    allow_score_mismatch,
     label,
     out_path,
     shots,
@@ -99,8 +91,8 @@ def fit_cmd(
     from conceptlens.heads import load_head
     from conceptlens.masking import TestTimeMasking
 
-    model = load_head(model_dir)
     scores = read_scores(scores_path)
+    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
     if label not in scores.coords:
         raise DataError(f"label column {label!r} is not a sample coordinate of {scores_path}.")
     y = np.asarray(scores[label].values).astype(str)
@@ -160,7 +152,7 @@ def fit_cmd(
 
 
 @mask.command(name="apply")
-@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False))
+@model_option
 @click.option(
     "--adapter",
     "adapter_path",
@@ -168,7 +160,8 @@ def fit_cmd(
     type=click.Path(dir_okay=False),
     help="File written by `conceptlens mask fit`.",
 )
-@click.option("--scores", "scores_path", required=True, type=click.Path())
+@scores_option("netCDF scores of the images to predict.")
+@allow_mismatch_option
 @click.option(
     "--out",
     "out_path",
@@ -183,7 +176,7 @@ def fit_cmd(
     default=None,
     help="Sample coordinate with labels: print accuracy.",
 )
-def apply_cmd(model_dir, adapter_path, scores_path, out_path, label):
+def apply_cmd(model_dir, adapter_path, scores_path, allow_score_mismatch, out_path, label):
     """Predict with the adapted model (source head + fitted masking)."""
     import numpy as np
     import pandas as pd
@@ -193,9 +186,9 @@ def apply_cmd(model_dir, adapter_path, scores_path, out_path, label):
     from conceptlens.heads import load_head
     from conceptlens.masking import TestTimeMasking
 
-    model = load_head(model_dir)
-    ttm = TestTimeMasking.load(adapter_path, model)
     scores = read_scores(scores_path)
+    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
+    ttm = TestTimeMasking.load(adapter_path, model)
     proba = ttm.predict_proba(scores)
     pred = ttm.predict(scores)
     source_pred = np.asarray(model.predict(scores))

@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from conceptlens._cli_options import UserPath, out_option, read_scores
+from conceptlens._cli_options import (
+    UserPath,
+    allow_mismatch_option,
+    model_option,
+    out_option,
+    read_scores,
+    scores_option,
+)
 
 __all__ = ["report"]
 
@@ -34,20 +41,9 @@ def _read_image(path: str) -> Any:
 
 
 @report.command(name="case")
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=UserPath(file_okay=False),
-    help="Model folder written by `conceptlens fit`.",
-)
-@click.option(
-    "--scores",
-    "scores_path",
-    required=True,
-    type=UserPath(),
-    help="Concept scores holding the case (netCDF).",
-)
+@model_option
+@scores_option("Concept scores holding the case (netCDF).")
+@allow_mismatch_option
 @click.option("--sample", required=True, help="Sample id of the case (or its position).")
 @click.option(
     "--image",
@@ -65,13 +61,15 @@ def _read_image(path: str) -> Any:
 )
 @click.option("--title", default=None, help="Report title.")
 @out_option("PDF to write.", dir_okay=False)
-def case_command(model_dir, scores_path, sample, image_path, reference_path, title, out):
+def case_command(
+    model_dir, scores_path, allow_score_mismatch, sample, image_path, reference_path, title, out
+):
     """One image: prediction, contributing concepts, what-if changes, provenance."""
     from conceptlens.heads import load_head
     from conceptlens.reports import case_report
 
-    model = load_head(model_dir)
     scores = read_scores(scores_path)
+    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
     reference = read_scores(reference_path, option="--reference") if reference_path else None
     ids = [str(s) for s in scores["sample"].values] if "sample" in scores.coords else []
     key: Any = sample

@@ -164,3 +164,33 @@ def test_mask_errors_are_one_line(tmp_path, rng):
         ],
     )
     assert res.exit_code == 1 and "no such file" in res.output and "Traceback" not in res.output
+
+
+def test_commands_refuse_scores_from_another_scoring(tmp_path, rng):
+    """explain, mask fit/apply and report case check the head's provenance like predict."""
+    src, tgt = _scores(rng, 600, True), _scores(rng, 400, False)
+    src.attrs.update(score_mode="relative", bank_fingerprint="b1", backbone_fingerprint="k1")
+    save_head(ConceptBottleneckClassifier(C=0.1).fit(src, "label"), tmp_path / "model",
+              trained_on=src)  # fmt: skip
+    tgt.attrs.update(score_mode="cosine", bank_fingerprint="b1", backbone_fingerprint="k1")
+    tgt.to_netcdf(tmp_path / "cos.nc")
+    base = ["--model", str(tmp_path / "model"), "--scores", str(tmp_path / "cos.nc")]
+    commands = {
+        "explain": ["explain", *base, "--out", str(tmp_path / "ex")],
+        "mask fit": ["mask", "fit", *base, "--label-column", "label", "--out",
+                     str(tmp_path / "a.json")],
+        "report case": ["report", "case", *base, "--sample", "t0000", "--out",
+                        str(tmp_path / "c.pdf")],
+    }  # fmt: skip
+    for name, args in commands.items():
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1, (name, res.output)
+        assert "score_mode" in res.output and "--allow-score-mismatch" in res.output, name
+        res = CliRunner().invoke(main, ["--quiet", *args, "--allow-score-mismatch"])
+        assert res.exit_code == 0, (name, res.output)
+    res = CliRunner().invoke(
+        main,
+        ["mask", "apply", *base, "--adapter", str(tmp_path / "a.json"),
+         "--out", str(tmp_path / "p.csv")],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "score_mode" in res.output
