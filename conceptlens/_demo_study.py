@@ -226,11 +226,7 @@ def _heldout_melanoma(cbm: Any, scores: xr.DataArray, y: np.ndarray, held: np.nd
 
 
 def _concept_maps(backbone: Any, bank: Any, image: np.ndarray) -> Any:
-    """Patch concept maps of the case, when conceptlens.spatial is installed."""
-    from conceptlens.reports._common import spatial_available
-
-    if not spatial_available():
-        return None
-    from conceptlens.spatial import concept_maps  # type: ignore[import-not-found]
+    """Patch concept maps of the case (relative similarity, upsampled to the image)."""
+    from conceptlens.spatial import concept_maps
 
     return concept_maps(backbone, image[None], bank, mode="relative", resize=True)

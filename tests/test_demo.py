@@ -128,6 +128,7 @@ def test_study_writes_both_reports_and_a_finding(demo_run):
     case = out / "case_heldout_melanoma.pdf"
     cwords = pdf_words(case)
     assert "held-out-site melanoma" in cwords and "true class melanoma" in cwords
+    assert "patch similarity maps" in cwords  # the case's concept maps are drawn
     for page in rendered_pages(case):
         assert_not_blank(page)
     masking = study["masking"]

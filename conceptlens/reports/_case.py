@@ -15,7 +15,6 @@ from conceptlens.reports._common import (
     now,
     package_versions,
     score_provenance,
-    spatial_available,
 )
 from conceptlens.reports._pdf import open_report
 
@@ -304,11 +303,9 @@ def _draw_proba(ax: Any, classes: list[str], proba: np.ndarray, pred: str) -> No
 
 
 def _spatial_section(doc: Any, image: Any, maps: Any, sid: str, concepts: list[str]) -> None:
-    if not spatial_available():
-        return  # concept maps and prototypes need conceptlens.spatial
     if maps is None or image is None:
         return
-    from conceptlens.plot._spatial import plot_concept_maps  # type: ignore[import-not-found]
+    from conceptlens.plot._spatial import plot_concept_maps
 
     names = [c for c in concepts if c in set(map(str, maps["concept"].values))]
     if not names:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import importlib.util
 from typing import Any
 
 import numpy as np
@@ -30,14 +29,6 @@ PACKAGES = (
     "open_clip_torch",
     "matplotlib",
 )
-
-
-def spatial_available() -> bool:
-    """Whether ``conceptlens.spatial`` (concept maps, prototypes) is part of this install."""
-    try:
-        return importlib.util.find_spec("conceptlens.spatial") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def data_fingerprint(scores: Any) -> str:

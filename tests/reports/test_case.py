@@ -68,42 +68,37 @@ def test_case_report_errors(study, tmp_path):
     assert not (tmp_path / "x.pdf").exists()
 
 
-def test_spatial_section_left_out_without_spatial(study, tmp_path, monkeypatch):
-    import conceptlens.reports._case as case
-
-    monkeypatch.setattr(case, "spatial_available", lambda: False)
+def test_spatial_section_left_out_without_maps(study, tmp_path):
     out = case_report(tmp_path / "c.pdf", study["cbm"], study["scores"], 0,
                       image=study["batch"].images[0])  # fmt: skip
     assert "similarity maps" not in pdf_words(out)
 
 
-def test_spatial_section_calls_plot_concept_maps_when_spatial_is_there(study, tmp_path,
-                                                                       monkeypatch):  # fmt: skip
-    """With conceptlens.spatial installed, the top concepts' maps are drawn over the image."""
-    import sys
-    import types
-
+def test_spatial_section_draws_the_top_concepts_maps(study, tmp_path, monkeypatch):
+    """The maps of the three concepts that contribute most are drawn over the image."""
     import xarray as xr
 
-    import conceptlens.reports._case as case
+    import conceptlens.plot._spatial as plot_spatial
 
     calls = []
+    real = plot_spatial.plot_concept_maps
 
-    def plot_concept_maps(image, maps, *, sample=0, concepts=None, axes=None, **kw):
-        calls.append((image.shape, sample, list(concepts), len(axes)))
-        for ax in axes:
-            ax.imshow(image)
+    def spy(image, maps, **kw):
+        calls.append((image.shape, kw["sample"], list(kw["concepts"]), len(kw["axes"])))
+        return real(image, maps, **kw)
 
-    fake = types.ModuleType("conceptlens.plot._spatial")
-    fake.plot_concept_maps = plot_concept_maps
-    monkeypatch.setitem(sys.modules, "conceptlens.plot._spatial", fake)
-    monkeypatch.setattr(case, "spatial_available", lambda: True)
+    monkeypatch.setattr(plot_spatial, "plot_concept_maps", spy)
     s, cbm = study["scores"], study["cbm"]
     image = study["batch"].images[0]
     names = [str(c) for c in s.concept.values]
     coords = {"sample": [str(s.sample.values[0])], "concept": names}
-    maps = xr.DataArray(np.random.default_rng(0).random((1, len(names), 4, 4)),
-                        dims=("sample", "concept", "y", "x"), coords=coords)  # fmt: skip
+    h, w = image.shape[:2]
+    # one bright square per concept, at a different place for each
+    grid = np.zeros((1, len(names), h, w))
+    for j in range(len(names)):
+        y0 = (7 * j) % (h - 8)
+        grid[0, j, y0 : y0 + 8, y0 : y0 + 8] = 1.0
+    maps = xr.DataArray(grid, dims=("sample", "concept", "y", "x"), coords=coords)
     out = case_report(tmp_path / "c.pdf", cbm, s, 0, image=image, concept_maps=maps)
     assert "patch similarity maps" in pdf_words(out)
     ((shape, sample, concepts, n_axes),) = calls
@@ -113,3 +108,5 @@ def test_spatial_section_calls_plot_concept_maps_when_spatial_is_there(study, tm
     top = [str(row.concept.values[j]) for j in np.argsort(-np.abs(row.values), kind="stable")[:3]]
     assert shape == image.shape and sample == str(s.sample.values[0])
     assert concepts == top and n_axes == 4
+    for page in rendered_pages(out):
+        assert_not_blank(page)
