@@ -290,3 +290,48 @@ def test_the_same_thing_has_the_same_option_name_everywhere():
         if target is not None:
             walk(main.get_command(ctx, name), name)
     assert wrong == []
+
+
+def _walk_params(visit):
+    import click
+
+    from conceptlens import cli
+
+    def walk(cmd, path):
+        for p in cmd.params:
+            visit(path, p)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    ctx = click.Context(main)
+    for name, (target, _) in cli._COMMANDS.items():
+        if target is not None:
+            walk(main.get_command(ctx, name), name)
+
+
+def test_every_path_parameter_expands_home():
+    """A plain click.Path would leave ``--out=~/x`` as a folder literally named ``~``."""
+    import click
+
+    from conceptlens._cli_options import UserPath
+
+    plain = []
+
+    def visit(path, p):
+        if isinstance(p.type, click.Path) and not isinstance(p.type, UserPath):
+            plain.append(f"{path} {p.opts or p.name}")
+
+    _walk_params(visit)
+    assert plain == []
+
+
+def test_label_column_defaults_to_the_coordinate_score_writes():
+    """`score` writes labels to the `label` coordinate; no command should require naming it."""
+    required = []
+
+    def visit(path, p):
+        if "--label-column" in getattr(p, "opts", ()) and p.required:
+            required.append(path)
+
+    _walk_params(visit)
+    assert required == []

@@ -404,7 +404,7 @@ def filter_cmd(
 
 @bank.command(name="random-words")
 @click.argument("bank_ref")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank file to write.")
+@click.option("--out", required=True, type=UserPath(dir_okay=False), help="Bank file to write.")
 @click.option("--n", "n_concepts", default=64, show_default=True, help="Random concepts.")
 @click.option("--words", "n_words", default=2, show_default=True, help="Words per prompt.")
 @click.option("--seed", default=0, show_default=True)

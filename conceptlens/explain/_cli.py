@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from conceptlens._cli_options import (
+    UserPath,
     allow_mismatch_option,
     model_option,
     read_scores,
@@ -24,14 +25,14 @@ __all__ = ["explain"]
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False),
+    type=UserPath(file_okay=False),
     help="Output folder: contributions.nc and contributions.csv.",
 )
 @click.option(
     "--background",
     "background_path",
     default=None,
-    type=click.Path(),
+    type=UserPath(),
     help="Training scores (needed for heads fitted without standardisation).",
 )
 @click.option("--top", default=3, show_default=True, help="Concepts printed per case.")

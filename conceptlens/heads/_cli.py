@@ -49,7 +49,12 @@ def _default_split(scores, y, seed):
     help="netCDF (.nc) or zarr file holding a `concept_score` DataArray (sample, concept).",
 )
 @click.option(
-    "--label-column", "--label", "label", required=True, help="Sample coordinate with the labels."
+    "--label-column",
+    "--label",
+    "label",
+    default="label",
+    show_default=True,
+    help="Sample coordinate with the labels.",
 )
 @click.option(
     "--out",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from conceptlens._cli_options import allow_mismatch_option, model_option, scores_option
+from conceptlens._cli_options import UserPath, allow_mismatch_option, model_option, scores_option
 
 __all__ = ["mask"]
 
@@ -19,13 +19,18 @@ def mask():
 @scores_option("netCDF scores of labelled target-site images.")
 @allow_mismatch_option
 @click.option(
-    "--label-column", "--label", "label", required=True, help="Sample coordinate with the labels."
+    "--label-column",
+    "--label",
+    "label",
+    default="label",
+    show_default=True,
+    help="Sample coordinate with the labels.",
 )
 @click.option(
     "--out",
     "out_path",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=UserPath(dir_okay=False),
     help="Adapter file to write (JSON).",
 )
 @click.option(
@@ -39,7 +44,7 @@ def mask():
 @click.option(
     "--source-scores",
     default=None,
-    type=click.Path(),
+    type=UserPath(),
     help="Training scores (enables amplification and the source-accuracy check).",
 )
 @click.option("--mask", "mask_names", multiple=True, help="Concept always masked (repeatable).")
@@ -157,7 +162,7 @@ def fit_cmd(
     "--adapter",
     "adapter_path",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=UserPath(dir_okay=False),
     help="File written by `conceptlens mask fit`.",
 )
 @scores_option("netCDF scores of the images to predict.")
@@ -166,7 +171,7 @@ def fit_cmd(
     "--out",
     "out_path",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=UserPath(dir_okay=False),
     help="CSV of predictions and class probabilities.",
 )
 @click.option(

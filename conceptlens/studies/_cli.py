@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from conceptlens._cli_options import UserPath
+
 __all__ = ["audit_command", "format_audit", "study"]
 
 _AUDIT_KEYS = {
@@ -119,7 +121,7 @@ def format_audit(ds: Any) -> str:
     "--config",
     "config_path",
     default=None,
-    type=click.Path(dir_okay=False),
+    type=UserPath(dir_okay=False),
     help="YAML study config (keys: scores, models, inputs, label, split, groups, "
     "reference, n_boot, seed, ci, min_cases, out, shortcuts, by).",
 )
@@ -127,7 +129,7 @@ def format_audit(ds: Any) -> str:
     "--scores",
     "scores_path",
     default=None,
-    type=click.Path(),
+    type=UserPath(),
     help="netCDF concept scores with metadata (from `conceptlens score`).",
 )
 @click.option(
@@ -157,7 +159,7 @@ def format_audit(ds: Any) -> str:
     default=None,
     help="Also rank shortcut suspects of each concept head (find_shortcuts).",
 )
-@click.option("--out", default=None, type=click.Path(), help="Output netCDF of the audit.")
+@click.option("--out", default=None, type=UserPath(), help="Output netCDF of the audit.")
 def audit_command(config_path, scores_path, model_specs, input_specs, label, split, groups,
                   reference, n_boot, seed, shortcuts, out):  # fmt: skip
     """Audit models across splits and groups; print the summary and write the Dataset."""
@@ -217,7 +219,7 @@ def study() -> None:
 @click.option(
     "--manifest",
     default=None,
-    type=click.Path(dir_okay=False),
+    type=UserPath(dir_okay=False),
     help="CSV manifest with labels and an ROI mask column.",
 )
 @click.option(
@@ -253,12 +255,12 @@ def study() -> None:
 @click.option(
     "--cache-dir",
     default=None,
-    type=click.Path(file_okay=False),
+    type=UserPath(file_okay=False),
     help="Embedding cache.  [default: a temporary one]",
 )
 @click.option("--n-boot", default=1000, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--out", required=True, type=click.Path(), help="Output netCDF of the grid.")
+@click.option("--out", required=True, type=UserPath(), help="Output netCDF of the grid.")
 def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbone, bank,
             cache_dir, n_boot, seed, out):  # fmt: skip
     """Train on each ROI condition, evaluate on each; print the AUROC grids."""

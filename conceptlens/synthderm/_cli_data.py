@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from conceptlens._cli_options import UserPath
+
 __all__ = ["synthderm"]
 
 
@@ -35,7 +37,7 @@ __all__ = ["synthderm"]
 @click.option(
     "--out",
     "out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=UserPath(file_okay=False, path_type=Path),
     required=True,
     help="Output folder (images/, masks/, manifest.csv).",
 )

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from conceptlens._cli_options import UserPath
+
 __all__ = [
     "STAGE1_DEFAULTS",
     "evaluate_synthderm_lit",
@@ -51,7 +53,7 @@ def _help(name: str, text: str) -> str:
 @click.command("train-synthderm-lit")
 @click.option(
     "--out",
-    type=click.Path(file_okay=False),
+    type=UserPath(file_okay=False),
     default="synthderm-lit-run",
     show_default=True,
     help="Folder receiving synthderm-lit.safetensors and synthderm-lit.json (not inside "
@@ -71,7 +73,7 @@ def _help(name: str, text: str) -> str:
     "--num-workers", type=int, default=None, help=_help("num_workers", "Generator processes.")
 )
 @click.option("--device", default=None, help="torch device; default cuda if available.")
-@click.option("--minilm-path", type=click.Path(file_okay=False), default=None)
+@click.option("--minilm-path", type=UserPath(file_okay=False), default=None)
 @click.option("--minilm-note", default=None, help="Note on the MiniLM copy, for the record.")
 @click.option("--no-augment", is_flag=True, help="No random flips / rot90.")
 @click.option(
@@ -112,13 +114,13 @@ def train_synthderm_lit(**options: Any) -> None:
 @click.option(
     "--init",
     "init_weights",
-    type=click.Path(dir_okay=False, exists=True),
+    type=UserPath(dir_okay=False, exists=True),
     required=True,
     help="Stage-1 weights (synthderm-lit.safetensors) whose image projection is refitted.",
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False),
+    type=UserPath(file_okay=False),
     default="synthderm-lit-refit",
     show_default=True,
     help="Folder receiving the refitted synthderm-lit.safetensors and synthderm-lit.json.",
@@ -158,7 +160,7 @@ def refit_synthderm_lit(
 @click.command("evaluate-synthderm-lit")
 @click.option(
     "--weights",
-    type=click.Path(dir_okay=False, exists=True),
+    type=UserPath(dir_okay=False, exists=True),
     default=None,
     help="synthderm-lit.safetensors of a training run. Default: the shipped weights.",
 )
@@ -167,16 +169,16 @@ def refit_synthderm_lit(
 @click.option("--seed", type=int, default=None, help="Evaluation seed (default 20261127).")
 @click.option("--preset", default="iid", show_default=True)
 @click.option("--device", default=None, help="torch device (default: cuda > mps > cpu).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--json", "json_path", type=UserPath(dir_okay=False), default=None)
 @click.option(
     "--write-docs",
-    type=click.Path(dir_okay=False),
+    type=UserPath(dir_okay=False),
     default=None,
     help="Update the measured-numbers block of this markdown file (docs/synthderm.md).",
 )
 @click.option(
     "--record",
-    type=click.Path(dir_okay=False),
+    type=UserPath(dir_okay=False),
     default=None,
     help="Training record JSON to store the results in (key 'evaluation').",
 )
