@@ -232,17 +232,29 @@ def fit(
             click.echo(line)
     click.echo(f"top concepts per class ({STD_UNIT}):")
     for cls in model.coef_["class"].values:
-        top = model.top_concepts(cls, k=5)
-        click.echo(
-            f"  {cls}: "
-            + (
-                ", ".join(
-                    f"{c} ({w:+.2f})" for c, w in zip(top.concept.values, top.values, strict=True)
-                )
-                or "(none)"
-            )
-        )
+        click.echo(f"  {cls}: {_describe_class(model, cls)}")
     click.echo(f"saved model to {out_dir}")
+
+
+def _describe_class(model, cls, k=5):
+    """The class's largest positive weights, or, when it has none, its largest negative ones."""
+    import numpy as np
+
+    top = model.top_concepts(cls, k=k)
+    if top.size:
+        return ", ".join(
+            f"{c} ({w:+.2f})" for c, w in zip(top.concept.values, top.values, strict=True)
+        )
+    row = model.coef_std_.sel({"class": str(cls)})
+    row = row[row < 0]
+    if not row.size:
+        return "(no non-zero weight: predicted from the intercept alone)"
+    order = np.argsort(row.values, kind="stable")[:k]
+    against = ", ".join(
+        f"{c} ({w:+.2f})"
+        for c, w in zip(row.concept.values[order], row.values[order], strict=True)
+    )
+    return f"(no positive weight; predicted when these are low: {against})"
 
 
 @click.command(name="predict")

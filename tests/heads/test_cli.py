@@ -185,3 +185,27 @@ def test_predict_command_rejects_other_suffixes(tmp_path):
         main, ["predict", "--model", str(tmp_path), "--scores", "s.nc", "--out", "p.json"]
     )
     assert result.exit_code == 1 and ".csv or .nc" in result.output
+
+
+def test_a_class_with_only_negative_weights_is_described_by_them():
+    """A class recognised by the absence of others' concepts must not print as '(none)'."""
+    from conceptlens.heads._cli import _describe_class
+
+    rng = np.random.default_rng(0)
+    n = 600
+    y = np.repeat(["a", "b", "rest"], n // 3)
+    X = rng.normal(size=(n, 3))
+    X[y == "a", 0] += 3.0  # concept a marks class a, b marks b, "rest" has neither
+    X[y == "b", 1] += 3.0
+    s = xr.DataArray(X, dims=("sample", "concept"),
+                     coords={"sample": [f"s{i}" for i in range(n)],
+                             "concept": ["ca", "cb", "noise"]})  # fmt: skip
+    m = ConceptBottleneckClassifier(C=0.05).fit(s, y)
+    row = m.coef_std_.sel({"class": "rest"})
+    assert float(row.max()) <= 0 < -float(row.min())  # the case under test
+    text = _describe_class(m, "rest")
+    assert text.startswith("(no positive weight")
+    strongest = str(row.concept.values[int(np.argmin(row.values))])
+    assert f"{strongest} ({float(row.min()):+.2f})" in text
+    pos = m.top_concepts("a")
+    assert _describe_class(m, "a").startswith(f"{pos.concept.values[0]} (")
