@@ -74,13 +74,17 @@ def explain(model_dir, scores_path, allow_score_mismatch, out_dir, background_pa
     atomic_write_text(out / "contributions.csv", table.to_csv(index=False))
     pred = np.asarray(c["class"].values)[logit.values.argmax(axis=1)]
     sample_ids = c["sample"].values if "sample" in c.coords else np.arange(c.sizes["sample"])
+    truth = scores["label"].values if "label" in scores.coords else None
     for i in range(min(int(cases), c.sizes["sample"])):
         row = c.isel(sample=i).sel({"class": pred[i]})
         order = np.argsort(-np.abs(row.values), kind="stable")[: int(top)]
         parts = ", ".join(
             f"{row.concept.values[j]} ({row.values[j]:+.2f})" for j in order if row.values[j]
         )
-        click.echo(f"{sample_ids[i]}: {pred[i]} (logit {float(logit[i].max()):+.2f}) <- {parts}")
+        true = f", true {truth[i]}" if truth is not None else ""
+        click.echo(
+            f"{sample_ids[i]}: {pred[i]} (logit {float(logit[i].max()):+.2f}{true}) <- {parts}"
+        )
     click.echo(
         f"wrote {out / 'contributions.nc'} and {out / 'contributions.csv'} "
         f"({c.sizes['sample']} samples x {c.sizes['class']} classes x "

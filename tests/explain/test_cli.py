@@ -78,6 +78,7 @@ def test_explain_writes_contributions_and_prints_cases(tmp_path, rng):
         one.contribution.sum() + one.base_value.iloc[0], one.logit.iloc[0], atol=1e-9
     )
     assert res.output.count("t000") == 3 and "<-" in res.output
+    assert "t0000: " in res.output and f", true {tgt.label.values[0]})" in res.output
 
 
 def test_mask_fit_and_apply(tmp_path, rng):
