@@ -54,17 +54,26 @@ def _resolve_templates(backbone: Any, bank: Any, templates: Sequence[str] | None
     return tpls
 
 
-def _ensemble(
-    backbone: Any, prompts: Sequence[str], templates: Sequence[str], cache: Any
+def _ensembles(
+    backbone: Any, groups: Sequence[Sequence[str]], templates: Sequence[str], cache: Any
 ) -> np.ndarray:
-    """Mean of the L2-normalised embeddings of every prompt x template, renormalised."""
-    per_prompt = backbone.encode_text(
-        list(prompts), templates=templates, normalize=False, cache=cache
-    )
+    """Per group of prompts: the mean of the L2-normalised embeddings of every prompt x
+    template, renormalised; (n_groups, D).
+
+    Every group's prompts go to the backbone in one call, so the text tower sees full
+    batches and the user sees one progress bar, not one per concept.
+    """
+    flat = [p for g in groups for p in g]
+    per_prompt = backbone.encode_text(flat, templates=templates, normalize=False, cache=cache)
     if len(templates) == 1:  # encode_text skipped the per-template normalisation
         per_prompt = per_prompt / np.linalg.norm(per_prompt, axis=1, keepdims=True)
-    mean = per_prompt.mean(axis=0, dtype=np.float64)
-    return (mean / np.linalg.norm(mean)).astype(np.float32)
+    out = np.empty((len(groups), per_prompt.shape[1]), np.float32)
+    start = 0
+    for i, g in enumerate(groups):
+        mean = per_prompt[start : start + len(g)].mean(axis=0, dtype=np.float64)
+        out[i] = mean / np.linalg.norm(mean)
+        start += len(g)
+    return out
 
 
 def concept_text_embeddings(
@@ -91,11 +100,8 @@ def concept_text_embeddings(
     """
     tpls = _resolve_templates(backbone, bank, templates)
 
-    def ensemble(prompts: Sequence[str]) -> np.ndarray:
-        return _ensemble(backbone, prompts, tpls, cache)
-
-    text = np.stack([ensemble(c.prompts) for c in bank.concepts])
-    ref = None
+    groups = [list(c.prompts) for c in bank.concepts]
+    prompts: list[str] = []
     if reference:
         prompts = list(getattr(bank, "reference_prompts", ()) or ())
         if not prompts:
@@ -104,8 +110,11 @@ def concept_text_embeddings(
                 "e.g. reference_prompts: ['a dermoscopy image of skin'] to the bank file or use "
                 "mode='cosine'"
             )
-        ref = ensemble(prompts)
-    return text, ref, tpls
+        groups.append(prompts)
+    emb = _ensembles(backbone, groups, tpls, cache)
+    if reference:
+        return emb[:-1], emb[-1], tpls
+    return emb, None, tpls
 
 
 def _template_hash(bank: Any, tpls: Sequence[str], mode: str) -> str:

@@ -9,10 +9,12 @@ import click
 from conceptlens._cli_options import (
     UserPath,
     allow_mismatch_option,
+    cache_dir_option,
     model_option,
     out_option,
     read_scores,
     scores_option,
+    weights_option,
 )
 
 __all__ = ["report"]
@@ -59,10 +61,36 @@ def _read_image(path: str) -> Any:
     type=UserPath(),
     help="The head's training scores: what-if changes to absent/present levels.",
 )
+@click.option(
+    "--maps/--no-maps",
+    default=None,
+    help="Draw where the top concepts are on the image (patch similarity maps from the "
+    "backbone and bank the scores were made with).  [default: with --image, when that "
+    "backbone loads offline]",
+)
+@click.option(
+    "--bank",
+    "bank_spec",
+    default=None,
+    help="Concept bank name or file for the maps.  [default: the scores' bank]",
+)
+@weights_option
+@cache_dir_option
 @click.option("--title", default=None, help="Report title.")
 @out_option("PDF to write.", dir_okay=False)
 def case_command(
-    model_dir, scores_path, allow_score_mismatch, sample, image_path, reference_path, title, out
+    model_dir,
+    scores_path,
+    allow_score_mismatch,
+    sample,
+    image_path,
+    reference_path,
+    maps,
+    bank_spec,
+    weights,
+    cache_dir,
+    title,
+    out,
 ):
     """One image: prediction, contributing concepts, what-if changes, provenance."""
     from conceptlens.heads import load_head
@@ -76,10 +104,81 @@ def case_command(
     if sample not in ids and sample.lstrip("-").isdigit():
         key = int(sample)
     image = _read_image(image_path) if image_path else None
+    if maps and image is None:
+        raise click.UsageError("--maps needs --image (the maps are drawn over the image).")
+    concept_maps = None
+    if image is not None and maps is not False:
+        concept_maps = _case_maps(
+            scores, image, bank_spec, weights, cache_dir, required=bool(maps)
+        )
     path = case_report(
-        out, model, scores, key, image=image, reference_scores=reference, title=title
+        out,
+        model,
+        scores,
+        key,
+        image=image,
+        reference_scores=reference,
+        concept_maps=concept_maps,
+        title=title,
     )
     click.echo(f"wrote {path}")
+
+
+def _case_maps(
+    scores: Any, image: Any, bank_spec: Any, weights: Any, cache_dir: Any, *, required: bool
+) -> Any:
+    """Concept maps of one image with the backbone and bank recorded in the scores' attrs.
+
+    The backbone and bank must be the very ones the scores came from (same fingerprints),
+    or the maps would show other concepts than the report explains.  When the maps were
+    not asked for explicitly, a backbone that cannot be loaded here leaves them out with a
+    note instead of failing the report.
+    """
+    import json
+    from pathlib import Path
+
+    from conceptlens._io import cache_root
+    from conceptlens.backbones import load_backbone
+    from conceptlens.concepts import concept_text_embeddings, load_bank
+    from conceptlens.exceptions import ConceptLensError
+    from conceptlens.spatial import concept_maps
+
+    attrs = scores.attrs
+    name, bank_name = attrs.get("backbone"), bank_spec or attrs.get("bank_id")
+    try:
+        if not name or not bank_name:
+            raise ConceptLensError(
+                "the scores do not record the backbone and bank they were made with "
+                "(attrs 'backbone' and 'bank_id'; `conceptlens score` writes them)"
+            )
+        backbone = load_backbone(name, weights=weights) if weights else load_backbone(name)
+        want = attrs.get("backbone_fingerprint")
+        if want and backbone.fingerprint != want:
+            raise ConceptLensError(
+                f"backbone {name!r} loaded here has fingerprint {backbone.fingerprint}, the "
+                f"scores were made with {want}; pass --weights with the weights used for "
+                "the scores"
+            )
+        bank = load_bank(bank_name)
+        want = attrs.get("bank_fingerprint")
+        if want and bank.fingerprint != want:
+            raise ConceptLensError(
+                f"bank {bank_name!r} has fingerprint {bank.fingerprint[:16]}..., the scores "
+                f"were made with {str(want)[:16]}...; pass --bank with the bank file used "
+                "for the scores"
+            )
+        templates = json.loads(attrs["templates"]) if "templates" in attrs else None
+        cache = Path(cache_dir) if cache_dir is not None else cache_root()
+        # the text embeddings `score` cached: the backbone keeps them for concept_maps
+        concept_text_embeddings(backbone, bank, templates=templates, reference=True, cache=cache)
+        return concept_maps(
+            backbone, image[None], bank, mode="relative", templates=templates, resize=True
+        )
+    except (ConceptLensError, OSError) as exc:
+        if required:
+            raise
+        click.echo(f"concept maps left out: {exc} (--no-maps silences this)", err=True)
+        return None
 
 
 @report.command(name="audit")

@@ -69,3 +69,50 @@ def test_report_errors_are_one_line(study, tmp_path):
     ])  # fmt: skip
     assert r.exit_code != 0 and "not a readable image" in r.output
     assert np.all([line.startswith("error:") for line in r.output.strip().splitlines()][:1])
+
+
+def test_report_case_without_backbone_attrs_leaves_maps_out_with_a_note(study, tmp_path):
+    _files(study, tmp_path)
+    sid = str(study["scores"].sample.values[3])
+    args = [*_case_args(tmp_path), "--sample", sid, "--image", str(tmp_path / "case.png")]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "c.pdf")])
+    assert r.exit_code == 0, r.output
+    assert "concept maps left out: the scores do not record the backbone" in r.output
+    assert "similarity maps" not in pdf_words(tmp_path / "c.pdf")
+    r = CliRunner().invoke(main, [*args, "--maps", "--out", str(tmp_path / "d.pdf")])
+    assert r.exit_code == 1 and r.output.startswith("error: the scores do not record")
+    assert not (tmp_path / "d.pdf").exists()
+    r = CliRunner().invoke(main, [*_case_args(tmp_path), "--sample", sid, "--maps",
+                                  "--out", str(tmp_path / "e.pdf")])  # fmt: skip
+    assert r.exit_code == 2 and "--maps needs --image" in r.output
+
+
+def test_report_case_draws_maps_with_the_backbone_the_scores_came_from(tmp_path):
+    """Scores made by synthderm-lit: the case report loads it and draws the concept maps."""
+    import conceptlens as cl
+    from conceptlens.backbones import load_backbone
+    from conceptlens.concepts import load_bank, score_concepts, write_scores
+    from conceptlens.heads import ConceptBottleneckClassifier
+
+    batch = cl.SynthDerm("confounded").generate(40, seed=3)
+    backbone = load_backbone("synthderm-lit")
+    scores = score_concepts(backbone, batch.images, "synthderm", cache=tmp_path / "cache")
+    scores = scores.assign_coords(label=("sample", np.asarray(batch.labels)))
+    cbm = ConceptBottleneckClassifier(C=0.5).fit(scores, "label")
+    write_scores(scores, tmp_path / "scores.nc")
+    save_head(cbm, tmp_path / "head", trained_on=scores)
+    Image.fromarray(batch.images[5]).save(tmp_path / "case.png")
+    sid = str(scores.sample.values[5])
+    args = [*_case_args(tmp_path), "--sample", sid, "--image", str(tmp_path / "case.png"),
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "case.pdf")])
+    assert r.exit_code == 0, r.output
+    assert "left out" not in r.output
+    assert "patch similarity maps" in pdf_words(tmp_path / "case.pdf")
+    # maps from another bank than the scores' would explain other concepts: refused
+    bank = load_bank("synthderm")
+    bank.subset(names=list(bank.names)[:-1]).save(tmp_path / "other.yaml")
+    r = CliRunner().invoke(main, [*args, "--maps", "--bank", str(tmp_path / "other.yaml"),
+                                  "--out", str(tmp_path / "x.pdf")])  # fmt: skip
+    assert r.exit_code == 1 and "pass --bank with the bank file used" in r.output
+    assert not (tmp_path / "x.pdf").exists()
