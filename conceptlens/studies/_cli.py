@@ -65,8 +65,8 @@ def _read_config(path: str) -> dict[str, Any]:
 def format_audit(ds: Any) -> str:
     """The audit's headline table (group ``all`` and worst groups) as plain text.
 
-    A worst-group row names the group worst in accuracy; its ``n`` is the smallest
-    group's size."""
+    A worst-group row names the group worst in accuracy and gives that group's ``n``; each
+    metric's value is that metric's worst group (``worst_group`` in the Dataset names it)."""
     import numpy as np
 
     lines = [
@@ -87,7 +87,10 @@ def format_audit(ds: Any) -> str:
                 label = str(g)
                 if label.startswith("worst:") and "worst_group" in ds:
                     by_acc = ds.worst_group.sel(model=model, split=split, group=g)
-                    label += f" ({str(by_acc.sel(metric='accuracy').values).split('=')[-1]})"
+                    worst = str(by_acc.sel(metric="accuracy").values)
+                    label += f" ({worst.split('=')[-1]})"
+                    if worst in set(map(str, ds.group.values)):
+                        n = int(ds.n_cases.sel(split=split, group=worst))
                 lines.append(
                     f"{model:<20}{split:<18}{label:<22}{n:>6}" + "".join(f"{c:>24}" for c in cells)
                 )

@@ -41,6 +41,18 @@ def test_audit_command_prints_and_writes(run_dir):
     assert lines[2].split()[0] in {"purple_ink", "ruler"}
     ds = load_audit(d / "audit.nc")
     assert set(ds.model.values) == {"cbm", "probe"} and ds.attrs["n_boot"] == 50
+    # a worst-group row gives the size of the group it names (the one worst in accuracy)
+    for line in result.output.splitlines():
+        parts = line.split()
+        if len(parts) > 4 and parts[2] == "worst:skin_tone":
+            model, split, tone, n = parts[0], parts[1], parts[3].strip("()"), int(parts[4])
+            named = str(ds.worst_group.sel(model=model, split=split, group="worst:skin_tone",
+                                           metric="accuracy").values)  # fmt: skip
+            assert named == f"skin_tone={tone}"
+            assert n == int(ds.n_cases.sel(split=split, group=named))
+            acc = float(ds.metrics.sel(model=model, split=split, group=named,
+                                       metric="accuracy", stat="estimate"))  # fmt: skip
+            assert parts[5] == f"{acc:.3f}"
 
 
 def test_audit_command_from_yaml_config(run_dir):
