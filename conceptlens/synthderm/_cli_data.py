@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from conceptlens.synthderm._presets import list_synthderm_presets
+
 __all__ = ["synthderm"]
 
 
@@ -29,7 +31,7 @@ __all__ = ["synthderm"]
     "--preset",
     default="iid",
     show_default=True,
-    help="Preset name (iid, confounded, skin-tone-shift) or the path of a YAML "
+    help=f"Preset name ({', '.join(list_synthderm_presets())}) or the path of a YAML "
     "configuration (SynthDermConfig.to_yaml).",
 )
 @click.option(

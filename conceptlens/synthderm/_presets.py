@@ -385,7 +385,7 @@ def list_synthderm_presets() -> list[str]:
     Examples
     --------
     >>> list_synthderm_presets()
-    ['confounded', 'iid', 'skin-tone-shift']
+    ['confounded', 'iid', 'protocol-shift', 'skin-tone-shift']
     """
     return sorted(p.stem for p in presets_dir().glob("*.yaml"))
 

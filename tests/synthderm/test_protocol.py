@@ -12,7 +12,12 @@ import pytest
 import yaml
 
 from conceptlens.exceptions import ConfigError
-from conceptlens.synthderm import SynthDerm, SynthDermConfig, write_synthderm
+from conceptlens.synthderm import (
+    SYNTHDERM_CLASSES,
+    SynthDerm,
+    SynthDermConfig,
+    write_synthderm,
+)
 from conceptlens.synthderm._protocol import apply_protocol
 
 # Recorded from the generator before the protocol transform existed (commit a4b406c):
@@ -224,3 +229,24 @@ def test_written_data_records_the_protocol(tmp_path: Path) -> None:
     assert info["protocol"] == {"site_c": {"scale": 1.1}}
     write_synthderm(tmp_path / "plain", 4, seed=0, preset="iid")
     assert "protocol" not in json.loads((tmp_path / "plain" / "synthderm.json").read_text())
+
+
+# -- the shipped protocol-shift preset ----------------------------------------------------
+def test_protocol_shift_preset_has_no_label_linked_artifact_and_a_device_shift() -> None:
+    cfg = SynthDermConfig.from_preset("protocol-shift")
+    assert cfg.heldout_site == "site_c" and set(cfg.protocol) == {"site_c"}
+    for site in cfg.sites:  # artifacts and skin tone independent of the class, everywhere
+        arts = [dict(cfg.artifact_probs[site][k]) for k in SYNTHDERM_CLASSES]
+        tones = [cfg.skin_tone_probs[site][k] for k in SYNTHDERM_CLASSES]
+        assert all(a == arts[0] for a in arts) and all(t == tones[0] for t in tones)
+    batch = SynthDerm(cfg).generate(200, seed=0)
+    plain = SynthDerm(cfg.replace(protocol={})).generate(200, seed=0)
+    at_c = batch.site == "site_c"
+    assert 0 < at_c.sum() < 200
+    np.testing.assert_array_equal(batch.images[~at_c], plain.images[~at_c])
+    np.testing.assert_array_equal(batch.concepts, plain.concepts)
+    # the cast: bluer and less red at site_c; the zoom: larger lesions there
+    diff = batch.images[at_c].astype(float).mean((0, 1, 2)) - plain.images[at_c].mean((0, 1, 2))
+    assert diff[2] > 3 and diff[0] < -3
+    area = batch.lesion_mask[at_c].sum() / plain.lesion_mask[at_c].sum()
+    assert 1.1 < area < 1.3  # 1.1 ** 2 = 1.21
