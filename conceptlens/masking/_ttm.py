@@ -16,6 +16,7 @@ code is not available; the default rule below is a design from its description.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from sklearn.exceptions import NotFittedError
 from conceptlens.exceptions import ConfigError, DataError
 from conceptlens.explain import concept_matrix, head_parameters
 
-__all__ = ["MaskingAction", "TestTimeMasking", "greedy_rule"]
+__all__ = ["MaskingAction", "TestTimeMasking", "greedy_rule", "recentre_rule"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class MaskingAction:
     Attributes
     ----------
     concept : str
-    action : {"mask", "amplify"}
+    action : {"mask", "amplify", "recentre"}
     scale, shift : float
         The score becomes ``scale * score + shift``.
     reason : str
@@ -50,7 +51,7 @@ class MaskingAction:
     """
 
     concept: str
-    action: str
+    action: str  # "mask", "amplify" or "recentre"
     scale: float
     shift: float
     reason: str
@@ -193,6 +194,99 @@ def greedy_rule(
         candidates.remove(best_cand)
         current = best_loss
         n_amp += 1
+    return actions
+
+
+def recentre_rule(
+    ctx: RuleContext,
+    *,
+    recentre_threshold: float = 0.5,
+    then: Callable[[RuleContext], list[MaskingAction]] | None = None,
+) -> list[MaskingAction]:
+    """Re-centre mis-activated concepts on their source statistics, then run ``then``.
+
+    For a shift of the imaging protocol (colour cast, blur, zoom) a concept's scores move
+    for every image of the target site alike: the concept still separates the classes,
+    but from a different level, and the head reads the offset as evidence. This rule
+    estimates, per concept the head uses, the class-balanced target mean from the
+    labelled shots (mean of the per-class means, so the shots' class mix does not matter)
+    and compares it with the class-balanced source mean; when they differ by more than
+    ``recentre_threshold`` training standard deviations, the concept is shifted back
+    (``score' = score + source - target``; its scale is kept). Then ``then`` (for
+    example :func:`greedy_rule` with its knobs bound by ``functools.partial``) runs on the
+    re-centred scores, and its actions are composed with the shift.
+
+    Needs per-class source means (``TestTimeMasking(source_scores=..., source_labels=...)``).
+
+    Parameters
+    ----------
+    ctx : RuleContext
+    recentre_threshold : float, default=0.5
+        Smallest class-balanced mean shift, in training standard deviations, that is
+        corrected. With ``n`` shots per class and ``k`` classes the estimate's standard
+        error is about ``within-class sd / sqrt(n k)``: 0.5 sd is well above it at 4 shots
+        of 3 classes.
+    then : callable, optional
+        A rule run after re-centring (default: none).
+
+    Returns
+    -------
+    list of MaskingAction
+        ``"recentre"`` actions (scale 1), then the actions of ``then`` composed with them.
+
+    Examples
+    --------
+    >>> from functools import partial
+    >>> from conceptlens.masking import TestTimeMasking, greedy_rule, recentre_rule
+    >>> rule = partial(recentre_rule, then=partial(greedy_rule, max_masked=2))
+    >>> ttm = TestTimeMasking(None, rule=rule)  # then .fit(shots, labels) with source data
+    """
+    if ctx.source_class_mean is None:
+        raise ConfigError(
+            "recentre_rule needs per-class source means: pass source_scores and "
+            "source_labels (every class present) to TestTimeMasking."
+        )
+    if recentre_threshold < 0:
+        raise ConfigError(f"recentre_threshold must be >= 0, got {recentre_threshold!r}.")
+    X, codes = ctx.target_scores, ctx.target_codes
+    k = len(ctx.classes)
+    tgt = np.stack([X[codes == c].mean(axis=0) for c in range(k)]).mean(axis=0)
+    src = ctx.source_class_mean.mean(axis=0)
+    offset = np.zeros(len(ctx.concepts))
+    actions: list[MaskingAction] = []
+    for j, name in enumerate(ctx.concepts):
+        if name in ctx.locked or not np.any(ctx.coef[:, j]):
+            continue
+        z = (tgt[j] - src[j]) / ctx.source_scale[j]
+        if abs(z) <= recentre_threshold:
+            continue
+        offset[j] = src[j] - tgt[j]
+        actions.append(
+            MaskingAction(
+                str(name),
+                "recentre",
+                1.0,
+                float(offset[j]),
+                f"{'over' if z > 0 else 'under'}-activated at the target by "
+                f"{abs(z):.2f} training sd (class-balanced means of the shots)",
+                {"source_mean": float(src[j]), "target_mean": float(tgt[j]), "shift_sd": z},
+            )
+        )
+    if then is None:
+        return actions
+    src_acc = ctx.source_accuracy
+    inner = dataclasses.replace(
+        ctx,
+        target_scores=X + offset,
+        loss=lambda sa, sb: ctx.loss(sa, sa * offset + sb),
+        source_accuracy=None
+        if src_acc is None
+        else (lambda sa, sb: src_acc(sa, sa * offset + sb)),
+    )
+    for act in then(inner):
+        j = int(np.flatnonzero(ctx.concepts == act.concept)[0])
+        shift = act.scale * offset[j] + act.shift
+        actions.append(dataclasses.replace(act, shift=float(shift)))
     return actions
 
 
