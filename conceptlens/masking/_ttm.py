@@ -613,7 +613,7 @@ class TestTimeMasking:
         return np.asarray(self.model.predict(self.transform(scores).values))
 
     def report(self) -> pd.DataFrame:
-        """One row per masked or amplified concept, with the reason and the evidence.
+        """One row per masked, amplified or re-centred concept, with reason and evidence.
 
         Returns
         -------
