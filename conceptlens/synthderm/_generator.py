@@ -476,7 +476,8 @@ def write_synthderm(
 
     Layout: ``images/<id>.png``, ``masks/<id>_lesion.png`` and ``masks/<id>_<artifact>.png``
     (only for artifacts present; 8-bit, 255 = inside), ``manifest.csv`` and
-    ``synthderm.json`` (the settings). Manifest columns: ``id, path, label, site,
+    ``synthderm.json`` (the settings, with the imaging protocol when the configuration has
+    one). Manifest columns: ``id, path, label, site,
     skin_tone, caption, lesion_mask, <artifact>_mask`` (empty when absent) and one 0/1
     column per concept; paths are relative to ``out_dir``, as
     :func:`conceptlens.data.load_manifest` expects.
