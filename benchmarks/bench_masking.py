@@ -12,7 +12,8 @@ Protocol (docs/masking.md reports its numbers):
    source statistics) and measure accuracy on the rest of the held-out site, and back at
    the training sites (in-domain test split); once per rule in ``--rules`` (``greedy``:
    the default rule; ``recentre``: :func:`conceptlens.masking.recentre_rule`;
-   ``recentre+greedy``: re-centring, then the greedy rule). The first rule's numbers are
+   ``recentre+greedy``: re-centring, then the greedy rule; the names
+   ``TestTimeMasking(rule=...)`` takes). The first rule's numbers are
    the ``ttm_*`` keys; every rule's are under ``rules``.
 4. Next to it: the source head unchanged; two oracles that use every held-out label: the
    whole ``artifact`` group masked with its training mean (the planted-shortcut oracle)
@@ -67,17 +68,13 @@ def main(argv=None):
 
     import conceptlens as cl
     from conceptlens.heads import ConceptBottleneckClassifier
-    from conceptlens.masking import TestTimeMasking, greedy_rule, recentre_rule
+    from conceptlens.masking import TestTimeMasking, recentre_rule
+    from conceptlens.masking._ttm import RULE_NAMES
 
-    rules = {
-        "greedy": "greedy",
-        "recentre": recentre_rule,
-        "recentre+greedy": partial(recentre_rule, then=greedy_rule),
-    }
     chosen = [r.strip() for r in args.rules.split(",") if r.strip()]
-    unknown = sorted(set(chosen) - set(rules))
+    unknown = sorted(set(chosen) - set(RULE_NAMES))
     if unknown or not chosen:
-        raise SystemExit(f"unknown rule(s) {unknown}; choose from {list(rules)}")
+        raise SystemExit(f"unknown rule(s) {unknown}; choose from {list(RULE_NAMES)}")
 
     t0 = time.perf_counter()
     gen = cl.SynthDerm(args.preset)
@@ -148,7 +145,7 @@ def main(argv=None):
             rest = np.setdiff1d(np.arange(len(held)), shots)
             ttm = TestTimeMasking(
                 cbm,
-                rule=rules[name],
+                rule=name,
                 source_scores=S_tr,
                 source_labels=y_tr,
                 max_source_drop=args.max_source_drop,

@@ -20,6 +20,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,10 @@ from sklearn.exceptions import NotFittedError
 from conceptlens.exceptions import ConfigError, DataError
 from conceptlens.explain import concept_matrix, head_parameters
 
-__all__ = ["MaskingAction", "TestTimeMasking", "greedy_rule", "recentre_rule"]
+__all__ = ["RULE_NAMES", "MaskingAction", "TestTimeMasking", "greedy_rule", "recentre_rule"]
+
+#: The rules ``TestTimeMasking(rule=...)`` (and ``conceptlens mask fit --rule``) accept by name.
+RULE_NAMES: tuple[str, ...] = ("greedy", "recentre", "recentre+greedy")
 
 
 @dataclass(frozen=True)
@@ -305,8 +309,10 @@ class TestTimeMasking:
     mask_groups : sequence of str, optional
         Concept groups always masked (``concept_group`` coordinate of the scores given
         to ``fit``, for example ``["artifact"]``).
-    rule : "greedy", callable or None, default="greedy"
-        How concepts are chosen from the target shots: :func:`greedy_rule`, a callable
+    rule : "greedy", "recentre", "recentre+greedy", callable or None, default="greedy"
+        How concepts are chosen from the target shots: :func:`greedy_rule` (a label-linked
+        confounder), :func:`recentre_rule` (an imaging-protocol shift; needs source
+        scores), re-centring then the greedy rule, a callable
         ``rule(ctx) -> list[MaskingAction]`` (``ctx`` a :class:`RuleContext`), or None
         for user masks only.
     max_masked, max_amplified, min_gain, shift_threshold, max_amplification
@@ -423,8 +429,15 @@ class TestTimeMasking:
                 "shift_threshold, max_source_drop >= 0, max_amplification >= 1, "
                 "min_shots >= 1."
             )
-        if not (self.rule is None or self.rule == "greedy" or callable(self.rule)):
-            raise ConfigError(f"rule must be 'greedy', a callable or None, got {self.rule!r}.")
+        if not (self.rule is None or self.rule in RULE_NAMES or callable(self.rule)):
+            raise ConfigError(
+                f"rule must be one of {list(RULE_NAMES)}, a callable or None, got {self.rule!r}."
+            )
+        if self.rule in ("recentre", "recentre+greedy") and self.source_scores is None:
+            raise ConfigError(
+                f"rule={self.rule!r} re-centres concepts on their source statistics; pass "
+                "source_scores and source_labels (the training scores; --source-scores)."
+            )
 
     def fit(self, target_scores: Any, target_labels: Any) -> TestTimeMasking:
         """Choose the concepts to mask and amplify from labelled target scores.
@@ -540,16 +553,21 @@ class TestTimeMasking:
                     )
                 ),
             )
+            greedy = partial(
+                greedy_rule,
+                max_masked=self.max_masked,
+                max_amplified=self.max_amplified,
+                min_gain=self.min_gain,
+                shift_threshold=self.shift_threshold,
+                max_amplification=self.max_amplification,
+                max_source_drop=self.max_source_drop,
+            )
             if self.rule == "greedy":
-                found = greedy_rule(
-                    ctx,
-                    max_masked=self.max_masked,
-                    max_amplified=self.max_amplified,
-                    min_gain=self.min_gain,
-                    shift_threshold=self.shift_threshold,
-                    max_amplification=self.max_amplification,
-                    max_source_drop=self.max_source_drop,
-                )
+                found = greedy(ctx)
+            elif self.rule == "recentre":
+                found = recentre_rule(ctx)
+            elif self.rule == "recentre+greedy":
+                found = recentre_rule(ctx, then=greedy)
             else:
                 found = list(self.rule(ctx))  # type: ignore[operator]
             for act in found:

@@ -255,3 +255,28 @@ def test_recentre_rule_needs_source_statistics(setting):
     cbm, _src, _ys, tgt, yt = setting
     with pytest.raises(ConfigError, match="recentre_rule needs per-class source means"):
         TestTimeMasking(cbm, rule=recentre_rule).fit(tgt, yt)
+
+
+def test_rules_by_name_are_the_rule_functions(rng):
+    from functools import partial
+
+    from conceptlens.masking import greedy_rule, recentre_rule
+
+    src, ys = _protocol_domain(rng, 800, offset=[0, 0, 0, 0])
+    tgt, yt = _protocol_domain(rng, 800, offset=[1.5, -0.8, 0.0, 0.1])
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(src, ys)
+    idx = _shots(yt, 8, rng)
+    shots = tgt.isel(sample=idx)
+    kw = {"source_scores": src, "source_labels": ys}
+    for name, fn in [
+        ("recentre", recentre_rule),
+        ("recentre+greedy", partial(recentre_rule, then=partial(greedy_rule, max_masked=5))),
+    ]:
+        by_name = TestTimeMasking(cbm, rule=name, **kw).fit(shots, yt[idx])
+        by_fn = TestTimeMasking(cbm, rule=fn, **kw).fit(shots, yt[idx])
+        assert by_name.actions_ == by_fn.actions_ and by_name.actions_
+        xr.testing.assert_equal(by_name.shift_, by_fn.shift_)
+    with pytest.raises(ConfigError, match=r"rule='recentre' re-centres .* pass source_scores"):
+        TestTimeMasking(cbm, rule="recentre").fit(shots, yt[idx])
+    with pytest.raises(ConfigError, match=r"rule must be one of \['greedy', 'recentre'"):
+        TestTimeMasking(cbm, rule="center").fit(shots, yt[idx])
