@@ -240,10 +240,24 @@ def recentre_rule(
 
     Examples
     --------
-    >>> from functools import partial
-    >>> from conceptlens.masking import TestTimeMasking, greedy_rule, recentre_rule
-    >>> rule = partial(recentre_rule, then=partial(greedy_rule, max_masked=2))
-    >>> ttm = TestTimeMasking(None, rule=rule)  # then .fit(shots, labels) with source data
+    A target device that adds 1.5 to every ``veil`` score:
+
+    >>> import numpy as np, xarray as xr
+    >>> from conceptlens.heads import ConceptBottleneckClassifier
+    >>> from conceptlens.masking import TestTimeMasking
+    >>> rng = np.random.default_rng(0)
+    >>> def site(n, offset):
+    ...     y = rng.integers(0, 2, n)
+    ...     x = np.column_stack([y + rng.normal(size=n), rng.normal(size=n)]) + offset
+    ...     return xr.DataArray(x, dims=("sample", "concept"),
+    ...                         coords={"concept": ["veil", "hair"]}), y
+    >>> (src, ys), (tgt, yt) = site(400, [0.0, 0.0]), site(40, [1.5, 0.0])
+    >>> cbm = ConceptBottleneckClassifier(C=0.1).fit(src, ys)
+    >>> ttm = TestTimeMasking(cbm, rule="recentre", source_scores=src, source_labels=ys)
+    >>> [(a.concept, a.action) for a in ttm.fit(tgt, yt).actions_]
+    [('veil', 'recentre')]
+    >>> round(float(ttm.shift_.sel(concept="veil")), 1)  # from 40 shots; the device's is -1.5
+    -1.7
     """
     if ctx.source_class_mean is None:
         raise ConfigError(
