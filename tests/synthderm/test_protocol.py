@@ -62,6 +62,19 @@ def test_presets_without_protocol_draw_the_same_bytes(preset: str, n: int, seed:
     assert _digest(SynthDerm(preset).generate(n, seed=seed)) == _REFERENCE[(preset, n, seed)]
 
 
+def test_config_hash_of_presets_without_protocol_is_unchanged() -> None:
+    """Folders written before the protocol existed still accept a rerun (synthderm.json)."""
+    from conceptlens.synthderm._generator import _config_hash
+
+    recorded = {  # from the code of commit a4b406c
+        "confounded": "5ff3347d909b651a",
+        "iid": "11d5f67b4f1b8f1a",
+        "skin-tone-shift": "e8dbcbb3254e995d",
+    }
+    for name, digest in recorded.items():
+        assert _config_hash(SynthDermConfig.from_preset(name)) == digest
+
+
 def _with_protocol(protocol: dict, base: str = "iid") -> SynthDermConfig:
     return SynthDermConfig.from_preset(base).replace(name="proto", protocol=protocol)
 
