@@ -10,14 +10,22 @@ Protocol (docs/masking.md reports its numbers):
 3. For each of ``--repeats`` seeds draw ``--shots`` labelled held-out images per class,
    fit :class:`conceptlens.masking.TestTimeMasking` on them (with the training scores as
    source statistics) and measure accuracy on the rest of the held-out site, and back at
-   the training sites (in-domain test split).
-4. Next to it: the source head unchanged; the oracle (the whole ``artifact`` group masked
-   with its training mean); the upper bound (a head refitted on target data, 5-fold
+   the training sites (in-domain test split); once per rule in ``--rules`` (``greedy``:
+   the default rule; ``recentre``: :func:`conceptlens.masking.recentre_rule`;
+   ``recentre+greedy``: re-centring, then the greedy rule; the names
+   ``TestTimeMasking(rule=...)`` takes). The first rule's numbers are
+   the ``ttm_*`` keys; every rule's are under ``rules``.
+4. Next to it: the source head unchanged; two oracles that use every held-out label: the
+   whole ``artifact`` group masked with its training mean (the planted-shortcut oracle)
+   and every concept of the head re-centred on its class-balanced source mean (the
+   protocol-shift oracle); the upper bound (a head refitted on target data, 5-fold
    cross-fitted accuracy on the held-out site).
 
 Run::
 
     nice python benchmarks/bench_masking.py --preset confounded --out masking.json
+    nice python benchmarks/bench_masking.py --preset protocol-shift \
+        --rules greedy,recentre,recentre+greedy --out masking_protocol-shift.json
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import argparse
 import json
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +57,24 @@ def main(argv=None):
         default=None,
         help="Source-accuracy guard of the adapter (default: none).",
     )
+    ap.add_argument(
+        "--rules",
+        default="greedy",
+        help="Comma-separated rules to measure: greedy, recentre, recentre+greedy.",
+    )
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", default=None, help="Write the results as JSON here.")
     args = ap.parse_args(argv)
 
     import conceptlens as cl
     from conceptlens.heads import ConceptBottleneckClassifier
-    from conceptlens.masking import TestTimeMasking
+    from conceptlens.masking import TestTimeMasking, recentre_rule
+    from conceptlens.masking._ttm import RULE_NAMES
+
+    chosen = [r.strip() for r in args.rules.split(",") if r.strip()]
+    unknown = sorted(set(chosen) - set(RULE_NAMES))
+    if unknown or not chosen:
+        raise SystemExit(f"unknown rule(s) {unknown}; choose from {list(RULE_NAMES)}")
 
     t0 = time.perf_counter()
     gen = cl.SynthDerm(args.preset)
@@ -81,6 +101,12 @@ def main(argv=None):
     print(f"scored and fitted in {time.perf_counter() - t0:.1f} s", flush=True)
 
     oracle = TestTimeMasking(cbm, mask_groups=["artifact"], rule=None).fit(S_ho, y_ho)
+    recentre_oracle = TestTimeMasking(
+        cbm,
+        rule=partial(recentre_rule, recentre_threshold=0.0),
+        source_scores=S_tr,
+        source_labels=y_tr,
+    ).fit(S_ho, y_ho)
     res = {
         "preset": args.preset,
         "n": args.n,
@@ -95,6 +121,8 @@ def main(argv=None):
         "source_indomain": _acc(cbm.predict(S_te), y_te),
         "oracle_heldout": _acc(oracle.predict(S_ho), y_ho),
         "oracle_indomain": _acc(oracle.predict(S_te), y_te),
+        "oracle_recentre_heldout": _acc(recentre_oracle.predict(S_ho), y_ho),
+        "oracle_recentre_indomain": _acc(recentre_oracle.predict(S_te), y_te),
     }
     # upper bound: a head refitted on target data (5-fold cross-fitted accuracy)
     pred = np.empty(len(held), dtype=object)
@@ -105,37 +133,48 @@ def main(argv=None):
         pred[eval_idx] = h.predict(S_ho.isel(sample=eval_idx))
     res["refit_target_heldout"] = _acc(pred, y_ho)
 
-    before, after, indom, masked, amplified = [], [], [], Counter(), Counter()
     classes = np.unique(y_ho)
-    for r in range(args.repeats):
-        rng = np.random.default_rng(1000 + r)
-        shots = np.concatenate(
-            [rng.choice(np.flatnonzero(y_ho == c), args.shots, replace=False) for c in classes]
+    res["rules"] = {}
+    for name in chosen:
+        before, after, indom, acted = [], [], [], {}
+        for r in range(args.repeats):
+            rng = np.random.default_rng(1000 + r)
+            shots = np.concatenate(
+                [rng.choice(np.flatnonzero(y_ho == c), args.shots, replace=False) for c in classes]
+            )
+            rest = np.setdiff1d(np.arange(len(held)), shots)
+            ttm = TestTimeMasking(
+                cbm,
+                rule=name,
+                source_scores=S_tr,
+                source_labels=y_tr,
+                max_source_drop=args.max_source_drop,
+            )
+            ttm.fit(S_ho.isel(sample=shots), y_ho[shots])
+            before.append(_acc(cbm.predict(S_ho.isel(sample=rest)), y_ho[rest]))
+            after.append(_acc(ttm.predict(S_ho.isel(sample=rest)), y_ho[rest]))
+            indom.append(_acc(ttm.predict(S_te), y_te))
+            for a in ttm.actions_:
+                acted.setdefault(a.action, Counter())[a.concept] += 1
+        out = dict(
+            ttm_before_mean=float(np.mean(before)),
+            ttm_before_sd=float(np.std(before)),
+            ttm_heldout_mean=float(np.mean(after)),
+            ttm_heldout_sd=float(np.std(after)),
+            ttm_heldout_min=float(np.min(after)),
+            ttm_heldout_max=float(np.max(after)),
+            ttm_gain_mean=float(np.mean(np.subtract(after, before))),
+            ttm_indomain_mean=float(np.mean(indom)),
+            ttm_indomain_sd=float(np.std(indom)),
+            masked_counts=dict(acted.get("mask", Counter()).most_common()),
+            amplified_counts=dict(acted.get("amplify", Counter()).most_common()),
+            recentred_counts=dict(acted.get("recentre", Counter()).most_common()),
         )
-        rest = np.setdiff1d(np.arange(len(held)), shots)
-        ttm = TestTimeMasking(
-            cbm, source_scores=S_tr, source_labels=y_tr, max_source_drop=args.max_source_drop
-        )
-        ttm.fit(S_ho.isel(sample=shots), y_ho[shots])
-        before.append(_acc(cbm.predict(S_ho.isel(sample=rest)), y_ho[rest]))
-        after.append(_acc(ttm.predict(S_ho.isel(sample=rest)), y_ho[rest]))
-        indom.append(_acc(ttm.predict(S_te), y_te))
-        for a in ttm.actions_:
-            (masked if a.action == "mask" else amplified)[a.concept] += 1
-    res.update(
-        ttm_before_mean=float(np.mean(before)),
-        ttm_before_sd=float(np.std(before)),
-        ttm_heldout_mean=float(np.mean(after)),
-        ttm_heldout_sd=float(np.std(after)),
-        ttm_heldout_min=float(np.min(after)),
-        ttm_heldout_max=float(np.max(after)),
-        ttm_gain_mean=float(np.mean(np.subtract(after, before))),
-        ttm_indomain_mean=float(np.mean(indom)),
-        ttm_indomain_sd=float(np.std(indom)),
-        masked_counts=dict(masked.most_common()),
-        amplified_counts=dict(amplified.most_common()),
-        seconds=time.perf_counter() - t0,
-    )
+        res["rules"][name] = out
+        if name == chosen[0]:
+            res.update({k: v for k, v in out.items() if k != "recentred_counts"})
+        print(name, json.dumps(out), flush=True)
+    res["seconds"] = time.perf_counter() - t0
     print(json.dumps(res, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")

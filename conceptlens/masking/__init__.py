@@ -6,7 +6,13 @@ from conceptlens.masking._intervene import (
     intervention_curve,
     reference_levels,
 )
-from conceptlens.masking._ttm import MaskingAction, RuleContext, TestTimeMasking, greedy_rule
+from conceptlens.masking._ttm import (
+    MaskingAction,
+    RuleContext,
+    TestTimeMasking,
+    greedy_rule,
+    recentre_rule,
+)
 
 __all__ = [
     # interventions
@@ -19,4 +25,5 @@ __all__ = [
     "MaskingAction",
     "RuleContext",
     "greedy_rule",
+    "recentre_rule",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from conceptlens._cli_options import UserPath, allow_mismatch_option, model_option, scores_option
+from conceptlens.masking._ttm import RULE_NAMES
 
 __all__ = ["mask"]
 
@@ -54,6 +55,14 @@ def mask():
     multiple=True,
     help="Concept group always masked, e.g. artifact (repeatable).",
 )
+@click.option(
+    "--rule",
+    type=click.Choice(RULE_NAMES),
+    default="greedy",
+    show_default=True,
+    help="greedy: mask label-linked confounders; recentre: undo an imaging-protocol shift "
+    "(needs --source-scores); recentre+greedy: both.",
+)
 @click.option("--no-rule", is_flag=True, help="Only the user masks; no data-driven rule.")
 @click.option("--max-masked", type=int, default=5, show_default=True)
 @click.option("--max-amplified", type=int, default=3, show_default=True)
@@ -82,6 +91,7 @@ def fit_cmd(
     source_scores,
     mask_names,
     mask_groups,
+    rule,
     no_rule,
     max_masked,
     max_amplified,
@@ -126,7 +136,7 @@ def fit_cmd(
         model,
         mask=list(mask_names) or None,
         mask_groups=list(mask_groups) or None,
-        rule=None if no_rule else "greedy",
+        rule=None if no_rule else rule,
         max_masked=max_masked,
         max_amplified=max_amplified,
         min_gain=min_gain,
@@ -143,7 +153,7 @@ def fit_cmd(
                 f"b={r['shift']:+.3f}  {r['reason']}"
             )
     else:
-        click.echo("no concept masked or amplified")
+        click.echo("no concept masked, amplified or re-centred")
     click.echo(
         f"target-shot loss {rep.attrs['target_loss_before']:.3f} -> "
         f"{rep.attrs['target_loss_after']:.3f} on {len(y)} labelled images"

@@ -16,9 +16,11 @@ code is not available; the default rule below is a design from its description.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,10 @@ from sklearn.exceptions import NotFittedError
 from conceptlens.exceptions import ConfigError, DataError
 from conceptlens.explain import concept_matrix, head_parameters
 
-__all__ = ["MaskingAction", "TestTimeMasking", "greedy_rule"]
+__all__ = ["RULE_NAMES", "MaskingAction", "TestTimeMasking", "greedy_rule", "recentre_rule"]
+
+#: The rules ``TestTimeMasking(rule=...)`` (and ``conceptlens mask fit --rule``) accept by name.
+RULE_NAMES: tuple[str, ...] = ("greedy", "recentre", "recentre+greedy")
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class MaskingAction:
     Attributes
     ----------
     concept : str
-    action : {"mask", "amplify"}
+    action : {"mask", "amplify", "recentre"}
     scale, shift : float
         The score becomes ``scale * score + shift``.
     reason : str
@@ -50,7 +55,7 @@ class MaskingAction:
     """
 
     concept: str
-    action: str
+    action: str  # "mask", "amplify" or "recentre"
     scale: float
     shift: float
     reason: str
@@ -196,6 +201,113 @@ def greedy_rule(
     return actions
 
 
+def recentre_rule(
+    ctx: RuleContext,
+    *,
+    recentre_threshold: float = 0.5,
+    then: Callable[[RuleContext], list[MaskingAction]] | None = None,
+) -> list[MaskingAction]:
+    """Re-centre mis-activated concepts on their source statistics, then run ``then``.
+
+    For a shift of the imaging protocol (colour cast, blur, zoom) a concept's scores move
+    for every image of the target site alike: the concept still separates the classes,
+    but from a different level, and the head reads the offset as evidence. This rule
+    estimates, per concept the head uses, the class-balanced target mean from the
+    labelled shots (mean of the per-class means, so the shots' class mix does not matter)
+    and compares it with the class-balanced source mean; when they differ by more than
+    ``recentre_threshold`` training standard deviations, the concept is shifted back
+    (``score' = score + source - target``; its scale is kept). Then ``then`` (for
+    example :func:`greedy_rule` with its knobs bound by ``functools.partial``) runs on the
+    re-centred scores, and its actions are composed with the shift.
+
+    Needs per-class source means (``TestTimeMasking(source_scores=..., source_labels=...)``).
+
+    Parameters
+    ----------
+    ctx : RuleContext
+    recentre_threshold : float, default=0.5
+        Smallest class-balanced mean shift, in training standard deviations, that is
+        corrected. With ``n`` shots per class and ``k`` classes the estimate's standard
+        error is about ``within-class sd / sqrt(n k)``: 0.5 sd is well above it at 4 shots
+        of 3 classes.
+    then : callable, optional
+        A rule run after re-centring (default: none).
+
+    Returns
+    -------
+    list of MaskingAction
+        ``"recentre"`` actions (scale 1), then the actions of ``then`` composed with them.
+
+    Examples
+    --------
+    A target device that adds 1.5 to every ``veil`` score:
+
+    >>> import numpy as np, xarray as xr
+    >>> from conceptlens.heads import ConceptBottleneckClassifier
+    >>> from conceptlens.masking import TestTimeMasking
+    >>> rng = np.random.default_rng(0)
+    >>> def site(n, offset):
+    ...     y = rng.integers(0, 2, n)
+    ...     x = np.column_stack([y + rng.normal(size=n), rng.normal(size=n)]) + offset
+    ...     return xr.DataArray(x, dims=("sample", "concept"),
+    ...                         coords={"concept": ["veil", "hair"]}), y
+    >>> (src, ys), (tgt, yt) = site(400, [0.0, 0.0]), site(40, [1.5, 0.0])
+    >>> cbm = ConceptBottleneckClassifier(C=0.1).fit(src, ys)
+    >>> ttm = TestTimeMasking(cbm, rule="recentre", source_scores=src, source_labels=ys)
+    >>> [(a.concept, a.action) for a in ttm.fit(tgt, yt).actions_]
+    [('veil', 'recentre')]
+    >>> round(float(ttm.shift_.sel(concept="veil")), 1)  # from 40 shots; the device's is -1.5
+    -1.7
+    """
+    if ctx.source_class_mean is None:
+        raise ConfigError(
+            "recentre_rule needs per-class source means: pass source_scores and "
+            "source_labels (every class present) to TestTimeMasking."
+        )
+    if recentre_threshold < 0:
+        raise ConfigError(f"recentre_threshold must be >= 0, got {recentre_threshold!r}.")
+    X, codes = ctx.target_scores, ctx.target_codes
+    k = len(ctx.classes)
+    tgt = np.stack([X[codes == c].mean(axis=0) for c in range(k)]).mean(axis=0)
+    src = ctx.source_class_mean.mean(axis=0)
+    offset = np.zeros(len(ctx.concepts))
+    actions: list[MaskingAction] = []
+    for j, name in enumerate(ctx.concepts):
+        if name in ctx.locked or not np.any(ctx.coef[:, j]):
+            continue
+        z = (tgt[j] - src[j]) / ctx.source_scale[j]
+        if abs(z) <= recentre_threshold:
+            continue
+        offset[j] = src[j] - tgt[j]
+        actions.append(
+            MaskingAction(
+                str(name),
+                "recentre",
+                1.0,
+                float(offset[j]),
+                f"{'over' if z > 0 else 'under'}-activated at the target by "
+                f"{abs(z):.2f} training sd (class-balanced means of the shots)",
+                {"source_mean": float(src[j]), "target_mean": float(tgt[j]), "shift_sd": z},
+            )
+        )
+    if then is None:
+        return actions
+    src_acc = ctx.source_accuracy
+    inner = dataclasses.replace(
+        ctx,
+        target_scores=X + offset,
+        loss=lambda sa, sb: ctx.loss(sa, sa * offset + sb),
+        source_accuracy=None
+        if src_acc is None
+        else (lambda sa, sb: src_acc(sa, sa * offset + sb)),
+    )
+    for act in then(inner):
+        j = int(np.flatnonzero(ctx.concepts == act.concept)[0])
+        shift = act.scale * offset[j] + act.shift
+        actions.append(dataclasses.replace(act, shift=float(shift)))
+    return actions
+
+
 class TestTimeMasking:
     """Adapt a fitted concept head to a target domain by masking and amplifying concepts.
 
@@ -211,8 +323,10 @@ class TestTimeMasking:
     mask_groups : sequence of str, optional
         Concept groups always masked (``concept_group`` coordinate of the scores given
         to ``fit``, for example ``["artifact"]``).
-    rule : "greedy", callable or None, default="greedy"
-        How concepts are chosen from the target shots: :func:`greedy_rule`, a callable
+    rule : "greedy", "recentre", "recentre+greedy", callable or None, default="greedy"
+        How concepts are chosen from the target shots: :func:`greedy_rule` (a label-linked
+        confounder), :func:`recentre_rule` (an imaging-protocol shift; needs source
+        scores), re-centring then the greedy rule, a callable
         ``rule(ctx) -> list[MaskingAction]`` (``ctx`` a :class:`RuleContext`), or None
         for user masks only.
     max_masked, max_amplified, min_gain, shift_threshold, max_amplification
@@ -329,8 +443,15 @@ class TestTimeMasking:
                 "shift_threshold, max_source_drop >= 0, max_amplification >= 1, "
                 "min_shots >= 1."
             )
-        if not (self.rule is None or self.rule == "greedy" or callable(self.rule)):
-            raise ConfigError(f"rule must be 'greedy', a callable or None, got {self.rule!r}.")
+        if not (self.rule is None or self.rule in RULE_NAMES or callable(self.rule)):
+            raise ConfigError(
+                f"rule must be one of {list(RULE_NAMES)}, a callable or None, got {self.rule!r}."
+            )
+        if self.rule in ("recentre", "recentre+greedy") and self.source_scores is None:
+            raise ConfigError(
+                f"rule={self.rule!r} re-centres concepts on their source statistics; pass "
+                "source_scores and source_labels (the training scores; --source-scores)."
+            )
 
     def fit(self, target_scores: Any, target_labels: Any) -> TestTimeMasking:
         """Choose the concepts to mask and amplify from labelled target scores.
@@ -446,16 +567,21 @@ class TestTimeMasking:
                     )
                 ),
             )
+            greedy = partial(
+                greedy_rule,
+                max_masked=self.max_masked,
+                max_amplified=self.max_amplified,
+                min_gain=self.min_gain,
+                shift_threshold=self.shift_threshold,
+                max_amplification=self.max_amplification,
+                max_source_drop=self.max_source_drop,
+            )
             if self.rule == "greedy":
-                found = greedy_rule(
-                    ctx,
-                    max_masked=self.max_masked,
-                    max_amplified=self.max_amplified,
-                    min_gain=self.min_gain,
-                    shift_threshold=self.shift_threshold,
-                    max_amplification=self.max_amplification,
-                    max_source_drop=self.max_source_drop,
-                )
+                found = greedy(ctx)
+            elif self.rule == "recentre":
+                found = recentre_rule(ctx)
+            elif self.rule == "recentre+greedy":
+                found = recentre_rule(ctx, then=greedy)
             else:
                 found = list(self.rule(ctx))  # type: ignore[operator]
             for act in found:
@@ -519,7 +645,7 @@ class TestTimeMasking:
         return np.asarray(self.model.predict(self.transform(scores).values))
 
     def report(self) -> pd.DataFrame:
-        """One row per masked or amplified concept, with the reason and the evidence.
+        """One row per masked, amplified or re-centred concept, with reason and evidence.
 
         Returns
         -------

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from conceptlens._cli_options import UserPath
+from conceptlens.synthderm._presets import list_synthderm_presets
 
 __all__ = ["synthderm"]
 
@@ -31,7 +32,7 @@ __all__ = ["synthderm"]
     "--preset",
     default="iid",
     show_default=True,
-    help="Preset name (iid, confounded, skin-tone-shift) or the path of a YAML "
+    help=f"Preset name ({', '.join(list_synthderm_presets())}) or the path of a YAML "
     "configuration (SynthDermConfig.to_yaml).",
 )
 @click.option(

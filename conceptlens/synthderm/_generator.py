@@ -7,7 +7,9 @@ concept vector with vectorised numpy drawing (``_draw``). Images are produced in
 blocks of ``BLOCK`` images; block ``b`` takes its randomness from
 ``np.random.SeedSequence(seed, spawn_key=(b,))`` (three child streams: latents, captions,
 drawing), so the same seed gives the same bytes, ``generate(n)`` is a prefix of
-``generate(m)`` for ``m > n``, and captions never change the pixels.
+``generate(m)`` for ``m > n``, and captions never change the pixels. A site's imaging
+protocol (``SynthDermConfig.protocol``) is a deterministic transform applied to its drawn
+images and masks afterwards; it draws no random numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from conceptlens.synthderm._presets import (
     _thaw,
     get_synthderm_preset,
 )
+from conceptlens.synthderm._protocol import apply_protocol
 from conceptlens.synthderm._vocab import (
     CAPTION_TEMPLATES,
     CAPTION_TEMPLATES_EMPTY,
@@ -146,6 +149,8 @@ class SynthDermBatch:
     ids : list of str
     preset : str
         Name of the configuration that generated the batch.
+    protocol : dict site -> dict
+        The imaging protocol applied per site (empty when the images are as drawn).
     """
 
     images: np.ndarray
@@ -161,6 +166,7 @@ class SynthDermBatch:
     captions: list[str]
     ids: list[str]
     preset: str = "custom"
+    protocol: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -265,6 +271,8 @@ class SynthDerm:
             _caption(rng_caption, self.config, int(label[i]), concepts[i]) for i in range(count)
         ]
         images, lesion, masks = draw_block(rng_draw, concepts, tone, self.image_size)
+        if self.config.protocol:
+            images, lesion, masks = self._photograph(site, images, lesion, masks)
         start = block * BLOCK
         cut = slice(0, count)
         return SynthDermBatch(
@@ -281,7 +289,31 @@ class SynthDerm:
             captions=captions,
             ids=[f"synthderm-{seed}-{start + i:07d}" for i in range(count)],
             preset=self.config.name,
+            protocol=_thaw(self.config.protocol),
         )
+
+    def _photograph(
+        self,
+        site: np.ndarray,
+        images: np.ndarray,
+        lesion: np.ndarray,
+        masks: dict[str, np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Apply each site's imaging protocol to its images and masks (no randomness)."""
+        images = images.copy()
+        lesion = lesion.copy()
+        masks = {a: m.copy() for a, m in masks.items()}
+        for s, fields in self.config.protocol.items():
+            rows = np.flatnonzero(site == self.config.sites.index(s))
+            if rows.size == 0:
+                continue
+            sub = {"lesion": lesion[rows], **{a: m[rows] for a, m in masks.items()}}
+            out, sub = apply_protocol(images[rows], sub, fields, image_size=self.image_size)
+            images[rows] = out
+            lesion[rows] = sub.pop("lesion")
+            for a, m in sub.items():
+                masks[a][rows] = m
+        return images, lesion, masks
 
     def iter_blocks(self, n: int, seed: int = 0) -> Any:
         """Yield the ``n`` samples as consecutive :class:`SynthDermBatch` blocks of
@@ -341,6 +373,7 @@ def _concat(blocks: Sequence[SynthDermBatch]) -> SynthDermBatch:
         captions=[c for b in blocks for c in b.captions],
         ids=[i for b in blocks for i in b.ids],
         preset=first.preset,
+        protocol=first.protocol,
     )
 
 
@@ -399,6 +432,7 @@ def synthderm_bayes_accuracy(
             artifact_probs={site: _thaw(cfg.artifact_probs[site])},
             skin_tone_probs={site: _thaw(cfg.skin_tone_probs[site])},
             heldout_site=None,
+            protocol={k: v for k, v in _thaw(cfg.protocol).items() if k == site},
         )
     tables = _prob_tables(cfg)
     _, label, _, concepts = _sample_latents(cfg, np.random.default_rng(seed), n, tables)
@@ -415,7 +449,7 @@ def synthderm_bayes_accuracy(
 
 # -- writing to disk -----------------------------------------------------------------
 def _config_hash(cfg: SynthDermConfig) -> str:
-    payload = {f.name: _thaw(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    payload = cfg.to_dict()  # leaves out an empty protocol: older hashes stay valid
     text = json.dumps(payload, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -442,7 +476,8 @@ def write_synthderm(
 
     Layout: ``images/<id>.png``, ``masks/<id>_lesion.png`` and ``masks/<id>_<artifact>.png``
     (only for artifacts present; 8-bit, 255 = inside), ``manifest.csv`` and
-    ``synthderm.json`` (the settings). Manifest columns: ``id, path, label, site,
+    ``synthderm.json`` (the settings, with the imaging protocol when the configuration has
+    one). Manifest columns: ``id, path, label, site,
     skin_tone, caption, lesion_mask, <artifact>_mask`` (empty when absent) and one 0/1
     column per concept; paths are relative to ``out_dir``, as
     :func:`conceptlens.data.load_manifest` expects.
@@ -481,6 +516,8 @@ def write_synthderm(
         "config_sha256_16": _config_hash(gen.config),
         "image_size": gen.image_size,
     }
+    if gen.config.protocol:
+        settings["protocol"] = _thaw(gen.config.protocol)
     info = out / "synthderm.json"
     if info.exists() and not overwrite:
         try:

@@ -7,7 +7,9 @@ A :class:`SynthDermConfig` holds every probability the generator samples from:
 * ``concept_probs`` -- P(concept | class) for the lesion concepts (morphology, colour and
   structure groups); the same at every site, so lesion morphology never shifts;
 * ``artifact_probs`` -- P(artifact | site, class), the table that plants shortcuts;
-* ``skin_tone_probs`` -- P(skin tone | site, class) over the six tones 1..6.
+* ``skin_tone_probs`` -- P(skin tone | site, class) over the six tones 1..6;
+* ``protocol`` -- optional per-site imaging protocol (colour cast, sharpness, scale),
+  a deterministic transform of the drawn images (see ``_protocol``).
 
 All concepts are drawn independently given (site, class).
 
@@ -29,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from conceptlens.exceptions import ConfigError, MissingFileError, UnknownNameError
+from conceptlens.synthderm._protocol import check_protocol
 from conceptlens.synthderm._vocab import (
     SYNTHDERM_ARTIFACTS,
     SYNTHDERM_CLASSES,
@@ -109,6 +112,11 @@ class SynthDermConfig:
         The site meant for out-of-distribution evaluation (``confounded``: ``"site_c"``).
     class_mention_rate : float
         Probability that a caption names the class.
+    protocol : mapping site -> (mapping field -> value), optional
+        Per-site imaging protocol applied to the drawn images of that site: ``gain`` and
+        ``offset`` (colour cast, 3 numbers each), ``blur_sigma``, ``unsharp`` and
+        ``scale`` (see docs/synthderm.md). Sites not listed are photographed as drawn.
+        Written to YAML only when set.
 
     Examples
     --------
@@ -133,9 +141,12 @@ class SynthDermConfig:
     skin_tone_probs: Mapping[str, Mapping[str, tuple[float, ...]]]
     heldout_site: str | None = None
     class_mention_rate: float = 0.5
+    protocol: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", tuple(str(s) for s in self.sites))
+        if self.sites and len(set(self.sites)) == len(self.sites):
+            object.__setattr__(self, "protocol", check_protocol(self.protocol, self.sites))
         for field in (
             "site_weights",
             "class_priors",
@@ -233,6 +244,8 @@ class SynthDermConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "protocol" and not value:
+                continue  # optional; configurations without one read and hash as before
             out[f.name] = list(value) if f.name == "sites" else _thaw(value)
         return out
 
@@ -372,7 +385,7 @@ def list_synthderm_presets() -> list[str]:
     Examples
     --------
     >>> list_synthderm_presets()
-    ['confounded', 'iid', 'skin-tone-shift']
+    ['confounded', 'iid', 'protocol-shift', 'skin-tone-shift']
     """
     return sorted(p.stem for p in presets_dir().glob("*.yaml"))
 

@@ -196,3 +196,87 @@ def test_source_guard_keeps_source_accuracy(setting, rng):
     assert guarded.source_accuracy_[1] >= guarded.source_accuracy_[0]
     with pytest.raises(ConfigError, match="max_source_drop needs"):
         TestTimeMasking(cbm, max_source_drop=0.0).fit(tgt.isel(sample=idx), yt[idx])
+
+
+def _protocol_domain(rng, n, *, offset):
+    """No shortcut; the target device adds ``offset`` to every image's concept scores."""
+    s, y = _domain(rng, n, shortcut=False)
+    return s + np.asarray(offset), y
+
+
+def test_recentre_rule_undoes_a_device_offset(rng):
+    from functools import partial
+
+    from conceptlens.masking import greedy_rule, recentre_rule
+
+    src, ys = _protocol_domain(rng, 1000, offset=[0, 0, 0, 0])
+    tgt, yt = _protocol_domain(rng, 1000, offset=[1.5, -0.3, 0.0, 0.1])
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(src, ys)
+    idx = _shots(yt, 8, rng)
+    ttm = TestTimeMasking(cbm, rule=recentre_rule, source_scores=src, source_labels=ys)
+    ttm.fit(tgt.isel(sample=idx), yt[idx])
+
+    # dense reference: class-balanced source mean minus class-balanced target-shot mean
+    def balanced(scores, labels):
+        return np.mean([scores.values[labels == c].mean(0) for c in np.unique(labels)], axis=0)
+
+    ref = balanced(src, ys) - balanced(tgt.isel(sample=idx), yt[idx])
+    sd = src.values.std(0)
+    expect = {c for c, r, s in zip(CONCEPTS, ref, sd, strict=True) if abs(r / s) > 0.5}
+    used = {c for c, w in zip(CONCEPTS, np.abs(cbm.coef_.values).sum(0), strict=True) if w}
+    acts = {a.concept: a for a in ttm.actions_}
+    assert set(acts) == expect & used and "veil" in acts
+    for c, a in acts.items():
+        j = CONCEPTS.index(c)
+        assert a.action == "recentre" and a.scale == 1.0
+        np.testing.assert_allclose(a.shift, ref[j], rtol=1e-12)
+    assert np.mean(ttm.predict(tgt) == yt) > np.mean(cbm.predict(tgt) == yt) + 0.1
+    # composed with the greedy rule: the same as the greedy adapter fitted on, and applied
+    # to, the re-centred scores
+    greedy = partial(greedy_rule, min_gain=0.0, max_masked=1)
+    both = TestTimeMasking(
+        cbm, rule=partial(recentre_rule, then=greedy), source_scores=src, source_labels=ys
+    ).fit(tgt.isel(sample=idx), yt[idx])
+    after = TestTimeMasking(cbm, rule=greedy, source_scores=src, source_labels=ys)
+    after.fit(ttm.transform(tgt.isel(sample=idx)), yt[idx])
+    assert after.actions_, "greedy_rule with min_gain=0 takes at least one action"
+    assert [(a.concept, a.action) for a in both.actions_] == [
+        *((a.concept, a.action) for a in ttm.actions_),
+        *((a.concept, a.action) for a in after.actions_),
+    ]
+    np.testing.assert_allclose(
+        both.transform(tgt).values, after.transform(ttm.transform(tgt)).values, atol=1e-12
+    )
+
+
+def test_recentre_rule_needs_source_statistics(setting):
+    from conceptlens.masking import recentre_rule
+
+    cbm, _src, _ys, tgt, yt = setting
+    with pytest.raises(ConfigError, match="recentre_rule needs per-class source means"):
+        TestTimeMasking(cbm, rule=recentre_rule).fit(tgt, yt)
+
+
+def test_rules_by_name_are_the_rule_functions(rng):
+    from functools import partial
+
+    from conceptlens.masking import greedy_rule, recentre_rule
+
+    src, ys = _protocol_domain(rng, 800, offset=[0, 0, 0, 0])
+    tgt, yt = _protocol_domain(rng, 800, offset=[1.5, -0.8, 0.0, 0.1])
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(src, ys)
+    idx = _shots(yt, 8, rng)
+    shots = tgt.isel(sample=idx)
+    kw = {"source_scores": src, "source_labels": ys}
+    for name, fn in [
+        ("recentre", recentre_rule),
+        ("recentre+greedy", partial(recentre_rule, then=partial(greedy_rule, max_masked=5))),
+    ]:
+        by_name = TestTimeMasking(cbm, rule=name, **kw).fit(shots, yt[idx])
+        by_fn = TestTimeMasking(cbm, rule=fn, **kw).fit(shots, yt[idx])
+        assert by_name.actions_ == by_fn.actions_ and by_name.actions_
+        xr.testing.assert_equal(by_name.shift_, by_fn.shift_)
+    with pytest.raises(ConfigError, match=r"rule='recentre' re-centres .* pass source_scores"):
+        TestTimeMasking(cbm, rule="recentre").fit(shots, yt[idx])
+    with pytest.raises(ConfigError, match=r"rule must be one of \['greedy', 'recentre'"):
+        TestTimeMasking(cbm, rule="center").fit(shots, yt[idx])

@@ -14,7 +14,7 @@ from conceptlens.synthderm import SynthDerm, SynthDermConfig, list_synthderm_pre
 from conceptlens.synthderm._presets import get_synthderm_preset, presets_dir
 
 
-@pytest.mark.parametrize("name", ["iid", "confounded", "skin-tone-shift"])
+@pytest.mark.parametrize("name", ["iid", "confounded", "skin-tone-shift", "protocol-shift"])
 def test_round_trip_through_yaml(name: str, tmp_path: Path) -> None:
     cfg = SynthDermConfig.from_preset(name)
     path = cfg.to_yaml(tmp_path / f"{name}.yaml")
@@ -29,7 +29,8 @@ def test_round_trip_through_yaml(name: str, tmp_path: Path) -> None:
 
 def test_shipped_presets_are_the_yaml_files() -> None:
     files = sorted(p.stem for p in presets_dir().glob("*.yaml"))
-    assert files == list_synthderm_presets() == ["confounded", "iid", "skin-tone-shift"]
+    assert files == list_synthderm_presets()
+    assert files == ["confounded", "iid", "protocol-shift", "skin-tone-shift"]
     for name in files:
         assert get_synthderm_preset(name) == SynthDermConfig.from_yaml(
             presets_dir() / f"{name}.yaml"
