@@ -7,6 +7,8 @@ catches ``ValueError`` or ``KeyError`` keeps working.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "BackboneUnavailableError",
     "BankError",
@@ -21,6 +23,7 @@ __all__ = [
     "MissingDependencyError",
     "MissingFileError",
     "UnknownNameError",
+    "unknown_names",
 ]
 
 
@@ -78,3 +81,26 @@ class ConceptLensWarning(UserWarning):
 class FilterWarning(ConceptLensWarning):
     """A concept filter removed more than half of a bank: its cutoff may not suit the
     backbone's score scale."""
+
+
+def unknown_names(what: str, unknown: Iterable[object], known: Iterable[object]) -> str:
+    """A message naming unknown names, the closest known one for each, and what exists.
+
+    Names are shown as plain quoted strings whatever their type (``np.str_`` included).
+
+    Examples
+    --------
+    >>> print(unknown_names("concept", ["purple-ink"], ["ruler", "purple_ink"]))
+    unknown concept 'purple-ink' (did you mean 'purple_ink'?); the concepts are 'ruler', \
+'purple_ink'.
+    """
+    import difflib
+
+    pool = list(dict.fromkeys(str(k) for k in known))
+    parts = []
+    for name in dict.fromkeys(str(u) for u in unknown):
+        hit = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+        parts.append(repr(name) + (f" (did you mean {hit[0]!r}?)" if hit else ""))
+    plural = "s" if len(parts) > 1 else ""
+    listed = ", ".join(repr(k) for k in pool) if pool else "(none)"
+    return f"unknown {what}{plural} {', '.join(parts)}; the {what}s are {listed}."

@@ -9,7 +9,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.heads._base import as_matrix, folded_coef, labelled
 from conceptlens.heads._cv import SparseLinearHeadCV
 from conceptlens.heads._params import (
@@ -319,9 +319,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         key = str(cls)
         if key not in self.coef_["class"].values:
-            raise DataError(
-                f"unknown class {cls!r}; the classes are {list(self.coef_['class'].values)}."
-            )
+            raise DataError(unknown_names("class", [cls], self.coef_["class"].values))
         row = self.coef_std_.sel({"class": key})
         row = row[row > 0]
         order = np.argsort(-row.values, kind="stable")[: int(k)]

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from conceptlens._numeric import trapezoid as _trapezoid
-from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.explain import concept_matrix, contributions, head_parameters
 
 __all__ = ["concept_annotations", "intervene", "intervention_curve", "reference_levels"]
@@ -216,7 +216,7 @@ def intervene(
     names = params["concept"].values.astype(str)
     unknown = [c for c in changes if str(c) not in set(names)]
     if unknown:
-        raise DataError(f"unknown concept(s) {unknown}; the model's concepts are {list(names)}.")
+        raise DataError("changes: " + unknown_names("concept", unknown, names))
     needs_ref = any(isinstance(v, str) for v in changes.values())
     lv = reference_levels(model, reference_scores if needs_ref else X, method=levels)
     G = None

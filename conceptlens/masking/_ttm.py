@@ -29,7 +29,7 @@ import pandas as pd
 import xarray as xr
 from sklearn.exceptions import NotFittedError
 
-from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.explain import concept_matrix, head_parameters
 
 __all__ = ["RULE_NAMES", "MaskingAction", "TestTimeMasking", "greedy_rule", "recentre_rule"]
@@ -421,8 +421,8 @@ class TestTimeMasking:
         unknown = sorted(set(y) - set(classes))
         if unknown:
             raise DataError(
-                f"the {where} have label(s) {unknown[:5]} the model does not know; its "
-                f"classes are {list(classes)}."
+                f"the {where} have labels the model does not know: "
+                + unknown_names("class", unknown[:5], classes)
             )
         return np.searchsorted(classes, y)
 
@@ -438,10 +438,10 @@ class TestTimeMasking:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
+            need = {"max_amplification": ">= 1", "min_shots": ">= 1"}
             raise ConfigError(
-                f"invalid value for {bad}: max_masked, max_amplified >= 0, min_gain, "
-                "shift_threshold, max_source_drop >= 0, max_amplification >= 1, "
-                "min_shots >= 1."
+                "; ".join(f"{k} = {getattr(self, k)!r} must be {need.get(k, '>= 0')}" for k in bad)
+                + "."
             )
         if not (self.rule is None or self.rule in RULE_NAMES or callable(self.rule)):
             raise ConfigError(
@@ -505,9 +505,7 @@ class TestTimeMasking:
         user = list(self.mask or [])
         unknown = [c for c in user if c not in set(names)]
         if unknown:
-            raise DataError(
-                f"mask names unknown concept(s) {unknown}; the concepts are {list(names)}."
-            )
+            raise DataError("mask: " + unknown_names("concept", unknown, names))
         for c in user:
             j = int(np.flatnonzero(names == c)[0])
             a[j], b[j] = 0.0, mean[j]
@@ -522,7 +520,7 @@ class TestTimeMasking:
             missing = sorted(set(self.mask_groups) - set(groups))
             if missing:
                 raise DataError(
-                    f"unknown concept group(s) {missing}; the groups are {sorted(set(groups))}."
+                    "mask_groups: " + unknown_names("concept group", missing, sorted(set(groups)))
                 )
             for j, g in enumerate(groups):
                 if g in self.mask_groups and a[j] != 0.0:

@@ -150,8 +150,16 @@ def test_bad_inputs_name_the_problem(setting):
         TestTimeMasking(cbm).fit(tgt[:20].drop_sel(concept="ink"), yt[:20])
     with pytest.raises(DataError, match="does not know"):
         TestTimeMasking(cbm).fit(tgt[:20], np.array(["bcc"] * 20))
-    with pytest.raises(ConfigError, match="max_amplification"):
+    with pytest.raises(ConfigError, match=r"^max_amplification = 0.5 must be >= 1\.$"):
         TestTimeMasking(cbm, max_amplification=0.5).fit(tgt[:20], yt[:20])
+    with pytest.raises(ConfigError, match=r"^max_masked = -3 must be >= 0; min_gain = nan"):
+        TestTimeMasking(cbm, max_masked=-3, min_gain=float("nan")).fit(tgt[:20], yt[:20])
+    with pytest.raises(DataError, match=r"unknown concept 'Ink' \(did you mean 'ink'\?\); the "
+                       r"concepts are 'veil', 'streaks', 'ink', 'ruler'\.$"):  # fmt: skip
+        TestTimeMasking(cbm, mask=["Ink"]).fit(tgt[:20], yt[:20])
+    with pytest.raises(DataError, match=r"unknown concept group 'artefact' \(did you mean "
+                       r"'artifact'\?\)"):  # fmt: skip
+        TestTimeMasking(cbm, mask_groups=["artefact"]).fit(tgt[:20], yt[:20])
     with pytest.raises(NotFittedError):
         TestTimeMasking(cbm).predict(tgt)
 
