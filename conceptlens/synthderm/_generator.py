@@ -39,6 +39,7 @@ from conceptlens.synthderm._vocab import (
     SYNTHDERM_ARTIFACTS,
     SYNTHDERM_CLASSES,
     SYNTHDERM_CONCEPTS,
+    SYNTHDERM_STRUCTURES,
 )
 
 if TYPE_CHECKING:
@@ -146,6 +147,11 @@ class SynthDermBatch:
     ids : list of str
     preset : str
         Name of the configuration that generated the batch.
+    structure_masks : dict str -> ndarray of bool, shape (n, H, W)
+        One mask per lesion structure or colour region (``SYNTHDERM_STRUCTURES``: veil,
+        regression, streaks, dots/globules, ...): where it was drawn (opacity > 0.45),
+        all False in images without it. The morphology concepts (asymmetry, irregular
+        border, large diameter) have none: the lesion mask is their region.
     """
 
     images: np.ndarray
@@ -161,6 +167,7 @@ class SynthDermBatch:
     captions: list[str]
     ids: list[str]
     preset: str = "custom"
+    structure_masks: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -264,7 +271,7 @@ class SynthDerm:
         captions = [
             _caption(rng_caption, self.config, int(label[i]), concepts[i]) for i in range(count)
         ]
-        images, lesion, masks = draw_block(rng_draw, concepts, tone, self.image_size)
+        images, lesion, masks, structures = draw_block(rng_draw, concepts, tone, self.image_size)
         start = block * BLOCK
         cut = slice(0, count)
         return SynthDermBatch(
@@ -281,6 +288,7 @@ class SynthDerm:
             captions=captions,
             ids=[f"synthderm-{seed}-{start + i:07d}" for i in range(count)],
             preset=self.config.name,
+            structure_masks={s: m[cut] for s, m in structures.items()},
         )
 
     def iter_blocks(self, n: int, seed: int = 0) -> Any:
@@ -341,6 +349,9 @@ def _concat(blocks: Sequence[SynthDermBatch]) -> SynthDermBatch:
         captions=[c for b in blocks for c in b.captions],
         ids=[i for b in blocks for i in b.ids],
         preset=first.preset,
+        structure_masks={
+            s: np.concatenate([b.structure_masks[s] for b in blocks]) for s in SYNTHDERM_STRUCTURES
+        },
     )
 
 
