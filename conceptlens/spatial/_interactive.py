@@ -166,7 +166,13 @@ class RegionSession:
         return rel.isel(prototype=order)
 
     def contributions_html(self, k: int = 5, result: xr.Dataset | None = None) -> str:
-        """:meth:`contributions` as a small HTML table (what the widget shows)."""
+        """:meth:`contributions` as a small HTML table (what the widget shows).
+
+        Examples
+        --------
+        >>> RegionSession(clf, P[0]).contributions_html(k=3)[:7]  # doctest: +SKIP
+        '<table>'
+        """
         top = self.contributions(k, result)
         rows = "".join(
             f"<tr><td>{q}</td><td>{v:+.3f}</td></tr>"
