@@ -61,29 +61,16 @@ def _tokens_of(method):
 
 def _pool(a, grid):
     """(n, S, S) -> (n, g, g) means over each patch."""
-    n, size, _ = a.shape
-    p = size // grid
-    return a.reshape(n, grid, p, grid, p).mean(axis=(2, 4))
+    from conceptlens.spatial import pool_to_grid
 
-
-def _iou(pred, masks):
-    inter = (pred & masks).reshape(len(masks), -1).sum(axis=1)
-    return inter / np.maximum((pred | masks).reshape(len(masks), -1).sum(axis=1), 1)
+    return pool_to_grid(a, (grid, grid))
 
 
 def _oracle_iou(masks, grid):
-    """Per image: best pixel IoU of the thresholded, bilinearly upsampled per-patch
-    coverage of the mask (a perfect patch-level map, upsampled as the maps are)."""
-    import xarray as xr
+    """Per image: the resolution ceiling (``conceptlens.spatial.resolution_ceiling``)."""
+    from conceptlens.spatial import resolution_ceiling
 
-    from conceptlens.spatial import upsample
-
-    cov = _pool(masks.astype(np.float32), grid)
-    up = upsample(xr.DataArray(cov, dims=("sample", "y", "x")), masks.shape[1]).values
-    best = np.zeros(len(masks))
-    for t in np.arange(0.01, 1.0, 0.01):
-        best = np.maximum(best, _iou(up >= t, masks))
-    return best
+    return resolution_ceiling(masks, grid).values
 
 
 def _method_maps(method, backbone, images, idx, concept, modules, patches):
@@ -120,7 +107,7 @@ def _method_maps(method, backbone, images, idx, concept, modules, patches):
 def localization(args):
     import conceptlens as cl
     from conceptlens.explain import concept_model_module
-    from conceptlens.spatial import mask_iou, pointing_game, scaled_tolerance
+    from conceptlens.spatial import mask_iou, patch_masks, pointing_game, scaled_tolerance
 
     backbone = cl.load_backbone("synthderm-lit")
     bank = cl.load_bank("synthderm")
@@ -201,10 +188,7 @@ def localization(args):
                     "oracle_same_images": float(_oracle_iou(tk, grid).mean()),
                 }
                 # patch grid: maps and masks averaged per patch, mask = coverage >= 50 %
-                ckp, tkp = (
-                    _pool(ck.astype(float), grid) >= 0.5,
-                    _pool(tk.astype(float), grid) >= 0.5,
-                )
+                ckp, tkp = patch_masks(ck, grid), patch_masks(tk, grid)
                 cmp_, tmp_ = _pool(cm, grid), _pool(tm, grid)
                 ck_ok = ckp.reshape(len(ckp), -1).any(axis=1)
                 tk_ok = tkp.reshape(len(tkp), -1).any(axis=1)
