@@ -3,12 +3,18 @@
 Parts (``--part``, default all):
 
 * ``localization``: pointing game (with and without the 15 px / 224 px tolerance scaled
-  to the image size) and IoU of the thresholded map with the ground-truth mask (artifact
-  masks for artifacts, the lesion mask for lesion concepts), for patch concept maps
-  (cosine and relative), prototype-atlas maps, Grad-CAM on the patch tokens and pixel
-  Integrated Gradients of the same concept scores (``--methods`` picks a subset).
-  IoU is reported at threshold 0.5 and at the threshold
-  chosen per method and concept on separate calibration images.
+  to the image size) and IoU of the thresholded map with the ground-truth mask, for patch
+  concept maps (cosine and relative; output tokens, MaskCLIP value tokens ``_value`` and
+  ClearCLIP q-q tokens ``_self``), prototype-atlas maps, Grad-CAM on the patch tokens and
+  pixel Integrated Gradients of the same concept scores (``--methods`` picks a subset).
+  Targets: the artifact's mask for artifacts, the structure's own mask for lesion
+  structures and colour regions (and, for comparison, the whole lesion), the lesion mask
+  for the morphology concepts. IoU is reported at threshold 0.5 and at the threshold
+  chosen per method, concept and target on separate calibration images, in pixels and
+  -- labelled ``patch`` -- on the patch grid (maps and masks averaged over each patch, the
+  mask kept where it covers >= 50 % of the patch). ``oracle`` is the resolution ceiling:
+  the best pixel IoU reached by thresholding (per image) the bilinearly upsampled
+  per-patch coverage of the mask itself, i.e. the best a perfect patch-level map gets.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
   re-seeding dead prototypes.
@@ -36,26 +42,60 @@ ARTIFACTS = ("ruler", "purple_ink", "dark_corners", "hair", "gel_bubbles")
 THRESHOLDS = np.round(np.arange(0.1, 0.95, 0.1), 2)
 
 
-def _masks(batch, concept):
+def _targets(batch, concept):
+    """[(target, masks (n, S, S))], the first one primary: the artifact's mask; the
+    structure's own mask, then the whole lesion for comparison; the lesion mask for
+    morphology concepts."""
     if concept in batch.artifact_masks:
-        return batch.artifact_masks[concept]
-    return batch.lesion_mask
+        return [("artifact", batch.artifact_masks[concept])]
+    if concept in batch.structure_masks:
+        return [("structure", batch.structure_masks[concept]), ("lesion", batch.lesion_mask)]
+    return [("lesion", batch.lesion_mask)]
 
 
-def _method_maps(method, backbone, images, concept, modules, patches):
-    """(n, S, S) maps of ``concept`` on ``images`` by ``method``."""
+def _tokens_of(method):
+    """Token path of a patch-map or atlas method: ``patch_relative_value`` -> ``value``."""
+    tail = method.rsplit("_", 1)[-1]
+    return tail if tail in ("value", "self") else "output"
+
+
+def _pool(a, grid):
+    """(n, S, S) -> (n, g, g) means over each patch."""
+    from conceptlens.spatial import pool_to_grid
+
+    return pool_to_grid(a, (grid, grid))
+
+
+def _oracle_iou(masks, grid):
+    """Per image: the resolution ceiling (``conceptlens.spatial.resolution_ceiling``)."""
+    from conceptlens.spatial import resolution_ceiling
+
+    return resolution_ceiling(masks, grid).values
+
+
+def _method_maps(method, backbone, images, idx, concept, modules, patches):
+    """(len(idx), S, S) maps of ``concept`` on ``images[idx]`` by ``method``; ``images``
+    and ``patches`` are a whole image set (patch maps are computed once per set)."""
     from conceptlens.explain import PatchGradCAM, PixelIntegratedGradients, images_to_pixels
     from conceptlens.spatial import concept_maps, upsample
 
     size = images.shape[1]
-    if method == "prototype_atlas":
-        return upsample(modules["atlas"].concept_maps(patches).sel(concept=concept), size).values
-    if method in ("patch_cosine", "patch_relative"):
+    if method.startswith("prototype_atlas"):
+        atlas = modules[f"atlas_{_tokens_of(method)}"]
+        return upsample(atlas.concept_maps(patches[idx]).sel(concept=concept), size).values
+    if method.startswith("patch_"):
         mode = method.split("_")[1]
-        maps = concept_maps(backbone, images, "synthderm", mode=mode, patches=patches)
-        maps = maps.sel(concept=concept)
+        # one concept_maps call per method and image set (the text side is encoded once)
+        key = (method, id(patches))
+        if key not in modules:
+            modules[key] = (
+                patches,
+                concept_maps(backbone, images, "synthderm", mode=mode, patches=patches),
+            )
+        maps = modules[key][1]
+        maps = maps.sel(concept=concept).isel(sample=idx)
         return upsample(maps, size).values
-    px = images_to_pixels(backbone, images)
+    px = images_to_pixels(backbone, images[idx])
     if method == "gradcam":
         return PatchGradCAM(modules["cosine"]).attribute(px, concept, of="concept").values
     if method == "integrated_gradients":
@@ -67,7 +107,7 @@ def _method_maps(method, backbone, images, concept, modules, patches):
 def localization(args):
     import conceptlens as cl
     from conceptlens.explain import concept_model_module
-    from conceptlens.spatial import mask_iou, pointing_game, scaled_tolerance
+    from conceptlens.spatial import mask_iou, patch_masks, pointing_game, scaled_tolerance
 
     backbone = cl.load_backbone("synthderm-lit")
     bank = cl.load_bank("synthderm")
@@ -76,68 +116,125 @@ def localization(args):
     test = gen.generate(args.n_loc, seed=args.seed + 202)
     modules = {"cosine": concept_model_module(backbone, bank, mode="cosine")}
     tol = scaled_tolerance(backbone.image_size)
-    patches = {
-        "calib": backbone.patch_embeddings(calib.images)[0],
-        "test": backbone.patch_embeddings(test.images)[0],
-    }
     methods = args.methods.split(",")
-    if "prototype_atlas" in methods:
-        from conceptlens.spatial import build_atlas
+    paths = sorted({_tokens_of(m) for m in methods})
+    patches = {
+        tok: {
+            "calib": backbone.patch_embeddings(calib.images, tokens=tok)[0],
+            "test": backbone.patch_embeddings(test.images, tokens=tok)[0],
+        }
+        for tok in paths
+    }
+    grid = patches[paths[0]]["test"].shape[1]
+    for method in methods:
+        if method.startswith("prototype_atlas"):
+            from conceptlens.spatial import build_atlas
 
-        # atlas from the calibration images (never from the test images)
-        modules["atlas"] = build_atlas(
-            backbone, patches["calib"], bank, n_prototypes=args.m, concept_labels=calib.concepts
-        )
-    out = {"tolerance_px": tol, "n_images": args.n_loc, "concepts": {}}
+            # atlas from the calibration images (never from the test images)
+            tok = _tokens_of(method)
+            modules[f"atlas_{tok}"] = build_atlas(
+                backbone,
+                patches[tok]["calib"],
+                bank,
+                n_prototypes=args.m,
+                concept_labels=calib.concepts,
+            )
+    out = {"tolerance_px": tol, "n_images": args.n_loc, "grid": grid, "concepts": {}}
     for concept in bank.names:
-        row = {}
+        row: dict = {}
+        sel = {}
+        for name, batch in (("calib", calib), ("test", test)):
+            present = np.flatnonzero(batch.concept(concept).astype(bool))
+            primary = _targets(batch, concept)[0][1][present]
+            sel[name] = present[primary.reshape(len(present), -1).any(axis=1)]
+        if len(sel["test"]) == 0 or len(sel["calib"]) == 0:
+            continue
+        oracle = {}
+        for target, masks in _targets(test, concept):
+            o = _oracle_iou(masks[sel["test"]], grid)
+            oracle[target] = {"pixel": float(o.mean()), "n": len(o)}
+        row["oracle"] = oracle
         for method in methods:
             cap = args.n_ig if method == "integrated_gradients" else None
-            res = {}
+            maps, secs = {}, 0.0
             for name, batch in (("calib", calib), ("test", test)):
-                present = np.flatnonzero(batch.concept(concept).astype(bool))
-                masks = _masks(batch, concept)[present]
-                keep = masks.reshape(len(present), -1).any(axis=1)
-                present, masks = present[keep][:cap], masks[keep][:cap]
-                if len(present) == 0:
-                    break
+                idx = sel[name][:cap]
                 t = time.perf_counter()
-                maps = _method_maps(
+                maps[name] = _method_maps(
                     method,
                     backbone,
-                    batch.images[present],
+                    batch.images,
+                    idx,
                     concept,
                     modules,
-                    patches[name][present],
+                    patches[_tokens_of(method)][name],
                 )
-                res[name] = (maps, masks, time.perf_counter() - t)
-            if "test" not in res:
-                continue
-            cm, ck, _ = res["calib"]
-            best = max(THRESHOLDS, key=lambda th: float(mask_iou(cm, ck, threshold=th).mean()))
-            tm, tk, secs = res["test"]
-            row[method] = {
-                "n": len(tm),
-                "pointing": float(pointing_game(tm, tk).mean()),
-                "pointing_tol": float(pointing_game(tm, tk, tolerance=tol).mean()),
-                "iou_0.5": float(mask_iou(tm, tk, threshold=0.5).mean()),
-                "iou_calibrated": float(mask_iou(tm, tk, threshold=best).mean()),
-                "threshold": float(best),
-                "mask_fraction": float(tk.mean()),
-                "seconds_per_image": secs / len(tm),
-            }
+                secs = time.perf_counter() - t
+            per_target = {}
+            for (target, cmasks), (_, tmasks) in zip(
+                _targets(calib, concept), _targets(test, concept), strict=True
+            ):
+                ck, tk = cmasks[sel["calib"][:cap]], tmasks[sel["test"][:cap]]
+                cm, tm = maps["calib"], maps["test"]
+                best = max(THRESHOLDS, key=lambda th: float(mask_iou(cm, ck, threshold=th).mean()))
+                res = {
+                    "n": len(tm),
+                    "pointing": float(pointing_game(tm, tk).mean()),
+                    "pointing_tol": float(pointing_game(tm, tk, tolerance=tol).mean()),
+                    "iou_0.5": float(mask_iou(tm, tk, threshold=0.5).mean()),
+                    "iou_calibrated": float(mask_iou(tm, tk, threshold=best).mean()),
+                    "threshold": float(best),
+                    "mask_fraction": float(tk.mean()),
+                    "oracle_same_images": float(_oracle_iou(tk, grid).mean()),
+                }
+                # patch grid: maps and masks averaged per patch, mask = coverage >= 50 %
+                ckp, tkp = patch_masks(ck, grid), patch_masks(tk, grid)
+                cmp_, tmp_ = _pool(cm, grid), _pool(tm, grid)
+                ck_ok = ckp.reshape(len(ckp), -1).any(axis=1)
+                tk_ok = tkp.reshape(len(tkp), -1).any(axis=1)
+                res["patch_n"] = int(tk_ok.sum())
+                if ck_ok.any() and tk_ok.any():
+                    bp = max(
+                        THRESHOLDS,
+                        key=lambda th: float(
+                            mask_iou(cmp_[ck_ok], ckp[ck_ok], threshold=th).mean()
+                        ),
+                    )
+                    res["patch_iou_calibrated"] = float(
+                        mask_iou(tmp_[tk_ok], tkp[tk_ok], threshold=bp).mean()
+                    )
+                    res["patch_threshold"] = float(bp)
+                per_target[target] = res
+            per_target["seconds_per_image"] = secs / len(maps["test"])
+            row[method] = per_target
         out["concepts"][concept] = row
-        brief = {m: round(v["iou_calibrated"], 3) for m, v in row.items()}
-        print(concept, json.dumps(brief), flush=True)
-    groups = {"artifact": list(ARTIFACTS), "lesion": [c for c in bank.names if c not in ARTIFACTS]}
+        first = _targets(test, concept)[0][0]
+        brief = {m: round(v[first]["iou_calibrated"], 3) for m, v in row.items() if m != "oracle"}
+        brief["oracle"] = round(oracle[first]["pixel"], 3)
+        print(concept, first, json.dumps(brief), flush=True)
+    groups = {
+        "artifact": [c for c in bank.names if c in ARTIFACTS],
+        "structure": [c for c in bank.names if c in test.structure_masks],
+        "morphology": [
+            c for c in bank.names if c not in ARTIFACTS and c not in test.structure_masks
+        ],
+    }
     summary = {}
+    keys = ("pointing", "pointing_tol", "iou_0.5", "iou_calibrated", "oracle_same_images")
     for g, names in groups.items():
+        target = {"artifact": "artifact", "structure": "structure"}.get(g, "lesion")
+        names = [c for c in names if c in out["concepts"]]
+        summary[f"{g}/oracle"] = float(
+            np.mean([out["concepts"][c]["oracle"][target]["pixel"] for c in names])
+        )
         for method in methods:
-            rows = [out["concepts"][c][method] for c in names if method in out["concepts"][c]]
-            summary[f"{g}/{method}"] = {
-                k: float(np.mean([r[k] for r in rows]))
-                for k in ("pointing", "pointing_tol", "iou_0.5", "iou_calibrated")
-            }
+            rows = [out["concepts"][c][method][target] for c in names]
+            summary[f"{g}/{method}"] = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+            patch = [r["patch_iou_calibrated"] for r in rows if "patch_iou_calibrated" in r]
+            summary[f"{g}/{method}"]["patch_iou_calibrated"] = (
+                float(np.mean(patch)) if patch else None
+            )
+            summary[f"{g}/{method}"]["patch_concepts"] = len(patch)
     out["summary"] = summary
     return out
 
@@ -352,7 +449,20 @@ def main(argv=None):
     ap.add_argument("--m", type=int, default=5, help="prototypes per concept")
     ap.add_argument(
         "--methods",
-        default="patch_cosine,patch_relative,prototype_atlas,gradcam,integrated_gradients",
+        default=",".join(
+            [
+                "patch_cosine",
+                "patch_relative",
+                "patch_cosine_value",
+                "patch_relative_value",
+                "patch_cosine_self",
+                "patch_relative_self",
+                "prototype_atlas",
+                "prototype_atlas_value",
+                "gradcam",
+                "integrated_gradients",
+            ]
+        ),
     )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)

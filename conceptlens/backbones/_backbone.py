@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from conceptlens._io import sha256_file
 from conceptlens._progress import progress
+from conceptlens.backbones._dense import TOKEN_PATHS, last_block_dense
 from conceptlens.backbones._loading import LoadedModel, build_model, resolve_spec
 from conceptlens.backbones._registry import DEFAULT_BACKBONE, BackboneConfig
 from conceptlens.exceptions import ConfigError, DataError
@@ -723,13 +724,25 @@ class Backbone:
             memo.update(zip(todo, rows, strict=True))
         return np.stack([memo[p] for p in prompts])
 
-    def _tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-        """(pooled projected (N, D), projected patch tokens (N, gh, gw, D), grid)."""
+    def _tokens(
+        self, x: torch.Tensor, tokens: str = "output"
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(pooled projected (N, D), projected patch tokens (N, gh, gw, D), grid).
+
+        ``tokens`` other than ``"output"`` re-wire the last block for the patch tokens
+        (see :mod:`conceptlens.backbones._dense`); the pooled embedding is unchanged.
+        """
         visual = self.model.visual
         if hasattr(visual, "trunk") and hasattr(visual, "head"):  # open_clip TimmModel
             trunk = visual.trunk
             feats = trunk.forward_features(x)
             pooled = visual.head(trunk.forward_head(feats))
+            if tokens != "output":
+                if feats.ndim == 4:
+                    raise ConfigError(
+                        f"{self.name}: tokens={tokens!r} needs a ViT trunk, not a convnet"
+                    )
+                feats = trunk.norm(last_block_dense(trunk, x, tokens))
             if feats.ndim == 4:  # convnet: (N, C, H, W)
                 grid = (int(feats.shape[2]), int(feats.shape[3]))
                 patches = feats.permute(0, 2, 3, 1).flatten(1, 2)
@@ -747,9 +760,11 @@ class Backbone:
                 raise ConfigError(
                     f"{self.name}: patch embeddings are not defined for attention-pooled towers"
                 )
-            tokens = visual.transformer(visual._embeds(x))
-            pooled, _ = visual._pool(tokens)
-            patches = visual.ln_post(tokens[:, 1:])
+            seq = visual.transformer(visual._embeds(x))
+            pooled, _ = visual._pool(seq)
+            if tokens != "output":
+                seq = last_block_dense(visual, x, tokens)
+            patches = visual.ln_post(seq[:, 1:])
             if visual.proj is not None:
                 pooled = pooled @ visual.proj
                 proj = patches @ visual.proj
@@ -764,10 +779,12 @@ class Backbone:
             )
         return pooled, proj.reshape(x.shape[0], grid[0], grid[1], -1), grid
 
-    def _patch_forward(self, x: torch.Tensor) -> tuple[np.ndarray, tuple[int, int]]:
+    def _patch_forward(
+        self, x: torch.Tensor, tokens: str = "output"
+    ) -> tuple[np.ndarray, tuple[int, int]]:
         x = x.to(self.device)
         with torch.inference_mode(), self._autocast():
-            _, patches, grid = self._tokens(x)
+            _, patches, grid = self._tokens(x, tokens)
         return patches.float().cpu().numpy().astype(np.float32, copy=False), grid
 
     def patch_embeddings(
@@ -777,6 +794,7 @@ class Backbone:
         batch_size: int | None = None,
         normalize: bool = False,
         cache: Any = None,
+        tokens: str = "output",
     ) -> tuple[np.ndarray, tuple[int, int]]:
         """ViT patch tokens projected into the joint space, on the patch grid.
 
@@ -793,6 +811,12 @@ class Backbone:
         cache : path or EmbeddingCache, optional
             Embedding cache folder; patch grids are cached (kind ``patch``) by content,
             read through like :meth:`encode_images`.
+        tokens : {"output", "value", "self"}, default "output"
+            Which tokens: the tower's output tokens, or dense tokens from a re-wired last
+            block that localise better -- ``"value"`` (MaskCLIP: each token's own value
+            vector through the attention's output projection, no query-key attention, no
+            residual or MLP) or ``"self"`` (ClearCLIP: query-query attention, no residual
+            or MLP). Each is cached under its own kind (``patch``, ``patch-value``, ...).
 
         Returns
         -------
@@ -801,23 +825,28 @@ class Backbone:
         grid : tuple of int
             ``(gh, gw)``.
         """
+        if tokens not in TOKEN_PATHS:
+            raise ConfigError(f"tokens must be one of {TOKEN_PATHS}, got {tokens!r}")
         grid = (0, 0)
         if cache is None:
             out = []
             for _, _, batch in self.iter_batches(images, batch_size=batch_size):
-                patches, grid = self._patch_forward(batch)
+                patches, grid = self._patch_forward(batch, tokens)
                 out.append(patches)
             if not out:
                 raise DataError("patch_embeddings got no images")
             result = np.concatenate(out)
         else:
-            probe, grid = self._patch_forward(torch.zeros(1, 3, self.image_size, self.image_size))
+            probe, grid = self._patch_forward(
+                torch.zeros(1, 3, self.image_size, self.image_size), tokens
+            )
 
             def forward(x: torch.Tensor) -> np.ndarray:
                 self.n_image_encodes += x.shape[0]
-                return self._patch_forward(x)[0]
+                return self._patch_forward(x, tokens)[0]
 
-            store = self.open_cache(cache, kind="patch", row_shape=probe.shape[1:])
+            kind = "patch" if tokens == "output" else f"patch-{tokens}"
+            store = self.open_cache(cache, kind=kind, row_shape=probe.shape[1:])
             result = self._read_through(
                 store, images, forward, batch_size=batch_size, indices=None, num_workers=None
             )

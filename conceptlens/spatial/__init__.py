@@ -13,7 +13,9 @@ from conceptlens.spatial._interactive import RegionSession
 from conceptlens.spatial._localize import (
     mask_iou,
     normalize_maps,
+    patch_masks,
     pointing_game,
+    resolution_ceiling,
     scaled_tolerance,
 )
 from conceptlens.spatial._maps import concept_directions, concept_maps, patch_grid, upsample
@@ -29,6 +31,8 @@ __all__ = [
     "mask_iou",
     "normalize_maps",
     "scaled_tolerance",
+    "resolution_ceiling",
+    "patch_masks",
     # prototype atlas
     "PrototypeAtlas",
     "build_atlas",

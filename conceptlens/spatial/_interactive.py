@@ -8,6 +8,7 @@ an ipywidgets panel when ipywidgets is installed.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -164,6 +165,22 @@ class RegionSession:
         order = np.argsort(-np.abs(rel.values), kind="stable")[: int(k)]
         return rel.isel(prototype=order)
 
+    def contributions_html(self, k: int = 5, result: xr.Dataset | None = None) -> str:
+        """:meth:`contributions` as a small HTML table (what the widget shows).
+
+        Examples
+        --------
+        >>> RegionSession(clf, P[0]).contributions_html(k=3)[:7]  # doctest: +SKIP
+        '<table>'
+        """
+        top = self.contributions(k, result)
+        rows = "".join(
+            f"<tr><td>{q}</td><td>{v:+.3f}</td></tr>"
+            for q, v in zip(top.prototype.values, top.values, strict=True)
+        )
+        cls = html.escape(str(top["class"].values))
+        return f"<table><tr><th>prototype</th><th>reliance for {cls}</th></tr>{rows}</table>"
+
     def summary(self) -> str:
         """One line: prediction, probability and the feedback given."""
         res = self.result()
@@ -177,7 +194,14 @@ class RegionSession:
 
     # ------------------------------------------------------------------ widget
     def widget(self) -> Any:
-        """An ipywidgets panel over the same methods (box entry, reject, drop, undo)."""
+        """An ipywidgets panel over the same methods (box entry, reject, drop, undo).
+
+        Returns a ``VBox``: box coordinates, polarity, concept and prototype pickers, the
+        buttons (add box, reject concept, drop prototypes, undo, reset), the status line
+        (:meth:`summary`), the top contributions (:meth:`contributions_html`) and the plot
+        (:meth:`plot`, when the session has an image). Each button calls the method of
+        the same name, so a script can replay what a user did in the panel.
+        """
         try:
             import ipywidgets as w
         except ImportError as exc:
@@ -195,10 +219,12 @@ class RegionSession:
         concept = w.Dropdown(options=self.model.atlas.concept_names, description="concept")
         protos = w.SelectMultiple(options=list(self.model.prototypes_), rows=6)
         status = w.HTML()
+        contrib = w.HTML()
         out = w.Output()
 
         def refresh(_res: Any = None) -> None:
             status.value = self.summary()
+            contrib.value = self.contributions_html()
             protos.options = list(self.model.prototypes_)
             with out:
                 out.clear_output(wait=True)
@@ -212,7 +238,7 @@ class RegionSession:
             try:
                 self.add_box([c.value for c in coords], positive=polarity.value == "positive")
             except DataError as err:
-                status.value = f"<b>{err}</b>"
+                status.value = f"<b>{html.escape(str(err))}</b>"
                 return
             refresh()
 
@@ -221,7 +247,7 @@ class RegionSession:
                 try:
                     fn()
                 except (DataError, KeyError) as err:
-                    status.value = f"<b>{err}</b>"
+                    status.value = f"<b>{html.escape(str(err))}</b>"
                     return
                 refresh()
 
@@ -241,7 +267,15 @@ class RegionSession:
             row.append(b)
         refresh()
         return w.VBox(
-            [w.HBox(coords), polarity, w.HBox([concept, protos]), w.HBox(row), status, out]
+            [
+                w.HBox(coords),
+                polarity,
+                w.HBox([concept, protos]),
+                w.HBox(row),
+                status,
+                contrib,
+                out,
+            ]
         )
 
     def plot(self, k: int = 4, axes: Any = None) -> Any:

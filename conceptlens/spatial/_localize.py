@@ -5,6 +5,9 @@
   :func:`scaled_tolerance` for other sizes).
 * :func:`mask_iou`: IoU of the thresholded map (min-max normalised per sample, then
   ``>= threshold``) with the mask.
+* :func:`resolution_ceiling`: the best pixel IoU a map on a patch grid can reach against
+  each mask, so a shortfall can be told apart from the grid's resolution;
+  :func:`patch_masks` brings masks to the patch grid (IoU at patch resolution).
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from scipy import ndimage
 
 from conceptlens.exceptions import ConfigError, DataError
 
-__all__ = ["mask_iou", "normalize_maps", "pointing_game", "scaled_tolerance"]
+__all__ = [
+    "mask_iou",
+    "normalize_maps",
+    "patch_masks",
+    "pointing_game",
+    "resolution_ceiling",
+    "scaled_tolerance",
+]
 
 
 def scaled_tolerance(image_size: int, *, tolerance: float = 15.0, reference: int = 224) -> float:
@@ -145,4 +155,120 @@ def mask_iou(maps: Any, masks: Any, *, threshold: float = 0.5) -> xr.DataArray:
         coords={"sample": ids},
         name="iou",
         attrs={"threshold": threshold},
+    )
+
+
+def _mask_stack(masks: Any, what: str) -> tuple[np.ndarray, list[str]]:
+    k = np.asarray(masks.values if isinstance(masks, xr.DataArray) else masks)
+    if k.ndim == 2:
+        k = k[None]
+    if k.ndim != 3:
+        raise DataError(f"{what}: masks must be (sample, H, W), got shape {k.shape}")
+    if isinstance(masks, xr.DataArray) and "sample" in masks.coords:
+        ids = [str(v) for v in np.atleast_1d(masks["sample"].values)]
+    else:
+        ids = [f"img{i:06d}" for i in range(len(k))]
+    k = k.astype(bool)
+    empty = [ids[i] for i in np.flatnonzero(~k.reshape(len(k), -1).any(axis=1))]
+    if empty:
+        raise DataError(
+            f"{what}: empty ground-truth mask for sample(s) {empty[:5]}; pass only samples "
+            "where the concept is present"
+        )
+    return k, ids
+
+
+def _grid(grid: Any) -> tuple[int, int]:
+    gh, gw = (grid, grid) if np.isscalar(grid) else grid
+    if int(gh) < 1 or int(gw) < 1:
+        raise ConfigError(f"grid must be positive, got {grid!r}")
+    return int(gh), int(gw)
+
+
+def patch_masks(masks: Any, grid: Any, *, min_coverage: float = 0.5) -> np.ndarray:
+    """Masks on the patch grid: a patch is in when the mask covers ``>= min_coverage`` of it.
+
+    For IoU at patch resolution (with maps on the grid, e.g. :func:`concept_maps` output or
+    pixel maps averaged per patch with :func:`pool_to_grid`). Thin structures can vanish:
+    check that the result is non-empty before scoring it.
+
+    Parameters
+    ----------
+    masks : bool array (sample, H, W) or (H, W)
+    grid : int or (int, int)
+        Patch grid ``(gh, gw)``, e.g. ``concept_maps(...).shape[-2:]``.
+    min_coverage : float in (0, 1], default 0.5
+
+    Returns
+    -------
+    bool array (sample, gh, gw)
+
+    Examples
+    --------
+    >>> m = np.zeros((4, 4), bool); m[:2, :3] = True
+    >>> patch_masks(m, 2).astype(int).tolist()
+    [[[1, 1], [0, 0]]]
+    """
+    from conceptlens.spatial._feedback import pool_to_grid
+
+    if not 0 < min_coverage <= 1:
+        raise ConfigError(f"min_coverage must be in (0, 1], got {min_coverage!r}")
+    k = np.asarray(masks.values if isinstance(masks, xr.DataArray) else masks)
+    k = k[None] if k.ndim == 2 else k
+    if k.ndim != 3:
+        raise DataError(f"patch_masks: masks must be (sample, H, W), got shape {k.shape}")
+    return pool_to_grid(k.astype(np.float32), _grid(grid)) >= np.float32(min_coverage)
+
+
+def resolution_ceiling(masks: Any, grid: Any, *, method: str = "bilinear") -> xr.DataArray:
+    """Per mask, the best pixel IoU that a map living on a ``grid`` patch grid reaches.
+
+    The map is the ideal patch-level map -- the mask's own coverage of each patch --
+    brought to the mask's size with :func:`upsample` (``method``, as the concept maps are)
+    and thresholded at the best of the thresholds 0.01, 0.02, ..., 0.99 for that image.
+    Reported next to a method's IoU it separates what the grid's resolution forbids (thin
+    lines, small dots: a low ceiling) from what the method misses (a high ceiling). It is
+    an estimate of the best grid map, not a bound: another grid map may do slightly
+    better, and pixel-level maps (Integrated Gradients) are not limited by it.
+
+    Parameters
+    ----------
+    masks : bool array or xr.DataArray (sample, H, W), every mask non-empty
+    grid : int or (int, int)
+        Patch grid ``(gh, gw)`` of the maps (12 for synthderm-lit at 96 px).
+    method : {"bilinear", "bicubic", "nearest"}, default "bilinear"
+
+    Returns
+    -------
+    xr.DataArray, dims ("sample",), name "iou_ceiling"
+
+    Examples
+    --------
+    >>> m = np.zeros((1, 96, 96), bool); m[0, :, :48] = True   # half the image
+    >>> float(resolution_ceiling(m, 12)[0])
+    1.0
+    >>> m = np.zeros((1, 96, 96), bool); m[0, 40, :] = True     # a 1 px line
+    >>> round(float(resolution_ceiling(m, 12)[0]), 3)
+    0.125
+    """
+    from conceptlens.spatial._feedback import pool_to_grid
+    from conceptlens.spatial._maps import upsample
+
+    k, ids = _mask_stack(masks, "resolution_ceiling")
+    cov = pool_to_grid(k.astype(np.float32), _grid(grid))
+    up = upsample(xr.DataArray(cov, dims=("sample", "y", "x")), k.shape[1:], method=method)
+    up = up.values
+    best = np.zeros(len(k))
+    flat_k = k.reshape(len(k), -1)
+    for t in np.arange(1, 100) / 100.0:
+        pred = (up >= t).reshape(len(k), -1)
+        inter = (pred & flat_k).sum(axis=1)
+        union = (pred | flat_k).sum(axis=1)
+        best = np.maximum(best, inter / np.maximum(union, 1))
+    return xr.DataArray(
+        best,
+        dims=("sample",),
+        coords={"sample": ids},
+        name="iou_ceiling",
+        attrs={"grid": list(_grid(grid)), "method": method},
     )

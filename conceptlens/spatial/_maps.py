@@ -99,14 +99,19 @@ def patch_grid(
     resize: bool = False,
     cache: Any = None,
     batch_size: int | None = None,
+    tokens: str = "output",
 ) -> tuple[np.ndarray, list[str]]:
-    """Unit-norm patch embeddings (N, gh, gw, D) of ``images`` and their sample ids."""
+    """Unit-norm patch embeddings (N, gh, gw, D) of ``images`` and their sample ids.
+
+    ``tokens`` is passed to :meth:`Backbone.patch_embeddings` (``"output"``, ``"value"``,
+    ``"self"``).
+    """
     if resize:
         n, _ = _as_list(images)
         ids = image_ids(images, n)
     else:
         ids = check_image_sizes(backbone, images)
-    kw: dict[str, Any] = {"batch_size": batch_size, "normalize": True}
+    kw: dict[str, Any] = {"batch_size": batch_size, "normalize": True, "tokens": tokens}
     if cache is not None:
         kw["cache"] = cache
     patches, _ = backbone.patch_embeddings(images, **kw)
@@ -124,6 +129,7 @@ def concept_maps(
     resize: bool = False,
     cache: Any = None,
     batch_size: int | None = None,
+    tokens: str = "output",
 ) -> xr.DataArray:
     """Similarity of every image patch to every concept of a bank.
 
@@ -145,6 +151,11 @@ def concept_maps(
         Accept images of any size and map the backbone's resized, centre-cropped view.
     cache : path, optional
         Patch-embedding cache folder, passed to :meth:`Backbone.patch_embeddings`.
+    tokens : {"output", "value", "self"}, default "output"
+        Which patch tokens (:meth:`Backbone.patch_embeddings`): the tower's output
+        tokens, MaskCLIP's value path of the last block (``"value"``) or ClearCLIP's
+        query-query attention (``"self"``). Ignored when ``patches`` are given (compute
+        those with the same ``tokens``). See ``docs/spatial.md`` for which localises best.
 
     Returns
     -------
@@ -171,7 +182,9 @@ def concept_maps(
     bank = load_bank(bank)
     weights, names, groups = concept_directions(backbone, bank, mode=mode, templates=templates)
     if patches is None:
-        unit, ids = patch_grid(backbone, images, resize=resize, cache=cache, batch_size=batch_size)
+        unit, ids = patch_grid(
+            backbone, images, resize=resize, cache=cache, batch_size=batch_size, tokens=tokens
+        )
     else:
         unit = np.asarray(patches, dtype=np.float32)
         if unit.ndim != 4 or unit.shape[-1] != weights.shape[1]:
@@ -193,6 +206,7 @@ def concept_maps(
         name="concept_map",
         attrs={
             "mode": mode,
+            "tokens": tokens if patches is None else "given",
             "backbone": str(getattr(backbone, "name", "")),
             "bank": str(bank.id),
             "image_size": int(backbone.image_size),

@@ -5,13 +5,21 @@ Every layer is computed on coordinate grids over a whole block of images at once
 96 px image and scale with ``image_size``. The drawing order is skin, lesion body, colour
 regions, structures, then artifacts (ink, hair, gel bubbles, ruler) and the vignette last,
 as in a dermatoscope photograph.
+
+Ground-truth masks mark where a layer was drawn with an opacity above 0.45 (the same rule
+for artifacts and lesion structures); computing them consumes no randomness and changes no
+pixel.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from conceptlens.synthderm._vocab import SYNTHDERM_ARTIFACTS, SYNTHDERM_CONCEPTS
+from conceptlens.synthderm._vocab import (
+    SYNTHDERM_ARTIFACTS,
+    SYNTHDERM_CONCEPTS,
+    SYNTHDERM_STRUCTURES,
+)
 
 __all__ = ["draw_block"]
 
@@ -154,7 +162,7 @@ def _cell_dots(
 
 def draw_block(
     rng: np.random.Generator, concepts: np.ndarray, skin_tone: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Draw one block of images.
 
     Parameters
@@ -173,6 +181,10 @@ def draw_block(
     images : ndarray of uint8, shape (n, size, size, 3)
     lesion_mask : ndarray of bool, shape (n, size, size)
     artifact_masks : dict artifact name -> ndarray of bool, shape (n, size, size)
+    structure_masks : dict structure name -> ndarray of bool, shape (n, size, size)
+        One per ``SYNTHDERM_STRUCTURES`` concept: the pixels where that structure (or
+        colour region) was drawn with opacity > 0.45, before later layers (other
+        structures, artifacts) were drawn over it. All False where it is absent.
     """
     n = concepts.shape[0]
     S = size
@@ -266,6 +278,7 @@ def draw_block(
     colours = np.stack([base, body], axis=2)  # (n, 3, 2)
     img = np.matmul(colours, weights.reshape(n, 2, S * S)).reshape(n, 3, S, S)
     inner = np.clip((F32(0.93) - f) * rmain, 0, 1)  # coverage well inside the lesion
+    structures = {name: np.zeros((n, S, S), dtype=bool) for name in SYNTHDERM_STRUCTURES}
 
     # -- colour concepts -------------------------------------------------------------
     i = has["multiple_colors"]
@@ -280,7 +293,9 @@ def draw_block(
         sector = np.minimum((turn * ns[:, None, None]).astype(np.intp), ns[:, None, None] - 1)
         palette = _PALETTE[perm].reshape(-1, 3)  # (m * 4, 3): each image's colour order
         pidx = np.arange(i.size)[:, None, None] * 4 + sector
-        _blend(img, i, inner[i] * F32(0.92), palette, index=pidx)
+        a = inner[i] * F32(0.92)
+        _blend(img, i, a, palette, index=pidx)
+        structures["multiple_colors"][i] = a > 0.45
     i = has["blue_white_veil"]
     if i.size:
         a = rng.uniform(0, 2 * np.pi, i.size)
@@ -290,7 +305,9 @@ def draw_block(
         rv = (0.62 * r_main[i]).astype(F32)[:, None, None]
         dv = np.sqrt((xx - vx) ** 2 + (yy - vy) ** 2) - rv
         haze = F32(0.82) + F32(0.1) * np.sin(dx[i] / (F32(3) * k)) * np.cos(dy[i] / (F32(3) * k))
-        _blend(img, i, np.clip(F32(0.5) - dv / (F32(2) * k), 0, 1) * inner[i] * haze, _VEIL)
+        a = np.clip(F32(0.5) - dv / (F32(2) * k), 0, 1) * inner[i] * haze
+        _blend(img, i, a, _VEIL)
+        structures["blue_white_veil"][i] = a > 0.45
     i = has["regression_structures"]
     if i.size:
         a = rng.uniform(0, 2 * np.pi, i.size)
@@ -304,6 +321,7 @@ def draw_block(
         dg = np.sqrt(ddx * ddx + ddy * ddy) - rg * lobes
         scar = _aa(dg / k) * inner[i]
         _blend(img, i, scar * F32(0.95), _REGRESSION)
+        structures["regression_structures"][i] = scar * F32(0.95) > 0.45
         # blue-grey peppering (fine granules) inside the white scar-like area
         (sd,) = _cell_dots(rng, i.size, S, 5.0 * k, np.full(i.size, 0.4), 0.6 * k, 0.9 * k)
         _blend(img, i, _aa(sd) * scar * F32(0.8), _PEPPER)
@@ -321,13 +339,17 @@ def draw_block(
         line = F32(0.5) - np.maximum(du, dv)  # 0 on a grid line, 0.5 at cell centres
         width = (F32(0.8) + F32(0.6) * np.sin(xx / (F32(7) * k) + _u(rng, m, 0, 6.3))) * k
         a = np.clip(width - line * period + F32(0.5), 0, 1)
-        _blend(img, i, a * inner[i] * F32(0.92), _NETWORK)
+        a = a * inner[i] * F32(0.92)
+        _blend(img, i, a, _NETWORK)
+        structures["atypical_pigment_network"][i] = a > 0.45
     i = has["irregular_dots_globules"]
     if i.size:
         m = i.size
         (sd,) = _cell_dots(rng, m, S, 6.5 * k, rng.uniform(0.45, 0.7, m), 0.9 * k, 2.4 * k)
         near = np.clip((F32(1.12) - f[i]) * rmain[i], 0, 1)
-        _blend(img, i, _aa(sd) * near, _GLOBULE)
+        a = _aa(sd) * near
+        _blend(img, i, a, _GLOBULE)
+        structures["irregular_dots_globules"][i] = a > 0.45
     i = has["irregular_streaks"]
     if i.size:
         m = i.size
@@ -343,12 +365,16 @@ def draw_block(
         band = np.clip((f[i] - F32(0.78)) * F32(8), 0, 1) * np.clip(
             (F32(1.42) - f[i]) * F32(6), 0, 1
         )
-        _blend(img, i, stripe * band * F32(0.95), _STREAK)
+        a = stripe * band * F32(0.95)
+        _blend(img, i, a, _STREAK)
+        structures["irregular_streaks"][i] = a > 0.45
     i = has["milia_like_cysts"]
     if i.size:
         m = i.size
         (sd,) = _cell_dots(rng, m, S, 7.0 * k, rng.uniform(0.5, 0.7, m), 1.3 * k, 2.0 * k)
-        _blend(img, i, _aa(sd) * inner[i], _MILIA)
+        a = _aa(sd) * inner[i]
+        _blend(img, i, a, _MILIA)
+        structures["milia_like_cysts"][i] = a > 0.45
     i = has["comedo_like_openings"]
     if i.size:
         m = i.size
@@ -359,11 +385,14 @@ def draw_block(
         core = _aa(sd_core) * inner[i]
         _blend(img, i, outer, _COMEDO_RIM)
         _blend(img, i, core, _COMEDO_CORE)
+        structures["comedo_like_openings"][i] = np.maximum(outer, core) > 0.45
     i = has["dotted_vessels"]
     if i.size:
         m = i.size
         (sd,) = _cell_dots(rng, m, S, 4.5 * k, rng.uniform(0.5, 0.75, m), 0.9 * k, 1.3 * k)
-        _blend(img, i, _aa(sd) * inner[i], _VESSEL)
+        a = _aa(sd) * inner[i]
+        _blend(img, i, a, _VESSEL)
+        structures["dotted_vessels"][i] = a > 0.45
 
     # -- artifacts -------------------------------------------------------------------
     masks = {name: np.zeros((n, S, S), dtype=bool) for name in SYNTHDERM_ARTIFACTS}
@@ -469,4 +498,4 @@ def draw_block(
     images = np.empty((n, S, S, 3), dtype=np.uint8)
     for ch in range(3):
         images[..., ch] = planar[:, ch]
-    return images, lesion_mask, masks
+    return images, lesion_mask, masks, structures

@@ -42,6 +42,7 @@ from conceptlens.synthderm._vocab import (
     SYNTHDERM_ARTIFACTS,
     SYNTHDERM_CLASSES,
     SYNTHDERM_CONCEPTS,
+    SYNTHDERM_STRUCTURES,
 )
 
 if TYPE_CHECKING:
@@ -151,6 +152,11 @@ class SynthDermBatch:
         Name of the configuration that generated the batch.
     protocol : dict site -> dict
         The imaging protocol applied per site (empty when the images are as drawn).
+    structure_masks : dict str -> ndarray of bool, shape (n, H, W)
+        One mask per lesion structure or colour region (``SYNTHDERM_STRUCTURES``: veil,
+        regression, streaks, dots/globules, ...): where it was drawn (opacity > 0.45),
+        all False in images without it. The morphology concepts (asymmetry, irregular
+        border, large diameter) have none: the lesion mask is their region.
     """
 
     images: np.ndarray
@@ -167,6 +173,7 @@ class SynthDermBatch:
     ids: list[str]
     preset: str = "custom"
     protocol: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    structure_masks: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -270,9 +277,12 @@ class SynthDerm:
         captions = [
             _caption(rng_caption, self.config, int(label[i]), concepts[i]) for i in range(count)
         ]
-        images, lesion, masks = draw_block(rng_draw, concepts, tone, self.image_size)
+        images, lesion, masks, structures = draw_block(rng_draw, concepts, tone, self.image_size)
         if self.config.protocol:
-            images, lesion, masks = self._photograph(site, images, lesion, masks)
+            # structure masks follow the zoom exactly as the artifact masks do
+            images, lesion, both = self._photograph(site, images, lesion, {**masks, **structures})
+            masks = {a: both[a] for a in masks}
+            structures = {k: both[k] for k in structures}
         start = block * BLOCK
         cut = slice(0, count)
         return SynthDermBatch(
@@ -290,6 +300,7 @@ class SynthDerm:
             ids=[f"synthderm-{seed}-{start + i:07d}" for i in range(count)],
             preset=self.config.name,
             protocol=_thaw(self.config.protocol),
+            structure_masks={s: m[cut] for s, m in structures.items()},
         )
 
     def _photograph(
@@ -374,6 +385,9 @@ def _concat(blocks: Sequence[SynthDermBatch]) -> SynthDermBatch:
         ids=[i for b in blocks for i in b.ids],
         preset=first.preset,
         protocol=first.protocol,
+        structure_masks={
+            s: np.concatenate([b.structure_masks[s] for b in blocks]) for s in SYNTHDERM_STRUCTURES
+        },
     )
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "PARAPHRASES",
     "SYNTHDERM_ARTIFACTS",
     "SYNTHDERM_CLASSES",
+    "SYNTHDERM_STRUCTURES",
     "SYNTHDERM_CONCEPTS",
 ]
 
@@ -42,6 +43,11 @@ SYNTHDERM_CONCEPTS: tuple[tuple[str, str], ...] = (
 )
 
 SYNTHDERM_ARTIFACTS: tuple[str, ...] = tuple(n for n, g in SYNTHDERM_CONCEPTS if g == "artifact")
+#: Lesion structures and colour regions drawn at a known place inside the lesion (each has
+#: its own ground-truth mask); the morphology concepts are properties of the lesion outline.
+SYNTHDERM_STRUCTURES: tuple[str, ...] = tuple(
+    n for n, g in SYNTHDERM_CONCEPTS if g in ("colour", "structure")
+)
 
 # Wordings used in captions (the first one is also the bank's first prompt).
 CONCEPT_PHRASES: dict[str, list[str]] = {

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -81,77 +79,76 @@ def test_session_errors(session_parts):
         sess.plot()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ipywidgets") is not None, reason="installed")
-def test_widget_without_ipywidgets_says_what_to_do(session_parts):
+def test_widget_without_ipywidgets_says_what_to_do(session_parts, monkeypatch):
+    import sys
+
     clf, P, _ = session_parts
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import raises ImportError
     with pytest.raises(MissingDependencyError, match="add_box"):
         RegionSession(clf, P[0]).widget()
 
 
-class _W:
-    """Minimal stand-in for an ipywidgets widget (value + children + click)."""
+def test_widget_actions_equal_the_plain_function_calls(session_parts):
+    """The real ipywidgets panel: each button press gives what the plain calls give, and
+    the prediction and contributions shown are updated."""
+    pytest.importorskip("ipywidgets")
+    import ipywidgets as w
 
-    def __init__(self, *args, **kw):
-        self.children = args[0] if args else []
-        self.__dict__.update(kw)
-        self._click = None
-
-    def on_click(self, fn):
-        self._click = fn
-
-    def click(self):
-        self._click(self)
-
-    def clear_output(self, wait=False):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def test_widget_buttons_call_the_session_methods(session_parts, monkeypatch):
-    import sys
-    import types
-
-    fake = types.ModuleType("ipywidgets")
-    for name in (
-        "BoundedIntText",
-        "ToggleButtons",
-        "Dropdown",
-        "SelectMultiple",
-        "HTML",
-        "Output",
-        "Button",
-        "HBox",
-        "VBox",
-    ):
-        setattr(fake, name, _W)
-    monkeypatch.setitem(sys.modules, "ipywidgets", fake)
-    clf, P, _ = session_parts
-    sess = RegionSession(clf, P[0], sample_id="case3")
-    panel = sess.widget()
-    coords_box, polarity, pick_row, button_row, status, _out = panel.children
-    buttons = {b.description: b for b in button_row.children}
+    clf, P, imgs = session_parts
     s = clf.atlas.image_size
-    for c, v in zip(coords_box.children, (0, 0, s // 2, s // 2), strict=True):
+    sess = RegionSession(clf, P[0], image=imgs[0], sample_id="case3")
+    twin = RegionSession(clf, P[0], sample_id="case3")  # driven by plain method calls
+    panel = sess.widget()
+    assert isinstance(panel, w.VBox)
+    coords_box, polarity, pick_row, button_row, status, contrib, out = panel.children
+    assert isinstance(out, w.Output) and isinstance(contrib, w.HTML)
+    buttons = {b.description: b for b in button_row.children}
+    assert status.value == twin.summary()
+    assert contrib.value == twin.contributions_html()
+
+    def same(result):
+        now = sess.result()
+        np.testing.assert_allclose(now.activation.values, result.activation.values)
+        np.testing.assert_allclose(now.proba.values, result.proba.values)
+        assert status.value == twin.summary()
+        assert contrib.value == twin.contributions_html()
+
+    # draw a negative box over the top half
+    box = (0, 0, s, s // 2)
+    for c, v in zip(coords_box.children, box, strict=True):
         c.value = v
     polarity.value = "negative"
     buttons["add box"].click()
-    assert sess.negative == [(0, 0, s // 2, s // 2)] and "case3" in status.value
-    coords_box.children[2].value = s + 10  # outside: error shown, state unchanged
+    assert sess.negative == [box]
+    same(twin.add_box(box))
+    np.testing.assert_allclose(
+        sess.result().proba.values, region_feedback(clf, P[:1], negative=[box]).proba.values
+    )
+    # a positive box
+    pos = (s // 4, s // 2, s, s)
+    for c, v in zip(coords_box.children, pos, strict=True):
+        c.value = v
+    polarity.value = "positive"
     buttons["add box"].click()
-    assert "outside" in status.value and len(sess.negative) == 1
+    same(twin.add_box(pos, positive=True))
+    # an empty box (x1 <= x0) is refused in the status line, the state is unchanged
+    coords_box.children[0].value, coords_box.children[2].value = 10, 5
+    before = status.value
+    buttons["add box"].click()
+    assert "empty" in status.value and status.value != before and len(sess.positive) == 1
+    # reject a concept, drop prototypes (head refit), undo, reset
     concept, protos = pick_row.children
     concept.value = "ruler"
     buttons["reject concept"].click()
-    assert sess.rejected == ["ruler"]
+    same(twin.reject_concept("ruler"))
     protos.value = ("red_dots/1",)
     buttons["drop prototypes"].click()
-    assert "red_dots/1" not in sess.model.prototypes_
+    same(twin.drop_prototypes(["red_dots/1"]))
+    assert "red_dots/1" not in protos.options and "red_dots/1" not in contrib.value
     buttons["undo"].click()
-    assert "red_dots/1" in sess.model.prototypes_
+    same(twin.undo())
+    assert "red_dots/1" in protos.options
     buttons["reset"].click()
-    assert sess.negative == [] and sess.rejected == []
+    same(twin.reset())
+    np.testing.assert_allclose(sess.result().proba.values, clf.predict_proba(P[:1]), atol=1e-9)
+    plt.close("all")

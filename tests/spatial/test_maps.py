@@ -100,3 +100,15 @@ def test_synthderm_lit_ruler_maps_point_at_the_ruler(lit, derm):
     hits = pointing_game(up, masks)
     chance = masks.mean()
     assert hits.mean() >= 0.8 > 2 * chance
+
+
+@pytest.mark.parametrize("tokens", ["value", "self"])
+def test_maps_from_dense_tokens(tiny, toy_bank, tokens):
+    imgs = _images(2, tiny.image_size)
+    maps = concept_maps(tiny, imgs, toy_bank, tokens=tokens)
+    dense, _ = tiny.patch_embeddings(imgs, tokens=tokens, normalize=True)
+    assert maps.attrs["tokens"] == tokens
+    np.testing.assert_allclose(
+        maps.values, concept_maps(tiny, imgs, toy_bank, patches=dense).values, atol=1e-6
+    )
+    assert not np.allclose(maps.values, concept_maps(tiny, imgs, toy_bank).values, atol=1e-3)

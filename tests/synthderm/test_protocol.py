@@ -263,3 +263,23 @@ def test_protocol_shift_preset_has_no_label_linked_artifact_and_a_device_shift()
     assert diff[2] > 3 and diff[0] < -3
     area = batch.lesion_mask[at_c].sum() / plain.lesion_mask[at_c].sum()
     assert 1.1 < area < 1.3  # 1.1 ** 2 = 1.21
+
+
+def test_structure_masks_follow_the_protocol_like_the_artifact_masks() -> None:
+    """At a site with a zoom, every mask (lesion, artifacts, structures) moves with the pixels."""
+    proto = {"site_a": {"scale": 1.25}}
+    cfg = _with_protocol(proto)
+    zoomed = SynthDerm(cfg).generate(24, seed=3)
+    plain = SynthDerm(_with_protocol({})).generate(24, seed=3)
+    at = np.asarray(zoomed.site) == "site_a"
+    assert 0 < at.sum() < len(at)
+    drawn = {
+        "lesion": plain.lesion_mask[at],
+        **{k: m[at] for k, m in plain.structure_masks.items()},
+    }
+    _, moved = apply_protocol(plain.images[at], drawn, proto["site_a"])
+    assert any(m.any() for m in plain.structure_masks.values())
+    for name, mask in zoomed.structure_masks.items():
+        np.testing.assert_array_equal(mask[at], moved[name])
+        np.testing.assert_array_equal(mask[~at], plain.structure_masks[name][~at])
+    np.testing.assert_array_equal(zoomed.lesion_mask[at], moved["lesion"])
