@@ -252,3 +252,24 @@ def read_scores(path: str | os.PathLike[str], *, option: str = "--scores") -> An
             "('sample', 'concept')"
         )
     return scores.transpose("sample", "concept")
+
+
+def warn_in_sample(model: Any, scores: Any, *, where: str, name: str = "the head") -> int:
+    """Print a warning when some of ``scores`` were used to fit ``model``; their count.
+
+    A head saved by ``conceptlens fit`` (or ``save_head(..., fit_samples=...)``) records
+    its training samples (as hashes); predictions, explanations and metrics on them are
+    in-sample, so optimistic.
+    """
+    from conceptlens.heads import used_in_fit
+
+    seen = used_in_fit(model, scores)
+    n = int(seen.sum()) if seen is not None else 0
+    if n:
+        click.echo(
+            f"warning: {n} of {len(seen)} samples in {where} were used to fit {name} (or to "
+            "select its C): their predictions are in-sample and metrics on them optimistic; "
+            "evaluate on samples the head never saw.",
+            err=True,
+        )
+    return n

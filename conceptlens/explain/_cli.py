@@ -12,6 +12,7 @@ from conceptlens._cli_options import (
     model_option,
     read_scores,
     scores_option,
+    warn_in_sample,
 )
 
 __all__ = ["explain"]
@@ -52,6 +53,7 @@ def explain(model_dir, scores_path, allow_score_mismatch, out_dir, background_pa
 
     scores = read_scores(scores_path)
     model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
+    warn_in_sample(model, scores, where=str(scores_path))
     background = read_scores(background_path, option="--background") if background_path else None
     c = contributions(model, scores, background=background)
     out = Path(out_dir).expanduser()

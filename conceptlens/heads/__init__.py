@@ -2,7 +2,7 @@
 
 from conceptlens.heads._cbm import ConceptBottleneckClassifier
 from conceptlens.heads._cv import SparseLinearHeadCV
-from conceptlens.heads._io import check_head_scores, load_head, save_head
+from conceptlens.heads._io import check_head_scores, load_head, save_head, used_in_fit
 from conceptlens.heads._metrics import classification_metrics
 from conceptlens.heads._path import RegularizationPath
 from conceptlens.heads._probe import LinearProbe
@@ -22,4 +22,5 @@ __all__ = [
     "check_head_scores",
     "load_head",
     "save_head",
+    "used_in_fit",
 ]

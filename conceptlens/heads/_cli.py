@@ -172,11 +172,12 @@ def fit(
         refit=False,
         random_state=seed,
     )
+    seen = train
     if C is not None:
         model.fit(scores[train], y[train])
         how = f"fitted on {int(train.sum())} train rows at C = {C:.4g}"
     elif val.any():
-        rows = train | val
+        rows = seen = train | val
         model.fit(scores[rows], y[rows], validation_mask=val[rows])
         how = (
             f"fitted on {int(train.sum())} train rows, C selected on {int(val.sum())} val "
@@ -219,6 +220,7 @@ def fit(
         model,
         out,
         trained_on=scores,
+        fit_samples=scores[seen],
         extra_files={"metrics.nc": metrics.to_netcdf} if metrics is not None else None,
     )
     nnz = (model.coef_ != 0).sum("concept")
@@ -280,7 +282,7 @@ def predict(model_dir, scores_path, out, allow_score_mismatch):
     import numpy as np
     import xarray as xr
 
-    from conceptlens._cli_options import read_scores
+    from conceptlens._cli_options import read_scores, warn_in_sample
     from conceptlens._io import atomic_path, atomic_write_text
     from conceptlens.exceptions import ConfigError, DataError
     from conceptlens.heads import ConceptBottleneckClassifier, load_head
@@ -291,6 +293,7 @@ def predict(model_dir, scores_path, out, allow_score_mismatch):
         raise ConfigError(f"--out {out}: use a .csv or .nc suffix.")
     scores = read_scores(scores_path)
     model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
+    warn_in_sample(model, scores, where=str(scores_path))
     if not isinstance(model, ConceptBottleneckClassifier):
         raise DataError(
             f"{model_dir} holds a {type(model).__name__}, which has no concept names; "

@@ -29,11 +29,13 @@ from conceptlens._version import __version__
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 from conceptlens.heads._coef import fold_binary
 
-__all__ = ["PROVENANCE_KEYS", "check_head_scores", "load_head", "save_head"]
+__all__ = ["PROVENANCE_KEYS", "check_head_scores", "load_head", "save_head", "used_in_fit"]
 
 _FORMAT = 1
 _MAX_META_BYTES = 64_000_000
 _TENSORS = ("coef", "intercept", "mean", "scale")
+#: optional: hashes of the ids of the samples the head was fitted (or its C selected) on
+_SAMPLE_TENSOR = "fit_sample_hashes"
 _MODES = ("sigmoid", "multinomial")
 #: score attributes a head records and checks (refused on mismatch)
 PROVENANCE_KEYS = ("score_mode", "bank_fingerprint", "backbone_fingerprint")
@@ -208,6 +210,7 @@ def save_head(
     path: str | os.PathLike[str],
     *,
     trained_on: Any = None,
+    fit_samples: Any = None,
     extra_files: Mapping[str, Callable[[Path], Any]] | None = None,
 ) -> Path:
     """Write a fitted head to the folder ``path``, atomically as a whole.
@@ -223,6 +226,12 @@ def save_head(
         The training scores (or their attrs): their score mode, bank fingerprint and
         backbone fingerprint are stored and checked when the head is applied. Default: the
         record of a head that was loaded with :func:`load_head`, if any.
+    fit_samples : sequence of sample ids or xr.DataArray, optional
+        The samples the head was fitted on or had its ``C`` selected on (ids, or scores
+        whose ``sample`` coordinate holds them). Stored as 64-bit hashes of the ids (not
+        the ids), so that :func:`used_in_fit` and the CLI can warn when a head is
+        evaluated on its own training samples. Default: the ``sample`` ids of
+        ``trained_on`` when it is a DataArray, else those of a loaded head.
     extra_files : mapping of str to callable, optional
         File name -> function that writes that file at the path it is given; the files
         become part of the same atomic folder (``conceptlens fit`` writes ``metrics.nc``).
@@ -273,6 +282,9 @@ def save_head(
             f"the head's {bad} hold NaN or infinite values; it would predict NaN "
             "probabilities, so it is not saved. Check the training scores for NaN and refit."
         )
+    hashes = _fit_hashes(model, trained_on, fit_samples)
+    if hashes is not None:
+        tensors[_SAMPLE_TENSOR] = hashes
     params = {k: _encode(v, f"{kind}.{k}") for k, v in model.get_params(deep=False).items()}
     record = (
         _provenance(trained_on)
@@ -309,7 +321,78 @@ def save_head(
             write(tmp / name)
     if record:
         model.trained_on_ = record
+    if hashes is not None:
+        model.fit_sample_hashes_ = hashes
     return out
+
+
+def sample_hashes(ids: Any) -> np.ndarray:
+    """Sorted unique 64-bit BLAKE2b hashes of sample ids (their ``str``), uint64."""
+    return np.unique(sample_hashes_each(ids))
+
+
+def _fit_hashes(model: Any, trained_on: Any, fit_samples: Any) -> np.ndarray | None:
+    src = fit_samples
+    if src is None and trained_on is not None and hasattr(trained_on, "coords"):
+        src = trained_on
+    if src is None:
+        return getattr(model, "fit_sample_hashes_", None)
+    if hasattr(src, "coords"):
+        if "sample" not in src.coords:
+            return None
+        src = src["sample"].values
+    return sample_hashes(src)
+
+
+def used_in_fit(model: Any, scores: Any) -> np.ndarray | None:
+    """Which samples of ``scores`` the head was fitted (or had its C selected) on.
+
+    Metrics, explanations and audits of those samples are in-sample, so optimistic.
+    The head knows its training samples when :func:`save_head` recorded them
+    (``conceptlens fit`` does; see ``fit_samples``) and it was loaded with
+    :func:`load_head`, or after such a save.
+
+    Parameters
+    ----------
+    model : a head from :func:`load_head` (or passed to :func:`save_head`)
+    scores : xr.DataArray with a ``sample`` coordinate, or a sequence of sample ids
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_samples,), or None
+        None when the head records no training samples.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, xarray as xr
+    >>> from conceptlens.heads import SparseLinearHead, load_head, save_head, used_in_fit
+    >>> X = np.random.default_rng(0).normal(size=(40, 2)); y = (X[:, 0] > 0).astype(int)
+    >>> ids = [f"img{i}" for i in range(40)]
+    >>> d = save_head(SparseLinearHead().fit(X[:30], y[:30]), tempfile.mkdtemp() + "/m",
+    ...               fit_samples=ids[:30])
+    >>> int(used_in_fit(load_head(d), ids).sum())
+    30
+    """
+    known = getattr(model, "fit_sample_hashes_", None)
+    if known is None:
+        return None
+    ids = scores["sample"].values if hasattr(scores, "coords") else scores
+    return np.isin(sample_hashes_each(ids), known)
+
+
+def sample_hashes_each(ids: Any) -> np.ndarray:
+    """The 64-bit hash of each id, in order (see :func:`sample_hashes`)."""
+    import hashlib
+
+    vals = np.asarray(ids).ravel()
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(str(v).encode(), digest_size=8).digest(), "little")
+            for v in vals
+        ),
+        dtype=np.uint64,
+        count=len(vals),
+    )
 
 
 def _selected_C(model: Any, head: Any) -> float | None:
@@ -379,7 +462,8 @@ def _read_tensors(file: Path) -> dict[str, np.ndarray]:
             f"{str(exc)[:200]}); it is truncated or damaged, save the model again"
         ) from None
     names = set(arrays)
-    missing, extra = sorted(set(_TENSORS) - names), sorted(names - set(_TENSORS))
+    missing = sorted(set(_TENSORS) - names)
+    extra = sorted(names - set(_TENSORS) - {_SAMPLE_TENSOR})
     if missing or extra:
         raise DataError(
             f"{file}: tensors {sorted(names)[:8]} do not match a head (missing {missing}, "
@@ -515,6 +599,14 @@ def load_head(
     if is_cbm:
         _fill_cbm(model, head, meta, classes, jfile, c_sel)
     model.trained_on_ = dict(record)
+    if _SAMPLE_TENSOR in arrays:
+        h = arrays[_SAMPLE_TENSOR]
+        if h.dtype != np.uint64 or h.ndim != 1:
+            raise DataError(
+                f"{tfile}: tensor {_SAMPLE_TENSOR!r} must be 1-D uint64 sample hashes, got "
+                f"{h.dtype} {h.shape}; save the model again"
+            )
+        model.fit_sample_hashes_ = np.unique(h)
     if scores is not None:
         check_head_scores(model, scores, allow_mismatch=allow_mismatch)
     return model

@@ -165,6 +165,7 @@ def case_report(
     True
     """
     from conceptlens.explain import contributions
+    from conceptlens.heads import used_in_fit
     from conceptlens.plot import contribution_waterfall
 
     one = _one_sample(scores, sample)
@@ -178,6 +179,12 @@ def case_report(
     pred = str(np.asarray(model.predict(one))[0])
     changes = what_if(model, one, k=n_what_if, reference_scores=reference_scores)
     prov = score_provenance(scores, getattr(model, "trained_on_", None) or {})
+    seen = used_in_fit(model, one)
+    in_sample = {
+        "case among the head's training samples": (
+            "not recorded" if seen is None else ("yes (in-sample)" if seen[0] else "no")
+        )
+    }
 
     title = title or f"Case report: {sid}"
     with open_report(
@@ -189,7 +196,12 @@ def case_report(
         doc.title(
             title,
             f"generated {now()} by conceptlens; prediction of a concept-bottleneck "
-            "head, with the concepts behind it",
+            "head, with the concepts behind it"
+            + (
+                ". NOTE: this case was used to fit the head, so its prediction is in-sample"
+                if seen is not None and seen[0]
+                else ""
+            ),
         )
         top = doc.row(3.0)
         if image is not None:
@@ -277,7 +289,7 @@ def case_report(
         )
 
         doc.heading("Model and concept bank")
-        doc.key_values(model_description(model))
+        doc.key_values({**model_description(model), **in_sample})
         doc.key_values(prov or {"provenance": "the scores carry no backbone/bank attrs"})
         doc.heading("Reproducibility")
         doc.key_values({"case scores fingerprint": data_fingerprint(one), **package_versions()})

@@ -168,7 +168,7 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
     """Audit models across splits and groups; print the summary and write the Dataset."""
     import numpy as np
 
-    from conceptlens._cli_options import read_scores
+    from conceptlens._cli_options import read_scores, warn_in_sample
     from conceptlens.exceptions import ConfigError
     from conceptlens.heads import load_head
     from conceptlens.studies import audit, find_shortcuts, save_audit
@@ -186,6 +186,8 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
         raise ConfigError("pass --scores and at least one --model NAME=FOLDER (or --config).")
     scores = read_scores(opts["scores"])
     models = {name: load_head(path) for name, path in opts["models"].items()}
+    for name, model in models.items():
+        warn_in_sample(model, scores, where=str(opts["scores"]), name=f"model {name!r}")
     inputs = {}
     for name, path in (opts.get("inputs") or {}).items():
         inputs[name] = np.load(Path(path).expanduser(), allow_pickle=False)

@@ -210,8 +210,21 @@ def test_non_utf8_head_json(saved):
         (lambda a: a["coef"].__setitem__((0, 0), np.nan), r"'coef' holds NaN or infinite"),
         (lambda a: a["intercept"].__setitem__(1, np.inf), r"'intercept' holds NaN or infinite"),
         (lambda a: a["scale"].__setitem__(0, 0.0), r"'scale' must be positive"),
+        (
+            lambda a: a.__setitem__("fit_sample_hashes", np.zeros(3)),
+            r"'fit_sample_hashes' must be 1-D uint64",
+        ),
     ],
-    ids=["missing", "extra", "coef-shape", "intercept-shape", "nan", "inf", "zero-scale"],
+    ids=[
+        "missing",
+        "extra",
+        "coef-shape",
+        "intercept-shape",
+        "nan",
+        "inf",
+        "zero-scale",
+        "sample-hashes",
+    ],
 )
 def test_bad_tensors_are_refused(saved, edit, match):
     folder, _ = saved
@@ -336,6 +349,61 @@ def test_fit_cli_writes_provenance_and_one_atomic_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(xr.DataArray, "to_netcdf", killed)
     _fit_cli(path2, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_training_samples_are_recorded_as_hashes_and_recognised(tmp_path):
+    import hashlib
+
+    from conceptlens.heads import used_in_fit
+
+    scores, y = _scores(5)
+    model = ConceptBottleneckClassifier(C=0.5).fit(scores[:150], y[:150])
+    folder = save_head(model, tmp_path / "m", trained_on=scores[:150])
+    loaded = load_head(folder)
+    seen = used_in_fit(loaded, scores)
+    np.testing.assert_array_equal(seen, np.arange(240) < 150)
+    # hashes, not ids: the file holds no sample id; the hash is BLAKE2b-64 of the id
+    raw = (folder / "head.safetensors").read_bytes()
+    assert b"s149" not in raw and b"s120" not in raw
+    h = int.from_bytes(hashlib.blake2b(b"s7", digest_size=8).digest(), "little")
+    assert h in set(loaded.fit_sample_hashes_.tolist())
+    # explicit fit_samples win over trained_on; plain id lists work
+    folder2 = save_head(model, tmp_path / "m2", trained_on=scores, fit_samples=["s3", "s9"])
+    assert used_in_fit(load_head(folder2), ["s9", "s10", "s3"]).tolist() == [True, False, True]
+    # a re-save of a loaded head keeps the record; a head saved without samples has none
+    folder3 = save_head(loaded, tmp_path / "m3")
+    np.testing.assert_array_equal(used_in_fit(load_head(folder3), scores), seen)
+    bare = save_head(SparseLinearHead(C=0.3).fit(scores.values, y), tmp_path / "m4")
+    assert used_in_fit(load_head(bare), scores) is None
+
+
+def test_fit_cli_records_the_rows_it_fitted_and_selected_on(tmp_path):
+    """`fit` records train + val rows; predict on the test rows says nothing, on all warns."""
+    from click.testing import CliRunner
+
+    from conceptlens.cli import main
+    from conceptlens.heads import used_in_fit
+
+    scores, y = _scores(6)
+    split = np.array(["train"] * 150 + ["val"] * 40 + ["test"] * 50)
+    path = tmp_path / "scores.nc"
+    scores.assign_coords(label=("sample", y), split=("sample", split)).to_netcdf(path)
+    out = tmp_path / "model"
+    res = CliRunner().invoke(
+        main, ["fit", "--scores", str(path), "--split-column", "split", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    seen = used_in_fit(load_head(out), scores)
+    np.testing.assert_array_equal(seen, split != "test")
+    test_only = tmp_path / "test.nc"
+    scores.assign_coords(label=("sample", y))[split == "test"].to_netcdf(test_only)
+    r = CliRunner().invoke(main, ["predict", "--model", str(out), "--scores", str(test_only),
+                                  "--out", str(tmp_path / "p.csv")])  # fmt: skip
+    assert r.exit_code == 0 and "in-sample" not in r.output
+    r = CliRunner().invoke(main, ["predict", "--model", str(out), "--scores", str(path),
+                                  "--out", str(tmp_path / "q.csv")])  # fmt: skip
+    assert r.exit_code == 0
+    assert "warning: 190 of 240 samples in" in r.output and "in-sample" in r.output
 
 
 def test_object_dtype_string_classes(tmp_path):

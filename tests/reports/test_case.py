@@ -110,3 +110,18 @@ def test_spatial_section_draws_the_top_concepts_maps(study, tmp_path, monkeypatc
     assert concepts == top and n_axes == 4
     for page in rendered_pages(out):
         assert_not_blank(page)
+
+
+def test_case_report_says_when_the_case_was_a_training_sample(study, tmp_path):
+    from conceptlens.heads import load_head, save_head
+
+    s, train = study["scores"], study["train"]
+    folder = save_head(study["cbm"], tmp_path / "head", trained_on=s[train])
+    model = load_head(folder)
+    inside, outside = int(np.flatnonzero(train)[0]), int(np.flatnonzero(~train)[0])
+    words = pdf_words(case_report(tmp_path / "a.pdf", model, s, inside))
+    assert "case was used to fit the head" in words
+    assert "case among the head's training samples: yes (in-sample)" in words
+    words = pdf_words(case_report(tmp_path / "b.pdf", model, s, outside))
+    assert "used to fit" not in words
+    assert "case among the head's training samples: no" in words
