@@ -264,7 +264,9 @@ def warn_in_sample(model: Any, scores: Any, *, where: str, name: str = "the head
     from conceptlens.heads import used_in_fit
 
     seen = used_in_fit(model, scores)
-    n = int(seen.sum()) if seen is not None else 0
+    if seen is None:
+        return 0
+    n = int(seen.sum())
     if n:
         click.echo(
             f"warning: {n} of {len(seen)} samples in {where} were used to fit {name} (or to "

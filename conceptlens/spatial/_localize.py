@@ -180,9 +180,10 @@ def _mask_stack(masks: Any, what: str) -> tuple[np.ndarray, list[str]]:
 
 def _grid(grid: Any) -> tuple[int, int]:
     gh, gw = (grid, grid) if np.isscalar(grid) else grid
-    if int(gh) < 1 or int(gw) < 1:
+    h, w = int(gh), int(gw)  # type: ignore[arg-type]
+    if h < 1 or w < 1:
         raise ConfigError(f"grid must be positive, got {grid!r}")
-    return int(gh), int(gw)
+    return h, w
 
 
 def patch_masks(masks: Any, grid: Any, *, min_coverage: float = 0.5) -> np.ndarray:
