@@ -67,7 +67,9 @@ def test_unstripped_finds_outputs_counts_and_execution_metadata():
     nb = nbformat.v4.new_notebook()
     code = nbformat.v4.new_code_cell("1 + 1")
     code.execution_count = 3
-    code.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, 3)]
+    code.outputs = [
+        nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=3)
+    ]
     code.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
     nb.cells = [nbformat.v4.new_markdown_cell("# t"), code]
     found = strip.unstripped(nb)
