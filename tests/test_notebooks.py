@@ -61,6 +61,88 @@ def test_notebook_is_stripped_and_valid(path):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 
 
+def _code(path: Path) -> list[tuple[int, str]]:
+    """The code cells of a notebook, IPython magics (``%...``, ``!...``) blanked."""
+    nb = json.loads(path.read_text())
+    cells = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            lines = "".join(cell["source"]).splitlines()
+            cells.append((i, "\n".join("" if ln.lstrip()[:1] in "%!" else ln for ln in lines)))
+    return cells
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Imports and attributes of conceptlens outside its public API, in one notebook."""
+    import ast
+    import importlib
+
+    found = []
+    aliases: dict[str, str] = {}  # local name -> conceptlens module it stands for
+    for i, source in _code(path):
+        for node in ast.walk(ast.parse(source, f"{path.name} cell {i}")):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == "conceptlens":
+                        aliases[a.asname or a.name] = a.name
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "conceptlens"
+            ):
+                module = importlib.import_module(node.module or "")
+                private = any(p.startswith("_") for p in (node.module or "").split("."))
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    if _is_module(sub):
+                        aliases[a.asname or a.name] = sub
+                    elif private or a.name not in getattr(module, "__all__", ()):
+                        found.append(f"cell {i}: from {node.module} import {a.name}")
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+            ):
+                module = importlib.import_module(aliases[node.value.id])
+                if node.attr not in getattr(module, "__all__", ()):
+                    found.append(f"cell {i}: {aliases[node.value.id]}.{node.attr}")
+    names = [m for m in aliases.values() if any(p.startswith("_") for p in m.split("."))]
+    return found + [f"import of private module {m}" for m in names]
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_uses_only_the_public_api(path):
+    problems = _private_uses(path)
+    assert not problems, f"{path.name} reaches past the public API: {problems}"
+
+
+def test_private_uses_are_found(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "%matplotlib inline\nimport conceptlens as cl\nfrom conceptlens import plot\n"
+            "from conceptlens._io import cache_root\nfrom conceptlens.heads import fit_path\n"
+            "from conceptlens.heads import _kernels\ncl.load_bank('synthderm')\n"
+            "cl._demo\nplot.metric_table\nplot._common"
+        )
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    found = _private_uses(path)
+    assert found == [
+        "cell 0: from conceptlens._io import cache_root",
+        "cell 0: conceptlens._demo",
+        "cell 0: conceptlens.plot._common",
+        "import of private module conceptlens.heads._kernels",
+    ], found
+
+
 def test_unstripped_finds_outputs_counts_and_execution_metadata():
     nbformat = pytest.importorskip("nbformat")
     strip = _strip_module()
