@@ -56,9 +56,7 @@ def progress(
     if _QUIET:
         yield from iterable
         return
-    from tqdm.auto import tqdm
-
-    yield from tqdm(
+    yield from _tqdm_class()(
         iterable,
         total=total,
         desc=desc,
@@ -68,6 +66,22 @@ def progress(
         delay=DELAY if delay is None else delay,
         file=sys.stderr,
     )
+
+
+def _tqdm_class() -> type:
+    """tqdm's notebook bar where it can draw (ipywidgets installed), else the text bar.
+
+    ``tqdm.auto`` in a Jupyter kernel without ipywidgets falls back to the text bar but
+    warns (``TqdmWarning: IProgress not found``) on every loop; ipywidgets is not a
+    dependency, so a notebook must run without it and without the warning.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm
 
 
 @contextlib.contextmanager

@@ -43,3 +43,40 @@ def test_quiet_silences_every_kind(monkeypatch, capsys):
     with _progress.step("a step"):
         pass
     assert capsys.readouterr().err == ""
+
+
+_IN_KERNEL_WITHOUT_IPYWIDGETS = """
+import sys, types, warnings
+sys.modules["ipykernel.zmqshell"] = types.ModuleType("ipykernel.zmqshell")  # a Jupyter kernel
+ipython = types.ModuleType("IPython")
+ipython.get_ipython = lambda: types.SimpleNamespace(config={"IPKernelApp": {}})
+sys.modules["IPython"] = ipython
+sys.modules["ipywidgets"] = None  # not installed
+from conceptlens._progress import progress, set_quiet
+set_quiet(False)
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    assert list(progress(range(3), delay=0)) == [0, 1, 2]
+print("WARNINGS:", [str(w.message) for w in seen])
+"""
+
+
+def test_a_notebook_without_ipywidgets_gets_a_text_bar_and_no_warning():
+    """tqdm.auto in a kernel without ipywidgets warns "IProgress not found" on every first
+    bar; ipywidgets is not a dependency, so the text bar is used instead, silently."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", _IN_KERNEL_WITHOUT_IPYWIDGETS],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root), "CONCEPTLENS_QUIET": "0"},
+        check=True,
+    )
+    assert "WARNINGS: []" in out.stdout, out.stdout + out.stderr
+    assert "3/3" in out.stderr or "0/3" in out.stderr  # the text bar was drawn on stderr

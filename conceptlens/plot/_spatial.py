@@ -57,8 +57,6 @@ def plot_concept_maps(
     >>> [a.get_title() for a in ax]
     ['image', 'ruler', 'hair']
     """
-    import matplotlib.pyplot as plt
-
     if not isinstance(maps, xr.DataArray) or maps.dims[-2:] != ("y", "x"):
         raise DataError("maps must be an xr.DataArray with dims (..., 'concept', 'y', 'x')")
     if "sample" in maps.dims:
@@ -78,10 +76,11 @@ def plot_concept_maps(
     if img.ndim != 3 or img.shape[2] not in (3, 4):
         raise DataError(f"image must be (H, W, 3), got shape {img.shape}")
     if axes is None:
-        _, axes = plt.subplots(
-            1, 1 + len(chosen), figsize=(2.2 * (1 + len(chosen)), 2.4), squeeze=False
-        )
-        axes = axes[0]
+        # a figure pyplot does not track, as every conceptlens.plot function draws on
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(2.2 * (1 + len(chosen)), 2.4), layout="constrained")
+        axes = fig.subplots(1, 1 + len(chosen), squeeze=False)[0]
     axes = np.asarray(axes, dtype=object).ravel()
     if len(axes) != 1 + len(chosen):
         raise DataError(f"need {1 + len(chosen)} axes (image + concepts), got {len(axes)}")

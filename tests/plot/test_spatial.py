@@ -44,3 +44,13 @@ def test_errors():
     with pytest.raises(DataError, match="need 4 axes"):
         plot_concept_maps(img, _maps(), axes=axes)
     plt.close("all")
+
+
+def test_new_figure_is_not_tracked_by_pyplot():
+    """Like every conceptlens.plot function: no pyplot state (a notebook would otherwise
+    show the figure twice, once from pyplot and once as the returned figure)."""
+    before = plt.get_fignums()
+    out = plot_concept_maps(np.zeros((16, 16, 3), np.uint8), _maps(), concepts=["ink"])
+    assert [a.get_title() for a in out] == ["image", "ink"]
+    assert out[0].figure is out[1].figure
+    assert plt.get_fignums() == before
