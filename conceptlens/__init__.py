@@ -73,6 +73,7 @@ _API: dict[str, tuple[str, ...]] = {
     "conceptlens.studies": ("audit", "concept_audit", "find_shortcuts", "masking_study"),
     "conceptlens.reports": ("case_report", "audit_report"),
     "conceptlens._demo": ("run_demo",),
+    "conceptlens._io": ("cache_root",),
 }
 _EXCEPTIONS = (
     "ConceptLensError",

@@ -87,6 +87,9 @@ from conceptlens.reports import (
 from conceptlens._demo import (
     run_demo as run_demo,
 )
+from conceptlens._io import (
+    cache_root as cache_root,
+)
 
 __all__ = [
     "__version__",
@@ -138,6 +141,7 @@ __all__ = [
     "case_report",
     "audit_report",
     "run_demo",
+    "cache_root",
     "ConceptLensError",
     "DataError",
     "ImageDecodeError",
