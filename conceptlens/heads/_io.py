@@ -47,6 +47,7 @@ def _kinds() -> dict[str, type]:
     # imported at call time: the estimators' modules import nothing from here
     from conceptlens.heads import (
         ConceptBottleneckClassifier,
+        LinearProbe,
         SparseLinearHead,
         SparseLinearHeadCV,
     )
@@ -55,6 +56,7 @@ def _kinds() -> dict[str, type]:
         "SparseLinearHead": SparseLinearHead,
         "SparseLinearHeadCV": SparseLinearHeadCV,
         "ConceptBottleneckClassifier": ConceptBottleneckClassifier,
+        "LinearProbe": LinearProbe,
     }
 
 
@@ -217,8 +219,8 @@ def save_head(
 
     Parameters
     ----------
-    model : SparseLinearHead, SparseLinearHeadCV or ConceptBottleneckClassifier
-        A fitted head.
+    model : SparseLinearHead, SparseLinearHeadCV, ConceptBottleneckClassifier or LinearProbe
+        A fitted head (a LinearProbe without ``residual``).
     path : str or path
         The model folder. An existing folder is replaced only if it is empty or holds a
         ``head.json`` (an earlier model); anything else is refused.
@@ -262,6 +264,13 @@ def save_head(
         raise ConfigError(f"cannot save a {kind}; supported: {sorted(kinds)}.")
     cbm = kinds["ConceptBottleneckClassifier"]
     head = model.head_ if isinstance(model, cbm) and hasattr(model, "head_") else model
+    if kind == "LinearProbe":
+        if model.residual:
+            raise ConfigError(
+                "a residual LinearProbe (PCBM-h) holds a second, concept head; save_head "
+                "saves plain probes only. Save the concept head on its own, or refit."
+            )
+        head = getattr(model, "probe_", model)
     if not hasattr(head, "coef_"):
         raise DataError("the model is not fitted; call fit before save_head.")
     out = user_path(path)
@@ -584,7 +593,20 @@ def load_head(
     except Exception as exc:
         raise DataError(f"{jfile}: parameters do not build a {kind} ({exc})") from None
     is_cbm = kind == "ConceptBottleneckClassifier"
-    head = kinds["SparseLinearHead"]() if is_cbm else model
+    is_probe = kind == "LinearProbe"
+    if is_probe and model.residual:
+        raise DataError(f"{jfile}: a saved LinearProbe cannot be residual; save it again")
+    if is_probe:
+        head = kinds["SparseLinearHead"](
+            C=model.C,
+            l1_ratio=model.l1_ratio,
+            class_weight=model.class_weight,
+            standardize=model.standardize,
+            tol=model.tol,
+            max_iter=model.max_iter,
+        )
+    else:
+        head = kinds["SparseLinearHead"]() if is_cbm else model
     for name in _TENSORS:
         setattr(head, f"{name}_", arrays[name].astype(np.float64))
     head.classes_ = classes
@@ -598,6 +620,10 @@ def load_head(
         model.C_ = c_sel
     if is_cbm:
         _fill_cbm(model, head, meta, classes, jfile, c_sel)
+    if is_probe:
+        model.probe_ = head
+        for name in ("classes_", "multilabel_", "n_features_in_", "coef_", "intercept_"):
+            setattr(model, name, getattr(head, name))
     model.trained_on_ = dict(record)
     if _SAMPLE_TENSOR in arrays:
         h = arrays[_SAMPLE_TENSOR]

@@ -12,6 +12,7 @@ import xarray as xr
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 from conceptlens.heads import (
     ConceptBottleneckClassifier,
+    LinearProbe,
     SparseLinearHead,
     SparseLinearHeadCV,
     check_head_scores,
@@ -59,7 +60,12 @@ def _same_params(a: dict, b: dict) -> None:
 
 @pytest.mark.parametrize(
     "model",
-    [SparseLinearHead(C=0.3), SparseLinearHeadCV(Cs=5), ConceptBottleneckClassifier(Cs=5)],
+    [
+        SparseLinearHead(C=0.3),
+        SparseLinearHeadCV(Cs=5),
+        ConceptBottleneckClassifier(Cs=5),
+        LinearProbe(C=0.2, l1_ratio=0.3, class_weight="balanced"),
+    ],
 )
 @pytest.mark.parametrize("k", [2, 3])
 def test_round_trip(model, k, tmp_path, global_random_seed):
@@ -349,6 +355,14 @@ def test_fit_cli_writes_provenance_and_one_atomic_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(xr.DataArray, "to_netcdf", killed)
     _fit_cli(path2, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_residual_probe_is_refused_with_the_reason(tmp_path):
+    scores, y = _scores(2)
+    probe = LinearProbe(residual=True).fit(scores.values, y, concept_scores=scores.values)
+    with pytest.raises(ConfigError, match=r"residual LinearProbe .* saves plain probes only"):
+        save_head(probe, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
 
 
 def test_training_samples_are_recorded_as_hashes_and_recognised(tmp_path):
