@@ -12,7 +12,8 @@
   local preview only; CI always executes).
 
 The generated pages are appended to the nav of mkdocs.yml. tests/test_docs_site.py uses
-:func:`api_pages` and :func:`notebooks` to check the site without building it.
+:func:`api_pages`, :func:`notebooks` and :func:`on_config` to check the site without
+building it, so this module imports mkdocs only inside the build events.
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from mkdocs.plugins import event_priority
-from mkdocs.structure.files import File, Files
 
 log = logging.getLogger("mkdocs.hooks.conceptlens")
 
@@ -230,8 +228,9 @@ def on_config(config):
     return config
 
 
-@event_priority(100)  # before mkdocs-jupyter wraps the notebook files
-def on_files(files: Files, config) -> Files:
+def on_files(files, config):
+    from mkdocs.structure.files import File
+
     for path, source in {**api_pages(), CLI_PAGE: CLI_SOURCE}.items():
         files.append(File.generated(config, path, content=source))
     tmp = tempfile.TemporaryDirectory(prefix="conceptlens-docs-")
@@ -263,9 +262,10 @@ _NOTEBOOK_LINK = re.compile(r"\]\(\.\./studies/([\w.-]+\.ipynb)\)")
 def on_page_markdown(markdown: str, page, config, files) -> str:
     """Links to ../studies/X.ipynb (right when reading docs/ on GitHub) -> the rendered page."""
     depth = page.file.src_uri.count("/")
-    return _NOTEBOOK_LINK.sub(
-        lambda m: f"]({'../' * depth}{NOTEBOOK_DIR}/{m.group(1)})", markdown
-    )
+    return _NOTEBOOK_LINK.sub(lambda m: f"]({'../' * depth}{NOTEBOOK_DIR}/{m.group(1)})", markdown)
+
+
+on_files.mkdocs_priority = 100  # type: ignore[attr-defined]  # before mkdocs-jupyter's
 
 
 def on_post_build(config) -> None:

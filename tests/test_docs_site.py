@@ -1,0 +1,135 @@
+"""The documentation site's sources (mkdocs.yml, docs/hooks.py), checked without a build.
+
+Every page of docs/ is in the nav, every notebook of studies/ gets a page, and every public
+name (the ``_API`` table, each subpackage's ``__all__``, the exceptions) has an entry in the
+generated API reference. The strict build itself (``mkdocs build --strict``) runs in CI.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+import conceptlens
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+
+def _hooks():
+    spec = importlib.util.spec_from_file_location("_conceptlens_docs_hooks", DOCS / "hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config() -> dict:
+    # mkdocs.yml uses no custom YAML tags, so safe_load reads it
+    return yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+
+
+def _nav_paths(nav) -> list[str]:
+    out: list[str] = []
+    for entry in nav:
+        if isinstance(entry, str):
+            out.append(entry)
+        elif isinstance(entry, dict):
+            for value in entry.values():
+                out += _nav_paths(value) if isinstance(value, list) else [value]
+    return out
+
+
+@pytest.fixture(scope="module")
+def hooks():
+    return _hooks()
+
+
+@pytest.fixture(scope="module")
+def pages(hooks) -> dict[str, str]:
+    return hooks.api_pages()
+
+
+def test_every_docs_page_is_in_the_nav():
+    config = _config()
+    nav = _nav_paths(config["nav"])
+    pages = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
+    assert pages, "no Markdown pages found in docs/"
+    missing = [p for p in pages if p not in nav]
+    assert not missing, f"add {missing} to the nav of mkdocs.yml"
+    absent = [p for p in nav if not (DOCS / p).exists()]
+    assert not absent, f"the nav of mkdocs.yml names pages that do not exist: {absent}"
+    assert config["strict"] is True
+
+
+def test_generated_pages_are_added_to_the_nav(hooks, pages):
+    config = hooks.on_config({"nav": _config()["nav"]})
+    nav = _nav_paths(config["nav"])
+    for notebook in hooks.notebooks():
+        assert f"{hooks.NOTEBOOK_DIR}/{notebook.name}" in nav
+    assert sorted(p for p in nav if p.startswith(hooks.API_DIR + "/")) == sorted(pages)
+    assert hooks.CLI_PAGE in nav
+
+
+def test_notebooks_are_found_by_glob(hooks):
+    found = hooks.notebooks()
+    assert found == sorted((ROOT / "studies").glob("*.ipynb"))
+    assert any(p.name == "quickstart.ipynb" for p in found)
+
+
+def _documented(source: str) -> set[str]:
+    """The identifiers of the mkdocstrings blocks (``::: path``) of a page."""
+    return set(re.findall(r"^::: (\S+)$", source, flags=re.M))
+
+
+def _page_of(hooks, module: str) -> str:
+    return f"{hooks.API_DIR}/{module.removeprefix('conceptlens.')}.md"
+
+
+def _resolves_to(identifier: str, obj) -> bool:
+    module, _, name = identifier.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name) is obj
+    except (ImportError, AttributeError):
+        return False
+
+
+def test_every_name_of_the_api_table_is_in_the_reference(hooks, pages):
+    index = pages[hooks.API_INDEX]
+    for module, names in conceptlens._API.items():
+        for name in names:
+            obj = getattr(conceptlens, name)
+            assert f"`cl.{name}`" in index, f"{name} missing from the API overview"
+            if module.split(".")[1].startswith("_"):  # documented on the overview page
+                assert f"::: conceptlens.{name}" in index
+                continue
+            page = pages[_page_of(hooks, module)]
+            hits = [i for i in _documented(page) if i.rsplit(".", 1)[-1] == name]
+            assert hits, f"{module}.{name} has no entry on {_page_of(hooks, module)}"
+            assert _resolves_to(hits[0], obj), f"{hits[0]} is not conceptlens.{name}"
+    for name in conceptlens._EXCEPTIONS:
+        assert f"::: conceptlens.exceptions.{name}" in pages[_page_of(hooks, hooks.EXCEPTIONS)]
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        f"conceptlens.{p.parent.name}"
+        for p in (ROOT / "conceptlens").glob("*/__init__.py")
+        if not p.parent.name.startswith("_")
+    ),
+)
+def test_every_subpackage_name_is_in_the_reference(hooks, pages, module):
+    page = pages[_page_of(hooks, module)]
+    documented = _documented(page)
+    mod = importlib.import_module(module)
+    assert f"# `{module}`" in page
+    for name in mod.__all__:
+        hits = [i for i in documented if i.rsplit(".", 1)[-1] == name]
+        assert hits, f"{module}.{name} has no entry on {_page_of(hooks, module)}"
+        assert _resolves_to(hits[0], getattr(mod, name)), hits[0]
