@@ -166,7 +166,7 @@ Generated from the click commands; the [command-line guide](../cli.md) shows the
     :command: main
     :prog_name: conceptlens
     :depth: 1
-    :style: table
+    :style: plain
     :list_subcommands: true
 """
 
@@ -191,6 +191,7 @@ def _notebook_title(path: Path) -> str:
 def _execute(paths: list[Path], out_dir: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
     work = out_dir.parent / "work"
     work.mkdir()
@@ -202,9 +203,18 @@ def _execute(paths: list[Path], out_dir: Path) -> None:
             nb = nbformat.read(path, as_version=4)
             cwd = work / path.stem
             cwd.mkdir()
-            NotebookClient(
+            client = NotebookClient(
                 nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": cwd}}
-            ).execute()
+            )
+            try:
+                client.execute()
+            except CellExecutionError as exc:
+                from mkdocs.exceptions import PluginError
+
+                raise PluginError(
+                    f"{path.relative_to(ROOT)} failed while the site was built "
+                    f"(run it top to bottom to reproduce):\n{exc}"
+                ) from exc
             nbformat.write(nb, out_dir / path.name)
             log.info("executed %s in %.0f s", path.relative_to(ROOT), time.perf_counter() - start)
     finally:
