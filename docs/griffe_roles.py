@@ -10,6 +10,7 @@ shown as code (an optional cross-reference: never a broken link).
 
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any
 
@@ -31,20 +32,50 @@ def _candidates(obj: Object, target: str) -> list[str]:
     return out
 
 
-def _resolve(obj: Object, target: str) -> str | None:
+def _lookup(obj: Object, path: str) -> Object | None:
+    """``path`` in the loaded packages, inherited class members included."""
     collection = obj.modules_collection
+    try:
+        return collection.get_member(path)
+    except (KeyError, AliasResolutionError, CyclicAliasError):
+        pass
+    parent, _, name = path.rpartition(".")
+    try:
+        owner = collection.get_member(parent) if parent else None
+        return owner.all_members[name] if owner is not None and owner.is_class else None
+    except (KeyError, AliasResolutionError, CyclicAliasError):
+        return None
+
+
+def _lazy(target: str) -> str | None:
+    """Where a lazily imported name (a module ``__getattr__``) of conceptlens is defined."""
+    module, _, name = target.rpartition(".")
+    if not module.startswith("conceptlens"):
+        return None
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    where = getattr(value, "__module__", None)
+    return f"{where}.{value.__qualname__}" if where and hasattr(value, "__qualname__") else None
+
+
+def _resolve(obj: Object, target: str) -> str | None:
     for path in _candidates(obj, target):
-        try:
-            found = collection.get_member(path)
-            return found.canonical_path
-        except (KeyError, AliasResolutionError, CyclicAliasError):  # not there
-            continue
-    return None
+        found = _lookup(obj, path)
+        if found is not None:
+            try:
+                return found.canonical_path
+            except (AliasResolutionError, CyclicAliasError):
+                continue
+    defined = _lazy(target)
+    return defined if defined is not None and _lookup(obj, defined) is not None else None
 
 
 def _replace(obj: Object, text: str) -> str:
     def sub(m: re.Match[str]) -> str:
         tilde, target = m.groups()
+        target = re.sub(r"\s+", "", target)  # a role broken across lines
         shown = target.split(".")[-1] if tilde else target
         path = _resolve(obj, target)
         if path is None:

@@ -267,15 +267,52 @@ def on_files(files, config):
 
 
 _NOTEBOOK_LINK = re.compile(r"\]\(\.\./studies/([\w.-]+\.ipynb)\)")
+_ITEM = re.compile(r"^( *)([-*+]|\d+\.) +\S")
+_FENCE = re.compile(r"^ *(```|~~~)")
+
+
+def gfm_lists(markdown: str) -> str:
+    """Lists written for GitHub, read the same by Python-Markdown.
+
+    docs/ is written to be read on GitHub too, where a list may follow a paragraph line
+    directly and a nested item may be indented by two spaces. Python-Markdown needs a
+    blank line before a list and four spaces per nesting level: this inserts the one and
+    re-indents the other (outside code blocks).
+    """
+    out: list[str] = []
+    indents: list[int] = []  # indents of the open list items, outermost first
+    fenced = False
+    for line in markdown.split("\n"):
+        if _FENCE.match(line):
+            fenced = not fenced
+        if fenced or _FENCE.match(line):
+            out.append(line)
+            continue
+        item = _ITEM.match(line)
+        if item:
+            indent = len(item.group(1))
+            after_text = out and out[-1].strip() and not out[-1].startswith("#")
+            if not indents and after_text and item.group(2) in ("-", "*", "+", "1."):
+                out.append("")  # a list straight after a paragraph line (as GitHub reads it)
+            while indents and indents[-1] > indent:
+                indents.pop()  # back out of deeper items
+            if not indents or indent > indents[-1]:
+                indents.append(indent)  # a nested item (or the first one)
+            line = " " * (4 * (len(indents) - 1)) + line.lstrip(" ")
+        elif not line.strip():
+            pass  # a blank line may sit inside a list
+        elif not line.startswith(" "):
+            indents = []  # a paragraph at the margin ends the list
+        out.append(line)
+    return "\n".join(out)
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    """Links to ../studies/X.ipynb (right when reading docs/ on GitHub) -> the rendered page."""
+    """GitHub-style lists made explicit; links to ../studies/X.ipynb (right when reading
+    docs/ on GitHub) pointed at the rendered notebook pages."""
     depth = page.file.src_uri.count("/")
+    markdown = gfm_lists(markdown)
     return _NOTEBOOK_LINK.sub(lambda m: f"]({'../' * depth}{NOTEBOOK_DIR}/{m.group(1)})", markdown)
-
-
-on_files.mkdocs_priority = 100  # type: ignore[attr-defined]  # before mkdocs-jupyter's
 
 
 def on_post_build(config) -> None:

@@ -133,3 +133,44 @@ def test_every_subpackage_name_is_in_the_reference(hooks, pages, module):
         hits = [i for i in documented if i.rsplit(".", 1)[-1] == name]
         assert hits, f"{module}.{name} has no entry on {_page_of(hooks, module)}"
         assert _resolves_to(hits[0], getattr(mod, name)), hits[0]
+
+
+def test_github_style_lists_are_made_explicit_for_python_markdown(hooks):
+    source = (
+        "Notes on the table:\n"
+        "- first, with a nested list\n"
+        "  * nested (two spaces, as GitHub reads it)\n"
+        "    continued\n"
+        "  * nested again\n"
+        "- second\n"
+        "\n"
+        "A paragraph ending in 2000 images (seed\n"
+        "0) scored by synthderm-lit.\n"
+        "```\n"
+        "text\n"
+        "- not a list in a code block\n"
+        "  * nor this\n"
+        "```\n"
+    )
+    assert hooks.gfm_lists(source) == (
+        "Notes on the table:\n"
+        "\n"
+        "- first, with a nested list\n"
+        "    * nested (two spaces, as GitHub reads it)\n"
+        "    continued\n"
+        "    * nested again\n"
+        "- second\n"
+        "\n"
+        "A paragraph ending in 2000 images (seed\n"
+        "0) scored by synthderm-lit.\n"
+        "```\n"
+        "text\n"
+        "- not a list in a code block\n"
+        "  * nor this\n"
+        "```\n"
+    )
+    # and Python-Markdown then renders the nesting GitHub shows
+    markdown = pytest.importorskip("markdown")
+    html = markdown.markdown(hooks.gfm_lists(source))
+    assert html.count("<ul>") == 2 and "<li>nested again</li>" in html
+    assert "<p>Notes on the table:</p>" in html
