@@ -269,6 +269,7 @@ def on_files(files, config):
 _NOTEBOOK_LINK = re.compile(r"\]\(\.\./studies/([\w.-]+\.ipynb)\)")
 _ITEM = re.compile(r"^( *)([-*+]|\d+\.) +\S")
 _FENCE = re.compile(r"^ *(```|~~~)")
+_CODE_SPAN = re.compile(r"`[^`]+`")
 
 
 def gfm_lists(markdown: str) -> str:
@@ -277,7 +278,8 @@ def gfm_lists(markdown: str) -> str:
     docs/ is written to be read on GitHub too, where a list may follow a paragraph line
     directly and a nested item may be indented by two spaces. Python-Markdown needs a
     blank line before a list and four spaces per nesting level: this inserts the one and
-    re-indents the other (outside code blocks).
+    re-indents the other (outside code blocks). A ``\\|`` in a code span of a table cell
+    (GitHub's way to keep a pipe there) becomes the ``|`` Python-Markdown expects.
     """
     out: list[str] = []
     indents: list[int] = []  # indents of the open list items, outermost first
@@ -299,6 +301,9 @@ def gfm_lists(markdown: str) -> str:
             if not indents or indent > indents[-1]:
                 indents.append(indent)  # a nested item (or the first one)
             line = " " * (4 * (len(indents) - 1)) + line.lstrip(" ")
+        elif line.startswith("|"):
+            # GitHub wants \| for a pipe in a code span of a table cell, Python-Markdown a |
+            line = _CODE_SPAN.sub(lambda m: m.group(0).replace("\\|", "|"), line)
         elif not line.strip():
             pass  # a blank line may sit inside a list
         elif not line.startswith(" "):

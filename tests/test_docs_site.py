@@ -174,3 +174,11 @@ def test_github_style_lists_are_made_explicit_for_python_markdown(hooks):
     html = markdown.markdown(hooks.gfm_lists(source))
     assert html.count("<ul>") == 2 and "<li>nested again</li>" in html
     assert "<p>Notes on the table:</p>" in html
+
+
+def test_a_pipe_in_a_code_span_of_a_table_cell(hooks):
+    row = "| `--on-error raise\\|skip` | a \\| b |"
+    assert hooks.gfm_lists(row) == "| `--on-error raise|skip` | a \\| b |"
+    markdown = pytest.importorskip("markdown")
+    html = markdown.markdown("| a | b |\n|---|---|\n" + hooks.gfm_lists(row), extensions=["tables"])
+    assert "<td><code>--on-error raise|skip</code></td>" in html
