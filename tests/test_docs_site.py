@@ -180,5 +180,6 @@ def test_a_pipe_in_a_code_span_of_a_table_cell(hooks):
     row = "| `--on-error raise\\|skip` | a \\| b |"
     assert hooks.gfm_lists(row) == "| `--on-error raise|skip` | a \\| b |"
     markdown = pytest.importorskip("markdown")
-    html = markdown.markdown("| a | b |\n|---|---|\n" + hooks.gfm_lists(row), extensions=["tables"])
+    table = "| a | b |\n|---|---|\n" + hooks.gfm_lists(row)
+    html = markdown.markdown(table, extensions=["tables"])
     assert "<td><code>--on-error raise|skip</code></td>" in html
