@@ -25,6 +25,7 @@ import logging
 import os
 import pkgutil
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -188,6 +189,22 @@ def _notebook_title(path: Path) -> str:
     return path.stem
 
 
+def _kernel_manager(work: Path):
+    """A kernel of this interpreter (the one that imports the conceptlens being documented),
+    whatever kernelspecs the machine has installed."""
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = work / "kernels" / "conceptlens-docs"
+    if not spec.exists():
+        spec.mkdir(parents=True)
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        kernel = {"argv": argv, "display_name": "conceptlens docs", "language": "python"}
+        (spec / "kernel.json").write_text(json.dumps(kernel), encoding="utf-8")
+    specs = KernelSpecManager(kernel_dirs=[str(spec.parent)])
+    return KernelManager(kernel_spec_manager=specs, kernel_name="conceptlens-docs")
+
+
 def _execute(paths: list[Path], out_dir: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
@@ -204,7 +221,7 @@ def _execute(paths: list[Path], out_dir: Path) -> None:
             cwd = work / path.stem
             cwd.mkdir()
             client = NotebookClient(
-                nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": cwd}}
+                nb, km=_kernel_manager(work), timeout=900, resources={"metadata": {"path": cwd}}
             )
             try:
                 client.execute()
