@@ -295,8 +295,9 @@ def gfm_lists(markdown: str) -> str:
     docs/ is written to be read on GitHub too, where a list may follow a paragraph line
     directly and a nested item may be indented by two spaces. Python-Markdown needs a
     blank line before a list and four spaces per nesting level: this inserts the one and
-    re-indents the other (outside code blocks). A ``\\|`` in a code span of a table cell
-    (GitHub's way to keep a pipe there) becomes the ``|`` Python-Markdown expects.
+    re-indents the other (outside fenced code blocks), relative to the first item's
+    indent. A ``\\|`` in a code span of a table cell (GitHub's way to keep a pipe there) becomes the
+    ``|`` Python-Markdown expects.
     """
     out: list[str] = []
     indents: list[int] = []  # indents of the open list items, outermost first
@@ -308,23 +309,25 @@ def gfm_lists(markdown: str) -> str:
             out.append(line)
             continue
         item = _ITEM.match(line)
+        indent = len(line) - len(line.lstrip(" "))
         if item:
-            indent = len(item.group(1))
-            after_text = out and out[-1].strip() and not out[-1].startswith("#")
+            if indents and indent < indents[0]:
+                indents = []  # left of the list: a new one
+            after_text = out and out[-1].strip() and not out[-1].lstrip().startswith("#")
             if not indents and after_text and item.group(2) in ("-", "*", "+", "1."):
                 out.append("")  # a list straight after a paragraph line (as GitHub reads it)
             while indents and indents[-1] > indent:
                 indents.pop()  # back out of deeper items
             if not indents or indent > indents[-1]:
                 indents.append(indent)  # a nested item (or the first one)
-            line = " " * (4 * (len(indents) - 1)) + line.lstrip(" ")
+            line = " " * (indents[0] + 4 * (len(indents) - 1)) + line.lstrip(" ")
         elif line.startswith("|"):
             # GitHub wants \| for a pipe in a code span of a table cell, Python-Markdown a |
             line = _CODE_SPAN.sub(lambda m: m.group(0).replace("\\|", "|"), line)
         elif not line.strip():
             pass  # a blank line may sit inside a list
-        elif not line.startswith(" "):
-            indents = []  # a paragraph at the margin ends the list
+        elif indents and indent <= indents[0]:
+            indents = []  # a paragraph at the list's margin ends it
         out.append(line)
     return "\n".join(out)
 
