@@ -296,8 +296,8 @@ def gfm_lists(markdown: str) -> str:
     directly and a nested item may be indented by two spaces. Python-Markdown needs a
     blank line before a list and four spaces per nesting level: this inserts the one and
     re-indents the other (outside fenced code blocks), relative to the first item's
-    indent. A ``\\|`` in a code span of a table cell (GitHub's way to keep a pipe there) becomes the
-    ``|`` Python-Markdown expects.
+    indent. A ``\\|`` in a code span of a table cell (GitHub's way to keep a pipe there)
+    becomes the ``|`` Python-Markdown expects.
     """
     out: list[str] = []
     indents: list[int] = []  # indents of the open list items, outermost first
