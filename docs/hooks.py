@@ -6,10 +6,12 @@
   ``_API`` table of ``conceptlens/__init__.py``. Nothing is listed by hand, so the
   reference cannot drift from the package.
 - The CLI reference, from the click commands (mkdocs-click).
+- The figure gallery: every function of ``conceptlens.plot`` with the code that drew it
+  (docs/gallery.py) and the figure, drawn at build time on a small version of the demo.
 - The notebooks: every ``studies/*.ipynb`` (found by glob), executed top to bottom with
   nbclient in a scratch directory at build time and rendered by mkdocs-jupyter. A cell that
-  fails fails the build. ``CONCEPTLENS_DOCS_EXECUTE=0`` renders them unexecuted (a quick
-  local preview only; CI always executes).
+  fails fails the build. ``CONCEPTLENS_DOCS_EXECUTE=0`` renders them unexecuted and leaves the
+  gallery undrawn (a quick local preview only; CI always executes).
 
 The generated pages are appended to the nav of mkdocs.yml. tests/test_docs_site.py uses
 :func:`api_pages`, :func:`notebooks` and :func:`on_config` to check the site without
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -27,6 +31,7 @@ import pkgutil
 import re
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,8 @@ PACKAGE = "conceptlens"
 API_DIR = "reference/api"
 NOTEBOOK_DIR = "notebooks"
 CLI_PAGE = "reference/cli.md"
+GALLERY_PAGE = "gallery.md"
+GALLERY_DIR = "gallery"
 API_INDEX = f"{API_DIR}/index.md"
 EXCEPTIONS = f"{PACKAGE}.exceptions"
 
@@ -205,14 +212,12 @@ def _kernel_manager(work: Path):
     return KernelManager(kernel_spec_manager=specs, kernel_name="conceptlens-docs")
 
 
-def _execute(paths: list[Path], out_dir: Path) -> None:
+def _execute(paths: list[Path], out_dir: Path, work: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    work = out_dir.parent / "work"
-    work.mkdir()
-    env_cache = os.environ.get("CONCEPTLENS_CACHE_DIR")
+    env_cache = os.environ.get("CONCEPTLENS_CACHE_DIR")  # set for the kernels
     os.environ["CONCEPTLENS_CACHE_DIR"] = str(work / "cache")  # the kernel inherits it
     try:
         for path in paths:
@@ -241,11 +246,106 @@ def _execute(paths: list[Path], out_dir: Path) -> None:
             os.environ["CONCEPTLENS_CACHE_DIR"] = env_cache
 
 
+# --------------------------------------------------------------------------- gallery
+
+
+def _gallery():
+    spec = importlib.util.spec_from_file_location(
+        "_conceptlens_docs_gallery", Path(__file__).with_name("gallery.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gallery_page(drawn: bool) -> str:
+    """The figure gallery: each ``conceptlens.plot`` function, its code and its figure."""
+    gallery = _gallery()
+    plot = importlib.import_module(f"{PACKAGE}.plot")
+    parts = [
+        "# Figure gallery\n",
+        "Every function of [`conceptlens.plot`](plots.md), drawn when this site was built on "
+        "the outputs of a small version of the demo: 800 SynthDerm `confounded` images "
+        "scored by `synthderm-lit` with the SynthDerm bank, a sparse concept head and a "
+        "linear probe fitted at the training sites (70 %), their audit on the rest, an "
+        "intervention curve at the held-out site, a masking study, the bank quality "
+        "report and the concept maps of a held-out-site melanoma. The data are built by "
+        "`inputs()` in `docs/gallery.py`:\n",
+        f"```python\n{inspect.getsource(gallery.inputs)}```\n",
+    ]
+    if not drawn:
+        parts.append(
+            "!!! note\n    The figures are drawn only when the site is built with the "
+            "notebooks executed (this build had `CONCEPTLENS_DOCS_EXECUTE=0`).\n"
+        )
+    for name in plot.__all__:
+        parts.append(f"## `{name}`\n\n[`plot.{name}`][{PACKAGE}.plot.{name}]\n")
+        function = gallery.FIGURES.get(name)
+        if function is None:
+            parts.append("Not in the gallery yet.\n")
+            continue
+        body = inspect.getsource(function).split("\n", 1)[1]
+        parts.append(f"```python\n{textwrap.dedent(body)}```\n")
+        if drawn:
+            parts.append(f"![{name}]({GALLERY_DIR.rsplit('/', 1)[-1]}/{name}.png)\n")
+    return "\n".join(parts)
+
+
+def _draw_gallery(cache: Path) -> dict[str, bytes]:
+    """PNG bytes of every gallery figure; a warning while drawing fails a strict build."""
+    import io
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    gallery = _gallery()
+    start = time.perf_counter()
+    quiet = os.environ.get("CONCEPTLENS_QUIET")
+    os.environ["CONCEPTLENS_QUIET"] = "1"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = gallery.inputs(cache)
+            images = {}
+            for name, function in gallery.FIGURES.items():
+                drawn = function(data)
+                figure = (np.ravel(drawn)[0] if isinstance(drawn, np.ndarray) else drawn).figure
+                buffer = io.BytesIO()
+                figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+                images[name] = buffer.getvalue()
+    finally:
+        if quiet is None:
+            os.environ.pop("CONCEPTLENS_QUIET", None)
+        else:
+            os.environ["CONCEPTLENS_QUIET"] = quiet
+    for w in caught:
+        log.warning("figure gallery: %s: %s", w.category.__name__, w.message)
+    log.info("drew the figure gallery in %.0f s", time.perf_counter() - start)
+    return images
+
+
 # --------------------------------------------------------------------------- events
+
+
+def _insert_after(nav: list, page: str, entry: dict) -> bool:
+    for i, item in enumerate(nav):
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        if value == page:
+            nav.insert(i + 1, entry)
+            return True
+        if isinstance(value, list) and _insert_after(value, page, entry):
+            return True
+    return False
 
 
 def on_config(config):
     nav = config["nav"]
+    if not _insert_after(nav, "plots.md", {"Figure gallery": GALLERY_PAGE}):
+        nav.append({"Figure gallery": GALLERY_PAGE})
     nav.append(
         {"Notebooks": [{_notebook_title(p): f"{NOTEBOOK_DIR}/{p.name}"} for p in notebooks()]}
     )
@@ -263,14 +363,17 @@ def on_files(files, config):
     tmp = tempfile.TemporaryDirectory(prefix="conceptlens-docs-")
     _state["tmp"] = tmp  # kept until the build ends
     out = Path(tmp.name)
+    work = out / "work"  # the notebooks' working folders, one embedding cache for all
+    work.mkdir()
     (out / NOTEBOOK_DIR).mkdir()
     paths = notebooks()
-    if os.environ.get("CONCEPTLENS_DOCS_EXECUTE", "1") == "0":
-        log.info("CONCEPTLENS_DOCS_EXECUTE=0: the notebooks are rendered unexecuted")
+    execute = os.environ.get("CONCEPTLENS_DOCS_EXECUTE", "1") != "0"
+    if execute:
+        _execute(paths, out / NOTEBOOK_DIR, work)
+    else:
+        log.info("CONCEPTLENS_DOCS_EXECUTE=0: notebooks unexecuted, gallery not drawn")
         for path in paths:
             (out / NOTEBOOK_DIR / path.name).write_bytes(path.read_bytes())
-    else:
-        _execute(paths, out / NOTEBOOK_DIR)
     for path in paths:
         files.append(
             File(
@@ -280,6 +383,10 @@ def on_files(files, config):
                 use_directory_urls=config["use_directory_urls"],
             )
         )
+    images = _draw_gallery(work / "cache") if execute else {}
+    files.append(File.generated(config, GALLERY_PAGE, content=gallery_page(drawn=execute)))
+    for name, png in images.items():
+        files.append(File.generated(config, f"{GALLERY_DIR}/{name}.png", content=png))
     return files
 
 

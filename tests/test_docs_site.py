@@ -1,14 +1,16 @@
 """The documentation site's sources (mkdocs.yml, docs/hooks.py), checked without a build.
 
-Every page of docs/ is in the nav, every notebook of studies/ gets a page, and every public
+Every page of docs/ is in the nav, every notebook of studies/ gets a page, every public
 name (the ``_API`` table, each subpackage's ``__all__``, the exceptions) has an entry in the
-generated API reference. The strict build itself (``mkdocs build --strict``) runs in CI.
+generated API reference, and every plot function a gallery entry. The strict build itself
+(``mkdocs build --strict``, notebooks executed, gallery drawn) runs in CI.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import re
 from pathlib import Path
 
@@ -74,6 +76,23 @@ def test_generated_pages_are_added_to_the_nav(hooks, pages):
         assert f"{hooks.NOTEBOOK_DIR}/{notebook.name}" in nav
     assert sorted(p for p in nav if p.startswith(hooks.API_DIR + "/")) == sorted(pages)
     assert hooks.CLI_PAGE in nav
+    assert nav.index(hooks.GALLERY_PAGE) == nav.index("plots.md") + 1
+
+
+def test_the_gallery_draws_every_plot_function(hooks):
+    """docs/gallery.py has an entry per name of conceptlens.plot.__all__ (and no other),
+    and the gallery page shows each entry's code."""
+    from conceptlens import plot
+
+    gallery = hooks._gallery()
+    assert list(gallery.FIGURES) == list(plot.__all__)
+    page = hooks.gallery_page(drawn=True)
+    assert page.count("```python") == len(gallery.FIGURES) + 1  # inputs() and each entry
+    for name, function in gallery.FIGURES.items():
+        assert f"plot.{name}(" in inspect.getsource(function), f"{name} must call plot.{name}"
+        assert f"![{name}]({hooks.GALLERY_DIR}/{name}.png)" in page
+    assert "Not in the gallery yet" not in page
+    assert "![" not in hooks.gallery_page(drawn=False)
 
 
 def test_notebooks_are_found_by_glob(hooks):
