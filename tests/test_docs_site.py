@@ -155,38 +155,30 @@ def test_every_subpackage_name_is_in_the_reference(hooks, pages, module):
 
 
 def test_github_style_lists_are_made_explicit_for_python_markdown(hooks):
+    unchanged = (  # not a list item, and a fenced code block
+        "A paragraph ending in 2000 images (seed\n"
+        "0) scored by synthderm-lit.\n"
+        "```\n"
+        "- not a list in a code block\n"
+        "  * nor this\n"
+        "```\n"
+    )
     source = (
         "Notes on the table:\n"
         "- first, with a nested list\n"
         "  * nested (two spaces, as GitHub reads it)\n"
         "    continued\n"
         "  * nested again\n"
-        "- second\n"
-        "\n"
-        "A paragraph ending in 2000 images (seed\n"
-        "0) scored by synthderm-lit.\n"
-        "```\n"
-        "text\n"
-        "- not a list in a code block\n"
-        "  * nor this\n"
-        "```\n"
+        "- second\n\n" + unchanged
     )
     assert hooks.gfm_lists(source) == (
         "Notes on the table:\n"
-        "\n"
+        "\n"  # a blank line before the list
         "- first, with a nested list\n"
-        "    * nested (two spaces, as GitHub reads it)\n"
+        "    * nested (two spaces, as GitHub reads it)\n"  # four spaces per level
         "    continued\n"
         "    * nested again\n"
-        "- second\n"
-        "\n"
-        "A paragraph ending in 2000 images (seed\n"
-        "0) scored by synthderm-lit.\n"
-        "```\n"
-        "text\n"
-        "- not a list in a code block\n"
-        "  * nor this\n"
-        "```\n"
+        "- second\n\n" + unchanged
     )
     # and Python-Markdown then renders the nesting GitHub shows
     markdown = pytest.importorskip("markdown")
