@@ -217,7 +217,7 @@ def _execute(paths: list[Path], out_dir: Path, work: Path) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    env_cache = os.environ.get("CONCEPTLENS_CACHE_DIR")  # set for the kernels
+    env_cache = os.environ.get("CONCEPTLENS_CACHE_DIR")
     os.environ["CONCEPTLENS_CACHE_DIR"] = str(work / "cache")  # the kernel inherits it
     try:
         for path in paths:
@@ -225,9 +225,8 @@ def _execute(paths: list[Path], out_dir: Path, work: Path) -> None:
             nb = nbformat.read(path, as_version=4)
             cwd = work / path.stem
             cwd.mkdir()
-            client = NotebookClient(
-                nb, km=_kernel_manager(work), timeout=900, resources={"metadata": {"path": cwd}}
-            )
+            km = _kernel_manager(work)
+            client = NotebookClient(nb, km=km, timeout=900, resources={"metadata": {"path": cwd}})
             try:
                 client.execute()
             except CellExecutionError as exc:
@@ -237,6 +236,11 @@ def _execute(paths: list[Path], out_dir: Path, work: Path) -> None:
                     f"{path.relative_to(ROOT)} failed while the site was built "
                     f"(run it top to bottom to reproduce):\n{exc}"
                 ) from exc
+            finally:  # nbclient leaves a kernel it did not start running
+                if client.kc is not None:
+                    client.kc.stop_channels()
+                if km.has_kernel:
+                    km.shutdown_kernel(now=True)
             nbformat.write(nb, out_dir / path.name)
             log.info("executed %s in %.0f s", path.relative_to(ROOT), time.perf_counter() - start)
     finally:
@@ -266,7 +270,7 @@ def gallery_page(drawn: bool) -> str:
     parts = [
         "# Figure gallery\n",
         "Every function of [`conceptlens.plot`](plots.md), drawn when this site was built on "
-        "the outputs of a small version of the demo: 800 SynthDerm `confounded` images "
+        "the outputs of a small version of the demo: 500 SynthDerm `confounded` images "
         "scored by `synthderm-lit` with the SynthDerm bank, a sparse concept head and a "
         "linear probe fitted at the training sites (70 %), their audit on the rest, an "
         "intervention curve at the held-out site, a masking study, the bank quality "
@@ -302,13 +306,16 @@ def _draw_gallery(cache: Path) -> dict[str, bytes]:
     matplotlib.use("Agg")
     import numpy as np
 
+    from conceptlens._progress import is_quiet, set_quiet  # as the CLI's --quiet
+
     gallery = _gallery()
     start = time.perf_counter()
-    quiet = os.environ.get("CONCEPTLENS_QUIET")
-    os.environ["CONCEPTLENS_QUIET"] = "1"
+    quiet = is_quiet()
+    set_quiet(True)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            warnings.simplefilter("ignore", ResourceWarning)  # the notebooks' closed kernels
             data = gallery.inputs(cache)
             images = {}
             for name, function in gallery.FIGURES.items():
@@ -318,10 +325,7 @@ def _draw_gallery(cache: Path) -> dict[str, bytes]:
                 figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
                 images[name] = buffer.getvalue()
     finally:
-        if quiet is None:
-            os.environ.pop("CONCEPTLENS_QUIET", None)
-        else:
-            os.environ["CONCEPTLENS_QUIET"] = quiet
+        set_quiet(quiet)
     for w in caught:
         log.warning("figure gallery: %s: %s", w.category.__name__, w.message)
     log.info("drew the figure gallery in %.0f s", time.perf_counter() - start)
