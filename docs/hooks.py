@@ -394,6 +394,10 @@ def on_files(files, config):
     return files
 
 
+# before mkdocs-jupyter's on_files, which turns the notebook files into pages
+on_files.mkdocs_priority = 100  # type: ignore[attr-defined]
+
+
 _NOTEBOOK_LINK = re.compile(r"\]\(\.\./studies/([\w.-]+\.ipynb)\)")
 _ITEM = re.compile(r"^( *)([-*+]|\d+\.) +\S")
 _FENCE = re.compile(r"^ *(```|~~~)")
@@ -455,3 +459,8 @@ def on_post_build(config) -> None:
     tmp = _state.pop("tmp", None)
     if tmp is not None:
         tmp.cleanup()
+    site = Path(config["site_dir"])
+    for path in notebooks():
+        page = f"{NOTEBOOK_DIR}/{path.stem}/index.html"
+        if config["use_directory_urls"] and not (site / page).exists():
+            log.warning("%s was not rendered as a page (no %s)", path.relative_to(ROOT), page)

@@ -99,6 +99,8 @@ def test_notebooks_are_found_by_glob(hooks):
     found = hooks.notebooks()
     assert found == sorted((ROOT / "studies").glob("*.ipynb"))
     assert any(p.name == "quickstart.ipynb" for p in found)
+    # the hook adds them before mkdocs-jupyter (priority 0) makes them pages
+    assert hooks.on_files.mkdocs_priority > 0
 
 
 def _documented(source: str) -> set[str]:
