@@ -1,7 +1,7 @@
 """The figure gallery of the documentation site: every function of ``conceptlens.plot``,
 drawn at build time on real outputs of the embedded default.
 
-:func:`inputs` runs a small version of the demo (500 SynthDerm ``confounded`` images, the
+:func:`inputs` runs a small version of the demo (800 SynthDerm ``confounded`` images, the
 ``synthderm-lit`` backbone, the SynthDerm concept bank, a concept head and a linear probe,
 an audit, an intervention curve, a masking study, the bank quality report, concept maps);
 each entry of :data:`FIGURES` draws one plot function on them. docs/hooks.py shows the
@@ -28,7 +28,8 @@ def inputs(cache: Path) -> dict[str, Any]:
     from conceptlens.spatial import concept_maps
     from conceptlens.studies import audit, masking_study
 
-    batch = cl.SynthDerm("confounded").generate(500, seed=0)
+    # the quickstart notebook's images: executed first, it leaves their embeddings in the cache
+    batch = cl.SynthDerm("confounded").generate(800, seed=0)
     dataset = batch.to_dataset()
     backbone = cl.load_backbone("synthderm-lit")
     bank = cl.load_bank("synthderm")

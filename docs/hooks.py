@@ -270,7 +270,7 @@ def gallery_page(drawn: bool) -> str:
     parts = [
         "# Figure gallery\n",
         "Every function of [`conceptlens.plot`](plots.md), drawn when this site was built on "
-        "the outputs of a small version of the demo: 500 SynthDerm `confounded` images "
+        "the outputs of a small version of the demo: 800 SynthDerm `confounded` images "
         "scored by `synthderm-lit` with the SynthDerm bank, a sparse concept head and a "
         "linear probe fitted at the training sites (70 %), their audit on the rest, an "
         "intervention curve at the held-out site, a masking study, the bank quality "
@@ -387,6 +387,7 @@ def on_files(files, config):
                 use_directory_urls=config["use_directory_urls"],
             )
         )
+    # the cache the notebooks used ($CONCEPTLENS_CACHE_DIR of their kernels)
     images = _draw_gallery(work / "cache") if execute else {}
     files.append(File.generated(config, GALLERY_PAGE, content=gallery_page(drawn=execute)))
     for name, png in images.items():
