@@ -217,8 +217,11 @@ def _execute(paths: list[Path], out_dir: Path, work: Path) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    env_cache = os.environ.get("CONCEPTLENS_CACHE_DIR")
-    os.environ["CONCEPTLENS_CACHE_DIR"] = str(work / "cache")  # the kernel inherits it
+    # the kernels inherit these: one embedding cache for all, and no progress bars on the
+    # pages (a bar is a widget or a stream of carriage returns, not a result)
+    env = {"CONCEPTLENS_CACHE_DIR": str(work / "cache"), "CONCEPTLENS_QUIET": "1"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     try:
         for path in paths:
             start = time.perf_counter()
@@ -226,7 +229,13 @@ def _execute(paths: list[Path], out_dir: Path, work: Path) -> None:
             cwd = work / path.stem
             cwd.mkdir()
             km = _kernel_manager(work)
-            client = NotebookClient(nb, km=km, timeout=900, resources={"metadata": {"path": cwd}})
+            client = NotebookClient(
+                nb,
+                km=km,
+                timeout=900,
+                store_widget_state=False,
+                resources={"metadata": {"path": cwd}},
+            )
             try:
                 client.execute()
             except CellExecutionError as exc:
@@ -244,10 +253,11 @@ def _execute(paths: list[Path], out_dir: Path, work: Path) -> None:
             nbformat.write(nb, out_dir / path.name)
             log.info("executed %s in %.0f s", path.relative_to(ROOT), time.perf_counter() - start)
     finally:
-        if env_cache is None:
-            os.environ.pop("CONCEPTLENS_CACHE_DIR", None)
-        else:
-            os.environ["CONCEPTLENS_CACHE_DIR"] = env_cache
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # --------------------------------------------------------------------------- gallery
