@@ -229,13 +229,7 @@ def _execute(paths: list[Path], out_dir: Path, work: Path) -> None:
             cwd = work / path.stem
             cwd.mkdir()
             km = _kernel_manager(work)
-            client = NotebookClient(
-                nb,
-                km=km,
-                timeout=900,
-                store_widget_state=False,
-                resources={"metadata": {"path": cwd}},
-            )
+            client = NotebookClient(nb, km=km, timeout=900, resources={"metadata": {"path": cwd}})
             try:
                 client.execute()
             except CellExecutionError as exc:
