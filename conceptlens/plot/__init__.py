@@ -2,10 +2,12 @@
 
 Every function takes ``ax=None``; without one it draws on a new ``Figure`` that pyplot does
 not track (``ax.figure.savefig(...)`` to write it), so it is safe in scripts, servers and
-notebooks alike.
+notebooks alike. In Jupyter, a returned ``Axes`` or ``Figure`` displays as an image, with or
+without ``%matplotlib inline`` (pyplot's own figures are left as they were).
 """
 
 from conceptlens.plot._bank import bank_quality_bars
+from conceptlens.plot._common import register_notebook_display
 from conceptlens.plot._concepts import concept_distributions, contribution_waterfall, head_weights
 from conceptlens.plot._images import image_gallery, synthderm_montage
 from conceptlens.plot._spatial import plot_concept_maps
@@ -34,3 +36,5 @@ __all__ = [
     # spatial
     "plot_concept_maps",
 ]
+
+register_notebook_display()  # in Jupyter, returned figures and axes display as images

@@ -46,3 +46,57 @@ def pick(values: Any, wanted: Any, name: str) -> Any:
     if str(wanted) not in have:
         raise UnknownNameError(f"unknown {name} {wanted!r}; available: {have}")
     return wanted
+
+
+def _png(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def register_notebook_display(shell: Any = None) -> bool:
+    """Let Jupyter show the figures of ``conceptlens.plot`` (called on import).
+
+    The figures are not tracked by pyplot, so Jupyter's inline backend never shows them
+    and, without ``%matplotlib inline``, a returned ``Figure`` or ``Axes`` shows as text.
+    This registers PNG display formatters for ``Figure`` and ``Axes`` in the running
+    IPython shell that render only figures pyplot does not manage; pyplot's own figures
+    keep whatever display they had (the formatter registered before, or none), so nothing
+    is shown twice. Outside IPython it does nothing.
+
+    Returns
+    -------
+    bool
+        Whether formatters were registered.
+    """
+    import sys
+
+    if shell is None:
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
+    formatters = getattr(getattr(shell, "display_formatter", None), "formatters", None)
+    if not formatters or "image/png" not in formatters:
+        return False
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    png = formatters["image/png"]
+    for kind, figure_of in ((Figure, lambda f: f), (Axes, lambda a: a.figure)):
+        try:
+            before = png.lookup_by_type(kind)
+        except KeyError:
+            before = None
+        if getattr(before, "_conceptlens", False):
+            continue  # registered already
+
+        def show(obj: Any, figure_of: Any = figure_of, before: Any = before) -> Any:
+            fig = figure_of(obj)
+            if getattr(fig.canvas, "manager", None) is None:  # not a pyplot figure
+                return _png(fig)
+            return before(obj) if before is not None else None
+
+        show._conceptlens = True  # type: ignore[attr-defined]
+        png.for_type(kind, show)
+    return True
