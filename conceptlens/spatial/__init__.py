@@ -9,6 +9,7 @@ from conceptlens.spatial._atlas import (
 )
 from conceptlens.spatial._classifier import PrototypeClassifier, refinement_report
 from conceptlens.spatial._feedback import importance_map, pool_to_grid, region_feedback
+from conceptlens.spatial._guided import guided_filter
 from conceptlens.spatial._interactive import RegionSession
 from conceptlens.spatial._localize import (
     mask_iou,
@@ -26,6 +27,7 @@ __all__ = [
     "concept_directions",
     "patch_grid",
     "upsample",
+    "guided_filter",
     # localisation
     "pointing_game",
     "mask_iou",

@@ -1,0 +1,158 @@
+"""Guided filter (He et al. 2010) and guided upsampling against a brute-force reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.spatial import guided_filter, upsample
+
+
+def _brute_guided(p, guide, r, eps):
+    """Dense reference from the definition: in each window (clipped at the border) the
+    ridge regression min sum_i (a.I_i + b - p_i)^2 + eps |w| |a|^2, solved by lstsq;
+    each pixel averages a.I + b over the windows that contain it."""
+    h, w = p.shape
+    g = guide.reshape(h, w, -1)
+    c = g.shape[-1]
+    acc = np.zeros((h, w))
+    cnt = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            ys, xs = slice(max(0, y - r), y + r + 1), slice(max(0, x - r), x + r + 1)
+            gi = g[ys, xs].reshape(-1, c)
+            n = len(gi)
+            design = np.vstack(
+                [
+                    np.hstack([gi, np.ones((n, 1))]),
+                    np.hstack([np.sqrt(eps * n) * np.eye(c), np.zeros((c, 1))]),
+                ]
+            )
+            target = np.concatenate([p[ys, xs].ravel(), np.zeros(c)])
+            coef = np.linalg.lstsq(design, target, rcond=None)[0]
+            acc[ys, xs] += g[ys, xs] @ coef[:c] + coef[c]
+            cnt[ys, xs] += 1
+    return acc / cnt
+
+
+@pytest.mark.parametrize("colour", [False, True])
+@pytest.mark.parametrize("r,eps", [(1, 0.05), (2, 1e-3), (4, 0.2)])
+def test_matches_brute_force(colour, r, eps):
+    rng = np.random.default_rng(3)
+    guide = rng.random((7, 9, 3) if colour else (7, 9))
+    p = rng.normal(size=(7, 9))
+    np.testing.assert_allclose(
+        guided_filter(p, guide, radius=r, eps=eps), _brute_guided(p, guide, r, eps), atol=1e-9
+    )
+
+
+def test_batched_guides_match_one_by_one():
+    rng = np.random.default_rng(4)
+    guides = rng.integers(0, 256, (3, 10, 8, 3), dtype=np.uint8)
+    p = rng.normal(size=(3, 2, 10, 8))
+    out = guided_filter(p, guides, radius=2, eps=0.01)
+    assert out.shape == p.shape
+    for i in range(3):
+        for k in range(2):
+            ref = _brute_guided(p[i, k], guides[i] / 255.0, 2, 0.01)
+            np.testing.assert_allclose(out[i, k], ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_constant_map_stays_constant(colour):
+    guide = np.random.default_rng(5).random((12, 12, 3) if colour else (12, 12))
+    out = guided_filter(np.full((12, 12), 0.37), guide, radius=3, eps=1e-3)
+    np.testing.assert_allclose(out, 0.37, atol=1e-12)
+
+
+def test_linear_function_of_the_guide_is_reproduced():
+    rng = np.random.default_rng(6)
+    grey = rng.random((10, 11))
+    np.testing.assert_allclose(
+        guided_filter(2.5 * grey - 0.3, grey, radius=2, eps=1e-12), 2.5 * grey - 0.3, atol=1e-6
+    )
+    colour = rng.random((10, 11, 3))
+    p = colour @ np.array([1.0, -2.0, 0.5]) + 0.1
+    np.testing.assert_allclose(guided_filter(p, colour, radius=2, eps=1e-12), p, atol=1e-6)
+
+
+def test_large_eps_tends_to_the_box_mean():
+    rng = np.random.default_rng(7)
+    guide, p = rng.random((9, 9)), rng.random((9, 9))
+    out = guided_filter(p, guide, radius=1, eps=1e9)
+    # a -> 0, b -> mean(p): q is the box mean of the box mean of p
+    ones = np.ones((9, 9))
+    box = np.array(
+        [
+            [p[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].mean() for x in range(9)]
+            for y in range(9)
+        ]
+    )
+    ref = np.array(
+        [
+            [box[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].mean() for x in range(9)]
+            for y in range(9)
+        ]
+    )
+    np.testing.assert_allclose(out, ref * ones, atol=1e-8)
+
+
+def test_bad_input():
+    g = np.zeros((8, 8), np.uint8)
+    with pytest.raises(ConfigError, match="radius"):
+        guided_filter(np.zeros((8, 8)), g, radius=0)
+    with pytest.raises(ConfigError, match="eps"):
+        guided_filter(np.zeros((8, 8)), g, radius=2, eps=0)
+    with pytest.raises(DataError, match=r"guide image is \(8, 8\)"):
+        guided_filter(np.zeros((6, 6)), g, radius=2)
+    with pytest.raises(DataError, match=r"must lie in \[0, 1\]"):
+        guided_filter(np.zeros((8, 8)), np.full((8, 8), 200.0), radius=2)
+    with pytest.raises(DataError, match="one guide image per sample"):
+        guided_filter(np.zeros((2, 8, 8)), np.zeros((3, 8, 8, 3), np.uint8), radius=2)
+
+
+def test_guided_upsample_is_bilinear_then_filter_and_sharpens_an_edge():
+    # a 2 x 2 patch map whose left half is the object; the image's edge is at column 10 of 16
+    grid = xr.DataArray(
+        np.array([[[1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 1.0]]]),
+        dims=("sample", "y", "x"),
+        coords={"sample": ["a", "b"]},
+    )
+    imgs = np.zeros((2, 16, 16, 3), np.uint8)
+    imgs[0, :, :10] = 200
+    imgs[1, :, 6:] = 200
+    bil = upsample(grid, 16)
+    gd = upsample(grid, 16, method="guided", image=imgs, eps=1e-3)
+    assert gd.dims == grid.dims and list(gd.sample.values) == ["a", "b"]
+    assert gd.attrs["guided_radius"] == 8
+    for i in range(2):
+        ref = guided_filter(bil.values[i], imgs[i], radius=8, eps=1e-3)
+        np.testing.assert_allclose(gd.values[i], ref, atol=1e-5)
+    truth = np.zeros((2, 16, 16), bool)
+    truth[0, :, :10] = True
+    truth[1, :, 6:] = True
+
+    def iou(m):
+        pred = m >= 0.5 * (m.max(axis=(1, 2), keepdims=True) + m.min(axis=(1, 2), keepdims=True))
+        return (pred & truth).sum() / (pred | truth).sum()
+
+    assert iou(bil.values) < 0.85 < iou(gd.values)
+    # one guide for every map
+    one = upsample(grid, 16, method="guided", image=imgs[0], radius=3)
+    np.testing.assert_allclose(
+        one.values[1], guided_filter(bil.values[1], imgs[0], radius=3, eps=1e-2), atol=1e-5
+    )
+
+
+def test_guided_upsample_bad_input():
+    m = xr.DataArray(np.zeros((2, 3, 3)), dims=("sample", "y", "x"))
+    with pytest.raises(ConfigError, match="needs image="):
+        upsample(m, 12, method="guided")
+    with pytest.raises(ConfigError, match="only used by method='guided'"):
+        upsample(m, 12, image=np.zeros((12, 12)))
+    with pytest.raises(DataError, match="one per sample"):
+        upsample(m, 12, method="guided", image=np.zeros((3, 12, 12, 3), np.uint8))
+    with pytest.raises(DataError, match="not at the output size"):
+        upsample(m, 12, method="guided", image=np.zeros((2, 10, 10, 3), np.uint8))
