@@ -23,7 +23,7 @@ def plot_concept_maps(
     cmap: str = "jet",
     shared_scale: bool = False,
     upsample: str = "bilinear",
-    eps: float = 1e-3,
+    eps: float = 1e-4,
     radius: int | None = None,
 ) -> np.ndarray:
     """Draw an image, then the image overlaid with each concept's map.

@@ -54,7 +54,7 @@ def _as_guide(image: Any) -> np.ndarray:
 
 
 def guided_filter(
-    p: Any, guide: Any, *, radius: int, eps: float = 1e-3, channels: str = "last"
+    p: Any, guide: Any, *, radius: int, eps: float = 1e-4, channels: str = "last"
 ) -> np.ndarray:
     """Guided filter of maps ``p`` with an image as guide.
 
@@ -68,7 +68,7 @@ def guided_filter(
         a trailing axis of length 1 or 3 is read as colour channels.
     radius : int
         Window radius r (window ``2r+1`` pixels square), e.g. the patch size.
-    eps : float, default 1e-3
+    eps : float, default 1e-4
         Ridge penalty on the slope ``a``: a window whose guide variance is well below
         ``eps`` is smoothed, one well above it keeps the guide's edges.  It does not depend
         on the scale of ``p`` (the filter is linear in ``p``).
