@@ -15,6 +15,11 @@ Parts (``--part``, default all):
   mask kept where it covers >= 50 % of the patch). ``oracle`` is the resolution ceiling:
   the best pixel IoU reached by thresholding (per image) the bilinearly upsampled
   per-patch coverage of the mask itself, i.e. the best a perfect patch-level map gets.
+* ``localization_guided`` (on request): the same images, split and calibration, bilinear
+  vs guided-filter upsampling (``upsample(method="guided")``, 24 variants of guide,
+  radius and eps) of the best map methods (``--guided-methods``); the variant chosen
+  once on the calibration images and per method and concept; the ceiling filtered the
+  same way. ``guided_errors`` (on request) gives standard errors for key pairs.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
   re-seeding dead prototypes.
@@ -442,6 +447,78 @@ def localization_guided(args):
     return out
 
 
+GUIDED_ERROR_PAIRS = (
+    ("ruler", "patch_relative"),
+    ("ruler", "gradcam"),
+    ("ruler", "prototype_atlas"),
+    ("purple_ink", "patch_relative_value"),
+    ("dark_corners", "patch_relative"),
+    ("regression_structures", "gradcam"),
+    ("regression_structures", "prototype_atlas"),
+    ("blue_white_veil", "gradcam"),
+    ("multiple_colors", "patch_relative_value"),
+    ("gel_bubbles", "patch_relative_value"),
+)
+
+
+def guided_errors(args):
+    """Standard errors of the key bilinear / guided IoUs of ``localization_guided``.
+
+    Recomputes, on the same test images and at the thresholds stored in
+    ``--guided-json``, the per-image IoU of bilinear and guided (the one variant) maps
+    for the pairs in ``GUIDED_ERROR_PAIRS``; reports the means (which must equal the
+    stored ones), the standard error of the guided mean and of the paired gain.
+    """
+    import conceptlens as cl
+    from conceptlens.explain import concept_model_module
+    from conceptlens.spatial import build_atlas, mask_iou
+
+    ref = json.loads(Path(args.guided_json).read_text())["localization_guided"]
+    default = ref["default_variant"]
+    variant = next(v for v in GUIDED_VARIANTS if _variant_name(v) == default)
+    backbone = cl.load_backbone("synthderm-lit")
+    bank = cl.load_bank("synthderm")
+    gen = cl.SynthDerm(args.preset)
+    calib = gen.generate(args.n_loc, seed=args.seed + 101)
+    test = gen.generate(args.n_loc, seed=args.seed + 202)
+    modules = {"cosine": concept_model_module(backbone, bank, mode="cosine")}
+    toks = sorted({_tokens_of(m) for _, m in GUIDED_ERROR_PAIRS})
+    patches = {t: backbone.patch_embeddings(test.images, tokens=t)[0] for t in toks}
+    modules["atlas_output"] = build_atlas(
+        backbone,
+        backbone.patch_embeddings(calib.images)[0],
+        bank,
+        n_prototypes=args.m,
+        concept_labels=calib.concepts,
+    )
+    out = {"variant": default, "pairs": {}}
+    for concept, method in GUIDED_ERROR_PAIRS:
+        present = np.flatnonzero(test.concept(concept).astype(bool))
+        masks = _targets(test, concept)[0][1]
+        idx = present[masks[present].reshape(len(present), -1).any(axis=1)]
+        k = masks[idx]
+        maps = _method_maps(
+            method, backbone, test.images, idx, concept, modules, patches[_tokens_of(method)]
+        )
+        row = ref["concepts"][concept][method]
+        bil = mask_iou(maps, k, threshold=row["bilinear"]["threshold"]).values
+        gm = _guided(maps[:, None].astype(np.float64), test.images[idx], variant)[:, 0]
+        gd = mask_iou(gm, k, threshold=row["guided"][default]["threshold"]).values
+        n = len(k)
+        out["pairs"][f"{concept}/{method}"] = {
+            "n": n,
+            "iou_bilinear": float(bil.mean()),
+            "iou_bilinear_stored": row["bilinear"]["iou_calibrated"],
+            "iou_guided": float(gd.mean()),
+            "iou_guided_stored": row["guided"][default]["iou_calibrated"],
+            "se_guided": float(gd.std(ddof=1) / np.sqrt(n)),
+            "gain": float((gd - bil).mean()),
+            "se_gain": float((gd - bil).std(ddof=1) / np.sqrt(n)),
+        }
+        print(concept, method, json.dumps(out["pairs"][f"{concept}/{method}"]), flush=True)
+    return out
+
+
 _DATA: dict = {}
 
 
@@ -672,9 +749,14 @@ def main(argv=None):
         default=GUIDED_METHODS,
         help="methods compared with bilinear vs guided upsampling (--part localization_guided)",
     )
+    ap.add_argument(
+        "--guided-json",
+        default="benchmarks/results/spatial_localization_guided.json",
+        help="localization_guided results whose thresholds --part guided_errors reuses",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    parts = (  # localization_guided only on request (--part localization_guided)
+    parts = (  # localization_guided, guided_errors only on request (--part ...)
         ["localization", "atlas", "confounded", "latency"]
         if args.part == "all"
         else args.part.split(",")

@@ -304,7 +304,12 @@ def upsample(
             )
         if radius is None:
             radius = max(1, round(2 * h / maps.shape[-2]))
-        out = guided_filter(out, g, radius=radius, eps=eps).astype(np.float32)
+        if grey_one or colour_one:
+            out = guided_filter(out, g, radius=radius, eps=eps).astype(np.float32)
+        else:  # one sample at a time bounds the float64 temporaries
+            out = np.stack(
+                [guided_filter(out[i], g[i], radius=radius, eps=eps) for i in range(len(g))]
+            ).astype(np.float32)
         attrs.update(upsample="guided", guided_radius=int(radius), guided_eps=float(eps))
     coords = {k: v for k, v in maps.coords.items() if not set(v.dims) & {"y", "x"}}
     return xr.DataArray(out, dims=maps.dims, coords=coords, name=maps.name, attrs=attrs)
