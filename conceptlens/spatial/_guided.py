@@ -14,7 +14,7 @@ import numpy as np
 
 from conceptlens.exceptions import ConfigError, DataError
 
-__all__ = ["guided_filter"]
+__all__ = ["guided_filter", "joint_bilateral_upsample"]
 
 
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
@@ -167,4 +167,105 @@ def guided_filter(
         mean_a = np.moveaxis(_box_mean(np.moveaxis(a, -1, -3), r), -3, -1)
         out = np.einsum("...khwc,...chw->...khw", mean_a, g) + _box_mean(b, r)
     out = out.reshape(np.shape(p) if not squeeze else (1, h, w))
+    return out[0] if squeeze else out
+
+
+def joint_bilateral_upsample(
+    maps: Any,
+    guide: Any,
+    *,
+    sigma_spatial: float = 1.0,
+    sigma_range: float = 0.1,
+) -> np.ndarray:
+    """Joint bilateral upsampling (Kopf, Cohen, Lischinski, Uyttendaele, SIGGRAPH 2007).
+
+    Each output pixel ``p`` is a weighted mean of the grid values ``M_q``:
+    ``sum_q M_q f(|p' - q|) g(|I_p - I_q|) / sum_q f g`` with ``p'`` the pixel's
+    position on the grid (pixel centres aligned, as bilinear with
+    ``align_corners=False``), ``f`` a Gaussian of width ``sigma_spatial`` grid cells,
+    ``g`` a Gaussian of width ``sigma_range`` on the colour distance between the pixel
+    and the mean colour of grid cell ``q`` (the guide averaged over the cell), so a
+    value does not spread across an image edge. Cells farther than
+    ``max(1, 3 sigma_spatial)`` cells from ``p'`` along either axis are left out.
+
+    Parameters
+    ----------
+    maps : float array (..., K, gh, gw) or (gh, gw)
+        Maps on their grid; leading dims before ``K`` match the guide's, as in
+        :func:`guided_filter`.
+    guide : uint8 or float array (..., H, W) or (..., H, W, 3)
+        ``H``, ``W`` multiples of ``gh``, ``gw``; float guides in [0, 1].
+    sigma_spatial : float, default 1.0
+        In grid cells.
+    sigma_range : float, default 0.1
+        In guide units ([0, 1] per channel).
+
+    Returns
+    -------
+    numpy.ndarray, float64, (..., K, H, W)
+
+    Examples
+    --------
+    >>> m = np.array([[1.0, 0.0]])                     # a 1 x 2 grid
+    >>> img = np.zeros((4, 8)); img[:, :3] = 1.0       # the edge is at x = 3, not 4
+    >>> q = joint_bilateral_upsample(m, img, sigma_spatial=1.0, sigma_range=0.1)
+    >>> np.round(q[0], 2).tolist()
+    [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    """
+    for name, v in (("sigma_spatial", sigma_spatial), ("sigma_range", sigma_range)):
+        if not (np.isfinite(v) and v > 0):
+            raise ConfigError(f"{name} must be a positive number, got {v!r}")
+    g = _as_guide(guide)
+    colour = g.ndim >= 3 and g.shape[-1] in (1, 3)
+    g = np.moveaxis(g, -1, -3) if colour else g[..., None, :, :]  # (..., C, H, W)
+    m = np.asarray(maps, dtype=np.float64)
+    if m.ndim < 2 or not np.isfinite(m).all():
+        raise DataError(f"maps must be finite with at least 2 dims, got shape {m.shape}")
+    squeeze = m.ndim == 2
+    if squeeze:
+        m = m[None]
+    lead = g.shape[:-3]
+    if lead and m.shape[: len(lead)] != lead:
+        raise DataError(
+            f"guide image(s) {lead} do not match the maps' leading dims {m.shape[:-2]}; give "
+            "one guide image per sample, or a single image"
+        )
+    gh, gw = m.shape[-2:]
+    h, w = g.shape[-2:]
+    if h % gh or w % gw:
+        raise DataError(
+            f"the guide image ({h}, {w}) is not a whole multiple of the map grid ({gh}, {gw})"
+        )
+    kshape = m.shape
+    m = m.reshape(*lead, -1, gh, gw)
+    # mean guide colour of each grid cell: (..., C, gh, gw)
+    cells = g.reshape(*g.shape[:-2], gh, h // gh, gw, w // gw).mean(axis=(-3, -1))
+    py = (np.arange(h) + 0.5) * gh / h - 0.5  # pixel centres on the grid
+    px = (np.arange(w) + 0.5) * gw / w - 0.5
+    reach = max(1.0, 3.0 * sigma_spatial)  # cells farther than this (per axis) are left out
+    blocks = []
+    for qy in range(gh):
+        ys = np.flatnonzero(np.abs(py - qy) <= reach)
+        for qx in range(gw):
+            xs = np.flatnonzero(np.abs(px - qx) <= reach)
+            blocks.append((qy, qx, slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)))
+
+    def log_weight(qy: int, qx: int, sy: slice, sx: slice) -> np.ndarray:  # (..., h', w')
+        fy = ((py[sy] - qy) / sigma_spatial) ** 2
+        fx = ((px[sx] - qx) / sigma_spatial) ** 2
+        diff = g[..., sy, sx] - cells[..., qy, qx, None, None]
+        return -0.5 * (np.add.outer(fy, fx) + (diff**2).sum(axis=-3) / sigma_range**2)
+
+    # the largest log-weight per pixel is subtracted (it cancels), so no pixel underflows
+    top = np.full((*lead, h, w), -np.inf)
+    for qy, qx, sy, sx in blocks:
+        top[..., sy, sx] = np.maximum(top[..., sy, sx], log_weight(qy, qx, sy, sx))
+    num = np.zeros((*m.shape[:-2], h, w))
+    den = np.zeros((*lead, 1, h, w))
+    for qy, qx, sy, sx in blocks:
+        wgt = np.exp(log_weight(qy, qx, sy, sx) - top[..., sy, sx])[..., None, :, :]
+        num[..., sy, sx] += wgt * m[..., qy, qx, None, None]
+        den[..., sy, sx] += wgt
+    out = num / den  # den >= 1: the best cell has weight exp(0)
+    out = out.reshape(*kshape[:-2], h, w)
     return out[0] if squeeze else out

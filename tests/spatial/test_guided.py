@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from conceptlens.exceptions import ConfigError, DataError
-from conceptlens.spatial import guided_filter, upsample
+from conceptlens.spatial import guided_filter, joint_bilateral_upsample, upsample
 
 
 def _brute_guided(p, guide, r, eps):
@@ -156,3 +156,68 @@ def test_guided_upsample_bad_input():
         upsample(m, 12, method="guided", image=np.zeros((3, 12, 12, 3), np.uint8))
     with pytest.raises(DataError, match="not at the output size"):
         upsample(m, 12, method="guided", image=np.zeros((2, 10, 10, 3), np.uint8))
+
+
+def _brute_jbu(m, guide, ss, sr):
+    """Per-pixel loop over the grid cells from the definition (Kopf et al. 2007)."""
+    gh, gw = m.shape
+    g = guide.reshape(guide.shape[0], guide.shape[1], -1)
+    h, w = g.shape[:2]
+    cells = g.reshape(gh, h // gh, gw, w // gw, -1).mean(axis=(1, 3))
+    reach = max(1.0, 3 * ss)
+    out = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            yy, xx = (y + 0.5) * gh / h - 0.5, (x + 0.5) * gw / w - 0.5
+            num = den = 0.0
+            for qy in range(gh):
+                for qx in range(gw):
+                    if abs(yy - qy) > reach or abs(xx - qx) > reach:
+                        continue
+                    f = np.exp(-0.5 * ((yy - qy) ** 2 + (xx - qx) ** 2) / ss**2)
+                    r = np.exp(-0.5 * ((g[y, x] - cells[qy, qx]) ** 2).sum() / sr**2)
+                    num += f * r * m[qy, qx]
+                    den += f * r
+            out[y, x] = num / den
+    return out
+
+
+@pytest.mark.parametrize("colour", [False, True])
+@pytest.mark.parametrize("ss,sr", [(0.5, 0.1), (1.0, 0.3), (2.0, 0.05)])
+def test_jbu_matches_brute_force(colour, ss, sr):
+    rng = np.random.default_rng(8)
+    guide = rng.random((12, 15, 3) if colour else (12, 15))
+    m = rng.normal(size=(4, 5))
+    np.testing.assert_allclose(
+        joint_bilateral_upsample(m, guide, sigma_spatial=ss, sigma_range=sr),
+        _brute_jbu(m, guide, ss, sr),
+        atol=1e-10,
+    )
+
+
+def test_jbu_constant_map_and_no_underflow():
+    rng = np.random.default_rng(9)
+    guide = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    out = joint_bilateral_upsample(np.full((4, 4), -1.5), guide, sigma_range=1e-3)
+    np.testing.assert_allclose(out, -1.5, atol=1e-12)  # tiny sigma_range: weights stay > 0
+
+
+def test_jbu_upsample_per_sample_and_stops_at_an_edge():
+    grid = xr.DataArray(
+        np.array([[[1.0, 0.0]], [[0.0, 1.0]]]),
+        dims=("sample", "y", "x"),
+        coords={"sample": ["a", "b"]},
+    )
+    imgs = np.zeros((2, 4, 8, 3), np.uint8)
+    imgs[0, :, :3] = 255  # object ends at x = 3, before the patch border at 4
+    imgs[1, :, 5:] = 255
+    up = upsample(grid, (4, 8), method="jbu", image=imgs)
+    assert up.attrs["upsample"] == "jbu"
+    np.testing.assert_allclose(up.values[0, 0], [1, 1, 1, 0, 0, 0, 0, 0], atol=1e-3)
+    np.testing.assert_allclose(up.values[1, 0], [0, 0, 0, 0, 0, 1, 1, 1], atol=1e-3)
+    ref = joint_bilateral_upsample(grid.values[1], imgs[1])
+    np.testing.assert_allclose(up.values[1], ref, atol=1e-6)
+    with pytest.raises(DataError, match="whole multiple"):
+        joint_bilateral_upsample(np.zeros((3, 3)), np.zeros((8, 8)))
+    with pytest.raises(ConfigError, match="sigma_range"):
+        joint_bilateral_upsample(np.zeros((2, 2)), np.zeros((8, 8)), sigma_range=0)
