@@ -78,16 +78,18 @@ def _oracle_iou(masks, grid):
     return resolution_ceiling(masks, grid).values
 
 
-def _method_maps(method, backbone, images, idx, concept, modules, patches):
+def _method_maps(method, backbone, images, idx, concept, modules, patches, grid=False):
     """(len(idx), S, S) maps of ``concept`` on ``images[idx]`` by ``method``; ``images``
-    and ``patches`` are a whole image set (patch maps are computed once per set)."""
+    and ``patches`` are a whole image set (patch maps are computed once per set).
+    ``grid=True``: the maps on the patch grid instead (pixel methods: per-patch means)."""
     from conceptlens.explain import PatchGradCAM, PixelIntegratedGradients, images_to_pixels
     from conceptlens.spatial import concept_maps, upsample
 
     size = images.shape[1]
     if method.startswith("prototype_atlas"):
         atlas = modules[f"atlas_{_tokens_of(method)}"]
-        return upsample(atlas.concept_maps(patches[idx]).sel(concept=concept), size).values
+        m = atlas.concept_maps(patches[idx]).sel(concept=concept)
+        return m.values if grid else upsample(m, size).values
     if method.startswith("patch_"):
         mode = method.split("_")[1]
         # one concept_maps call per method and image set (the text side is encoded once)
@@ -99,10 +101,11 @@ def _method_maps(method, backbone, images, idx, concept, modules, patches):
             )
         maps = modules[key][1]
         maps = maps.sel(concept=concept).isel(sample=idx)
-        return upsample(maps, size).values
+        return maps.values if grid else upsample(maps, size).values
     px = images_to_pixels(backbone, images[idx])
     if method == "gradcam":
-        return PatchGradCAM(modules["cosine"]).attribute(px, concept, of="concept").values
+        m = PatchGradCAM(modules["cosine"]).attribute(px, concept, of="concept").values
+        return _pool(m, patches.shape[1]) if grid else m
     if method == "integrated_gradients":
         ig = PixelIntegratedGradients(modules["cosine"], n_steps=16, internal_batch_size=16)
         return np.abs(ig.attribute(px, concept, of="concept").values).sum(axis=1)
@@ -252,19 +255,26 @@ GUIDED_VARIANTS = [
     for r in (4, 8, 16, 32)
     for eps in (1e-4, 1e-3, 1e-2)
 ]
+# joint bilateral upsampling: ("jbu", sigma_spatial in cells, sigma_range in [0, 1] units)
+JBU_VARIANTS = [("jbu", ss, sr) for ss in (0.5, 1.0, 2.0) for sr in (0.05, 0.1, 0.2)]
 
 
 def _variant_name(v):
+    if v[0] == "jbu":
+        return f"jbu_s{v[1]:g}_r{v[2]:g}"
     return f"{v[0]}_r{v[1]}_eps{v[2]:g}"
 
 
-def _guided(maps, images, variant):
-    """Guided filter of pixel maps (n, K, S, S) with their images as guide."""
-    from conceptlens.spatial import guided_filter
+def _guided(maps, images, variant, grids=None):
+    """Guided filter of pixel maps (n, K, S, S) with their images as guide, or (``jbu``)
+    joint bilateral upsampling of the grid maps ``grids`` (n, K, g, g)."""
+    from conceptlens.spatial import guided_filter, joint_bilateral_upsample
 
-    guide, r, eps = variant
-    g = images if guide == "colour" else images.mean(axis=-1) / 255.0
-    return guided_filter(maps, g, radius=r, eps=eps)
+    kind, a, b = variant
+    if kind == "jbu":
+        return joint_bilateral_upsample(grids, images, sigma_spatial=a, sigma_range=b)
+    g = images if kind == "colour" else images.mean(axis=-1) / 255.0
+    return guided_filter(maps, g, radius=a, eps=b)
 
 
 def _best_threshold_iou(cm, ck, tm, tk):
@@ -320,7 +330,8 @@ def localization_guided(args):
                 n_prototypes=args.m,
                 concept_labels=calib.concepts,
             )
-    names = [_variant_name(v) for v in GUIDED_VARIANTS]
+    variants = JBU_VARIANTS if args.variants == "jbu" else GUIDED_VARIANTS
+    names = [_variant_name(v) for v in variants]
     out = {
         "tolerance_px": tol,
         "n_images": args.n_loc,
@@ -339,7 +350,7 @@ def localization_guided(args):
             continue
         target = _targets(test, concept)[0][0]
         t0 = time.perf_counter()
-        maps, masks, imgs = {}, {}, {}
+        maps, masks, imgs, grids = {}, {}, {}, {}
         for name, batch in (("calib", calib), ("test", test)):
             idx = sel[name]
             masks[name] = _targets(batch, concept)[0][1][idx]
@@ -354,6 +365,23 @@ def localization_guided(args):
             cov = _pool(masks[name].astype(np.float32), grid)
             ideal = upsample(xr.DataArray(cov, dims=("sample", "y", "x")), masks[name].shape[1:])
             maps[name] = np.stack([*stack, ideal.values], axis=1).astype(np.float64)
+            if args.variants == "jbu":  # JBU works on the grid maps
+                gstack = [
+                    _pool(px, grid)
+                    if m == "gradcam"
+                    else _method_maps(
+                        m,
+                        backbone,
+                        batch.images,
+                        idx,
+                        concept,
+                        modules,
+                        patches[_tokens_of(m)][name],
+                        grid=True,
+                    )
+                    for m, px in zip(methods, stack, strict=True)
+                ]
+                grids[name] = np.stack([*gstack, cov], axis=1).astype(np.float64)
         row: dict = {"target": target, "n": len(sel["test"])}
         tk, ck = masks["test"], masks["calib"]
         row["ceiling"] = {"bilinear": float(resolution_ceiling(tk, grid).mean())}
@@ -371,8 +399,8 @@ def localization_guided(args):
                 },
                 "guided": {},
             }
-        for v, vname in zip(GUIDED_VARIANTS, names, strict=True):
-            gm = {n: _guided(maps[n], imgs[n], v) for n in ("calib", "test")}
+        for v, vname in zip(variants, names, strict=True):
+            gm = {n: _guided(maps[n], imgs[n], v, grids.get(n)) for n in ("calib", "test")}
             for j, m in enumerate(methods):
                 cal, iou, th = _best_threshold_iou(gm["calib"][:, j], ck, gm["test"][:, j], tk)
                 row[m]["guided"][vname] = {
@@ -748,6 +776,12 @@ def main(argv=None):
         "--guided-methods",
         default=GUIDED_METHODS,
         help="methods compared with bilinear vs guided upsampling (--part localization_guided)",
+    )
+    ap.add_argument(
+        "--variants",
+        choices=("guided", "jbu"),
+        default="guided",
+        help="localization_guided: guided-filter or joint-bilateral-upsampling variants",
     )
     ap.add_argument(
         "--guided-json",

@@ -174,7 +174,7 @@ def joint_bilateral_upsample(
     maps: Any,
     guide: Any,
     *,
-    sigma_spatial: float = 1.0,
+    sigma_spatial: float = 2.0,
     sigma_range: float = 0.1,
 ) -> np.ndarray:
     """Joint bilateral upsampling (Kopf, Cohen, Lischinski, Uyttendaele, SIGGRAPH 2007).
@@ -195,7 +195,7 @@ def joint_bilateral_upsample(
         :func:`guided_filter`.
     guide : uint8 or float array (..., H, W) or (..., H, W, 3)
         ``H``, ``W`` multiples of ``gh``, ``gw``; float guides in [0, 1].
-    sigma_spatial : float, default 1.0
+    sigma_spatial : float, default 2.0
         In grid cells.
     sigma_range : float, default 0.1
         In guide units ([0, 1] per channel).

@@ -215,8 +215,15 @@ def test_jbu_upsample_per_sample_and_stops_at_an_edge():
     assert up.attrs["upsample"] == "jbu"
     np.testing.assert_allclose(up.values[0, 0], [1, 1, 1, 0, 0, 0, 0, 0], atol=1e-3)
     np.testing.assert_allclose(up.values[1, 0], [0, 0, 0, 0, 0, 1, 1, 1], atol=1e-3)
-    ref = joint_bilateral_upsample(grid.values[1], imgs[1])
-    np.testing.assert_allclose(up.values[1], ref, atol=1e-6)
+    rng = np.random.default_rng(10)
+    noisy = rng.integers(0, 256, (2, 4, 8, 3), dtype=np.uint8)
+    up = upsample(grid, (4, 8), method="jbu", image=noisy, sigma_spatial=0.7, sigma_range=0.3)
+    for i in range(2):
+        ref = joint_bilateral_upsample(
+            grid.values[i], noisy[i], sigma_spatial=0.7, sigma_range=0.3
+        )
+        np.testing.assert_allclose(up.values[i], ref, atol=1e-6)
+    assert not np.allclose(ref, joint_bilateral_upsample(grid.values[1], noisy[1]), atol=1e-3)
     with pytest.raises(DataError, match="whole multiple"):
         joint_bilateral_upsample(np.zeros((3, 3)), np.zeros((8, 8)))
     with pytest.raises(ConfigError, match="sigma_range"):
