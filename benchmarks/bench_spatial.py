@@ -19,7 +19,8 @@ Parts (``--part``, default all):
   vs guided-filter upsampling (``upsample(method="guided")``, 24 variants of guide,
   radius and eps) of the best map methods (``--guided-methods``); the variant chosen
   once on the calibration images and per method and concept; the ceiling filtered the
-  same way. ``guided_errors`` (on request) gives standard errors for key pairs.
+  same way; ``--variants jbu``: joint bilateral upsampling instead (9 variants).
+  ``guided_errors`` (on request) gives standard errors for key pairs.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
   re-seeding dead prototypes.
