@@ -15,6 +15,12 @@ Parts (``--part``, default all):
   mask kept where it covers >= 50 % of the patch). ``oracle`` is the resolution ceiling:
   the best pixel IoU reached by thresholding (per image) the bilinearly upsampled
   per-patch coverage of the mask itself, i.e. the best a perfect patch-level map gets.
+* ``localization_guided`` (on request): the same images, split and calibration, bilinear
+  vs guided-filter upsampling (``upsample(method="guided")``, 24 variants of guide,
+  radius and eps) of the best map methods (``--guided-methods``); the variant chosen
+  once on the calibration images and per method and concept; the ceiling filtered the
+  same way; ``--variants jbu``: joint bilateral upsampling instead (9 variants).
+  ``guided_errors`` (on request) gives standard errors for key pairs.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
   re-seeding dead prototypes.
@@ -73,16 +79,18 @@ def _oracle_iou(masks, grid):
     return resolution_ceiling(masks, grid).values
 
 
-def _method_maps(method, backbone, images, idx, concept, modules, patches):
+def _method_maps(method, backbone, images, idx, concept, modules, patches, grid=False):
     """(len(idx), S, S) maps of ``concept`` on ``images[idx]`` by ``method``; ``images``
-    and ``patches`` are a whole image set (patch maps are computed once per set)."""
+    and ``patches`` are a whole image set (patch maps are computed once per set).
+    ``grid=True``: the maps on the patch grid instead (pixel methods: per-patch means)."""
     from conceptlens.explain import PatchGradCAM, PixelIntegratedGradients, images_to_pixels
     from conceptlens.spatial import concept_maps, upsample
 
     size = images.shape[1]
     if method.startswith("prototype_atlas"):
         atlas = modules[f"atlas_{_tokens_of(method)}"]
-        return upsample(atlas.concept_maps(patches[idx]).sel(concept=concept), size).values
+        m = atlas.concept_maps(patches[idx]).sel(concept=concept)
+        return m.values if grid else upsample(m, size).values
     if method.startswith("patch_"):
         mode = method.split("_")[1]
         # one concept_maps call per method and image set (the text side is encoded once)
@@ -94,10 +102,11 @@ def _method_maps(method, backbone, images, idx, concept, modules, patches):
             )
         maps = modules[key][1]
         maps = maps.sel(concept=concept).isel(sample=idx)
-        return upsample(maps, size).values
+        return maps.values if grid else upsample(maps, size).values
     px = images_to_pixels(backbone, images[idx])
     if method == "gradcam":
-        return PatchGradCAM(modules["cosine"]).attribute(px, concept, of="concept").values
+        m = PatchGradCAM(modules["cosine"]).attribute(px, concept, of="concept").values
+        return _pool(m, patches.shape[1]) if grid else m
     if method == "integrated_gradients":
         ig = PixelIntegratedGradients(modules["cosine"], n_steps=16, internal_batch_size=16)
         return np.abs(ig.attribute(px, concept, of="concept").values).sum(axis=1)
@@ -236,6 +245,306 @@ def localization(args):
             )
             summary[f"{g}/{method}"]["patch_concepts"] = len(patch)
     out["summary"] = summary
+    return out
+
+
+GUIDED_METHODS = "patch_relative,patch_relative_value,prototype_atlas,gradcam"
+# guided-filter variants: guide (colour or grey), radius (px), eps (guide in [0, 1])
+GUIDED_VARIANTS = [
+    (guide, r, eps)
+    for guide in ("colour", "grey")
+    for r in (4, 8, 16, 32)
+    for eps in (1e-4, 1e-3, 1e-2)
+]
+# joint bilateral upsampling: ("jbu", sigma_spatial in cells, sigma_range in [0, 1] units)
+JBU_VARIANTS = [("jbu", ss, sr) for ss in (0.5, 1.0, 2.0) for sr in (0.05, 0.1, 0.2)]
+
+
+def _variant_name(v):
+    if v[0] == "jbu":
+        return f"jbu_s{v[1]:g}_r{v[2]:g}"
+    return f"{v[0]}_r{v[1]}_eps{v[2]:g}"
+
+
+def _guided(maps, images, variant, grids=None):
+    """Guided filter of pixel maps (n, K, S, S) with their images as guide, or (``jbu``)
+    joint bilateral upsampling of the grid maps ``grids`` (n, K, g, g)."""
+    from conceptlens.spatial import guided_filter, joint_bilateral_upsample
+
+    kind, a, b = variant
+    if kind == "jbu":
+        return joint_bilateral_upsample(grids, images, sigma_spatial=a, sigma_range=b)
+    g = images if kind == "colour" else images.mean(axis=-1) / 255.0
+    return guided_filter(maps, g, radius=a, eps=b)
+
+
+def _best_threshold_iou(cm, ck, tm, tk):
+    """Threshold maximising mean IoU on the calibration maps; (calib IoU, test IoU, thr)."""
+    from conceptlens.spatial import mask_iou
+
+    scores = {float(th): float(mask_iou(cm, ck, threshold=th).mean()) for th in THRESHOLDS}
+    th = max(scores, key=scores.get)
+    return scores[th], float(mask_iou(tm, tk, threshold=th).mean()), th
+
+
+def localization_guided(args):
+    """Bilinear vs guided-filter upsampling of the same maps, same images, same split.
+
+    Per method and concept (primary target only): IoU at the threshold calibrated on the
+    calibration images for bilinear maps and for every guided variant; the variant is
+    then chosen (a) once for all methods and concepts by mean calibration IoU
+    (``guided_default``), (b) per method and concept on the calibration images
+    (``guided_calibrated``). The ceiling (ideal patch map) is filtered the same way.
+    """
+    import xarray as xr
+
+    import conceptlens as cl
+    from conceptlens.explain import concept_model_module
+    from conceptlens.spatial import pointing_game, resolution_ceiling, scaled_tolerance, upsample
+
+    backbone = cl.load_backbone("synthderm-lit")
+    bank = cl.load_bank("synthderm")
+    gen = cl.SynthDerm(args.preset)
+    calib = gen.generate(args.n_loc, seed=args.seed + 101)
+    test = gen.generate(args.n_loc, seed=args.seed + 202)
+    modules = {"cosine": concept_model_module(backbone, bank, mode="cosine")}
+    tol = scaled_tolerance(backbone.image_size)
+    methods = args.guided_methods.split(",")
+    paths = sorted({_tokens_of(m) for m in methods})
+    patches = {
+        tok: {
+            "calib": backbone.patch_embeddings(calib.images, tokens=tok)[0],
+            "test": backbone.patch_embeddings(test.images, tokens=tok)[0],
+        }
+        for tok in paths
+    }
+    grid = patches[paths[0]]["test"].shape[1]
+    for method in methods:
+        if method.startswith("prototype_atlas"):
+            from conceptlens.spatial import build_atlas
+
+            tok = _tokens_of(method)
+            modules[f"atlas_{tok}"] = build_atlas(
+                backbone,
+                patches[tok]["calib"],
+                bank,
+                n_prototypes=args.m,
+                concept_labels=calib.concepts,
+            )
+    variants = JBU_VARIANTS if args.variants == "jbu" else GUIDED_VARIANTS
+    names = [_variant_name(v) for v in variants]
+    out = {
+        "tolerance_px": tol,
+        "n_images": args.n_loc,
+        "grid": grid,
+        "methods": methods,
+        "variants": names,
+        "concepts": {},
+    }
+    for concept in bank.names:
+        sel = {}
+        for name, batch in (("calib", calib), ("test", test)):
+            present = np.flatnonzero(batch.concept(concept).astype(bool))
+            primary = _targets(batch, concept)[0][1][present]
+            sel[name] = present[primary.reshape(len(present), -1).any(axis=1)]
+        if len(sel["test"]) == 0 or len(sel["calib"]) == 0:
+            continue
+        target = _targets(test, concept)[0][0]
+        t0 = time.perf_counter()
+        maps, masks, imgs, grids = {}, {}, {}, {}
+        for name, batch in (("calib", calib), ("test", test)):
+            idx = sel[name]
+            masks[name] = _targets(batch, concept)[0][1][idx]
+            imgs[name] = batch.images[idx]
+            stack = [
+                _method_maps(
+                    m, backbone, batch.images, idx, concept, modules, patches[_tokens_of(m)][name]
+                )
+                for m in methods
+            ]
+            # the ideal patch-level map (the mask's own coverage), upsampled the same way
+            cov = _pool(masks[name].astype(np.float32), grid)
+            ideal = upsample(xr.DataArray(cov, dims=("sample", "y", "x")), masks[name].shape[1:])
+            maps[name] = np.stack([*stack, ideal.values], axis=1).astype(np.float64)
+            if args.variants == "jbu":  # JBU works on the grid maps
+                gstack = [
+                    _pool(px, grid)
+                    if m == "gradcam"
+                    else _method_maps(
+                        m,
+                        backbone,
+                        batch.images,
+                        idx,
+                        concept,
+                        modules,
+                        patches[_tokens_of(m)][name],
+                        grid=True,
+                    )
+                    for m, px in zip(methods, stack, strict=True)
+                ]
+                grids[name] = np.stack([*gstack, cov], axis=1).astype(np.float64)
+        row: dict = {"target": target, "n": len(sel["test"])}
+        tk, ck = masks["test"], masks["calib"]
+        row["ceiling"] = {"bilinear": float(resolution_ceiling(tk, grid).mean())}
+        for j, m in enumerate(methods):
+            cal, iou, th = _best_threshold_iou(maps["calib"][:, j], ck, maps["test"][:, j], tk)
+            row[m] = {
+                "bilinear": {
+                    "iou_calibrated": iou,
+                    "calib_iou": cal,
+                    "threshold": th,
+                    "pointing": float(pointing_game(maps["test"][:, j], tk).mean()),
+                    "pointing_tol": float(
+                        pointing_game(maps["test"][:, j], tk, tolerance=tol).mean()
+                    ),
+                },
+                "guided": {},
+            }
+        for v, vname in zip(variants, names, strict=True):
+            gm = {n: _guided(maps[n], imgs[n], v, grids.get(n)) for n in ("calib", "test")}
+            for j, m in enumerate(methods):
+                cal, iou, th = _best_threshold_iou(gm["calib"][:, j], ck, gm["test"][:, j], tk)
+                row[m]["guided"][vname] = {
+                    "iou_calibrated": iou,
+                    "calib_iou": cal,
+                    "threshold": th,
+                    "pointing": float(pointing_game(gm["test"][:, j], tk).mean()),
+                    "pointing_tol": float(
+                        pointing_game(gm["test"][:, j], tk, tolerance=tol).mean()
+                    ),
+                }
+            # guided ceiling: the ideal map filtered, best threshold per image
+            ideal = gm["test"][:, -1]
+            best = np.zeros(len(tk))
+            for t in np.arange(1, 100) / 100.0:
+                lo = ideal.min(axis=(1, 2), keepdims=True)
+                span = np.maximum(ideal.max(axis=(1, 2), keepdims=True) - lo, 1e-12)
+                pred = (ideal - lo) / span >= t
+                inter = (pred & tk).sum(axis=(1, 2))
+                union = (pred | tk).sum(axis=(1, 2))
+                best = np.maximum(best, inter / np.maximum(union, 1))
+            row["ceiling"][vname] = float(best.mean())
+        for m in methods:
+            g = row[m]["guided"]
+            pick = max(names, key=lambda k, g=g: g[k]["calib_iou"])
+            row[m]["guided_calibrated"] = {"variant": pick, **g[pick]}
+        row["seconds"] = time.perf_counter() - t0
+        out["concepts"][concept] = row
+        brief = {
+            m: (
+                round(row[m]["bilinear"]["iou_calibrated"], 3),
+                round(row[m]["guided_calibrated"]["iou_calibrated"], 3),
+            )
+            for m in methods
+        }
+        print(concept, target, json.dumps(brief), round(row["seconds"], 1), flush=True)
+    # one variant for everything: best mean calibration IoU over methods and concepts
+    rows = out["concepts"].values()
+    mean_cal = {
+        k: float(np.mean([r[m]["guided"][k]["calib_iou"] for r in rows for m in methods]))
+        for k in names
+    }
+    default = max(mean_cal, key=mean_cal.get)
+    out["default_variant"] = default
+    out["mean_calib_iou_by_variant"] = mean_cal
+    for r in rows:
+        for m in methods:
+            r[m]["guided_default"] = {"variant": default, **r[m]["guided"][default]}
+    groups = {
+        "artifact": [c for c in out["concepts"] if c in ARTIFACTS],
+        "structure": [c for c in out["concepts"] if c in test.structure_masks],
+        "morphology": [
+            c for c in out["concepts"] if c not in ARTIFACTS and c not in test.structure_masks
+        ],
+    }
+    summary = {}
+    for gname, cs in groups.items():
+        summary[f"{gname}/ceiling_bilinear"] = float(
+            np.mean([out["concepts"][c]["ceiling"]["bilinear"] for c in cs])
+        )
+        summary[f"{gname}/ceiling_guided_default"] = float(
+            np.mean([out["concepts"][c]["ceiling"][default] for c in cs])
+        )
+        for m in methods:
+            for kind in ("bilinear", "guided_default", "guided_calibrated"):
+                rs = [out["concepts"][c][m][kind] for c in cs]
+                summary[f"{gname}/{m}/{kind}"] = {
+                    k: float(np.mean([r[k] for r in rs]))
+                    for k in ("iou_calibrated", "pointing", "pointing_tol")
+                }
+    out["summary"] = summary
+    return out
+
+
+GUIDED_ERROR_PAIRS = (
+    ("ruler", "patch_relative"),
+    ("ruler", "gradcam"),
+    ("ruler", "prototype_atlas"),
+    ("purple_ink", "patch_relative_value"),
+    ("dark_corners", "patch_relative"),
+    ("regression_structures", "gradcam"),
+    ("regression_structures", "prototype_atlas"),
+    ("blue_white_veil", "gradcam"),
+    ("multiple_colors", "patch_relative_value"),
+    ("gel_bubbles", "patch_relative_value"),
+)
+
+
+def guided_errors(args):
+    """Standard errors of the key bilinear / guided IoUs of ``localization_guided``.
+
+    Recomputes, on the same test images and at the thresholds stored in
+    ``--guided-json``, the per-image IoU of bilinear and guided (the one variant) maps
+    for the pairs in ``GUIDED_ERROR_PAIRS``; reports the means (which must equal the
+    stored ones), the standard error of the guided mean and of the paired gain.
+    """
+    import conceptlens as cl
+    from conceptlens.explain import concept_model_module
+    from conceptlens.spatial import build_atlas, mask_iou
+
+    ref = json.loads(Path(args.guided_json).read_text())["localization_guided"]
+    default = ref["default_variant"]
+    variant = next(v for v in GUIDED_VARIANTS if _variant_name(v) == default)
+    backbone = cl.load_backbone("synthderm-lit")
+    bank = cl.load_bank("synthderm")
+    gen = cl.SynthDerm(args.preset)
+    calib = gen.generate(args.n_loc, seed=args.seed + 101)
+    test = gen.generate(args.n_loc, seed=args.seed + 202)
+    modules = {"cosine": concept_model_module(backbone, bank, mode="cosine")}
+    toks = sorted({_tokens_of(m) for _, m in GUIDED_ERROR_PAIRS})
+    patches = {t: backbone.patch_embeddings(test.images, tokens=t)[0] for t in toks}
+    modules["atlas_output"] = build_atlas(
+        backbone,
+        backbone.patch_embeddings(calib.images)[0],
+        bank,
+        n_prototypes=args.m,
+        concept_labels=calib.concepts,
+    )
+    out = {"variant": default, "pairs": {}}
+    for concept, method in GUIDED_ERROR_PAIRS:
+        present = np.flatnonzero(test.concept(concept).astype(bool))
+        masks = _targets(test, concept)[0][1]
+        idx = present[masks[present].reshape(len(present), -1).any(axis=1)]
+        k = masks[idx]
+        maps = _method_maps(
+            method, backbone, test.images, idx, concept, modules, patches[_tokens_of(method)]
+        )
+        row = ref["concepts"][concept][method]
+        bil = mask_iou(maps, k, threshold=row["bilinear"]["threshold"]).values
+        gm = _guided(maps[:, None].astype(np.float64), test.images[idx], variant)[:, 0]
+        gd = mask_iou(gm, k, threshold=row["guided"][default]["threshold"]).values
+        n = len(k)
+        out["pairs"][f"{concept}/{method}"] = {
+            "n": n,
+            "iou_bilinear": float(bil.mean()),
+            "iou_bilinear_stored": row["bilinear"]["iou_calibrated"],
+            "iou_guided": float(gd.mean()),
+            "iou_guided_stored": row["guided"][default]["iou_calibrated"],
+            "se_guided": float(gd.std(ddof=1) / np.sqrt(n)),
+            "gain": float((gd - bil).mean()),
+            "se_gain": float((gd - bil).std(ddof=1) / np.sqrt(n)),
+        }
+        print(concept, method, json.dumps(out["pairs"][f"{concept}/{method}"]), flush=True)
     return out
 
 
@@ -464,9 +773,25 @@ def main(argv=None):
             ]
         ),
     )
+    ap.add_argument(
+        "--guided-methods",
+        default=GUIDED_METHODS,
+        help="methods compared with bilinear vs guided upsampling (--part localization_guided)",
+    )
+    ap.add_argument(
+        "--variants",
+        choices=("guided", "jbu"),
+        default="guided",
+        help="localization_guided: guided-filter or joint-bilateral-upsampling variants",
+    )
+    ap.add_argument(
+        "--guided-json",
+        default="benchmarks/results/spatial_localization_guided.json",
+        help="localization_guided results whose thresholds --part guided_errors reuses",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    parts = (
+    parts = (  # localization_guided, guided_errors only on request (--part ...)
         ["localization", "atlas", "confounded", "latency"]
         if args.part == "all"
         else args.part.split(",")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from conceptlens.exceptions import DataError
+from conceptlens.exceptions import ConfigError, DataError
 
 __all__ = ["plot_concept_maps"]
 
@@ -22,6 +22,9 @@ def plot_concept_maps(
     alpha: float = 0.5,
     cmap: str = "jet",
     shared_scale: bool = False,
+    upsample: str = "bilinear",
+    eps: float = 1e-4,
+    radius: int | None = None,
 ) -> np.ndarray:
     """Draw an image, then the image overlaid with each concept's map.
 
@@ -42,6 +45,11 @@ def plot_concept_maps(
         Overlay opacity.
     shared_scale : bool, default False
         One colour scale for all concepts (default: each map its own min-max).
+    upsample : {"bilinear", "guided"}, default "bilinear"
+        ``"guided"``: the maps are brought to the image's pixels with
+        :func:`conceptlens.spatial.upsample` ``(method="guided", image=image)``, so they
+        follow the image's edges (``eps``, ``radius`` as there); see ``docs/spatial.md``
+        for what it does to localisation.
 
     Returns
     -------
@@ -85,6 +93,19 @@ def plot_concept_maps(
     if len(axes) != 1 + len(chosen):
         raise DataError(f"need {1 + len(chosen)} axes (image + concepts), got {len(axes)}")
     h, w = img.shape[:2]
+    if upsample not in ("bilinear", "guided"):
+        raise ConfigError(f"upsample must be 'bilinear' or 'guided', got {upsample!r}")
+    if upsample == "guided":
+        from conceptlens.spatial import upsample as _upsample
+
+        maps = _upsample(
+            maps.sel(concept=chosen),
+            (h, w),
+            method="guided",
+            image=img[..., :3],
+            radius=radius,
+            eps=eps,
+        )
     values = maps.sel(concept=chosen).values.astype(float)
     vmin, vmax = (float(values.min()), float(values.max())) if shared_scale else (None, None)
     axes[0].imshow(img)

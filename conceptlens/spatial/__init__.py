@@ -9,6 +9,7 @@ from conceptlens.spatial._atlas import (
 )
 from conceptlens.spatial._classifier import PrototypeClassifier, refinement_report
 from conceptlens.spatial._feedback import importance_map, pool_to_grid, region_feedback
+from conceptlens.spatial._guided import guided_filter, joint_bilateral_upsample
 from conceptlens.spatial._interactive import RegionSession
 from conceptlens.spatial._localize import (
     mask_iou,
@@ -26,6 +27,8 @@ __all__ = [
     "concept_directions",
     "patch_grid",
     "upsample",
+    "guided_filter",
+    "joint_bilateral_upsample",
     # localisation
     "pointing_game",
     "mask_iou",

@@ -22,6 +22,7 @@ from conceptlens.exceptions import ConfigError, DataError
 __all__ = ["concept_directions", "concept_maps", "image_ids", "patch_grid", "upsample"]
 
 _MODES = ("cosine", "relative")
+_UPSAMPLE = ("bilinear", "bicubic", "nearest", "guided", "jbu")
 
 
 def image_ids(images: Any, n: int) -> list[str]:
@@ -214,7 +215,17 @@ def concept_maps(
     )
 
 
-def upsample(maps: xr.DataArray, size: int | tuple[int, int], *, method: str = "bilinear"):
+def upsample(
+    maps: xr.DataArray,
+    size: int | tuple[int, int],
+    *,
+    method: str = "bilinear",
+    image: Any = None,
+    radius: int | None = None,
+    eps: float = 1e-4,
+    sigma_spatial: float = 2.0,
+    sigma_range: float = 0.1,
+):
     """Resize maps on their ``y``/``x`` dims to ``size`` pixels (for overlays, metrics).
 
     Parameters
@@ -223,8 +234,26 @@ def upsample(maps: xr.DataArray, size: int | tuple[int, int], *, method: str = "
         Any dims ending in ``("y", "x")``, e.g. from :func:`concept_maps`.
     size : int or (int, int)
         Output ``(height, width)``; an int means square.
-    method : {"bilinear", "bicubic", "nearest"}
-        Interpolation (pixel centres aligned, as ``align_corners=False``).
+    method : {"bilinear", "bicubic", "nearest", "guided", "jbu"}
+        Interpolation (pixel centres aligned, as ``align_corners=False``).  ``"guided"``:
+        bilinear, then the guided filter (:func:`guided_filter`, He et al. 2010) with
+        ``image`` as guide, so the map follows the image's edges; ``"jbu"``: joint
+        bilateral upsampling (:func:`joint_bilateral_upsample`, Kopf et al. 2007) of the
+        grid values with ``image`` as guide.  Both measured on SynthDerm in
+        ``docs/spatial.md``.
+    image : uint8 or float array, only for ``"guided"`` and ``"jbu"``
+        The guide, at the output size: one image ``(H, W)`` / ``(H, W, 3)`` for all maps,
+        or one per sample ``(N, H, W, 3)`` / ``(N, H, W)`` (``maps`` then needs a leading
+        ``sample`` dim of length N).  Colour guides use all three channels.
+    radius : int, optional
+        Guided-filter window radius in pixels; default twice the patch size (output size
+        over the grid size), the best of 0.5, 1, 2 and 4 patches on SynthDerm.
+    eps : float, default 1e-4
+        Guided-filter regularisation, relative to a guide in [0, 1]: the best on SynthDerm
+        (1e-3 close, 1e-2 lower); on noisy images a larger value keeps the noise out.
+    sigma_spatial, sigma_range : float, default 2.0 and 0.1
+        ``"jbu"`` only: Gaussian widths in grid cells and in guide units (the best of
+        0.5, 1, 2 cells and 0.05, 0.1, 0.2 on SynthDerm).
 
     Returns
     -------
@@ -236,18 +265,76 @@ def upsample(maps: xr.DataArray, size: int | tuple[int, int], *, method: str = "
     >>> m = xr.DataArray(np.eye(2), dims=("y", "x"))
     >>> upsample(m, 4, method="nearest").values.astype(int).tolist()[0]
     [1, 1, 0, 0]
+    >>> img = np.zeros((4, 4), np.uint8); img[:, 2:] = 255
+    >>> g = upsample(m * 0 + [[0.0, 1.0]], 4, method="guided", image=img, radius=1, eps=1e-4)
+    >>> np.round(g.values[0].astype(float), 1).tolist()  # bilinear: [0.0, 0.25, 0.75, 1.0]
+    [0.1, 0.2, 0.8, 0.9]
     """
+    from conceptlens.spatial._guided import guided_filter, joint_bilateral_upsample
+
     if not isinstance(maps, xr.DataArray) or maps.dims[-2:] != ("y", "x"):
         raise DataError("maps must be an xr.DataArray whose last two dims are ('y', 'x')")
-    if method not in ("bilinear", "bicubic", "nearest"):
-        raise ConfigError(f"method must be 'bilinear', 'bicubic' or 'nearest', got {method!r}")
+    if method not in _UPSAMPLE:
+        raise ConfigError(f"method must be one of {_UPSAMPLE}, got {method!r}")
+    joint = method in ("guided", "jbu")
+    if (image is not None) != joint:
+        raise ConfigError(
+            f"method={method!r} needs image= (the guide image at the output size)"
+            if joint
+            else f"image= is only used by method='guided' or 'jbu', not {method!r}"
+        )
     h, w = (int(size), int(size)) if isinstance(size, (int, np.integer)) else map(int, size)
     if h < 1 or w < 1:
         raise ConfigError(f"size must be positive, got {size!r}")
     lead = maps.shape[:-2]
     x = torch.from_numpy(np.ascontiguousarray(maps.values, dtype=np.float32))
     x = x.reshape(1, -1, *maps.shape[-2:])
-    kw: dict[str, Any] = {} if method == "nearest" else {"align_corners": False}
-    out = F.interpolate(x, size=(h, w), mode=method, **kw).reshape(*lead, h, w).numpy()
+    interp = "bilinear" if joint else method
+    kw: dict[str, Any] = {} if interp == "nearest" else {"align_corners": False}
+    out = F.interpolate(x, size=(h, w), mode=interp, **kw).reshape(*lead, h, w).numpy()
+    attrs = dict(maps.attrs)
+    if joint:
+        g = np.asarray(image)
+        grey_one = g.ndim == 2
+        colour_one = g.ndim == 3 and g.shape[-1] in (1, 3) and g.shape[:2] == (h, w)
+        if not (grey_one or colour_one) and (
+            not maps.dims or maps.dims[0] != "sample" or len(g) != maps.shape[0]
+        ):
+            raise DataError(
+                f"image has shape {g.shape}: give one guide image (H, W[, 3]) or one per "
+                f"sample (N, H, W[, 3]) with maps whose first dim is 'sample' (maps dims "
+                f"{maps.dims}, shape {maps.shape})"
+            )
+        if g.shape[:2] != (h, w) and g.shape[1:3] != (h, w):
+            raise DataError(
+                f"the guide image {g.shape} is not at the output size ({h}, {w}); "
+                "pass the image the maps are laid on"
+            )
+        if method == "guided":
+            if radius is None:
+                radius = max(1, round(2 * h / maps.shape[-2]))
+
+            def refine(m: np.ndarray, guide: np.ndarray) -> np.ndarray:
+                return guided_filter(m, guide, radius=radius, eps=eps)
+
+            src = out
+            attrs.update(upsample="guided", guided_radius=int(radius), guided_eps=float(eps))
+        else:
+
+            def refine(m: np.ndarray, guide: np.ndarray) -> np.ndarray:
+                return joint_bilateral_upsample(
+                    m, guide, sigma_spatial=sigma_spatial, sigma_range=sigma_range
+                )
+
+            src = maps.values
+            attrs.update(
+                upsample="jbu",
+                jbu_sigma_spatial=float(sigma_spatial),
+                jbu_sigma_range=float(sigma_range),
+            )
+        if grey_one or colour_one:
+            out = refine(src, g).astype(np.float32)
+        else:  # one sample at a time bounds the float64 temporaries
+            out = np.stack([refine(src[i], g[i]) for i in range(len(g))]).astype(np.float32)
     coords = {k: v for k, v in maps.coords.items() if not set(v.dims) & {"y", "x"}}
-    return xr.DataArray(out, dims=maps.dims, coords=coords, name=maps.name, attrs=dict(maps.attrs))
+    return xr.DataArray(out, dims=maps.dims, coords=coords, name=maps.name, attrs=attrs)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from conceptlens.exceptions import DataError
+from conceptlens.exceptions import ConfigError, DataError
 from conceptlens.plot import plot_concept_maps
 
 
@@ -54,3 +54,18 @@ def test_new_figure_is_not_tracked_by_pyplot():
     assert [a.get_title() for a in out] == ["image", "ink"]
     assert out[0].figure is out[1].figure
     assert plt.get_fignums() == before
+
+
+def test_guided_overlay_is_the_guided_upsample_of_the_map():
+    from conceptlens.spatial import upsample
+
+    img = np.zeros((16, 16, 3), np.uint8)
+    img[:, 9:] = 220
+    out = plot_concept_maps(img, _maps(), sample="b", concepts=["hair"], upsample="guided")
+    overlay = np.asarray(out[1].get_images()[1].get_array())
+    ref = upsample(_maps().isel(sample=1).sel(concept=["hair"]), 16, method="guided", image=img)
+    assert overlay.shape == (16, 16)
+    np.testing.assert_allclose(overlay, ref.values[0], atol=1e-6)
+    with pytest.raises(ConfigError, match="upsample must be"):
+        plot_concept_maps(img, _maps(), upsample="cubic")
+    plt.close("all")
