@@ -68,6 +68,7 @@ class SolveResult:
     converged: bool
     kkt: float
     n_passes: int
+    gap: DualityGap | None = None
 
 
 _TORCH: list = []
@@ -285,6 +286,7 @@ def solve(
     max_iter: int = 200,
     max_sweeps: int = 500,
     offset: np.ndarray | None = None,
+    gap: bool = False,
 ) -> SolveResult:
     """Proximal-Newton solve of the normalised objective (see module docstring).
 
@@ -307,6 +309,9 @@ def solve(
         Stop when the largest KKT violation is at most this.
     offset : ndarray (n, k), optional
         Fixed logits added to ``X @ W.T + b`` (residual fits).
+    gap : bool, default=False
+        Also certify the solution: ``SolveResult.gap`` is its :class:`DualityGap`
+        (one more pass over ``X``; see :func:`duality_gap`).
     """
     m = _mode_code(mode)
     _n, d = X.shape
@@ -385,8 +390,14 @@ def solve(
         if stalled:
             break
     if m == _kernels.MULTINOMIAL:
-        b = b - b.mean()
-    return SolveResult(W, b, total_it, converged, float(viol), n_passes)
+        shift = b.mean()
+        b = b - shift
+        Z -= shift
+    certificate = None
+    if gap:
+        certificate = _gap_from_logits(X, Y, s, m, W, b, Z, lam1, lam2, gamma, P)
+        n_passes += 1
+    return SolveResult(W, b, total_it, converged, float(viol), n_passes, certificate)
 
 
 def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max_sweeps, first):
@@ -615,8 +626,21 @@ def duality_gap(
             f"{Y.shape}; got {np.shape(coef)} and {np.shape(intercept)}"
         )
     P = np.zeros((k, d)) if P is None else P
-    Z0 = _mm(X, np.ascontiguousarray(coef.T))
-    loss0 = _kernels.loss_grad(Z0 + intercept, Y, s, m)[0]
+    Z = _mm(X, np.ascontiguousarray(coef.T)) + intercept
+    return _gap_from_logits(X, Y, s, m, coef, intercept, Z, lam1, lam2, gamma, P)
+
+
+def _gap_from_logits(X, Y, s, m, coef, intercept, Z, lam1, lam2, gamma, P):
+    """:func:`duality_gap` given the logits ``Z`` at ``(coef, intercept)`` (one pass over X).
+
+    ``Z`` may include a fixed offset (residual fits): the dual point only needs the
+    logits, and the intercepts are re-fitted with ``Z - intercept`` held fixed.
+    """
+    k, d = Y.shape[1], X.shape[1]
+    if P is None:
+        P = np.zeros((k, d))
+    Z0 = Z - intercept
+    loss0 = _kernels.loss_grad(Z, Y, s, m)[0]
     primal = loss0 + _penalty(coef, lam1, lam2, gamma, P)
     R = _refit_intercept(Z0, Y, s, m, intercept)
     grad = _mm(np.ascontiguousarray(R.T), X)  # (k, d) = sum_i s_i u_i x_i^T

@@ -489,3 +489,67 @@ def test_duality_gap_and_solve_reject_bad_input():
         _solver.duality_gap(
             X, Y, s, "multinomial", np.zeros((2, 3)), np.zeros(3), lam1=0.1, lam2=0.1
         )
+
+
+@pytest.mark.parametrize(("k", "l1_ratio"), [(3, 0.5), (2, 1.0), (4, 0.0)])
+def test_duality_gap_attribute_certifies_the_fit(k, l1_ratio, global_random_seed):
+    # duality_gap_ (computed from the solver's final logits, one pass) equals the
+    # two-pass duality_gap of the returned solution, and bounds its distance from a
+    # tight scikit-learn optimum
+    X, y = make_problem(global_random_seed, n=300, d=10, k=k)
+    C = 0.05
+    head = SparseLinearHead(C=C, l1_ratio=l1_ratio, standardize=False, tol=1e-2).fit(X, y)
+    Y, mode = _targets(y, k)
+    n = X.shape[0]
+    s = np.full(n, 1.0 / n)
+    kw = dict(lam1=l1_ratio / (C * n), lam2=(1 - l1_ratio) / (C * n))
+    W, b = head.coef_, head.intercept_
+    if mode == "multinomial":
+        b = b - b.mean()
+    independent = _solver.duality_gap(X, Y, s, mode, W, b, **kw)
+    assert head.duality_gap_ >= 0.0
+    assert head.duality_gap_ == pytest.approx(max(independent.relative, 0.0), rel=1e-6, abs=1e-13)
+    ref = _saga(X, y, C, l1_ratio)
+    obj = _reference.objective(
+        X, Y, head.coef_, head.intercept_, C=C, l1_ratio=l1_ratio, mode=mode
+    )
+    opt = _reference.objective(X, Y, ref.coef_, ref.intercept_, C=C, l1_ratio=l1_ratio, mode=mode)
+    assert (obj - opt) / obj <= head.duality_gap_ + 1e-9
+    tight = SparseLinearHead(C=C, l1_ratio=l1_ratio, standardize=False, tol=1e-9).fit(X, y)
+    assert tight.duality_gap_ < 1e-8
+
+
+def test_solve_gap_with_offset_matches_the_shifted_problem(global_random_seed):
+    # with a fixed offset the certificate is the gap of the problem whose logits include it
+    X, y = make_problem(global_random_seed, n=250, d=6, k=3)
+    Y = np.eye(3)[y]
+    s = np.full(250, 1 / 250)
+    rng = np.random.default_rng(global_random_seed)
+    off = rng.normal(size=(250, 3))
+    kw = dict(lam1=0.02, lam2=0.01)
+    res = _solver.solve(X, Y, s, "multinomial", offset=off, tol_abs=1e-3, gap=True, **kw)
+    # the offset as three extra features with fixed unit weights: compare primal values
+    Z = X @ res.coef.T + res.intercept + off
+    lse = np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1)) + Z.max(1)
+    loss = float(s @ (lse - (Z * Y).sum(1)))
+    pen = kw["lam1"] * np.abs(res.coef).sum() + 0.5 * kw["lam2"] * (res.coef**2).sum()
+    assert res.gap.primal == pytest.approx(loss + pen, rel=1e-10)
+    tight = _solver.solve(X, Y, s, "multinomial", offset=off, tol_abs=1e-11, **kw)
+    Zt = X @ tight.coef.T + tight.intercept + off
+    lse_t = np.log(np.exp(Zt - Zt.max(1, keepdims=True)).sum(1)) + Zt.max(1)
+    opt = float(s @ (lse_t - (Zt * Y).sum(1)))
+    opt += kw["lam1"] * np.abs(tight.coef).sum() + 0.5 * kw["lam2"] * (tight.coef**2).sum()
+    assert res.gap.dual <= opt + 1e-12  # weak duality
+    assert res.gap.primal - opt <= res.gap.gap + 1e-12
+
+
+def test_convergence_warning_reports_the_duality_gap():
+    X, y = make_problem(0, n=300, d=10, k=3)
+    from sklearn.exceptions import ConvergenceWarning
+
+    with pytest.warns(
+        ConvergenceWarning, match=r"Duality gap: \d\.\de[-+]\d+.*tolerance: 1\.0e-08"
+    ):
+        head = SparseLinearHead(C=1.0, tol=1e-8, max_iter=1).fit(X, y)
+    assert not head.converged_
+    assert head.duality_gap_ > 0.0
