@@ -553,3 +553,52 @@ def test_convergence_warning_reports_the_duality_gap():
         head = SparseLinearHead(C=1.0, tol=1e-8, max_iter=1).fit(X, y)
     assert not head.converged_
     assert head.duality_gap_ > 0.0
+
+
+_ONE_SPECIALISATION = """
+import numpy as np
+from conceptlens.heads import SparseLinearHead, _kernels, _solver
+from tests.heads.conftest import make_problem
+
+X, y = make_problem(0, n=300, d=12, k=4)
+ro = X.copy(); ro.setflags(write=False)
+Yml = (np.random.default_rng(0).random((300, 3)) < 0.4).astype(float); Yml.setflags(write=False)
+prior = np.sign(np.random.default_rng(1).normal(size=(4, 12))); prior.setflags(write=False)
+SparseLinearHead(C=0.3, tol=1e-8).fit(X[:60, :5], y[:60])
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, y)
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(np.asfortranarray(X), y)
+SparseLinearHead(C=0.3, tol=1e-8).fit(X.astype(np.float32), y)
+SparseLinearHead(C=0.3, tol=1e-8, knowledge_prior=prior, prior_strength=1.0).fit(X, y)
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, Yml)
+_solver._EXACT_MAX_NK = 0  # the block model
+SparseLinearHead(C=0.3, tol=1e-8).fit(X, y)
+_solver._SLOW_ITERS = 0  # every model from the first iteration
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, y)
+_solver._EXACT_MAX_NK = 10**9
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, Yml)
+for name in ("loss_grad", "loss_along", "cd_quadratic", "cd_exact", "null_shift"):
+    print(name, len(getattr(_kernels, name).signatures))
+"""
+
+
+def test_each_kernel_is_compiled_once_per_process():
+    # a fit on read-only, Fortran-ordered or float32 inputs, with a prior, multi-label,
+    # or through any of the three models, reuses the one compiled (and cached) version
+    # of each kernel: no second compilation in a fresh process
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run(
+        [sys.executable, "-c", _ONE_SPECIALISATION],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env=env,
+    ).stdout.split()
+    counts = dict(zip(out[::2], map(int, out[1::2]), strict=True))
+    assert counts == {n: 1 for n in counts}
+    assert set(counts) == {"loss_grad", "loss_along", "cd_quadratic", "cd_exact", "null_shift"}
