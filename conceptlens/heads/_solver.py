@@ -345,6 +345,7 @@ def solve(
     converged = False
     viol = np.inf
     state = None  # (loss, R, c, grad) at the current point when the last pass left it
+    model = "kron"
     while True:
         # full KKT check: one pass over all features (skipped when the working set was
         # every feature and its solve ended on a gradient at the current point)
@@ -379,7 +380,7 @@ def solve(
         grad = np.empty((k, cols.size + 1))
         grad[:, :-1] = gw[:, cols]
         grad[:, -1] = g_b
-        WJ, b, Z, it, passes, stalled, state = _newton(
+        WJ, b, Z, it, passes, stalled, state, model = _newton(
             XJ,
             Y,
             s,
@@ -396,6 +397,7 @@ def solve(
             max_iter - total_it,
             max_sweeps,
             (loss, R, c, grad),
+            "exact" if model == "exact" else "kron",
         )
         W[:, cols] = WJ
         total_it += it
@@ -413,8 +415,14 @@ def solve(
     return SolveResult(W, b, total_it, converged, float(viol), n_passes, certificate)
 
 
-def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max_sweeps, first):
+def _newton(
+    X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max_sweeps, first, model
+):
     """Proximal-Newton iterations on the columns of ``X`` (a working set).
+
+    ``model`` is the quadratic model to start with (``"kron"``; the exact model when
+    an earlier working set needed it: the curvature that made the Kronecker model
+    stall there has not changed); the one in use at the end is returned last.
 
     ``first`` is ``(loss, R, c, grad)`` at the starting point (the caller's pass).
     Returns the same tuple at the final point when the loop ended on its convergence
@@ -429,8 +437,7 @@ def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max
     it = 0
     stalled = False
     slow = [0, 0]
-    model = "kron"
-    XF = None
+    XF = _kernel_array(X, "F") if model == "exact" else None
     eig = None
     best_viol = [np.inf, np.inf]
     loss, R, c, grad = first
@@ -541,7 +548,7 @@ def _newton(X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max
             # a per-concept shift of all classes lowers the penalty at no change of loss
             # (the model has no curvature along it): exact, by bisection
             W = W - _kernels.null_shift(W, P, lam1, lam2, gamma)
-    return W, b, Z, it, n_passes, stalled, state
+    return W, b, Z, it, n_passes, stalled, state, model
 
 
 @dataclass
