@@ -119,10 +119,10 @@ GRID_AXES = {
     "c_mult": [1.1, 100.0],
 }
 GRID_CORNERS = [
-    {"design": "factor0.17", "n": 100_000, "d": 4_000, "k": 5, "c_mult": 10.0},
+    {"design": "factor0.17", "n": 50_000, "d": 2_000, "k": 5, "c_mult": 10.0},
     {"design": "factor0.17", "n": 2_000, "d": 20, "k": 2, "c_mult": 1.1},
     {"design": "factor0.17", "n": 20_000, "d": 1_000, "k": 20, "c_mult": 100.0},
-    {"design": "independent", "n": 100_000, "d": 300, "k": 100, "c_mult": 10.0},
+    {"design": "independent", "n": 20_000, "d": 300, "k": 100, "c_mult": 10.0},
 ]
 GRID_SAGA_CAP_ENTRIES = 2e8  # n d k above which saga's epochs are capped at --grid-saga-cap
 
@@ -489,7 +489,7 @@ def main():
     ap.add_argument(
         "--grid-real",
         type=lambda v: [int(x) for x in v.split(",") if x],
-        default=[3000],
+        default=[2000],
         help="SynthDerm image counts for the real-score points (comma-separated)",
     )
     args = ap.parse_args()
