@@ -602,3 +602,61 @@ def test_each_kernel_is_compiled_once_per_process():
     counts = dict(zip(out[::2], map(int, out[1::2]), strict=True))
     assert counts == {n: 1 for n in counts}
     assert set(counts) == {"loss_grad", "loss_along", "cd_quadratic", "cd_exact", "null_shift"}
+
+
+@pytest.mark.parametrize("mode", ["multinomial", "sigmoid"])
+@pytest.mark.parametrize("lam1", [0.0, 0.02])
+def test_cd_exact_minimises_the_dense_second_order_model(mode, lam1, global_random_seed):
+    # the model's optimality conditions, from the dense Hessian sum_i s_i M_i kron x_i x_i^T
+    rng = np.random.default_rng(global_random_seed)
+    n, d, k = 60, 5, 3
+    X = rng.normal(size=(n, d))
+    s = rng.random(n)
+    s /= s.sum()
+    Z = rng.normal(size=(n, k))
+    if mode == "multinomial":
+        Pm = np.exp(Z) / np.exp(Z).sum(1, keepdims=True)
+        M = [np.diag(p) - np.outer(p, p) for p in Pm]
+    else:
+        Pm = 1 / (1 + np.exp(-Z))
+        M = [np.diag(p * (1 - p)) for p in Pm]
+    Xt = np.hstack([X, np.ones((n, 1))])
+    H = sum(s[i] * np.kron(M[i], np.outer(Xt[i], Xt[i])) for i in range(n))
+    V = rng.normal(size=(k, d + 1)) * (rng.random((k, d + 1)) < 0.6)
+    grad = rng.normal(size=(k, d + 1)) * 0.1
+    if mode == "multinomial":
+        # as every multinomial gradient, the intercepts' sums to zero over the classes
+        # (else the model is unbounded along the common shift, which it does not curve)
+        grad[:, d] -= grad[:, d].mean()
+    P = np.zeros((k, d))
+    lam2 = 0.05
+    ws = np.tile(np.arange(d + 1), (k, 1)).astype(np.int64)
+    ws_len = np.full(k, d + 1, dtype=np.int64)
+    code = _kernels.MULTINOMIAL if mode == "multinomial" else _kernels.SIGMOID
+    D = _kernels.cd_exact(
+        np.asfortranarray(X), s, Pm, grad, V, P, lam1, lam2, 0.0, ws, ws_len, 2000, 1e-13, code
+    )
+    U = V + D
+    g = (grad.ravel() + H @ D.ravel()).reshape(k, d + 1)
+    g[:, :d] += lam2 * U[:, :d]
+    np.testing.assert_allclose(g[:, d], 0.0, atol=1e-9)  # the intercepts: unpenalised
+    gw, w = g[:, :d], U[:, :d]
+    nz = w != 0
+    np.testing.assert_allclose(gw[nz] + lam1 * np.sign(w[nz]), 0.0, atol=1e-9)
+    assert np.all(np.abs(gw[~nz]) <= lam1 + 1e-9)
+
+
+@pytest.mark.parametrize(("k", "l1_ratio"), [(3, 0.5), (2, 1.0), (4, 0.8)])
+def test_exact_model_from_the_first_iteration_matches_sklearn(k, l1_ratio, monkeypatch):
+    monkeypatch.setattr(_solver, "_SLOW_ITERS", 0)
+    X, y = make_problem(3, n=300, d=10, k=k)
+    C = 0.1
+    head = SparseLinearHead(C=C, l1_ratio=l1_ratio, standardize=False, tol=1e-8).fit(X, y)
+    ref = _saga(X, y, C, l1_ratio)
+    Y, mode = _targets(y, k)
+    kw = dict(C=C, l1_ratio=l1_ratio, mode=mode)
+    obj = _reference.objective(X, Y, head.coef_, head.intercept_, **kw)
+    obj_ref = _reference.objective(X, Y, ref.coef_, ref.intercept_, **kw)
+    assert head.converged_
+    assert abs(obj - obj_ref) <= 1e-6 * abs(obj_ref)
+    np.testing.assert_array_equal(head.coef_ != 0, ref.coef_ != 0)
