@@ -57,6 +57,7 @@ _SLOW_ITERS = 3  # slow iterations of the Kronecker model before it is replaced
 # block model (first) and before the exact model (second; cheaper, converges fast)
 _SLOW_RATES = (0.85, 0.5)
 _EXACT_MAX_NK = 250_000  # samples x classes up to which the exact model replaces it
+_EXACT_MAX_ACTIVE = 0.3  # exact model while the working sets hold at most this share of W
 _EXACT_SWEEPS = 20  # full sweeps of the exact model per iteration
 _EXACT_TOL = 6.0  # its inner tolerance, in units of the iteration's inner_tol
 _BLOCK_ROW_FRACTION = 0.03  # rows whose curvature is below this share of the largest drop
@@ -481,7 +482,12 @@ def _newton(
                 slow[r] = 0
             else:
                 slow[r] += 1
-        exact_ok = X.shape[0] * k <= _EXACT_MAX_NK
+        # the exact model's sweeps cost O(n) per working-set coordinate, against O(n d k)
+        # for a pass over X: worth it on sparse working sets only
+        exact_ok = (
+            X.shape[0] * k <= _EXACT_MAX_NK
+            and float(ws_len.sum() - k) <= _EXACT_MAX_ACTIVE * d * k
+        )
         if slow[1 if exact_ok else 0] >= _SLOW_ITERS and model == "kron":
             # the exact model's O(n) coordinate updates are affordable for few samples
             # x classes; beyond that, the per-class blocks of the Hessian
