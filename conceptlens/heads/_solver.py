@@ -20,10 +20,12 @@ and curvature, minimises a quadratic model of the loss plus the exact penalty by
 coordinate descent -- the Kronecker model ``A kron G`` (``A`` the weighted mean of the
 per-sample softmax Hessians ``diag(p) - p p^T``, ``G`` the weighted Gram matrix of
 ``[X, 1]``, computed once, in float32 with a diagonal shift, from a row subsample when
-rows far outnumber features: see ``gram``), or, once the Kronecker model stalls (three
-iterations without a 15% improvement of the best KKT violation), the exact second-order
-model with ``O(n)`` coordinate updates (few samples x classes) or the per-class blocks
-of the Hessian (``_block_step``; many classes, where the Kronecker model is poor) --
+rows far outnumber features: see ``gram``), or, once the Kronecker model stalls, the
+exact second-order model with ``O(n)`` coordinate updates (few samples x classes and
+working sets holding at most ``_EXACT_MAX_ACTIVE`` of the weights; after three
+iterations that do not halve the best KKT violation) or the per-class blocks of the
+Hessian (``_block_step``; many classes, where the Kronecker model is poor; after three
+iterations without a 15% improvement) --
 then backtracks on the exact objective, evaluating the loss from ``Z + t dZ`` without
 another pass over ``X``.  For the multinomial a per-concept shift of all classes'
 weights then lowers the penalty at no change of loss.
@@ -58,6 +60,7 @@ _SLOW_ITERS = 3  # slow iterations of the Kronecker model before it is replaced
 _SLOW_RATES = (0.85, 0.5)
 _EXACT_MAX_NK = 250_000  # samples x classes up to which the exact model replaces it
 _EXACT_MAX_ACTIVE = 0.3  # exact model while the working sets hold at most this share of W
+_EXACT_SMALL = 200_000  # ... or while samples x working-set weights is at most this
 _EXACT_SWEEPS = 20  # full sweeps of the exact model per iteration
 _EXACT_TOL = 6.0  # its inner tolerance, in units of the iteration's inner_tol
 _BLOCK_ROW_FRACTION = 0.03  # rows whose curvature is below this share of the largest drop
@@ -484,9 +487,10 @@ def _newton(
                 slow[r] += 1
         # the exact model's sweeps cost O(n) per working-set coordinate, against O(n d k)
         # for a pass over X: worth it on sparse working sets only
-        exact_ok = (
-            X.shape[0] * k <= _EXACT_MAX_NK
-            and float(ws_len.sum() - k) <= _EXACT_MAX_ACTIVE * d * k
+        # (or on small problems, where a sweep costs less than an iteration's overhead)
+        n_active = float(ws_len.sum() - k)
+        exact_ok = X.shape[0] * k <= _EXACT_MAX_NK and (
+            n_active <= _EXACT_MAX_ACTIVE * d * k or X.shape[0] * n_active <= _EXACT_SMALL
         )
         if slow[1 if exact_ok else 0] >= _SLOW_ITERS and model == "kron":
             # the exact model's O(n) coordinate updates are affordable for few samples
