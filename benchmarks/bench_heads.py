@@ -209,28 +209,27 @@ def _paraphrase_bank(n_templates=4):
     )
 
 
-def real_scores(n, seed=0, mode="cosine"):
-    """Concept scores of ``n`` SynthDerm ``iid`` images by synthderm-lit (embedding cache
-    under ``cache_root()/bench_heads``), standardised, with the diagnosis labels."""
+def real_scores(n, seed=0):
+    """Cosine concept scores of ``n`` SynthDerm ``iid`` images by synthderm-lit (image
+    embeddings through the embedding cache under ``cache_root()/bench_heads``), one
+    concept per paraphrase (``_paraphrase_bank``), standardised, with the diagnosis
+    labels.  The same numbers as ``score_concepts(..., mode="cosine")`` for one-prompt
+    concepts, computed here with one ``encode_text`` call for all prompts: through
+    ``score_concepts`` each concept opened the text cache on its own, which took
+    minutes for 680 concepts."""
     from conceptlens._io import cache_root
-    from conceptlens.concepts import score_concepts
+    from conceptlens.backbones import load_backbone
     from conceptlens.synthderm import SynthDerm
 
     batch = SynthDerm("iid").generate(n, seed=seed)
-    ds = batch.to_dataset()
-    scores = score_concepts(
-        "synthderm-lit",
-        ds,
-        _paraphrase_bank(),
-        mode=mode,
-        cache=cache_root() / "bench_heads",
-        templates=["{}"],
-        show_progress=False,
-    )
-    X = np.asarray(scores.values, dtype=np.float64)
-    X = X - X.mean(0)
+    bb = load_backbone("synthderm-lit")
+    img = bb.encode_images(batch.images, cache=cache_root() / "bench_heads")
+    bank = _paraphrase_bank()
+    txt = bb.encode_text([c.prompts[0] for c in bank.concepts], templates=["{}"])
+    X = np.asarray(img, dtype=np.float64) @ np.asarray(txt, dtype=np.float64).T
+    X -= X.mean(0)
     sd = X.std(0)
-    X = X / np.where(sd > 0, sd, 1.0)
+    X /= np.where(sd > 0, sd, 1.0)
     return np.ascontiguousarray(X), np.asarray(batch.labels, dtype=np.int64)
 
 
