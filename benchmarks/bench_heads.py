@@ -393,8 +393,10 @@ def grid_table(path):
     for p in out["points"]:
         mark = ">= " if p["ratio_is_lower_bound"] else ""
         cap = f" (cap {p['saga_cap']})" if p["saga_capped"] else ""
+        # more concepts than embedding dimensions: X'X/n is singular
+        cond = f"{p['cond']:.0f}" if p["cond"] < 1e12 else "singular"
         rows.append(
-            f"| {p['name']} | {p['cond']:.0f} | {p['ours_cpu_s']:.3f} ({p['ours_wall_s']:.2f}), "
+            f"| {p['name']} | {cond} | {p['ours_cpu_s']:.3f} ({p['ours_wall_s']:.2f}), "
             f"{p['ours_iter']}, {p['ours_dist']:.0e} | {p['saga_cpu_s']:.2f} "
             f"({p['saga_wall_s']:.2f}), {p['saga_epochs']}{cap}, {p['saga_dist']:.0e} | "
             f"{mark}{p['ratio_cpu']:.1f}x | {p['path_cpu_s']:.2f} | "

@@ -260,7 +260,7 @@ def cd_exact(X, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, to
     so that every loop is contiguous).  After each sweep over the working set, sweeps
     over the coordinates that are non-zero (the active set) repeat until they settle,
     then a full sweep checks the rest (glmnet's active-set cycling); ``max_sweeps``
-    bounds the full sweeps.  Returns ``D`` (k, d + 1).
+    bounds all sweeps, full or active.  Returns ``D`` (k, d + 1).
     """
     n, d = X.shape
     k = V.shape[0]
@@ -279,6 +279,7 @@ def cd_exact(X, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, to
     full = True
     n_full = 0
     n_active = 0
+    n_sweeps = 0
     while True:
         max_change = 0.0
         for a in range(k):
@@ -315,15 +316,18 @@ def cd_exact(X, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, to
                     change = abs(diff) * aj
                     if change > max_change:
                         max_change = change
+        n_sweeps += 1
+        if n_sweeps >= max_sweeps:
+            break
         if full:
             n_full += 1
-            if max_change <= tol or n_full >= max_sweeps:
+            if max_change <= tol:
                 break
             full = False
             n_active = 0
         else:
             n_active += 1
-            if max_change <= tol or n_active >= 4 * max_sweeps:
+            if max_change <= tol or n_active >= 20:
                 full = True
     return D
 

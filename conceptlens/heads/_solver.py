@@ -21,11 +21,12 @@ coordinate descent -- the Kronecker model ``A kron G`` (``A`` the weighted mean 
 per-sample softmax Hessians ``diag(p) - p p^T``, ``G`` the weighted Gram matrix of
 ``[X, 1]``, computed once, in float32 with a diagonal shift, from a row subsample when
 rows far outnumber features: see ``gram``), or, once the Kronecker model stalls, the
-exact second-order model with ``O(n)`` coordinate updates (few samples x classes and
-working sets holding at most ``_EXACT_MAX_ACTIVE`` of the weights; after three
-iterations that do not halve the best KKT violation) or the per-class blocks of the
-Hessian (``_block_step``; many classes, where the Kronecker model is poor; after three
-iterations without a 15% improvement) --
+exact second-order model with ``O(n)`` coordinate updates (few samples x classes,
+or few classes, on working sets holding at most ``_EXACT_MAX_ACTIVE`` of the
+weights; its sweeps budgeted to about ``_EXACT_PASSES`` passes over ``X`` per
+iteration; after three iterations that do not halve the best KKT violation) or the
+per-class blocks of the Hessian (``_block_step``; many classes, where the Kronecker
+model is poor; after three iterations without a 15% improvement) --
 then backtracks on the exact objective, evaluating the loss from ``Z + t dZ`` without
 another pass over ``X``.  For the multinomial a per-concept shift of all classes'
 weights then lowers the penalty at no change of loss.
@@ -60,8 +61,10 @@ _SLOW_ITERS = 3  # slow iterations of the Kronecker model before it is replaced
 _SLOW_RATES = (0.85, 0.5)
 _EXACT_MAX_NK = 250_000  # samples x classes up to which the exact model replaces it
 _EXACT_MAX_ACTIVE = 0.3  # exact model while the working sets hold at most this share of W
-_EXACT_SMALL = 200_000  # ... or while samples x working-set weights is at most this
-_EXACT_SWEEPS = 20  # full sweeps of the exact model per iteration
+_EXACT_SMALL = 1_000_000  # ... or while samples x working-set weights is at most this
+_EXACT_MAX_K = 10  # ... and for at most this many classes whatever the samples
+_EXACT_PASSES = 8.0  # the exact model's sweeps per iteration cost about this many passes
+_EXACT_SWEEPS = 100  # and are at most this many
 _EXACT_TOL = 6.0  # its inner tolerance, in units of the iteration's inner_tol
 _BLOCK_ROW_FRACTION = 0.03  # rows whose curvature is below this share of the largest drop
 _BLOCK_MAX_COST = 16.0  # block model only while sum_a |J_a|^2 <= this x d x k
@@ -485,11 +488,13 @@ def _newton(
                 slow[r] = 0
             else:
                 slow[r] += 1
-        # the exact model's sweeps cost O(n) per working-set coordinate, against O(n d k)
-        # for a pass over X: worth it on sparse working sets only
-        # (or on small problems, where a sweep costs less than an iteration's overhead)
-        n_active = float(ws_len.sum() - k)
-        exact_ok = X.shape[0] * k <= _EXACT_MAX_NK and (
+        # the exact model for few samples x classes or few classes; its sweeps cost
+        # O(n) per working-set weight, so they are budgeted below
+        n_active = max(float(ws_len.sum() - k), 1.0)
+        # and, as many iterations are cheaper than it on a dense working set (the path
+        # at small penalties), while the working sets hold at most _EXACT_MAX_ACTIVE of
+        # the weights (or the problem is small)
+        exact_ok = (X.shape[0] * k <= _EXACT_MAX_NK or k <= _EXACT_MAX_K) and (
             n_active <= _EXACT_MAX_ACTIVE * d * k or X.shape[0] * n_active <= _EXACT_SMALL
         )
         if slow[1 if exact_ok else 0] >= _SLOW_ITERS and model == "kron":
@@ -516,7 +521,9 @@ def _newton(
                 gamma,
                 ws,
                 ws_len,
-                _EXACT_SWEEPS,
+                # sweeps (full or over the active set) costing about _EXACT_PASSES
+                # passes over X: a sweep costs 2 n |working set| against n d k
+                int(min(max(_EXACT_PASSES * d * k / (2.0 * n_active), 3), _EXACT_SWEEPS)),
                 _EXACT_TOL * inner_tol,
                 m,
             )

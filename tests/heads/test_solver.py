@@ -430,6 +430,7 @@ def test_block_model_reaches_the_same_solution(
     block_step = _solver._block_step
     monkeypatch.setattr(_solver, "_SLOW_ITERS", 0)
     monkeypatch.setattr(_solver, "_EXACT_MAX_NK", 0)
+    monkeypatch.setattr(_solver, "_EXACT_MAX_K", 0)
     monkeypatch.setattr(_solver, "_BLOCK_ROW_FRACTION", fraction)
     monkeypatch.setattr(_solver, "_block_step", lambda *a: calls.append(1) or block_step(*a))
     blocks = _solver.solve(X, Y, s, mode, **kw)
@@ -477,6 +478,7 @@ def test_block_model_is_skipped_when_every_weight_is_active(global_random_seed, 
     block_step = _solver._block_step
     monkeypatch.setattr(_solver, "_SLOW_ITERS", 0)
     monkeypatch.setattr(_solver, "_EXACT_MAX_NK", 0)
+    monkeypatch.setattr(_solver, "_EXACT_MAX_K", 0)
     monkeypatch.setattr(_solver, "_block_step", lambda *a: calls.append(1) or block_step(*a))
     res = _solver.solve(X, Y, s, "multinomial", lam1=0.0, lam2=1e-2, tol_abs=1e-8, max_iter=5000)
     assert res.converged and not calls
@@ -573,7 +575,7 @@ SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(np.asfortranarray(X), y
 SparseLinearHead(C=0.3, tol=1e-8).fit(X.astype(np.float32), y)
 SparseLinearHead(C=0.3, tol=1e-8, knowledge_prior=prior, prior_strength=1.0).fit(X, y)
 SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, Yml)
-_solver._EXACT_MAX_NK = 0  # the block model
+_solver._EXACT_MAX_NK = _solver._EXACT_MAX_K = 0  # the block model
 SparseLinearHead(C=0.3, tol=1e-8).fit(X, y)
 _solver._SLOW_ITERS = 0  # every model from the first iteration
 SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, y)
