@@ -395,12 +395,14 @@ def grid_table(path):
         cap = f" (cap {p['saga_cap']})" if p["saga_capped"] else ""
         # more concepts than embedding dimensions: X'X/n is singular
         cond = f"{p['cond']:.0f}" if p["cond"] < 1e12 else "singular"
+        ran = p.get("path_iter") is not None
+        path_s = f"{p['path_cpu_s']:.2f}" if ran else "not run"
+        path_ratio = f"{mark}{p['saga_over_path_cpu']:.2f}x" if ran else ""
         rows.append(
             f"| {p['name']} | {cond} | {p['ours_cpu_s']:.3f} ({p['ours_wall_s']:.2f}), "
             f"{p['ours_iter']}, {p['ours_dist']:.0e} | {p['saga_cpu_s']:.2f} "
             f"({p['saga_wall_s']:.2f}), {p['saga_epochs']}{cap}, {p['saga_dist']:.0e} | "
-            f"{mark}{p['ratio_cpu']:.1f}x | {p['path_cpu_s']:.2f} | "
-            f"{mark}{p['saga_over_path_cpu']:.2f}x |"
+            f"{mark}{p['ratio_cpu']:.1f}x | {path_s} | {path_ratio} |"
         )
     return "\n".join(rows)
 
