@@ -24,6 +24,16 @@ BLAS threads (numpy's, scipy's and torch's) default to 1 (``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``; set them in the shell to override):
 scikit-learn's saga is single-threaded, and on a shared machine multi-threaded BLAS on
 these skinny products can be many times slower than one thread.
+``--grid`` runs instead the grid of issue 13 at the DEFAULT settings of
+``SparseLinearHead`` (correlated factor-model and independent designs, k, n, d and C
+axes, corners, real synthderm-lit paraphrase scores; see ``run_grid``), timing each
+fit by process CPU time, and writes ``benchmarks/results/heads_grid.json``;
+``--grid-table`` prints it as the markdown table of ``docs/heads.md``::
+
+    nohup nice python benchmarks/bench_heads.py --grid --grid-real "" &
+    python benchmarks/bench_heads.py --grid --grid-only real \
+        --grid-json benchmarks/results/heads_grid_real.json
+
 glm_saga (``pip install conceptlens[bench]``) runs a ``--path-len`` point path with
 ``--glm-epochs`` epochs per penalty (its defaults otherwise, as Label-free CBM uses it).
 """
