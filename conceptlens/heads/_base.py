@@ -58,16 +58,27 @@ _LABELLED_DOC = """
 """
 
 
-def warn_unconverged(converged, max_iter):
-    """One ConvergenceWarning naming how many penalty values did not reach ``tol``."""
-    if not np.all(converged):
-        warnings.warn(
-            f"the solver did not reach tol within max_iter={max_iter} iterations at "
-            f"{int((~np.asarray(converged)).sum())} penalty value(s); increase max_iter or "
-            "tol, or strengthen the penalty (nearly separable classes converge slowly).",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+def warn_unconverged(converged, max_iter, gaps=None, tol=None):
+    """One ConvergenceWarning naming how many penalty values did not reach ``tol``.
+
+    With ``gaps`` (the relative duality gaps, one per penalty value) the message reports
+    the largest gap among the unconverged ones, scikit-learn style.
+    """
+    converged = np.asarray(converged)
+    if np.all(converged):
+        return
+    detail = ""
+    if gaps is not None:
+        worst = float(np.nanmax(np.asarray(gaps)[~converged]))
+        detail = f" Duality gap: {worst:.1e} (relative to the objective)"
+        detail += f", tolerance: {tol:.1e} (KKT, relative)." if tol is not None else "."
+    warnings.warn(
+        f"the solver did not reach tol within max_iter={max_iter} iterations at "
+        f"{int((~converged).sum())} penalty value(s); increase max_iter or "
+        "tol, or strengthen the penalty (nearly separable classes converge slowly)." + detail,
+        ConvergenceWarning,
+        stacklevel=3,
+    )
 
 
 def encode_targets(y, classes=None):

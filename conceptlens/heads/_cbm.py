@@ -92,6 +92,9 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         The selected ``C`` (only when ``C`` is ``None``).
     n_features_in_ : int
     n_iter_ : int
+    duality_gap_ : float
+        Relative duality gap of the fitted head (``head_.duality_gap_``): a certified
+        upper bound on how far its objective is above the optimum, relative to it.
 
     Examples
     --------
@@ -244,6 +247,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
             )
         self.concept_names_ = names
         self.n_iter_ = head.n_iter_
+        self.duality_gap_ = head.duality_gap_
         self._set_labelled_coef()
         if self.C is None:
             self.C_ = head.C_

@@ -90,6 +90,9 @@ class SparseLinearHeadCV(HeadBase):
         The rows used for validation.
     n_iter_ : int
         Proximal-Newton iterations over the whole path (and refit).
+    duality_gap_ : float
+        Relative duality gap of the selected head on its own fit (training part, or
+        all samples after the refit), as ``SparseLinearHead.duality_gap_``.
 
     Raises
     ------
@@ -228,7 +231,7 @@ class SparseLinearHeadCV(HeadBase):
             tol=self.tol,
             max_iter=self.max_iter,
         )
-        warn_unconverged(path.converged, self.max_iter)
+        warn_unconverged(path.converged, self.max_iter, path.duality_gap, self.tol)
         nnz = path.n_nonzero.max(axis=1)
         ok = np.ones(len(Cs), dtype=bool)
         budget = self.max_concepts_per_class
@@ -256,6 +259,7 @@ class SparseLinearHeadCV(HeadBase):
         self.C_ = float(path.Cs[best])
         W, b, fitted = path.coef[best], path.intercept[best], part
         self.n_iter_ = int(path.n_iter.sum())
+        self.duality_gap_ = float(path.duality_gap[best])
         if self.refit:
             full = _path.solve_path(
                 prep.Xs,
@@ -283,6 +287,7 @@ class SparseLinearHeadCV(HeadBase):
                 self.C_ = float(full.Cs[pick])
                 W, b, fitted = full.coef[pick], full.intercept[pick], prep
                 self.n_iter_ = int(full.n_iter.sum())
+                self.duality_gap_ = float(full.duality_gap[pick])
         if not np.any(W):
             warnings.warn(
                 f"the selected head (C={self.C_:.4g}) uses no feature: it predicts from the "

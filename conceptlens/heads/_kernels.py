@@ -221,6 +221,34 @@ def cd_quadratic(G, grad, A, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, to
 
 
 @numba.njit(cache=True, nogil=True)
+def _exact_coord(X, j, d, a, n, SP, SW, PT, U, v, mode):
+    """``(h, hjj)``: the model's gradient and curvature along coordinate ``(a, j)``."""
+    h = 0.0
+    hjj = 0.0
+    if mode == MULTINOMIAL:
+        if j == d:
+            for i in range(n):
+                h += SP[a, i] * (U[a, i] - v[i])
+                hjj += SW[a, i]
+        else:
+            for i in range(n):
+                xi = X[i, j]
+                h += xi * SP[a, i] * (U[a, i] - v[i])
+                hjj += xi * xi * SW[a, i]
+    else:
+        if j == d:
+            for i in range(n):
+                h += SW[a, i] * U[a, i]
+                hjj += SW[a, i]
+        else:
+            for i in range(n):
+                xi = X[i, j]
+                h += xi * SW[a, i] * U[a, i]
+                hjj += xi * xi * SW[a, i]
+    return h, hjj
+
+
+@numba.njit(cache=True, nogil=True)
 def cd_exact(X, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, tol, mode):
     """Coordinate descent on the exact second-order model of the loss.
 
@@ -228,31 +256,42 @@ def cd_exact(X, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, to
     the change of the logits of sample ``i`` and ``M_i = diag(p_i) - p_i p_i^T``
     (multinomial) or ``diag(p_i (1 - p_i))`` (sigmoid), plus the penalties of
     :func:`cd_quadratic`.  ``X`` (n, d) should be Fortran-ordered; each coordinate update
-    costs ``O(n)`` (glmnet-style residual updates).  Returns ``D`` (k, d + 1).
+    costs ``O(n)`` (glmnet-style residual updates, on class-major copies of the weights
+    so that every loop is contiguous).  After each sweep over the working set, sweeps
+    over the coordinates that are non-zero (the active set) repeat until they settle,
+    then a full sweep checks the rest (glmnet's active-set cycling); ``max_sweeps``
+    bounds all sweeps, full or active.  Returns ``D`` (k, d + 1).
     """
     n, d = X.shape
     k = V.shape[0]
     D = np.zeros((k, d + 1))
-    U = np.zeros((n, k))
+    SP = np.empty((k, n))  # s_i p_ia
+    SW = np.empty((k, n))  # s_i p_ia (1 - p_ia)
+    PT = np.empty((k, n))
+    for i in range(n):
+        for a in range(k):
+            pa = Pm[i, a]
+            PT[a, i] = pa
+            SP[a, i] = s[i] * pa
+            SW[a, i] = s[i] * pa * (1.0 - pa)
+    U = np.zeros((k, n))
     v = np.zeros(n)  # sum_b p_ib u_ib (multinomial)
-    for _sweep in range(max_sweeps):
+    full = True
+    n_full = 0
+    n_active = 0
+    n_sweeps = 0
+    while True:
         max_change = 0.0
         for a in range(k):
             for jj in range(ws_len[a]):
                 j = ws[a, jj]
-                h = grad[a, j]
-                hjj = 0.0
-                for i in range(n):
-                    xi = 1.0 if j == d else X[i, j]
-                    pa = Pm[i, a]
-                    if mode == MULTINOMIAL:
-                        h += s[i] * xi * pa * (U[i, a] - v[i])
-                    else:
-                        h += s[i] * xi * pa * (1.0 - pa) * U[i, a]
-                    hjj += s[i] * xi * xi * pa * (1.0 - pa)
+                u0 = V[a, j] + D[a, j]
+                if not full and u0 == 0.0 and j != d:
+                    continue
+                h, hjj = _exact_coord(X, j, d, a, n, SP, SW, PT, U, v, mode)
+                h += grad[a, j]
                 if hjj < 1e-12:
                     hjj = 1e-12
-                u0 = V[a, j] + D[a, j]
                 if j == d:
                     aj = hjj
                     u = u0 - h / aj
@@ -263,16 +302,33 @@ def cd_exact(X, s, Pm, grad, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, to
                 diff = u - u0
                 if diff != 0.0:
                     D[a, j] += diff
-                    for i in range(n):
-                        xi = 1.0 if j == d else X[i, j]
-                        U[i, a] += diff * xi
-                        if mode == MULTINOMIAL:
-                            v[i] += diff * Pm[i, a] * xi
+                    if j == d:
+                        for i in range(n):
+                            U[a, i] += diff
+                            if mode == MULTINOMIAL:
+                                v[i] += diff * PT[a, i]
+                    else:
+                        for i in range(n):
+                            xi = diff * X[i, j]
+                            U[a, i] += xi
+                            if mode == MULTINOMIAL:
+                                v[i] += xi * PT[a, i]
                     change = abs(diff) * aj
                     if change > max_change:
                         max_change = change
-        if max_change <= tol:
+        n_sweeps += 1
+        if n_sweeps >= max_sweeps:
             break
+        if full:
+            n_full += 1
+            if max_change <= tol:
+                break
+            full = False
+            n_active = 0
+        else:
+            n_active += 1
+            if max_change <= tol or n_active >= 20:
+                full = True
     return D
 
 

@@ -29,6 +29,10 @@ class RegularizationPath:
     converged : ndarray of bool (n_C,)
     classes : ndarray or None
         Class labels of the rows (set by ``fit_path``).
+    duality_gap : ndarray (n_C,) or None
+        Relative duality gap of each solution, ``(objective - dual bound) / objective``:
+        a certified upper bound on its relative distance from the optimal objective
+        (``None`` when :func:`solve_path` was called with ``gaps=False``).
     """
 
     Cs: np.ndarray
@@ -37,6 +41,7 @@ class RegularizationPath:
     n_iter: np.ndarray
     converged: np.ndarray
     classes: np.ndarray | None = None
+    duality_gap: np.ndarray | None = None
 
     @property
     def n_nonzero(self) -> np.ndarray:
@@ -84,10 +89,13 @@ def solve_path(
     tol=1e-4,
     max_iter=500,
     offset=None,
+    gaps=True,
 ):
     """Solve at each ``C`` in ``Cs`` (sorted increasing), warm-starting from the previous.
 
     ``X`` is used as given (standardise beforehand); weights are raw sample weights.
+    With ``gaps=True`` each solution is certified by its duality gap (one more pass over
+    ``X`` per ``C``; ``RegularizationPath.duality_gap``).
     """
     Cs = np.sort(np.asarray(Cs, dtype=float))
     S = float(sample_weight.sum())
@@ -100,6 +108,7 @@ def solve_path(
     intercept = np.zeros((len(Cs), k))
     n_iter = np.zeros(len(Cs), dtype=int)
     conv = np.zeros(len(Cs), dtype=bool)
+    gap = np.full(len(Cs), np.nan) if gaps else None
     W0 = b0 = None
     for i, C in enumerate(progress(Cs, total=len(Cs), desc="regularisation path", unit="C")):
         res = _solver.solve(
@@ -117,7 +126,10 @@ def solve_path(
             tol_abs=tol * scale,
             max_iter=max_iter,
             offset=offset,
+            gap=gaps,
         )
+        if gaps:
+            gap[i] = max(res.gap.relative, 0.0)
         coef[i], intercept[i], n_iter[i], conv[i] = (
             res.coef,
             res.intercept,
@@ -125,4 +137,4 @@ def solve_path(
             res.converged,
         )
         W0, b0 = res.coef, res.intercept
-    return RegularizationPath(Cs, coef, intercept, n_iter, conv)
+    return RegularizationPath(Cs, coef, intercept, n_iter, conv, duality_gap=gap)

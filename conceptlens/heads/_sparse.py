@@ -75,6 +75,11 @@ class SparseLinearHead(HeadBase):
         Proximal-Newton iterations used.
     converged_ : bool
         Whether the KKT violation fell below ``tol``.
+    duality_gap_ : float
+        Relative duality gap of the solution, ``(objective - dual bound) / objective``
+        on the objective below: a certified upper bound on how far the objective is
+        above its optimum, relative to the objective (computed once at the end of the
+        fit, one pass over ``X``).
 
     Notes
     -----"""
@@ -145,7 +150,8 @@ class SparseLinearHead(HeadBase):
         )
         self.n_iter_ = int(path.n_iter[0])
         self.converged_ = bool(path.converged[0])
-        warn_unconverged(path.converged, self.max_iter)
+        self.duality_gap_ = float(path.duality_gap[0])
+        warn_unconverged(path.converged, self.max_iter, path.duality_gap, self.tol)
         self._set_solution(path.coef[0], path.intercept[0], prep)
         return self
 
@@ -182,7 +188,8 @@ def fit_path(
     RegularizationPath
         ``Cs`` (n_C,) increasing; ``coef`` (n_C, k, n_features) and ``intercept``
         (n_C, k) on the scale of ``X``; ``n_nonzero`` (n_C, k); ``classes``;
-        ``n_iter`` and ``converged`` (n_C,).
+        ``n_iter``, ``converged`` and ``duality_gap`` (n_C,; relative duality gap of
+        each solution, as ``SparseLinearHead.duality_gap_``).
 
     Examples
     --------
@@ -215,8 +222,14 @@ def fit_path(
         tol=tol,
         max_iter=max_iter,
     )
-    warn_unconverged(p.converged, max_iter)
+    warn_unconverged(p.converged, max_iter, p.duality_gap, tol)
     coef, intercept = prep.fold(p.coef, p.intercept)
     return _path.RegularizationPath(
-        p.Cs, coef, intercept, p.n_iter, p.converged, classes=prep.classes
+        p.Cs,
+        coef,
+        intercept,
+        p.n_iter,
+        p.converged,
+        classes=prep.classes,
+        duality_gap=p.duality_gap,
     )

@@ -136,3 +136,53 @@ def test_cv_warns_when_it_selects_an_intercept_only_head(global_random_seed):
     with pytest.warns(ConceptLensWarning, match="uses no feature"):
         cv = SparseLinearHeadCV(Cs=[1e-4, 1e-3], l1_ratio=1.0).fit(X, y)
     assert not np.any(cv.coef_)
+
+
+def test_path_reports_each_points_duality_gap(global_random_seed):
+    from conceptlens.heads import _solver
+
+    X, y = make_problem(global_random_seed, n=300, d=8, k=3)
+    path = fit_path(X, y, Cs=5, l1_ratio=0.5, standardize=False, tol=1e-3)
+    assert path.duality_gap.shape == (5,)
+    n = X.shape[0]
+    s = np.full(n, 1.0 / n)
+    Y = np.eye(3)[y]
+    for i, C in enumerate(path.Cs):
+        g = _solver.duality_gap(
+            X,
+            Y,
+            s,
+            "multinomial",
+            path.coef[i],
+            path.intercept[i],
+            lam1=0.5 / (C * n),
+            lam2=0.5 / (C * n),
+        )
+        assert path.duality_gap[i] == pytest.approx(max(g.relative, 0.0), rel=1e-6, abs=1e-13)
+
+
+def test_cv_and_classifier_report_the_selected_heads_duality_gap(global_random_seed):
+    # recomputed independently on the standardised problem at the selected C
+    from conceptlens.heads import ConceptBottleneckClassifier, _solver
+
+    X, y = make_problem(global_random_seed, n=300, d=8, k=3)
+    X = X * np.arange(1, 9) + 2.0  # not standardised: the head standardises
+    cv = SparseLinearHeadCV(Cs=6, l1_ratio=0.5, refit=True).fit(X, y)
+    n = X.shape[0]
+    mean, sd = X.mean(0), X.std(0)
+    W = cv.coef_ * sd
+    b = cv.intercept_ + cv.coef_ @ mean
+    g = _solver.duality_gap(
+        (X - mean) / sd,
+        np.eye(3)[y],
+        np.full(n, 1.0 / n),
+        "multinomial",
+        W,
+        b - b.mean(),
+        lam1=0.5 / (cv.C_ * n),
+        lam2=0.5 / (cv.C_ * n),
+    )
+    assert cv.duality_gap_ == pytest.approx(max(g.relative, 0.0), rel=1e-5, abs=1e-12)
+    cbm = ConceptBottleneckClassifier(C=0.3).fit(X, y)
+    assert cbm.duality_gap_ == cbm.head_.duality_gap_
+    assert 0.0 <= cbm.duality_gap_ < 1e-4

@@ -35,7 +35,10 @@ def _saga(X, y, C, l1_ratio, sample_weight=None, class_weight=None):
     ("k", "C", "l1_ratio"),
     [(3, 0.05, 0.5), (3, 0.2, 1.0), (2, 0.05, 0.8), (4, 0.1, 0.0)],
 )
-def test_matches_sklearn_saga(k, C, l1_ratio, global_random_seed):
+@pytest.mark.parametrize("exact_first", [False, True])
+def test_matches_sklearn_saga(k, C, l1_ratio, exact_first, global_random_seed, monkeypatch):
+    if exact_first:  # the exact second-order model from the first iteration
+        monkeypatch.setattr(_solver, "_SLOW_ITERS", 0)
     X, y = make_problem(global_random_seed, n=300, d=10, k=k)
     Xtest, _ = make_problem(global_random_seed + 1, n=200, d=10, k=k)
     head = SparseLinearHead(C=C, l1_ratio=l1_ratio, standardize=False, tol=1e-8).fit(X, y)
@@ -427,6 +430,7 @@ def test_block_model_reaches_the_same_solution(
     block_step = _solver._block_step
     monkeypatch.setattr(_solver, "_SLOW_ITERS", 0)
     monkeypatch.setattr(_solver, "_EXACT_MAX_NK", 0)
+    monkeypatch.setattr(_solver, "_EXACT_MAX_K", 0)
     monkeypatch.setattr(_solver, "_BLOCK_ROW_FRACTION", fraction)
     monkeypatch.setattr(_solver, "_block_step", lambda *a: calls.append(1) or block_step(*a))
     blocks = _solver.solve(X, Y, s, mode, **kw)
@@ -474,6 +478,7 @@ def test_block_model_is_skipped_when_every_weight_is_active(global_random_seed, 
     block_step = _solver._block_step
     monkeypatch.setattr(_solver, "_SLOW_ITERS", 0)
     monkeypatch.setattr(_solver, "_EXACT_MAX_NK", 0)
+    monkeypatch.setattr(_solver, "_EXACT_MAX_K", 0)
     monkeypatch.setattr(_solver, "_block_step", lambda *a: calls.append(1) or block_step(*a))
     res = _solver.solve(X, Y, s, "multinomial", lam1=0.0, lam2=1e-2, tol_abs=1e-8, max_iter=5000)
     assert res.converged and not calls
@@ -489,3 +494,158 @@ def test_duality_gap_and_solve_reject_bad_input():
         _solver.duality_gap(
             X, Y, s, "multinomial", np.zeros((2, 3)), np.zeros(3), lam1=0.1, lam2=0.1
         )
+
+
+@pytest.mark.parametrize(("k", "l1_ratio"), [(3, 0.5), (2, 1.0), (4, 0.0)])
+def test_duality_gap_attribute_certifies_the_fit(k, l1_ratio, global_random_seed):
+    # duality_gap_ (computed from the solver's final logits, one pass) equals the
+    # two-pass duality_gap of the returned solution, and bounds its distance from a
+    # tight scikit-learn optimum
+    X, y = make_problem(global_random_seed, n=300, d=10, k=k)
+    C = 0.05
+    head = SparseLinearHead(C=C, l1_ratio=l1_ratio, standardize=False, tol=1e-2).fit(X, y)
+    Y, mode = _targets(y, k)
+    n = X.shape[0]
+    s = np.full(n, 1.0 / n)
+    kw = dict(lam1=l1_ratio / (C * n), lam2=(1 - l1_ratio) / (C * n))
+    W, b = head.coef_, head.intercept_
+    if mode == "multinomial":
+        b = b - b.mean()
+    independent = _solver.duality_gap(X, Y, s, mode, W, b, **kw)
+    assert head.duality_gap_ >= 0.0
+    assert head.duality_gap_ == pytest.approx(max(independent.relative, 0.0), rel=1e-6, abs=1e-13)
+    ref = _saga(X, y, C, l1_ratio)
+    obj = _reference.objective(
+        X, Y, head.coef_, head.intercept_, C=C, l1_ratio=l1_ratio, mode=mode
+    )
+    opt = _reference.objective(X, Y, ref.coef_, ref.intercept_, C=C, l1_ratio=l1_ratio, mode=mode)
+    assert (obj - opt) / obj <= head.duality_gap_ + 1e-9
+    tight = SparseLinearHead(C=C, l1_ratio=l1_ratio, standardize=False, tol=1e-9).fit(X, y)
+    assert tight.duality_gap_ < 1e-8
+
+
+def test_solve_gap_with_offset_matches_the_shifted_problem(global_random_seed):
+    # with a fixed offset the certificate is the gap of the problem whose logits include it
+    X, y = make_problem(global_random_seed, n=250, d=6, k=3)
+    Y = np.eye(3)[y]
+    s = np.full(250, 1 / 250)
+    rng = np.random.default_rng(global_random_seed)
+    off = rng.normal(size=(250, 3))
+    kw = dict(lam1=0.02, lam2=0.01)
+    res = _solver.solve(X, Y, s, "multinomial", offset=off, tol_abs=1e-3, gap=True, **kw)
+    # the offset as three extra features with fixed unit weights: compare primal values
+    Z = X @ res.coef.T + res.intercept + off
+    lse = np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1)) + Z.max(1)
+    loss = float(s @ (lse - (Z * Y).sum(1)))
+    pen = kw["lam1"] * np.abs(res.coef).sum() + 0.5 * kw["lam2"] * (res.coef**2).sum()
+    assert res.gap.primal == pytest.approx(loss + pen, rel=1e-10)
+    tight = _solver.solve(X, Y, s, "multinomial", offset=off, tol_abs=1e-11, **kw)
+    Zt = X @ tight.coef.T + tight.intercept + off
+    lse_t = np.log(np.exp(Zt - Zt.max(1, keepdims=True)).sum(1)) + Zt.max(1)
+    opt = float(s @ (lse_t - (Zt * Y).sum(1)))
+    opt += kw["lam1"] * np.abs(tight.coef).sum() + 0.5 * kw["lam2"] * (tight.coef**2).sum()
+    assert res.gap.dual <= opt + 1e-12  # weak duality
+    assert res.gap.primal - opt <= res.gap.gap + 1e-12
+
+
+def test_convergence_warning_reports_the_duality_gap():
+    X, y = make_problem(0, n=300, d=10, k=3)
+    from sklearn.exceptions import ConvergenceWarning
+
+    with pytest.warns(
+        ConvergenceWarning, match=r"Duality gap: \d\.\de[-+]\d+.*tolerance: 1\.0e-08"
+    ):
+        head = SparseLinearHead(C=1.0, tol=1e-8, max_iter=1).fit(X, y)
+    assert not head.converged_
+    assert head.duality_gap_ > 0.0
+
+
+_ONE_SPECIALISATION = """
+import numpy as np
+from conceptlens.heads import SparseLinearHead, _kernels, _solver
+from tests.heads.conftest import make_problem
+
+X, y = make_problem(0, n=300, d=12, k=4)
+ro = X.copy(); ro.setflags(write=False)
+Yml = (np.random.default_rng(0).random((300, 3)) < 0.4).astype(float); Yml.setflags(write=False)
+prior = np.sign(np.random.default_rng(1).normal(size=(4, 12))); prior.setflags(write=False)
+SparseLinearHead(C=0.3, tol=1e-8).fit(X[:60, :5], y[:60])
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, y)
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(np.asfortranarray(X), y)
+SparseLinearHead(C=0.3, tol=1e-8).fit(X.astype(np.float32), y)
+SparseLinearHead(C=0.3, tol=1e-8, knowledge_prior=prior, prior_strength=1.0).fit(X, y)
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, Yml)
+_solver._EXACT_MAX_NK = _solver._EXACT_MAX_K = 0  # the block model
+SparseLinearHead(C=0.3, tol=1e-8).fit(X, y)
+_solver._SLOW_ITERS = 0  # every model from the first iteration
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, y)
+_solver._EXACT_MAX_NK = 10**9
+SparseLinearHead(C=0.3, standardize=False, tol=1e-8).fit(ro, Yml)
+for name in ("loss_grad", "loss_along", "cd_quadratic", "cd_exact", "null_shift"):
+    print(name, len(getattr(_kernels, name).signatures))
+"""
+
+
+def test_each_kernel_is_compiled_once_per_process():
+    # a fit on read-only, Fortran-ordered or float32 inputs, with a prior, multi-label,
+    # or through any of the three models, reuses the one compiled (and cached) version
+    # of each kernel: no second compilation in a fresh process
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run(
+        [sys.executable, "-c", _ONE_SPECIALISATION],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env=env,
+    ).stdout.split()
+    counts = dict(zip(out[::2], map(int, out[1::2]), strict=True))
+    assert counts == {n: 1 for n in counts}
+    assert set(counts) == {"loss_grad", "loss_along", "cd_quadratic", "cd_exact", "null_shift"}
+
+
+@pytest.mark.parametrize("mode", ["multinomial", "sigmoid"])
+@pytest.mark.parametrize("lam1", [0.0, 0.02])
+def test_cd_exact_minimises_the_dense_second_order_model(mode, lam1, global_random_seed):
+    # the model's optimality conditions, from the dense Hessian sum_i s_i M_i kron x_i x_i^T
+    rng = np.random.default_rng(global_random_seed)
+    n, d, k = 60, 5, 3
+    X = rng.normal(size=(n, d))
+    s = rng.random(n)
+    s /= s.sum()
+    Z = rng.normal(size=(n, k))
+    if mode == "multinomial":
+        Pm = np.exp(Z) / np.exp(Z).sum(1, keepdims=True)
+        M = [np.diag(p) - np.outer(p, p) for p in Pm]
+    else:
+        Pm = 1 / (1 + np.exp(-Z))
+        M = [np.diag(p * (1 - p)) for p in Pm]
+    Xt = np.hstack([X, np.ones((n, 1))])
+    H = sum(s[i] * np.kron(M[i], np.outer(Xt[i], Xt[i])) for i in range(n))
+    V = rng.normal(size=(k, d + 1)) * (rng.random((k, d + 1)) < 0.6)
+    grad = rng.normal(size=(k, d + 1)) * 0.1
+    if mode == "multinomial":
+        # as every multinomial gradient, the intercepts' sums to zero over the classes
+        # (else the model is unbounded along the common shift, which it does not curve)
+        grad[:, d] -= grad[:, d].mean()
+    P = np.zeros((k, d))
+    lam2 = 0.05
+    ws = np.tile(np.arange(d + 1), (k, 1)).astype(np.int64)
+    ws_len = np.full(k, d + 1, dtype=np.int64)
+    code = _kernels.MULTINOMIAL if mode == "multinomial" else _kernels.SIGMOID
+    D = _kernels.cd_exact(
+        np.asfortranarray(X), s, Pm, grad, V, P, lam1, lam2, 0.0, ws, ws_len, 2000, 1e-13, code
+    )
+    U = V + D
+    g = (grad.ravel() + H @ D.ravel()).reshape(k, d + 1)
+    g[:, :d] += lam2 * U[:, :d]
+    np.testing.assert_allclose(g[:, d], 0.0, atol=1e-9)  # the intercepts: unpenalised
+    gw, w = g[:, :d], U[:, :d]
+    nz = w != 0
+    np.testing.assert_allclose(gw[nz] + lam1 * np.sign(w[nz]), 0.0, atol=1e-9)
+    assert np.all(np.abs(gw[~nz]) <= lam1 + 1e-9)
