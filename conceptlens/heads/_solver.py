@@ -35,6 +35,7 @@ weights then lowers the penalty at no change of loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -187,7 +188,7 @@ def gram_shift(diag: np.ndarray, n: int) -> float:
     return 2.0 * 2.0**-24 * float(np.sqrt(max(n, 1) * diag.size)) * float(diag.max())
 
 
-def _kernel_array(a: np.ndarray, order: str = "C") -> np.ndarray:
+def _kernel_array(a: np.ndarray, order: Literal["C", "F"] = "C") -> np.ndarray:
     """``a`` as a writable float64 array in ``order``, copied only when it is not one.
 
     numba compiles (and caches) one machine-code version per argument type, and the
