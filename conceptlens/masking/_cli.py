@@ -36,7 +36,7 @@ def mask():
 )
 @click.option(
     "--shots",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Use only this many labelled images per class, drawn with --seed "
     "(default: every sample in --scores).",
@@ -64,11 +64,19 @@ def mask():
     "(needs --source-scores); recentre+greedy: both.",
 )
 @click.option("--no-rule", is_flag=True, help="Only the user masks; no data-driven rule.")
-@click.option("--max-masked", type=int, default=5, show_default=True)
-@click.option("--max-amplified", type=int, default=3, show_default=True)
+@click.option("--max-masked", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--max-amplified", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option(
+    "--recentre-threshold",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="recentre rules: smallest class-balanced shift of a concept's mean, in training "
+    "standard deviations, that is undone.",
+)
 @click.option(
     "--min-gain",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.01,
     show_default=True,
     help="Smallest decrease of the target-shot loss (nats) an action must bring.",
@@ -95,6 +103,7 @@ def fit_cmd(
     no_rule,
     max_masked,
     max_amplified,
+    recentre_threshold,
     min_gain,
     max_source_drop,
 ):
@@ -139,6 +148,7 @@ def fit_cmd(
         rule=None if no_rule else rule,
         max_masked=max_masked,
         max_amplified=max_amplified,
+        recentre_threshold=recentre_threshold,
         min_gain=min_gain,
         source_scores=src,
         source_labels=ys,

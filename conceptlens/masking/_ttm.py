@@ -331,6 +331,9 @@ class TestTimeMasking:
         for user masks only.
     max_masked, max_amplified, min_gain, shift_threshold, max_amplification
         Knobs of the greedy rule (see :func:`greedy_rule`).
+    recentre_threshold : float, default=0.5
+        Knob of the re-centring rule (see :func:`recentre_rule`): the smallest
+        class-balanced mean shift, in training standard deviations, that is corrected.
     source_scores, source_labels : optional
         Labelled source (training) scores: per-class source means for amplification and
         the source accuracy before/after in the report.  Without them only masking runs.
@@ -383,6 +386,7 @@ class TestTimeMasking:
         min_gain: float = 0.01,
         shift_threshold: float = 0.5,
         max_amplification: float = 3.0,
+        recentre_threshold: float = 0.5,
         source_scores: Any = None,
         source_labels: Any = None,
         max_source_drop: float | None = None,
@@ -397,6 +401,7 @@ class TestTimeMasking:
         self.min_gain = min_gain
         self.shift_threshold = shift_threshold
         self.max_amplification = max_amplification
+        self.recentre_threshold = recentre_threshold
         self.source_scores = source_scores
         self.source_labels = source_labels
         self.max_source_drop = max_source_drop
@@ -432,6 +437,7 @@ class TestTimeMasking:
             "max_amplified": int(self.max_amplified) >= 0,
             "min_gain": float(self.min_gain) >= 0,
             "shift_threshold": float(self.shift_threshold) >= 0,
+            "recentre_threshold": float(self.recentre_threshold) >= 0,
             "max_amplification": float(self.max_amplification) >= 1,
             "min_shots": int(self.min_shots) >= 1,
             "max_source_drop": self.max_source_drop is None or float(self.max_source_drop) >= 0,
@@ -577,9 +583,9 @@ class TestTimeMasking:
             if self.rule == "greedy":
                 found = greedy(ctx)
             elif self.rule == "recentre":
-                found = recentre_rule(ctx)
+                found = recentre_rule(ctx, recentre_threshold=self.recentre_threshold)
             elif self.rule == "recentre+greedy":
-                found = recentre_rule(ctx, then=greedy)
+                found = recentre_rule(ctx, recentre_threshold=self.recentre_threshold, then=greedy)
             else:
                 found = list(self.rule(ctx))  # type: ignore[operator]
             for act in found:
@@ -732,6 +738,7 @@ class TestTimeMasking:
             raise DataError(
                 f"{path}: not a test-time masking file written by TestTimeMasking.save."
             )
+        _check_payload(payload, path)
         params = head_parameters(model)
         names = params["concept"].values.astype(str)
         classes = params["class"].values.astype(str)
@@ -763,3 +770,41 @@ class TestTimeMasking:
         sa = payload.get("source_accuracy")
         self.source_accuracy_ = None if sa is None else tuple(sa)
         return self
+
+
+def _check_payload(payload: dict, path: Path) -> None:
+    """Refuse a damaged or edited adapter file, naming the field (before any use of it)."""
+
+    def bad(name: str, what: str) -> DataError:
+        return DataError(f"{path}: field {name!r} {what}; fit and save the adapter again.")
+
+    def numbers(name: str, n: int | None, *, integer: bool = False) -> None:
+        v = payload.get(name)
+        kind = int if integer else (int, float)
+        if not isinstance(v, list) or not all(
+            isinstance(x, kind) and not isinstance(x, bool) for x in v
+        ):
+            raise bad(name, "must be a list of numbers")
+        if n is not None and len(v) != n:
+            raise bad(name, f"has {len(v)} values for {n} entries")
+        if not all(np.isfinite(float(x)) for x in v):
+            raise bad(name, "holds NaN or infinite values")
+
+    for name in ("concepts", "classes"):
+        v = payload.get(name)
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise bad(name, "must be a list of names")
+    n_c, n_k = len(payload["concepts"]), len(payload["classes"])
+    numbers("scale", n_c)
+    numbers("shift", n_c)
+    numbers("n_shots", n_k, integer=True)
+    numbers("target_loss", None)
+    if payload.get("source_accuracy") is not None:
+        numbers("source_accuracy", None)
+    actions = payload.get("actions")
+    keys = {"concept", "action", "scale", "shift", "reason"}
+    if not isinstance(actions, list) or not all(
+        isinstance(a, dict) and keys <= set(a) and a["concept"] in payload["concepts"]
+        for a in actions
+    ):
+        raise bad("actions", f"must be a list of objects with {sorted(keys)} on known concepts")

@@ -53,6 +53,13 @@ def test_mask_fit_rule_recentre(tmp_path, rng):
     saved = json.loads((tmp_path / "a.json").read_text())
     assert [a["concept"] for a in saved["actions"]] == [a.concept for a in expected.actions_]
     np.testing.assert_allclose(saved["shift"], expected.shift_.values)
+    # the threshold reaches the rule: above every shift, nothing is re-centred
+    res = CliRunner().invoke(main, [*base, "--rule", "recentre", "--recentre-threshold", "50",
+                                    "--source-scores", str(tmp_path / "source.nc")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["actions"] == []
+    res = CliRunner().invoke(main, [*base, "--shots", "0"])
+    assert res.exit_code == 2 and "--shots" in res.output
     # without the training scores: one clear line naming the missing option
     res = CliRunner().invoke(main, [*base, "--rule", "recentre"])
     assert res.exit_code == 1 and "--source-scores" in res.output

@@ -284,7 +284,51 @@ def test_rules_by_name_are_the_rule_functions(rng):
         by_fn = TestTimeMasking(cbm, rule=fn, **kw).fit(shots, yt[idx])
         assert by_name.actions_ == by_fn.actions_ and by_name.actions_
         xr.testing.assert_equal(by_name.shift_, by_fn.shift_)
+    # the threshold knob reaches the rule chosen by name
+    for thr in (0.1, 5.0):
+        by_name = TestTimeMasking(cbm, rule="recentre", recentre_threshold=thr, **kw)
+        by_fn = TestTimeMasking(cbm, rule=partial(recentre_rule, recentre_threshold=thr), **kw)
+        assert by_name.fit(shots, yt[idx]).actions_ == by_fn.fit(shots, yt[idx]).actions_
+    assert (
+        not TestTimeMasking(cbm, rule="recentre", recentre_threshold=50.0, **kw)
+        .fit(shots, yt[idx])
+        .actions_
+    )
+    with pytest.raises(ConfigError, match=r"^recentre_threshold = -1 must be >= 0\.$"):
+        TestTimeMasking(cbm, rule="recentre", recentre_threshold=-1, **kw).fit(shots, yt[idx])
     with pytest.raises(ConfigError, match=r"rule='recentre' re-centres .* pass source_scores"):
         TestTimeMasking(cbm, rule="recentre").fit(shots, yt[idx])
     with pytest.raises(ConfigError, match=r"rule must be one of \['greedy', 'recentre'"):
         TestTimeMasking(cbm, rule="center").fit(shots, yt[idx])
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda p: p.__setitem__("scale", p["scale"][:-1]), r"'scale' has 3 values for 4"),
+        (lambda p: p["shift"].__setitem__(0, float("nan")), r"'shift' holds NaN"),
+        (lambda p: p.__setitem__("scale", ["x"] * 4), r"'scale' must be a list of numbers"),
+        (lambda p: p.pop("n_shots"), r"'n_shots' must be a list of numbers"),
+        (lambda p: p.__setitem__("concepts", "veil"), r"'concepts' must be a list of names"),
+        (
+            lambda p: p["actions"].append({"concept": "rm -rf", "action": "mask"}),
+            r"'actions' must be a list of objects",
+        ),
+    ],
+    ids=["short", "nan", "strings", "missing", "not-a-list", "bad-action"],
+)
+def test_an_edited_adapter_file_is_refused_naming_the_field(setting, tmp_path, rng, edit, match):
+    import json
+
+    cbm, _src, _ys, tgt, yt = setting
+    idx = _shots(yt, 8, rng)
+    path = (
+        TestTimeMasking(cbm, mask=["ruler"])
+        .fit(tgt.isel(sample=idx), yt[idx])
+        .save(tmp_path / "a.json")
+    )
+    payload = json.loads(path.read_text())
+    edit(payload)
+    path.write_text(json.dumps(payload))
+    with pytest.raises(DataError, match=r"a\.json: field " + match):
+        TestTimeMasking.load(path, cbm)
