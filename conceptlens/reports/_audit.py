@@ -70,7 +70,7 @@ def _weight_sentence(
     else:
         # the largest weight of any class on an artifact concept, else the largest weight
         flat = [
-            (abs(float(w.sel({"class": k}, concept=c))), str(c), str(k))
+            (abs(float(w.sel({"class": k, "concept": c}))), str(c), str(k))
             for k in w["class"].values
             for c in w["concept"].values
         ]

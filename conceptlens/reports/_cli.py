@@ -202,6 +202,7 @@ def _case_maps(
     type=UserPath(),
     help="The audited scores (data fingerprint, shortcut finder).",
 )
+@allow_mismatch_option
 @click.option(
     "--shortcuts/--no-shortcuts",
     default=True,
@@ -214,7 +215,17 @@ def _case_maps(
 @click.option("--description", default=None, help="The data in words.")
 @click.option("--title", default="Concept-model audit", show_default=True)
 @out_option("PDF to write.", dir_okay=False)
-def audit_command(audit_path, model_spec, scores_path, shortcuts, by, description, title, out):
+def audit_command(
+    audit_path,
+    model_spec,
+    scores_path,
+    allow_score_mismatch,
+    shortcuts,
+    by,
+    description,
+    title,
+    out,
+):
     """A study: findings in words, metric tables with intervals, shortcuts, provenance."""
     from conceptlens.heads import load_head
     from conceptlens.reports import audit_report
@@ -222,10 +233,10 @@ def audit_command(audit_path, model_spec, scores_path, shortcuts, by, descriptio
 
     audit = load_audit(audit_path)
     name, model = None, None
+    scores = read_scores(scores_path) if scores_path else None
     if model_spec:
         name, _, folder = model_spec.rpartition("=")
-        model = load_head(folder)
-    scores = read_scores(scores_path) if scores_path else None
+        model = load_head(folder, scores=scores, allow_mismatch=allow_score_mismatch)
     table = (
         find_shortcuts(model, scores, by=by)
         if shortcuts and model is not None and scores is not None

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from conceptlens._cli_options import UserPath
+from conceptlens._cli_options import UserPath, allow_mismatch_option
 
 __all__ = ["audit_command", "format_audit", "study"]
 
@@ -163,8 +163,9 @@ def format_audit(ds: Any) -> str:
     help="Also rank shortcut suspects of each concept head (find_shortcuts).",
 )
 @click.option("--out", default=None, type=UserPath(), help="Output netCDF of the audit.")
+@allow_mismatch_option
 def audit_command(config_path, scores_path, model_specs, input_specs, label, split, groups,
-                  reference, n_boot, seed, shortcuts, out):  # fmt: skip
+                  reference, n_boot, seed, shortcuts, out, allow_score_mismatch):  # fmt: skip
     """Audit models across splits and groups; print the summary and write the Dataset."""
     import numpy as np
 
@@ -185,7 +186,16 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
     if not opts.get("scores") or not opts.get("models"):
         raise ConfigError("pass --scores and at least one --model NAME=FOLDER (or --config).")
     scores = read_scores(opts["scores"])
-    models = {name: load_head(path) for name, path in opts["models"].items()}
+    # heads that read the scores must come from the same score mode, bank and backbone
+    on_other_input = set(opts.get("inputs") or {})
+    models = {
+        name: load_head(
+            path,
+            scores=None if name in on_other_input else scores,
+            allow_mismatch=allow_score_mismatch,
+        )
+        for name, path in opts["models"].items()
+    }
     for name, model in models.items():
         warn_in_sample(model, scores, where=str(opts["scores"]), name=f"model {name!r}")
     inputs = {}

@@ -174,6 +174,7 @@ def test_commands_refuse_scores_from_another_scoring(tmp_path, rng):
     save_head(ConceptBottleneckClassifier(C=0.1).fit(src, "label"), tmp_path / "model",
               trained_on=src)  # fmt: skip
     tgt.attrs.update(score_mode="cosine", bank_fingerprint="b1", backbone_fingerprint="k1")
+    tgt = tgt.assign_coords(site=("sample", np.where(np.arange(400) < 200, "a", "b")))
     tgt.to_netcdf(tmp_path / "cos.nc")
     base = ["--model", str(tmp_path / "model"), "--scores", str(tmp_path / "cos.nc")]
     commands = {
@@ -182,6 +183,9 @@ def test_commands_refuse_scores_from_another_scoring(tmp_path, rng):
                      str(tmp_path / "a.json")],
         "report case": ["report", "case", *base, "--sample", "t0000", "--out",
                         str(tmp_path / "c.pdf")],
+        "audit": ["audit", "--scores", str(tmp_path / "cos.nc"), "--model",
+                  f"cbm={tmp_path / 'model'}", "--n-boot", "20", "--out",
+                  str(tmp_path / "audit.nc")],
     }  # fmt: skip
     for name, args in commands.items():
         res = CliRunner().invoke(main, args)
@@ -189,6 +193,13 @@ def test_commands_refuse_scores_from_another_scoring(tmp_path, rng):
         assert "score_mode" in res.output and "--allow-score-mismatch" in res.output, name
         res = CliRunner().invoke(main, ["--quiet", *args, "--allow-score-mismatch"])
         assert res.exit_code == 0, (name, res.output)
+    args = ["report", "audit", "--audit", str(tmp_path / "audit.nc"), "--model",
+            f"cbm={tmp_path / 'model'}", "--scores", str(tmp_path / "cos.nc"),
+            "--no-shortcuts", "--out", str(tmp_path / "a.pdf")]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "--allow-score-mismatch" in res.output, res.output
+    res = CliRunner().invoke(main, [*args, "--allow-score-mismatch"])
+    assert res.exit_code == 0, res.output
     res = CliRunner().invoke(
         main,
         ["mask", "apply", *base, "--adapter", str(tmp_path / "a.json"),

@@ -34,6 +34,21 @@ def test_summary_names_the_shortcut_and_the_drop(study):
     assert any(s.startswith("probe: accuracy falls") for s in lines)
 
 
+def test_summary_without_the_shortcut_finder_names_the_largest_artifact_weight(study):
+    """No shortcut table: the lead sentence picks the largest per-SD weight of any class on
+    an artifact concept (the dense formula over every class and concept)."""
+    res, cbm = study["audit"], study["cbm"]
+    w = standardized_weights(cbm)
+    groups = dict(zip(map(str, w.concept.values),
+                      map(str, study["scores"].concept_group.values), strict=True))  # fmt: skip
+    art = [str(c) for c in w.concept.values if groups[str(c)] == "artifact"]
+    a = np.abs(w.sel(concept=art).values)
+    k, j = np.unravel_index(np.argmax(a), a.shape)
+    cls, concept = str(w["class"].values[k]), art[j]
+    lines = audit_summary(res, model=cbm, model_name="cbm", shortcuts=None, groups=groups)
+    assert lines[0].startswith(f"{concept}, an artifact concept, carries {cls}'s ")
+
+
 def test_summary_from_a_hand_built_audit():
     v = np.array([[0.70, 0.6, 0.8], [0.75, 0.7, 0.8]]).reshape(1, 2, 1, 1, 3)
     coords = {"model": ["m"], "split": ["in", "out"], "group": ["all"], "metric": ["accuracy"],
