@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from conceptlens._cli_options import UserPath, allow_mismatch_option
+from conceptlens._cli_options import UserPath, allow_mismatch_option, cache_dir_option
 
 __all__ = ["audit_command", "format_audit", "study"]
 
@@ -267,24 +267,28 @@ def study() -> None:
 )
 @click.option("--backbone", default="synthderm-lit", show_default=True)
 @click.option("--bank", default="synthderm", show_default=True)
+@cache_dir_option
 @click.option(
-    "--cache-dir",
-    default=None,
-    type=UserPath(file_okay=False),
-    help="Embedding cache.  [default: a temporary one]",
+    "--no-cache",
+    is_flag=True,
+    help="Keep no embeddings (a temporary cache for this run only; default: reuse and "
+    "extend the embedding cache, so a rerun encodes no image again).",
 )
 @click.option("--n-boot", default=1000, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", required=True, type=UserPath(), help="Output netCDF of the grid.")
 def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbone, bank,
-            cache_dir, n_boot, seed, out):  # fmt: skip
+            cache_dir, no_cache, n_boot, seed, out):  # fmt: skip
     """Train on each ROI condition, evaluate on each; print the AUROC grids."""
-    from conceptlens._io import atomic_path
+    from conceptlens._io import atomic_path, cache_root
     from conceptlens.exceptions import ConfigError
     from conceptlens.studies import masking_study
 
     if (manifest is None) == (preset is None):
         raise ConfigError("pass exactly one of --manifest PATH or --synthderm PRESET.")
+    if no_cache and cache_dir is not None:
+        raise ConfigError("pass either --cache-dir or --no-cache, not both.")
+    cache = None if no_cache else (Path(cache_dir) if cache_dir else cache_root())
     if preset is not None:
         from conceptlens import SynthDerm
 
@@ -298,7 +302,7 @@ def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbon
     res = masking_study(
         dataset, roi=roi, fill=fill, dilations=list(dilations) or [0],
         metadata_columns=list(metadata_columns), backbone=backbone, bank=bank,
-        cache=cache_dir, n_boot=int(n_boot), seed=int(seed),
+        cache=cache, n_boot=int(n_boot), seed=int(seed),
     )  # fmt: skip
     click.echo(format_masking(res))
     with atomic_path(Path(out).expanduser()) as tmp:

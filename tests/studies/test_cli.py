@@ -92,3 +92,29 @@ def test_study_masking_command_on_synthderm(tmp_path):
     assert result.exit_code == 0, result.output
     grid = xr.load_dataset(tmp_path / "grid.nc")
     assert grid.auroc.sizes["train_condition"] == 5 and "no_roi_bb" in result.output
+
+
+def test_study_masking_reuses_the_embedding_cache_like_score(tmp_path, monkeypatch):
+    """The CLI defaults to the cache `score` and the demo use; --no-cache opts out."""
+    import conceptlens.studies as studies
+    from conceptlens.exceptions import ConfigError
+
+    seen = []
+
+    def fake(dataset, **kw):
+        seen.append(kw["cache"])
+        raise ConfigError("stopped after the cache was chosen")
+
+    monkeypatch.setattr(studies, "masking_study", fake)
+    monkeypatch.setenv("CONCEPTLENS_CACHE_DIR", str(tmp_path / "shared"))
+    base = ["study", "masking", "--synthderm", "iid", "--n", "20", "--out", str(tmp_path / "g.nc")]
+    for extra in ([], ["--no-cache"], ["--cache-dir", str(tmp_path / "mine")]):
+        r = CliRunner().invoke(main, [*base, *extra])
+        assert r.exit_code == 1 and "stopped after" in r.output, r.output
+    assert [None if c is None else str(c) for c in seen] == [
+        str(tmp_path / "shared"),
+        None,
+        str(tmp_path / "mine"),
+    ]
+    r = CliRunner().invoke(main, [*base, "--no-cache", "--cache-dir", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "not both" in r.output
