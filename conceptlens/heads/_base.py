@@ -140,7 +140,24 @@ def as_matrix(X):
             )
         if "sample" in X.dims and X.dims[0] != "sample":
             X = X.transpose("sample", ...)
-        return X.values
+        values = X.values
+        if values.dtype.kind in "fc":
+            bad = ~np.isfinite(values)
+            if bad.any():
+                rows, cols = np.flatnonzero(bad.any(axis=1)), np.flatnonzero(bad.any(axis=0))
+                dim1 = X.dims[1]
+
+                def names(dim, idx):
+                    c = X[dim].values if dim in X.coords else idx
+                    return [str(c[i]) for i in idx[:5]] + (["..."] if len(idx) > 5 else [])
+
+                raise DataError(
+                    f"the scores hold {int(bad.sum())} NaN or infinite value(s) in "
+                    f"{len(rows)} sample(s) {names(X.dims[0], rows)}, in {dim1}(s) "
+                    f"{names(dim1, cols)}; drop those samples (scores.dropna('sample')) or "
+                    "rescore the images."
+                )
+        return values
     return X
 
 

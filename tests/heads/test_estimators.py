@@ -321,3 +321,31 @@ def test_validation_mask_with_a_fixed_c_is_an_error():
     mask = np.arange(len(y)) % 5 == 0
     with pytest.raises(ConfigError, match=r"C=0\.5 is fixed"):
         ConceptBottleneckClassifier(C=0.5).fit(scores, y, validation_mask=mask)
+
+
+def test_nan_in_labelled_scores_names_the_samples_and_concepts():
+    import xarray as xr
+
+    from conceptlens.exceptions import DataError
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4))
+    y = np.where(X[:, 0] > 0, "a", "b")
+    ids = [f"s{i}" for i in range(120)]
+    s = xr.DataArray(
+        X, dims=("sample", "concept"), coords={"sample": ids, "concept": list("wxyz")}
+    )
+    m = ConceptBottleneckClassifier(C=0.5).fit(s, y)
+    bad = s.copy()
+    bad[3, 1], bad[7, 2] = np.nan, np.inf
+    msg = (
+        r"2 NaN or infinite value\(s\) in 2 sample\(s\) \['s3', 's7'\], "
+        r"in concept\(s\) \['x', 'y'\]"
+    )
+    for call in (m.predict, m.predict_proba, m.decision_function):
+        with pytest.raises(DataError, match=msg):
+            call(bad)
+    with pytest.raises(DataError, match=msg):
+        ConceptBottleneckClassifier(C=0.5).fit(bad, y)
+    with pytest.raises(DataError, match=msg):
+        SparseLinearHead().fit(bad, y)
