@@ -23,6 +23,13 @@ __all__ = ["demo"]
     help=f"SynthDerm images to generate (at least {MIN_N}).",
 )
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--preset",
+    default="confounded",
+    show_default=True,
+    help="SynthDerm preset with a held-out site (confounded, protocol-shift, ...) or the "
+    "path of a YAML configuration (SynthDermConfig.to_yaml): plant your own shortcut.",
+)
 @click.option("--out", "out_dir", default="reports/demo", show_default=True,
               type=UserPath(file_okay=False), help="Output folder.")  # fmt: skip
 @cache_dir_option
@@ -31,6 +38,7 @@ __all__ = ["demo"]
 def demo(
     n: int,
     seed: int,
+    preset: str,
     out_dir: str,
     cache_dir: str | None,
     max_concepts_per_class: int,
@@ -42,6 +50,7 @@ def demo(
     result = run_demo(
         n=n,
         seed=seed,
+        preset=preset,
         out_dir=out_dir,
         cache_dir=cache_dir,
         max_concepts_per_class=max_concepts_per_class,

@@ -142,6 +142,16 @@ def test_demo_refuses_too_few_images_up_front():
     assert f"x>={MIN_N}" in res.output.replace(" ", "")
 
 
+def test_demo_preset_option_reaches_run_demo(tmp_path):
+    """--preset names any preset or YAML file; one without a held-out site is refused."""
+    out = ["--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]
+    res = CliRunner().invoke(main, ["demo", "--preset", "iid", *out])
+    assert res.exit_code == 1 and "held-out site" in res.output and "'iid'" in res.output
+    res = CliRunner().invoke(main, ["demo", "--preset", "confounded-typo", *out])
+    assert res.exit_code == 1 and "confounded" in res.output
+    assert "Traceback" not in res.output
+
+
 def test_cli_paths_expand_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
