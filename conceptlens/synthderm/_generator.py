@@ -209,8 +209,8 @@ class SynthDermBatch:
 
         The label column is ``label`` (classes in ``class_names`` order); metadata columns
         are ``site``, ``skin_tone``, ``caption`` and one 0/1 column per concept; masks are
-        ``lesion_mask`` and ``<artifact>_mask`` (the names :func:`load_manifest` gives the
-        mask columns of a written manifest).
+        ``lesion_mask``, ``<artifact>_mask`` and ``<structure>_mask`` (the names
+        :func:`load_manifest` gives the mask columns of a written manifest).
 
         Examples
         --------
@@ -222,6 +222,7 @@ class SynthDermBatch:
 
         masks = {"lesion_mask": self.lesion_mask}
         masks.update({f"{a}_mask": m for a, m in self.artifact_masks.items()})
+        masks.update({f"{c}_mask": m for c, m in self.structure_masks.items()})
         return ImageDataset.from_arrays(
             self.images,
             self.metadata().reset_index(drop=True),
@@ -488,11 +489,13 @@ def write_synthderm(
 ) -> Path:
     """Write ``n`` SynthDerm images, masks and ``manifest.csv`` under ``out_dir``.
 
-    Layout: ``images/<id>.png``, ``masks/<id>_lesion.png`` and ``masks/<id>_<artifact>.png``
-    (only for artifacts present; 8-bit, 255 = inside), ``manifest.csv`` and
+    Layout: ``images/<id>.png``, ``masks/<id>_lesion.png``, ``masks/<id>_<artifact>.png``
+    and ``masks/<id>_<structure>.png`` (only for artifacts and colour/structure concepts
+    present; 8-bit, 255 = inside), ``manifest.csv`` and
     ``synthderm.json`` (the settings, with the imaging protocol when the configuration has
     one). Manifest columns: ``id, path, label, site,
-    skin_tone, caption, lesion_mask, <artifact>_mask`` (empty when absent) and one 0/1
+    skin_tone, caption, lesion_mask, <artifact>_mask, <structure>_mask`` (empty when
+    absent) and one 0/1
     column per concept; paths are relative to ``out_dir``, as
     :func:`conceptlens.data.load_manifest` expects.
 
@@ -557,17 +560,24 @@ def write_synthderm(
     for batch in progress(blocks, total=(n + BLOCK - 1) // BLOCK, desc="synthderm"):
         meta = batch.metadata()
         cols: dict[str, list[str]] = {"path": [], "lesion_mask": []}
-        for a in SYNTHDERM_ARTIFACTS:
+        for a in (*SYNTHDERM_ARTIFACTS, *SYNTHDERM_STRUCTURES):
             cols[f"{a}_mask"] = []
         for i, sid in enumerate(batch.ids):
             rel = f"images/{sid}.png"
             cols["path"].append(rel)
             if overwrite or not (out / rel).exists():
                 _save_png(out / rel, batch.images[i])
-            items = [("lesion", batch.lesion_mask[i], True)] + [
-                (a, batch.artifact_masks[a][i], bool(batch.concept(a)[i]))
-                for a in SYNTHDERM_ARTIFACTS
-            ]
+            items = (
+                [("lesion", batch.lesion_mask[i], True)]
+                + [
+                    (a, batch.artifact_masks[a][i], bool(batch.concept(a)[i]))
+                    for a in SYNTHDERM_ARTIFACTS
+                ]
+                + [
+                    (c, batch.structure_masks[c][i], bool(batch.concept(c)[i]))
+                    for c in SYNTHDERM_STRUCTURES
+                ]
+            )
             for name, mask, present in items:
                 mrel = f"masks/{sid}_{name}.png" if present else ""
                 cols[f"{name}_mask"].append(mrel)
@@ -580,7 +590,10 @@ def write_synthderm(
         frames.append(meta)
     table = pd.concat(frames).reset_index()
     concept_cols = list(_CONCEPT_NAMES)
-    mask_cols = ["lesion_mask", *[f"{a}_mask" for a in SYNTHDERM_ARTIFACTS]]
+    mask_cols = [
+        "lesion_mask",
+        *[f"{a}_mask" for a in (*SYNTHDERM_ARTIFACTS, *SYNTHDERM_STRUCTURES)],
+    ]
     order = ["id", "path", "label", "site", "skin_tone", "caption", *mask_cols, *concept_cols]
     table = table[order]
     manifest = out / "manifest.csv"

@@ -18,7 +18,7 @@ from conceptlens.synthderm import (
     SynthDerm,
     write_synthderm,
 )
-from conceptlens.synthderm._vocab import SYNTHDERM_ARTIFACTS
+from conceptlens.synthderm._vocab import SYNTHDERM_ARTIFACTS, SYNTHDERM_STRUCTURES
 
 NAMES = [n for n, _ in SYNTHDERM_CONCEPTS]
 N = 20
@@ -43,12 +43,13 @@ def test_manifest_columns(written):
         "caption",
         "lesion_mask",
         *[f"{a}_mask" for a in SYNTHDERM_ARTIFACTS],
+        *[f"{c}_mask" for c in SYNTHDERM_STRUCTURES],
         *NAMES,
     ]
     assert list(table.columns) == expected
     assert list(table["id"]) == batch.ids
     assert list(table["label"]) == [SYNTHDERM_CLASSES[i] for i in batch.labels]
-    for a in SYNTHDERM_ARTIFACTS:
+    for a in (*SYNTHDERM_ARTIFACTS, *SYNTHDERM_STRUCTURES):
         present = batch.concept(a).astype(bool)
         cells = table[f"{a}_mask"].to_numpy()
         assert all(c.endswith(".png") for c in cells[present])
@@ -75,6 +76,9 @@ def test_manifest_round_trip_through_load_manifest(written):
         for a in SYNTHDERM_ARTIFACTS:
             if batch.concept(a)[i]:
                 assert np.array_equal(sample.masks[f"{a}_mask"], batch.artifact_masks[a][i])
+        for c in SYNTHDERM_STRUCTURES:
+            if batch.concept(c)[i]:
+                assert np.array_equal(sample.masks[f"{c}_mask"], batch.structure_masks[c][i])
 
 
 def test_to_dataset_matches_contract():
@@ -87,7 +91,12 @@ def test_to_dataset_matches_contract():
     assert s.label == batch.labels[2]
     assert np.array_equal(s.image, batch.images[2])
     assert np.array_equal(s.masks["lesion_mask"], batch.lesion_mask[2])
-    assert set(s.masks) == {"lesion_mask", *[f"{a}_mask" for a in SYNTHDERM_ARTIFACTS]}
+    assert set(s.masks) == {
+        "lesion_mask",
+        *[f"{a}_mask" for a in (*SYNTHDERM_ARTIFACTS, *SYNTHDERM_STRUCTURES)],
+    }
+    veil = "blue_white_veil"
+    np.testing.assert_array_equal(s.masks[f"{veil}_mask"], batch.structure_masks[veil][2])
 
 
 def test_resume_after_interruption_gives_identical_output(tmp_path):
