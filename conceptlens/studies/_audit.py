@@ -286,8 +286,10 @@ def audit(
         group, class, delong_stat); ``n_cases``, ``n_class_cases`` and ``reason``
         (empty where a metric is defined); ``worst_group`` (model, split, group,
         metric): at the ``worst:<column>`` entries, the group that is worst on the
-        point estimate.  Resampling is stratified by true class
-        (and by group when one group column is given).
+        point estimate; the ``worst:<column>`` metrics are that group's estimate and
+        interval (the interval does not account for which group came out worst).
+        Resampling is stratified by true class (and by group when one group column is
+        given).
 
     Examples
     --------
@@ -407,24 +409,20 @@ def audit(
                 for j in (1, 2):
                     if reason[si, g, j]:
                         main[:, g, j] = np.nan
-            # worst group per column, per replicate
+            # worst group per column: the group worst on the point estimate, with that
+            # group's own bootstrap replicates (so its interval is the named group's; the
+            # minimum over groups per replicate would be biased low)
             worst = np.full((main.shape[0], len(worst_cols), main.shape[2]), np.nan)
             for wi, col in enumerate(worst_cols):
                 members = [g for g in range(n_slots) if gcols[g] == col]
                 block = main[:, members]
-                with np.errstate(all="ignore"):
-                    import warnings
-
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        # ECE: worst is the largest; the rest the smallest
-                        worst[:, wi, :3] = np.nanmin(block[:, :, :3], axis=1)
-                        worst[:, wi, 3] = np.nanmax(block[:, :, 3], axis=1)
                 for j in range(block.shape[2]):
                     col_vals = block[0, :, j]
                     if np.isfinite(col_vals).any():
+                        # ECE: worst is the largest; the rest the smallest
                         pick = np.nanargmax(col_vals) if j == 3 else np.nanargmin(col_vals)
                         worst_of[mi, si, n_slots + wi, j] = glabels[members[pick]]
+                        worst[:, wi, j] = block[:, pick, j]
             full = np.concatenate([main, worst], axis=1)
             model_out[mname] = full
             main_reps[(mi, si)] = full

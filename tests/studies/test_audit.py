@@ -220,6 +220,25 @@ def test_worst_group_is_minimum(rng):
         assert str(got.values) == str(ece.values)
 
 
+def test_worst_group_interval_is_the_named_groups_interval(rng):
+    """The worst-group row carries the named group's estimate and interval (a per-replicate
+    minimum over groups would be biased low: its interval could end below the estimate)."""
+    _y, _p, _q, meta, models = _data(rng)
+    ds = audit(models, metadata=meta, split=None, groups="tone", n_boot=200)
+    for m in ("m1", "m2"):
+        for metric in ("accuracy", "balanced_accuracy", "auroc", "ece"):
+            named = str(ds.worst_group.sel(model=m, split="all", group="worst:tone",
+                                           metric=metric).values)  # fmt: skip
+            for var in ("metrics", "gap"):
+                got = ds[var].sel(model=m, split="all", group="worst:tone", metric=metric)
+                want = ds[var].sel(model=m, split="all", group=named, metric=metric)
+                np.testing.assert_array_equal(got.values, want.values)
+            lo, est, hi = (float(ds.metrics.sel(model=m, split="all", group="worst:tone",
+                                                metric=metric, stat=s))
+                           for s in ("ci_low", "estimate", "ci_high"))  # fmt: skip
+            assert lo <= est <= hi
+
+
 def test_unknown_column_names_available(rng):
     _y, _p, _q, meta, models = _data(rng)
     with pytest.raises(
