@@ -649,3 +649,32 @@ def test_cd_exact_minimises_the_dense_second_order_model(mode, lam1, global_rand
     nz = w != 0
     np.testing.assert_allclose(gw[nz] + lam1 * np.sign(w[nz]), 0.0, atol=1e-9)
     assert np.all(np.abs(gw[~nz]) <= lam1 + 1e-9)
+
+
+def test_gap_intercept_refit_stops_at_its_round_off_floor(monkeypatch):
+    # n=6000 sigmoid logits on which the intercept's Newton steps reach float64
+    # round-off: the loss can no longer confirm a decrease, and the old line search
+    # halved each step 40 times per iteration (212 loss evaluations here)
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(1)
+    n = 6000
+    Z0 = rng.normal(size=(n, 1)) * 2
+    Y = (rng.random((n, 1)) < 0.3).astype(float)
+    s = np.full(n, 1.0 / n)
+    calls = []
+    loss_grad = _kernels.loss_grad
+    monkeypatch.setattr(
+        _kernels, "loss_grad", lambda *a: calls.append(1) or loss_grad(*a), raising=True
+    )
+    R = _solver._refit_intercept(Z0, Y, s, _kernels.SIGMOID, np.zeros(1))
+    assert len(calls) <= 10
+
+    # against the intercept solved by bracketing, and the residuals by their formula
+    def intercept_grad(b):
+        return float(s @ (1.0 / (1.0 + np.exp(-(Z0[:, 0] + b))) - Y[:, 0]))
+
+    b = brentq(intercept_grad, -20.0, 20.0, xtol=1e-14)
+    expected = s[:, None] * (1.0 / (1.0 + np.exp(-(Z0 + b))) - Y)
+    np.testing.assert_allclose(R, expected, rtol=1e-9, atol=1e-18)
+    assert abs(R.sum()) <= 1e-15
