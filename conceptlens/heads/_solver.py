@@ -57,6 +57,7 @@ _MODES = {"multinomial": _kernels.MULTINOMIAL, "sigmoid": _kernels.SIGMOID}
 _GRAM_ROWS = 4096  # rows per float32 block of the Gram matrix
 _GRAM_ROWS_PER_FEATURE = 8  # a subsampled Gram matrix keeps at least this many rows per feature
 _SLOW_ITERS = 3  # slow iterations of the Kronecker model before it is replaced
+_KRON_STALL_ITERS = 10  # slow ones after which the exact model replaces it at any size
 # an iteration is slow unless it brings the best violation below this x: before the
 # block model (first) and before the exact model (second; cheaper, converges fast)
 _SLOW_RATES = (0.85, 0.5)
@@ -495,8 +496,14 @@ def _newton(
         # and, as many iterations are cheaper than it on a dense working set (the path
         # at small penalties), while the working sets hold at most _EXACT_MAX_ACTIVE of
         # the weights (or the problem is small)
-        exact_ok = (X.shape[0] * k <= _EXACT_MAX_NK or k <= _EXACT_MAX_K) and (
-            n_active <= _EXACT_MAX_ACTIVE * d * k or X.shape[0] * n_active <= _EXACT_SMALL
+        exact_fits = X.shape[0] * k <= _EXACT_MAX_NK or k <= _EXACT_MAX_K
+        exact_ok = exact_fits and (
+            n_active <= _EXACT_MAX_ACTIVE * d * k
+            or X.shape[0] * n_active <= _EXACT_SMALL
+            # or the Kronecker model has crawled for long (with the path's shared,
+            # subsampled Gram matrix it can shrink the violation by under 1% per
+            # iteration for hundreds of iterations): its iterations no longer cheaper
+            or slow[0] >= _KRON_STALL_ITERS
         )
         if slow[1 if exact_ok else 0] >= _SLOW_ITERS and model == "kron":
             # the exact model's O(n) coordinate updates are affordable for few samples
