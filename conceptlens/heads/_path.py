@@ -91,7 +91,8 @@ def solve_path(
     offset=None,
     gaps=True,
 ):
-    """Solve at each ``C`` in ``Cs`` (sorted increasing), warm-starting from the previous.
+    """Solve at each ``C`` in ``Cs`` (sorted increasing), warm-starting from the previous
+    solution moved along the path's tangent (:func:`_predict`).
 
     ``X`` is used as given (standardise beforehand); weights are raw sample weights.
     With ``gaps=True`` each solution is certified by its duality gap (one more pass over
@@ -136,5 +137,23 @@ def solve_path(
             res.n_iter,
             res.converged,
         )
-        W0, b0 = res.coef, res.intercept
+        W0, b0 = _predict(Cs, i, coef, intercept)
     return RegularizationPath(Cs, coef, intercept, n_iter, conv, duality_gap=gap)
+
+
+def _predict(Cs, i, coef, intercept):
+    """Warm start for penalty ``i + 1``: the solution at ``i`` moved along the path's
+    tangent, linearly extrapolated in ``log C`` from the solutions at ``i - 1`` and ``i``.
+
+    Only weights non-zero at both keep the extrapolation, and none changes sign (the
+    support and signs are the solver's to change); the others start as at ``i``.
+    """
+    if i == 0 or i + 1 >= len(Cs):
+        return coef[i], intercept[i]
+    r = np.log(Cs[i + 1] / Cs[i]) / np.log(Cs[i] / Cs[i - 1])
+    W1, W0 = coef[i], coef[i - 1]
+    W = W1 + r * (W1 - W0)
+    keep = (W0 != 0) & (W1 != 0) & (np.sign(W) == np.sign(W1))
+    W = np.where(keep, W, W1)
+    b = intercept[i] + r * (intercept[i] - intercept[i - 1])
+    return W, b

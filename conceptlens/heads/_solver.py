@@ -57,6 +57,7 @@ _MODES = {"multinomial": _kernels.MULTINOMIAL, "sigmoid": _kernels.SIGMOID}
 _GRAM_ROWS = 4096  # rows per float32 block of the Gram matrix
 _GRAM_ROWS_PER_FEATURE = 8  # a subsampled Gram matrix keeps at least this many rows per feature
 _SLOW_ITERS = 3  # slow iterations of the Kronecker model before it is replaced
+_KRON_STALL_ITERS = 10  # slow ones after which the exact model replaces it at any size
 # an iteration is slow unless it brings the best violation below this x: before the
 # block model (first) and before the exact model (second; cheaper, converges fast)
 _SLOW_RATES = (0.85, 0.5)
@@ -495,8 +496,14 @@ def _newton(
         # and, as many iterations are cheaper than it on a dense working set (the path
         # at small penalties), while the working sets hold at most _EXACT_MAX_ACTIVE of
         # the weights (or the problem is small)
-        exact_ok = (X.shape[0] * k <= _EXACT_MAX_NK or k <= _EXACT_MAX_K) and (
-            n_active <= _EXACT_MAX_ACTIVE * d * k or X.shape[0] * n_active <= _EXACT_SMALL
+        exact_fits = X.shape[0] * k <= _EXACT_MAX_NK or k <= _EXACT_MAX_K
+        exact_ok = exact_fits and (
+            n_active <= _EXACT_MAX_ACTIVE * d * k
+            or X.shape[0] * n_active <= _EXACT_SMALL
+            # or the Kronecker model has crawled for long (with the path's shared,
+            # subsampled Gram matrix it can shrink the violation by under 1% per
+            # iteration for hundreds of iterations): its iterations no longer cheaper
+            or slow[0] >= _KRON_STALL_ITERS
         )
         if slow[1 if exact_ok else 0] >= _SLOW_ITERS and model == "kron":
             # the exact model's O(n) coordinate updates are affordable for few samples
@@ -592,13 +599,19 @@ class DualityGap:
 def _refit_intercept(Z0, Y, s, m, b, max_iter=50):
     """Residuals ``R`` after Newton on the intercepts with the logits ``Z0 = X W.T`` fixed.
 
-    No pass over ``X``; on return the intercept gradient ``R.sum(0)`` is (nearly) zero.
+    No pass over ``X``; on return the intercept gradient ``R.sum(0)`` is (nearly) zero:
+    below 1e-15, or at its float64 round-off floor (a Newton step no longer halves it).
     """
     b = np.array(b, dtype=np.float64)
     loss, R, c = _kernels.loss_grad(Z0 + b, Y, s, m)
+    best_R, best = R, np.inf
     for _ in range(max_iter):
         g = R.sum(axis=0)
-        if np.abs(g).max() <= 1e-15:
+        gmax = float(np.abs(g).max()) if g.size else 0.0
+        if gmax > 0.5 * best:  # round-off floor: the last step did not halve it
+            break
+        best_R, best = R, gmax
+        if gmax <= 1e-15:
             break
         if m == _kernels.MULTINOMIAL:
             # singular along the all-ones vector (a common shift of the intercepts)
@@ -610,14 +623,17 @@ def _refit_intercept(Z0, Y, s, m, b, max_iter=50):
         t = 1.0
         while t > 1e-12:
             loss_t, R_t, c_t = _kernels.loss_grad(Z0 + b + t * step, Y, s, m)
-            if loss_t <= loss + 1e-4 * t * float(g @ step) + 1e-15 * abs(loss):
+            # the 1e-13 slack accepts steps whose change is below float64 round-off
+            # (near the optimum the loss can no longer tell a Newton step's decrease
+            # from noise; its gradient, the stopping test above, still can)
+            if loss_t <= loss + 1e-4 * t * float(g @ step) + 1e-13 * abs(loss):
                 break
             t *= 0.5
         if t <= 1e-12:
             break
         b = b + t * step
         loss, R, c = loss_t, R_t, c_t
-    return R
+    return best_R
 
 
 def duality_gap(

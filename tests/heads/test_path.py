@@ -186,3 +186,21 @@ def test_cv_and_classifier_report_the_selected_heads_duality_gap(global_random_s
     cbm = ConceptBottleneckClassifier(C=0.3).fit(X, y)
     assert cbm.duality_gap_ == cbm.head_.duality_gap_
     assert 0.0 <= cbm.duality_gap_ < 1e-4
+
+
+def test_path_warm_start_follows_the_tangent_without_changing_support_or_sign():
+    from conceptlens.heads import _path
+
+    Cs = np.array([1.0, 2.0, 8.0, 16.0])  # log-steps 1, 2, 1 (in units of log 2)
+    coef = np.zeros((4, 1, 4))
+    coef[0, 0] = [1.0, 0.0, 0.5, 0.2]
+    coef[1, 0] = [2.0, 1.0, 0.1, 0.3]
+    intercept = np.array([[0.5], [1.0], [0.0], [0.0]])
+    W, b = _path._predict(Cs, 1, coef, intercept)
+    # weight 0 moves by r = log(8/2) / log(2/1) = 2 steps of its last change: 2 + 2 * 1;
+    # weight 1 just entered (kept), weight 2 would cross zero (kept), weight 3 moves
+    np.testing.assert_allclose(W[0], [4.0, 1.0, 0.1, 0.5])
+    np.testing.assert_allclose(b, [2.0])
+    # the first point has no tangent, and the last needs no prediction
+    W0, _ = _path._predict(Cs, 0, coef, intercept)
+    np.testing.assert_array_equal(W0, coef[0])
