@@ -113,10 +113,13 @@ def _method_maps(method, backbone, images, idx, concept, modules, patches, grid=
     raise ValueError(method)
 
 
-def localization(args):
+def _localization_setup(args, methods):
+    """What both localisation parts share: backbone, bank, calibration and test images
+    (fixed seeds), the cosine concept module, patch tokens per token kind, and an atlas
+    per ``prototype_atlas*`` method built from the calibration images only."""
     import conceptlens as cl
     from conceptlens.explain import concept_model_module
-    from conceptlens.spatial import mask_iou, patch_masks, pointing_game, scaled_tolerance
+    from conceptlens.spatial import build_atlas, scaled_tolerance
 
     backbone = cl.load_backbone("synthderm-lit")
     bank = cl.load_bank("synthderm")
@@ -125,7 +128,6 @@ def localization(args):
     test = gen.generate(args.n_loc, seed=args.seed + 202)
     modules = {"cosine": concept_model_module(backbone, bank, mode="cosine")}
     tol = scaled_tolerance(backbone.image_size)
-    methods = args.methods.split(",")
     paths = sorted({_tokens_of(m) for m in methods})
     patches = {
         tok: {
@@ -137,8 +139,6 @@ def localization(args):
     grid = patches[paths[0]]["test"].shape[1]
     for method in methods:
         if method.startswith("prototype_atlas"):
-            from conceptlens.spatial import build_atlas
-
             # atlas from the calibration images (never from the test images)
             tok = _tokens_of(method)
             modules[f"atlas_{tok}"] = build_atlas(
@@ -148,6 +148,14 @@ def localization(args):
                 n_prototypes=args.m,
                 concept_labels=calib.concepts,
             )
+    return backbone, bank, calib, test, modules, tol, patches, grid
+
+
+def localization(args):
+    from conceptlens.spatial import mask_iou, patch_masks, pointing_game
+
+    methods = args.methods.split(",")
+    backbone, bank, calib, test, modules, tol, patches, grid = _localization_setup(args, methods)
     out = {"tolerance_px": tol, "n_images": args.n_loc, "grid": grid, "concepts": {}}
     for concept in bank.names:
         row: dict = {}
@@ -298,39 +306,10 @@ def localization_guided(args):
     """
     import xarray as xr
 
-    import conceptlens as cl
-    from conceptlens.explain import concept_model_module
-    from conceptlens.spatial import pointing_game, resolution_ceiling, scaled_tolerance, upsample
+    from conceptlens.spatial import pointing_game, resolution_ceiling, upsample
 
-    backbone = cl.load_backbone("synthderm-lit")
-    bank = cl.load_bank("synthderm")
-    gen = cl.SynthDerm(args.preset)
-    calib = gen.generate(args.n_loc, seed=args.seed + 101)
-    test = gen.generate(args.n_loc, seed=args.seed + 202)
-    modules = {"cosine": concept_model_module(backbone, bank, mode="cosine")}
-    tol = scaled_tolerance(backbone.image_size)
     methods = args.guided_methods.split(",")
-    paths = sorted({_tokens_of(m) for m in methods})
-    patches = {
-        tok: {
-            "calib": backbone.patch_embeddings(calib.images, tokens=tok)[0],
-            "test": backbone.patch_embeddings(test.images, tokens=tok)[0],
-        }
-        for tok in paths
-    }
-    grid = patches[paths[0]]["test"].shape[1]
-    for method in methods:
-        if method.startswith("prototype_atlas"):
-            from conceptlens.spatial import build_atlas
-
-            tok = _tokens_of(method)
-            modules[f"atlas_{tok}"] = build_atlas(
-                backbone,
-                patches[tok]["calib"],
-                bank,
-                n_prototypes=args.m,
-                concept_labels=calib.concepts,
-            )
+    backbone, bank, calib, test, modules, tol, patches, grid = _localization_setup(args, methods)
     variants = JBU_VARIANTS if args.variants == "jbu" else GUIDED_VARIANTS
     names = [_variant_name(v) for v in variants]
     out = {

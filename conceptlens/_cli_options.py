@@ -275,3 +275,21 @@ def warn_in_sample(model: Any, scores: Any, *, where: str, name: str = "the head
             err=True,
         )
     return n
+
+
+def read_head_and_scores(
+    model_dir: Any, scores_path: Any, allow_mismatch: bool, *, warn: bool = True
+) -> tuple[Any, Any]:
+    """The scores at ``scores_path`` and the head in ``model_dir``, checked together.
+
+    The head's provenance (score mode, bank, backbone) is checked against the scores
+    (``--allow-score-mismatch`` overrides), and, with ``warn``, samples the head was
+    fitted on are announced (:func:`warn_in_sample`). Returns ``(model, scores)``.
+    """
+    from conceptlens.heads import load_head
+
+    scores = read_scores(scores_path)
+    model = load_head(model_dir, scores=scores, allow_mismatch=allow_mismatch)
+    if warn:
+        warn_in_sample(model, scores, where=str(scores_path))
+    return model, scores

@@ -10,9 +10,9 @@ from conceptlens._cli_options import (
     UserPath,
     allow_mismatch_option,
     model_option,
+    read_head_and_scores,
     read_scores,
     scores_option,
-    warn_in_sample,
 )
 
 __all__ = ["explain"]
@@ -49,11 +49,8 @@ def explain(model_dir, scores_path, allow_score_mismatch, out_dir, background_pa
 
     from conceptlens._io import atomic_path, atomic_write_text
     from conceptlens.explain import contributions
-    from conceptlens.heads import load_head
 
-    scores = read_scores(scores_path)
-    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
-    warn_in_sample(model, scores, where=str(scores_path))
+    model, scores = read_head_and_scores(model_dir, scores_path, allow_score_mismatch)
     background = read_scores(background_path, option="--background") if background_path else None
     c = contributions(model, scores, background=background)
     out = Path(out_dir).expanduser()

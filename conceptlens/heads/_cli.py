@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from conceptlens._cli_options import UserPath, allow_mismatch_option, model_option, scores_option
+from conceptlens._cli_options import (
+    UserPath,
+    allow_mismatch_option,
+    model_option,
+    read_head_and_scores,
+    scores_option,
+)
 
 __all__ = ["fit", "predict"]
 
@@ -282,18 +288,15 @@ def predict(model_dir, scores_path, out, allow_score_mismatch):
     import numpy as np
     import xarray as xr
 
-    from conceptlens._cli_options import read_scores, warn_in_sample
     from conceptlens._io import atomic_path, atomic_write_text
     from conceptlens.exceptions import ConfigError, DataError
-    from conceptlens.heads import ConceptBottleneckClassifier, load_head
+    from conceptlens.heads import ConceptBottleneckClassifier
 
     out_path = Path(out)
     suffix = out_path.suffix.lower()
     if suffix not in (".csv", ".nc"):
         raise ConfigError(f"--out {out}: use a .csv or .nc suffix.")
-    scores = read_scores(scores_path)
-    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
-    warn_in_sample(model, scores, where=str(scores_path))
+    model, scores = read_head_and_scores(model_dir, scores_path, allow_score_mismatch)
     if not isinstance(model, ConceptBottleneckClassifier):
         raise DataError(
             f"{model_dir} holds a {type(model).__name__}, which has no concept names; "

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from conceptlens._cli_options import UserPath, allow_mismatch_option, model_option, scores_option
+from conceptlens._cli_options import (
+    UserPath,
+    allow_mismatch_option,
+    model_option,
+    read_head_and_scores,
+    scores_option,
+)
 from conceptlens.masking._ttm import RULE_NAMES
 
 __all__ = ["mask"]
@@ -112,11 +118,9 @@ def fit_cmd(
 
     from conceptlens._cli_options import read_scores
     from conceptlens.exceptions import DataError
-    from conceptlens.heads import load_head
     from conceptlens.masking import TestTimeMasking
 
-    scores = read_scores(scores_path)
-    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
+    model, scores = read_head_and_scores(model_dir, scores_path, allow_score_mismatch)
     if label not in scores.coords:
         raise DataError(f"label column {label!r} is not a sample coordinate of {scores_path}.")
     y = np.asarray(scores[label].values).astype(str)
@@ -206,13 +210,10 @@ def apply_cmd(model_dir, adapter_path, scores_path, allow_score_mismatch, out_pa
     import numpy as np
     import pandas as pd
 
-    from conceptlens._cli_options import read_scores
     from conceptlens._io import atomic_write_text
-    from conceptlens.heads import load_head
     from conceptlens.masking import TestTimeMasking
 
-    scores = read_scores(scores_path)
-    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
+    model, scores = read_head_and_scores(model_dir, scores_path, allow_score_mismatch)
     ttm = TestTimeMasking.load(adapter_path, model)
     proba = ttm.predict_proba(scores)
     pred = ttm.predict(scores)

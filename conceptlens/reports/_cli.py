@@ -12,6 +12,7 @@ from conceptlens._cli_options import (
     cache_dir_option,
     model_option,
     out_option,
+    read_head_and_scores,
     read_scores,
     scores_option,
     weights_option,
@@ -93,11 +94,10 @@ def case_command(
     out,
 ):
     """One image: prediction, contributing concepts, what-if changes, provenance."""
-    from conceptlens.heads import load_head
     from conceptlens.reports import case_report
 
-    scores = read_scores(scores_path)
-    model = load_head(model_dir, scores=scores, allow_mismatch=allow_score_mismatch)
+    # the PDF says whether its one case was a training sample: no file-wide warning
+    model, scores = read_head_and_scores(model_dir, scores_path, allow_score_mismatch, warn=False)
     reference = read_scores(reference_path, option="--reference") if reference_path else None
     ids = [str(s) for s in scores["sample"].values] if "sample" in scores.coords else []
     key: Any = sample
