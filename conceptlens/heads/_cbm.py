@@ -15,6 +15,7 @@ from conceptlens.heads._cv import SparseLinearHeadCV
 from conceptlens.heads._params import (
     CLASS_WEIGHT,
     CS,
+    DEVICE,
     EPS,
     FRACTION,
     NON_NEGATIVE,
@@ -70,6 +71,8 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         validation rows, so metrics on them are not from a model trained on them).
     random_state : int, numpy Generator or None, default=0
         Seed of the validation split.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Where the solver's passes over the scores run, as in :class:`SparseLinearHead`.
 
     Attributes
     ----------
@@ -126,6 +129,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         "max_iter": [POSITIVE_INT],
         "refit": [Boolean],
         "random_state": SEED,
+        "device": DEVICE,
     }
 
     def __init__(
@@ -145,6 +149,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         max_iter=500,
         refit=True,
         random_state=0,
+        device="auto",
     ):
         self.C = C
         self.l1_ratio = l1_ratio
@@ -160,6 +165,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.refit = refit
         self.random_state = random_state
+        self.device = device
 
     def _labels(self, X, y):
         if isinstance(y, str):
@@ -200,6 +206,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
             standardize=self.standardize,
             tol=self.tol,
             max_iter=self.max_iter,
+            device=self.device,
         )
         if self.C is None and self.knowledge_prior is not None and self.prior_strength:
             raise ConfigError(

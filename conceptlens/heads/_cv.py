@@ -8,11 +8,12 @@ from typing import ClassVar
 import numpy as np
 
 from conceptlens.exceptions import ConceptLensWarning, ConfigError, DataError
-from conceptlens.heads import _path
+from conceptlens.heads import _device, _path
 from conceptlens.heads._base import OBJECTIVE_DOC, HeadBase, warn_unconverged
 from conceptlens.heads._params import (
     CLASS_WEIGHT,
     CS,
+    DEVICE,
     EPS,
     FRACTION,
     POSITIVE,
@@ -70,7 +71,7 @@ class SparseLinearHeadCV(HeadBase):
         Largest number of non-zero weights per class a selected head may have.
     validation_fraction : float in (0, 1), default=0.2
         Share of each class held out when no ``validation_mask`` is given.
-    class_weight, standardize, tol, max_iter
+    class_weight, standardize, tol, max_iter, device
         As in :class:`SparseLinearHead`.
     refit : bool, default=True
         Refit on all samples (training and validation) at the selected ``C``.
@@ -130,6 +131,7 @@ class SparseLinearHeadCV(HeadBase):
         "max_iter": [POSITIVE_INT],
         "refit": [Boolean],
         "random_state": SEED,
+        "device": DEVICE,
     }
 
     def __init__(
@@ -146,6 +148,7 @@ class SparseLinearHeadCV(HeadBase):
         max_iter=500,
         refit=True,
         random_state=0,
+        device="auto",
     ):
         self.Cs = Cs
         self.eps = eps
@@ -158,6 +161,7 @@ class SparseLinearHeadCV(HeadBase):
         self.max_iter = max_iter
         self.refit = refit
         self.random_state = random_state
+        self.device = device
 
     def _validation_split(self, prep, validation_mask, classes):
         Y, n = prep.Y, len(prep.Y)
@@ -220,7 +224,8 @@ class SparseLinearHeadCV(HeadBase):
         # the path is fitted and standardised on the training part only: the validation
         # rows select C without shaping the model that is scored on them
         part = prep.subset(~val)
-        Cs = _path.grid(part.Xs, part.Y, part.sw, part.mode, self.Cs, self.eps, self.l1_ratio)
+        dev = _device.passes_for(part.Xs, self.device)  # X on the device once
+        Cs = _path.grid(part.Xs, part.Y, part.sw, part.mode, self.Cs, self.eps, self.l1_ratio, dev)
         path = _path.solve_path(
             part.Xs,
             part.Y,
@@ -230,7 +235,9 @@ class SparseLinearHeadCV(HeadBase):
             l1_ratio=float(self.l1_ratio),
             tol=self.tol,
             max_iter=self.max_iter,
+            device=dev,
         )
+        del dev  # free the training part's device copy before the refit
         warn_unconverged(path.converged, self.max_iter, path.duality_gap, self.tol)
         nnz = path.n_nonzero.max(axis=1)
         ok = np.ones(len(Cs), dtype=bool)
@@ -270,6 +277,7 @@ class SparseLinearHeadCV(HeadBase):
                 l1_ratio=float(self.l1_ratio),
                 tol=self.tol,
                 max_iter=self.max_iter,
+                device=self.device,
             )
             pick = best
             if budget is not None:

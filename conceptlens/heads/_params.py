@@ -10,6 +10,7 @@ all before any work and raises one :class:`~conceptlens.exceptions.ConfigError` 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
@@ -114,6 +115,18 @@ class _InstanceOf:
         return f"a {self.kind.__name__}"
 
 
+class _Device:
+    """A device name for the passes over ``X``: "auto", "cpu", "cuda" or "cuda:N"."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and (
+            value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value) is not None
+        )
+
+    def __str__(self) -> str:
+        return "one of 'auto', 'cpu', 'cuda', 'cuda:N'"
+
+
 Boolean = _Boolean()
 ArrayLike = _ArrayLike()
 
@@ -171,3 +184,4 @@ SEED = [None, Interval(Integral, 0, None, "left"), np.random.Generator]
 CS = [POSITIVE_INT, ArrayLike]  # grid length, or explicit positive values
 EPS = [Interval(Real, 0.0, 1.0, "neither")]
 FRACTION = Interval(Real, 0.0, 1.0, "neither")
+DEVICE = [_Device()]  # where the solver's passes over X run (see heads._device)

@@ -8,7 +8,7 @@ import numpy as np
 
 from conceptlens._progress import progress
 from conceptlens.exceptions import ConfigError
-from conceptlens.heads import _solver
+from conceptlens.heads import _device, _solver
 
 __all__ = ["RegularizationPath", "c_min", "grid", "solve_path"]
 
@@ -49,24 +49,27 @@ class RegularizationPath:
         return (self.coef != 0).sum(axis=2)
 
 
-def c_min(X, Y, sample_weight, mode, l1_ratio):
+def c_min(X, Y, sample_weight, mode, l1_ratio, device=None):
     """Largest ``C`` at which every weight is zero (scikit-learn's scale).
 
     Zero is optimal iff ``C * |sum_i s_i x_i (p0_i - y_i)|_inf <= l1_ratio`` with ``p0``
     the intercept-only probabilities; for ``l1_ratio == 0`` (no such ``C``) the value for
     ``l1_ratio = 1`` is returned so that grids still start at a sensible scale.
+    ``device``: where the pass over ``X`` runs (as for :func:`solve_path`; ``None``:
+    numpy).
     """
     S = float(sample_weight.sum())
-    g0 = _solver.grad_scale(X, Y, sample_weight / S, _solver._mode_code(mode))
+    dev = _device.passes_for(X, device)
+    g0 = _solver.grad_scale(X, Y, sample_weight / S, _solver._mode_code(mode), dev)
     gmax = max(float(np.abs(g0).max()), 1e-300)
     return (l1_ratio if l1_ratio > 0 else 1.0) / (S * gmax)
 
 
-def grid(X, Y, sample_weight, mode, Cs, eps, l1_ratio):
+def grid(X, Y, sample_weight, mode, Cs, eps, l1_ratio, device=None):
     """The ``C`` grid: ``Cs`` log-spaced points from :func:`c_min` to ``c_min / eps``
     for an integer ``Cs``, else the given values sorted (each must be positive)."""
     if isinstance(Cs, int | np.integer):
-        cmin = c_min(X, Y, sample_weight, mode, l1_ratio)
+        cmin = c_min(X, Y, sample_weight, mode, l1_ratio, device)
         return cmin * np.logspace(0, np.log10(1.0 / eps), int(Cs))
     values = np.asarray(Cs, dtype=float)
     if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
@@ -90,6 +93,7 @@ def solve_path(
     max_iter=500,
     offset=None,
     gaps=True,
+    device="auto",
 ):
     """Solve at each ``C`` in ``Cs`` (sorted increasing), warm-starting from the previous
     solution moved along the path's tangent (:func:`_predict`).
@@ -97,13 +101,19 @@ def solve_path(
     ``X`` is used as given (standardise beforehand); weights are raw sample weights.
     With ``gaps=True`` each solution is certified by its duality gap (one more pass over
     ``X`` per ``C``; ``RegularizationPath.duality_gap``).
+
+    ``device`` is where the passes over ``X`` run: ``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` (see :func:`conceptlens.heads._device.resolve`), a
+    :class:`~conceptlens.heads._device.TorchPasses` already holding ``X`` (shared with
+    :func:`grid`), or ``None`` (numpy).
     """
     Cs = np.sort(np.asarray(Cs, dtype=float))
     S = float(sample_weight.sum())
     s = sample_weight / S
     m = _solver._mode_code(mode)
-    G = _solver.gram(X, s, subsample=True)
-    scale = max(float(np.abs(_solver.grad_scale(X, Y, s, m)).max()), 1e-12)
+    dev = _device.passes_for(X, device)
+    G = _solver.gram(X, s, subsample=True, dev=dev)
+    scale = max(float(np.abs(_solver.grad_scale(X, Y, s, m, dev)).max()), 1e-12)
     k, d = Y.shape[1], X.shape[1]
     coef = np.zeros((len(Cs), k, d))
     intercept = np.zeros((len(Cs), k))
@@ -128,6 +138,7 @@ def solve_path(
             max_iter=max_iter,
             offset=offset,
             gap=gaps,
+            dev=dev,
         )
         if gaps:
             gap[i] = max(res.gap.relative, 0.0)

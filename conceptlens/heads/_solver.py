@@ -35,11 +35,14 @@ weights then lowers the penalty at no change of loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from conceptlens.heads import _kernels
+
+if TYPE_CHECKING:
+    from conceptlens.heads._device import TorchPasses
 
 __all__ = [
     "DualityGap",
@@ -85,19 +88,28 @@ class SolveResult:
     gap: DualityGap | None = None
 
 
-def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Matrix product of a pass over ``X`` (numpy's BLAS).
+def _mm(a: np.ndarray, b: np.ndarray, dev: TorchPasses | None = None) -> np.ndarray:
+    """Matrix product of a pass over ``X``: ``X @ B`` or ``A @ X``.
 
-    Earlier versions sent large products through torch's CPU BLAS; measured single-
-    threaded here it was no faster than numpy's OpenBLAS (``X @ W.T`` at n=50,000
-    d=2,000 k=10: 304 ms against 223 ms) and importing torch cost about 1.1 s of CPU on
-    the first large fit of a process.
+    ``dev=None``: numpy's BLAS.  Earlier versions sent large products through torch's
+    CPU BLAS; measured single-threaded here it was no faster than numpy's OpenBLAS
+    (``X @ W.T`` at n=50,000 d=2,000 k=10: 304 ms against 223 ms) and importing torch
+    cost about 1.1 s of CPU on the first large fit of a process.  With a device backend
+    (``_device.TorchPasses`` holding ``X``, or the working set's columns of it) the
+    product runs on its device (a GPU) and comes back as a numpy array.
     """
-    return a @ b
+    if dev is None:
+        return a @ b
+    return dev.matmul(a, b)
 
 
 def gram(
-    X: np.ndarray, s: np.ndarray, *, precision: str = "float32", subsample: bool = False
+    X: np.ndarray,
+    s: np.ndarray,
+    *,
+    precision: str = "float32",
+    subsample: bool = False,
+    dev: TorchPasses | None = None,
 ) -> np.ndarray:
     """Weighted Gram matrix of ``[X, 1]``: (d + 1, d + 1) float64, weights ``s`` summing to 1.
 
@@ -121,12 +133,15 @@ def gram(
     weights of the kept rows rescaled to the total.  Again only the model changes:
     the feature means are computed from every row, and the solution, the objective and
     the stopping rule are exact.  See ``gram_row_step``.
+
+    With a device backend ``dev`` holding ``X`` the ``X`` block is computed there, in
+    float64 whatever ``precision`` (see ``_device``), from the same rows.
     """
     if precision not in ("float32", "float64"):
         raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
     n, d = X.shape
     G = np.zeros((d + 1, d + 1))
-    m = s @ X
+    m = s @ X if dev is None else dev.matmul(s[None, :], X)[0]
     G[:d, d] = m
     G[d, :d] = m
     G[d, d] = s.sum()
@@ -139,7 +154,11 @@ def gram(
             s = kept * (G[d, d] / total)
             n = X.shape[0]
     equal = bool(s.size) and bool(np.all(s == s[0]))
-    if precision == "float64":
+    if dev is not None:
+        G[:d, :d] = dev.gram_block(step, None if equal else s)
+        if equal:
+            G[:d, :d] *= s[0]
+    elif precision == "float64":
         if equal:
             G[:d, :d] = X.T @ X
             G[:d, :d] *= s[0]
@@ -230,13 +249,15 @@ def _intercept_only(Y: np.ndarray, s: np.ndarray, mode: int) -> np.ndarray:
     return np.log(freq) - np.log1p(-freq)
 
 
-def grad_scale(X: np.ndarray, Y: np.ndarray, s: np.ndarray, mode: int) -> np.ndarray:
+def grad_scale(
+    X: np.ndarray, Y: np.ndarray, s: np.ndarray, mode: int, dev: TorchPasses | None = None
+) -> np.ndarray:
     """Loss gradient (k, d) at ``W = 0`` with the optimal intercepts (sets lambda_max)."""
     Y, s = _kernel_array(Y), _kernel_array(s)
     b0 = _intercept_only(Y, s, mode)
     Z = np.broadcast_to(b0, Y.shape).copy()
     _, R, _ = _kernels.loss_grad(Z, Y, s, mode)
-    return _mm(R.T, X)
+    return _mm(R.T, X, dev)
 
 
 def _centred_eigh(G):
@@ -307,6 +328,7 @@ def solve(
     max_sweeps: int = 500,
     offset: np.ndarray | None = None,
     gap: bool = False,
+    dev: TorchPasses | None = None,
 ) -> SolveResult:
     """Proximal-Newton solve of the normalised objective (see module docstring).
 
@@ -332,10 +354,15 @@ def solve(
     gap : bool, default=False
         Also certify the solution: ``SolveResult.gap`` is its :class:`DualityGap`
         (one more pass over ``X``; see :func:`duality_gap`).
+    dev : _device.TorchPasses, optional
+        Run the passes over ``X`` on its device (it must hold this ``X``); ``None``:
+        numpy.
     """
     m = _mode_code(mode)
     # one numba specialisation per kernel: C-ordered, writable float64 arrays
     X = np.ascontiguousarray(X, dtype=np.float64)  # only BLAS reads X itself
+    if dev is not None and X is not dev.X:
+        raise ValueError("dev must hold the C-contiguous float64 X that solve is given")
     Y, s = _kernel_array(Y), _kernel_array(s)
     _n, d = X.shape
     k = Y.shape[1]
@@ -344,7 +371,7 @@ def solve(
     b = _intercept_only(Y, s, m) if intercept0 is None else np.array(intercept0, dtype=float)
     n_passes = 0
     if W.any():
-        Z = _mm(X, np.ascontiguousarray(W.T)) + b
+        Z = _mm(X, np.ascontiguousarray(W.T), dev) + b
         n_passes += 1
     else:  # cold start: the logits are the intercepts, no pass needed
         Z = np.repeat(b[None, :], X.shape[0], axis=0)
@@ -363,7 +390,7 @@ def solve(
             gw = grad[:, :d]
         else:
             loss, R, c = state[:3] if state is not None else _kernels.loss_grad(Z, Y, s, m)
-            gw = _mm(np.ascontiguousarray(R.T), X)
+            gw = _mm(np.ascontiguousarray(R.T), X, dev)
             n_passes += 1
         g_b = R.sum(axis=0)
         viol = kkt_violation(gw, g_b, W, lam1, lam2, gamma, P)
@@ -379,13 +406,14 @@ def solve(
             XJ = X
         else:
             XJ = np.ascontiguousarray(X[:, cols])
+        devJ = None if dev is None else dev.columns(XJ, cols)
         if G is None and cols.size == d:
-            G = gram(X, s, subsample=True)
+            G = gram(X, s, subsample=True, dev=dev)
         if G is not None:
             sub = np.append(cols, d)
             GJ = G[np.ix_(sub, sub)]
         else:  # single fit on a small working set: only its Gram matrix, O(n |J|^2)
-            GJ = gram(XJ, s, subsample=True)
+            GJ = gram(XJ, s, subsample=True, dev=devJ)
         grad = np.empty((k, cols.size + 1))
         grad[:, :-1] = gw[:, cols]
         grad[:, -1] = g_b
@@ -407,6 +435,7 @@ def solve(
             max_sweeps,
             (loss, R, c, grad),
             "exact" if model == "exact" else "kron",
+            devJ,
         )
         W[:, cols] = WJ
         total_it += it
@@ -419,14 +448,15 @@ def solve(
         Z -= shift
     certificate = None
     if gap:
-        certificate = _gap_from_logits(X, Y, s, m, W, b, Z, lam1, lam2, gamma, P)
+        certificate = _gap_from_logits(X, Y, s, m, W, b, Z, lam1, lam2, gamma, P, dev)
         n_passes += 1
     return SolveResult(W, b, total_it, converged, float(viol), n_passes, certificate)
 
 
 def _newton(
-    X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max_sweeps, first, model
-):
+    X, Y, s, m, lam1, lam2, gamma, P, W, b, Z, G, tol_abs, max_iter, max_sweeps, first, model,
+    dev=None,
+):  # fmt: skip
     """Proximal-Newton iterations on the columns of ``X`` (a working set).
 
     ``model`` is the quadratic model to start with (``"kron"``; the exact model when
@@ -435,7 +465,8 @@ def _newton(
 
     ``first`` is ``(loss, R, c, grad)`` at the starting point (the caller's pass).
     Returns the same tuple at the final point when the loop ended on its convergence
-    test (so the caller needs no new pass there), else ``None``.
+    test (so the caller needs no new pass there), else ``None``.  ``dev``: the device
+    backend of these columns (``None``: numpy).
     """
     _n, d = X.shape
     k = Y.shape[1]
@@ -455,7 +486,7 @@ def _newton(
         if it > 1:
             loss, R, c = _kernels.loss_grad(Z, Y, s, m)
             grad = np.empty((k, d + 1))
-            grad[:, :d] = _mm(np.ascontiguousarray(R.T), X)
+            grad[:, :d] = _mm(np.ascontiguousarray(R.T), X, dev)
             grad[:, d] = R.sum(axis=0)
             n_passes += 1
         state = (loss, R, c, grad)
@@ -548,7 +579,7 @@ def _newton(
                     G, grad, A, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, inner_tol
                 )
         DW, Db = D[:, :d], D[:, d]
-        dZ = _mm(X, np.ascontiguousarray(DW.T)) + Db
+        dZ = _mm(X, np.ascontiguousarray(DW.T), dev) + Db
         n_passes += 1
         pen0 = _penalty(W, lam1, lam2, gamma, P)
         f0 = loss + pen0
@@ -702,7 +733,7 @@ def duality_gap(
     return _gap_from_logits(X, Y, s, m, coef, intercept, Z, lam1, lam2, gamma, P)
 
 
-def _gap_from_logits(X, Y, s, m, coef, intercept, Z, lam1, lam2, gamma, P):
+def _gap_from_logits(X, Y, s, m, coef, intercept, Z, lam1, lam2, gamma, P, dev=None):
     """:func:`duality_gap` given the logits ``Z`` at ``(coef, intercept)`` (one pass over X).
 
     ``Z`` may include a fixed offset (residual fits): the dual point only needs the
@@ -715,7 +746,7 @@ def _gap_from_logits(X, Y, s, m, coef, intercept, Z, lam1, lam2, gamma, P):
     loss0 = _kernels.loss_grad(Z, Y, s, m)[0]
     primal = loss0 + _penalty(coef, lam1, lam2, gamma, P)
     R = _refit_intercept(Z0, Y, s, m, intercept)
-    grad = _mm(np.ascontiguousarray(R.T), X)  # (k, d) = sum_i s_i u_i x_i^T
+    grad = _mm(np.ascontiguousarray(R.T), X, dev)  # (k, d) = sum_i s_i u_i x_i^T
     mu = lam2 + gamma
     alpha = 1.0
     if mu == 0.0:

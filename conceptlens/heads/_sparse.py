@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from conceptlens.heads import _path
+from conceptlens.heads import _device, _path
 from conceptlens.heads._base import OBJECTIVE_DOC, HeadBase, warn_unconverged
 from conceptlens.heads._params import (
     CLASS_WEIGHT,
     CS,
+    DEVICE,
     EPS,
     NON_NEGATIVE,
     POSITIVE,
@@ -69,6 +70,11 @@ class SparseLinearHead(HeadBase):
         gradient at the all-zero model.
     max_iter : int, default=500
         Maximum proximal-Newton iterations.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Where the solver's passes over ``X`` (its matrix products) run: ``"auto"`` uses
+        a CUDA GPU through torch when one is available and ``n_samples * n_features``
+        is at least 5e7 (torch is not imported for smaller problems), else numpy on the
+        CPU.  Results are the same up to float64 round-off (see docs/heads.md, "GPU").
 """
         + _ATTRIBUTES_DOC
         + """    n_iter_ : int
@@ -106,6 +112,7 @@ class SparseLinearHead(HeadBase):
         "prior_strength": [NON_NEGATIVE],
         "tol": [POSITIVE],
         "max_iter": [POSITIVE_INT],
+        "device": DEVICE,
     }
 
     def __init__(
@@ -119,6 +126,7 @@ class SparseLinearHead(HeadBase):
         prior_strength=0.0,
         tol=1e-4,
         max_iter=500,
+        device="auto",
     ):
         self.C = C
         self.l1_ratio = l1_ratio
@@ -128,6 +136,7 @@ class SparseLinearHead(HeadBase):
         self.prior_strength = prior_strength
         self.tol = tol
         self.max_iter = max_iter
+        self.device = device
 
     def fit(self, X, y, sample_weight=None):
         """Fit the head; ``y`` is a label vector or a 0/1 (n_samples, n_labels) matrix."""
@@ -147,6 +156,7 @@ class SparseLinearHead(HeadBase):
             tol=self.tol,
             max_iter=self.max_iter,
             offset=offset,
+            device=self.device,
         )
         self.n_iter_ = int(path.n_iter[0])
         self.converged_ = bool(path.converged[0])
@@ -168,6 +178,7 @@ def fit_path(
     standardize=True,
     tol=1e-4,
     max_iter=500,
+    device="auto",
 ):
     """Fit the elastic-net head along a path of ``C`` values, warm-started.
 
@@ -180,7 +191,7 @@ def fit_path(
         that value divided by ``eps``), or explicit values.
     eps : float in (0, 1), default=1e-3
         Ratio of the first to the last ``C`` of an integer ``Cs``.
-    l1_ratio, sample_weight, class_weight, standardize, tol, max_iter
+    l1_ratio, sample_weight, class_weight, standardize, tol, max_iter, device
         As in :class:`SparseLinearHead`.
 
     Returns
@@ -207,11 +218,13 @@ def fit_path(
         standardize=standardize,
         tol=tol,
         max_iter=max_iter,
+        device=device,
     )
     check_param("fit_path", "Cs", Cs, CS)
     check_param("fit_path", "eps", eps, EPS)
     prep = head._prepare(X, y, sample_weight)
-    Cs = _path.grid(prep.Xs, prep.Y, prep.sw, prep.mode, Cs, eps, float(l1_ratio))
+    dev = _device.passes_for(prep.Xs, device)  # X on the device once, for grid and path
+    Cs = _path.grid(prep.Xs, prep.Y, prep.sw, prep.mode, Cs, eps, float(l1_ratio), dev)
     p = _path.solve_path(
         prep.Xs,
         prep.Y,
@@ -221,6 +234,7 @@ def fit_path(
         l1_ratio=float(l1_ratio),
         tol=tol,
         max_iter=max_iter,
+        device=dev,
     )
     warn_unconverged(p.converged, max_iter, p.duality_gap, tol)
     coef, intercept = prep.fold(p.coef, p.intercept)
