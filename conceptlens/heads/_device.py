@@ -10,9 +10,9 @@ with ``device`` resolved to the CPU it never constructs one and the numpy path i
 unchanged.
 
 float32 passes are not offered: the stopping rule, the line search and the duality gap
-use the products, and a float32 gradient is off by about ``2**-24 sqrt(d)`` of its
-scale, the size of the default KKT tolerance (1e-4 of the largest gradient at zero)
-once ``d`` reaches a few thousand.  The device Gram matrix is float64 as well (on CPU it
+use the products, and near the optimum the gradient ``R.T @ X`` is a sum of ``n`` terms
+that cancel, so float32 leaves an error of about ``2**-24 sqrt(n)`` of the gradient's
+scale at zero: 6e-5 at n = 1e6, the size of the default KKT tolerance (1e-4 of it).  The device Gram matrix is float64 as well (on CPU it
 is float32 with a rounding shift, see ``_solver.gram``): a GPU's float32 products may
 run in TF32 (``torch.set_float32_matmul_precision``), whose 2**-11 rounding the shift
 does not cover, and the one product per fit is cheap in float64 on a data-centre GPU.
