@@ -12,14 +12,15 @@ unchanged.
 float32 passes are not offered: the stopping rule, the line search and the duality gap
 use the products, and near the optimum the gradient ``R.T @ X`` is a sum of ``n`` terms
 that cancel, so float32 leaves an error of about ``2**-24 sqrt(n)`` of the gradient's
-scale at zero: 6e-5 at n = 1e6, the size of the default KKT tolerance (1e-4 of it).  The device Gram matrix is float64 as well (on CPU it
-is float32 with a rounding shift, see ``_solver.gram``): a GPU's float32 products may
-run in TF32 (``torch.set_float32_matmul_precision``), whose 2**-11 rounding the shift
-does not cover, and the one product per fit is cheap in float64 on a data-centre GPU.
+scale at zero: 6e-5 at n = 1e6, the size of the default KKT tolerance (1e-4 of it).
+The device Gram matrix is float64 as well (on CPU it is float32 with a rounding shift,
+see ``_solver.gram``): a GPU's float32 products may run in TF32
+(``torch.set_float32_matmul_precision``), whose 2**-11 rounding the shift does not
+cover, and the one product per fit is cheap in float64 on a data-centre GPU.
 
 ``torch`` is imported only when a device is actually used (``device="cuda"``, or
 ``"auto"`` on a problem of at least :data:`AUTO_MIN_SIZE` entries): importing it costs
-about a second, twice the first-fit compile budget of a small fit.
+1.5-1.8 s here, three times the first-fit compile budget of a small fit.
 """
 
 from __future__ import annotations

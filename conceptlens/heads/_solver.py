@@ -155,7 +155,8 @@ def gram(
             n = X.shape[0]
     equal = bool(s.size) and bool(np.all(s == s[0]))
     if dev is not None:
-        G[:d, :d] = dev.gram_block(step, None if equal else s)
+        # the rows kept above (every row when their weights summed to zero)
+        G[:d, :d] = dev.gram_block(1 if X is dev.X else step, None if equal else s)
         if equal:
             G[:d, :d] *= s[0]
     elif precision == "float64":

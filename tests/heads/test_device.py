@@ -115,6 +115,19 @@ def test_gram_matches_numpy_float64(weights, subsample):
         np.testing.assert_allclose(G_dev, (Xa * s[:, None]).T @ Xa, rtol=0, atol=1e-10)
 
 
+def test_gram_when_the_subsample_has_no_weight():
+    # every kept row has weight zero: the Gram matrix falls back to every row
+    rng = np.random.default_rng(2)
+    n, d = 2000, 10
+    X = rng.normal(size=(n, d))
+    s = rng.random(n)
+    s[:: _solver.gram_row_step(n, d)] = 0.0
+    s /= s.sum()
+    G_dev = _solver.gram(X, s, subsample=True, dev=_device.TorchPasses(X, "cpu"))
+    Xa = np.c_[X, np.ones(n)]
+    np.testing.assert_allclose(G_dev, (Xa * s[:, None]).T @ Xa, rtol=0, atol=1e-10)
+
+
 # -------------------------------------------------------------------------- fit and path
 def test_fit_matches_numpy_backend(torch_cpu):
     X, y = _problem()
