@@ -74,7 +74,9 @@ class SparseLinearHead(HeadBase):
         Where the solver's passes over ``X`` (its matrix products) run: ``"auto"`` uses
         a CUDA GPU through torch when one is available and ``n_samples * n_features``
         is at least 5e7 (torch is not imported for smaller problems), else numpy on the
-        CPU.  Results are the same up to float64 round-off (see docs/heads.md, "GPU").
+        CPU.  The objective, stopping rule and certificate are the same; only the
+        products' round-off differs, so solutions agree within the tolerance (to
+        round-off at a tight ``tol``; see docs/heads.md, "GPU").
 """
         + _ATTRIBUTES_DOC
         + """    n_iter_ : int

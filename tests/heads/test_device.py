@@ -228,6 +228,8 @@ def test_auto_picks_cuda_only_when_large_and_present(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (2 * 8 * n * d, 0))
     assert _device.resolve("auto", n, d) is None  # no room for X and a working set
     assert _device.resolve("cpu", n, d) is None
+    monkeypatch.setattr(_device.importlib.util, "find_spec", lambda name: None)
+    assert _device.resolve("auto", n, d) is None  # torch not installed: numpy
 
 
 # -------------------------------------------------------------------------- validation
