@@ -459,6 +459,7 @@ def _newton(
     # (n=6,000 d=300 k=100: 24 -> 29 iterations)
     use = _ANDERSON_M and Z.size <= _ANDERSON_MAX_Z and k <= _EXACT_MAX_K
     anderson = _Anderson(_ANDERSON_M) if use else None
+    extrapolated = False
     for it in range(1, max_iter + 1):
         if it > 1:
             loss, R, c = _kernels.loss_grad(Z, Y, s, m)
@@ -499,7 +500,9 @@ def _newton(
         # slow: no 15% improvement on the best violation so far (the Kronecker model
         # can also stall in an oscillation, better and worse in turn); for the exact
         # model, whose iterations cost a few passes, already no 2x improvement
-        for r in range(2):
+        for r in range(2 if not extrapolated else 0):
+            # (after an extrapolation the violation can jump while the objective fell:
+            # the mixing leaves small weights with a gradient near the other bound)
             if viol < _SLOW_RATES[r] * best_viol[r]:
                 best_viol[r] = viol
                 slow[r] = 0
@@ -588,6 +591,7 @@ def _newton(
             # a per-concept shift of all classes lowers the penalty at no change of loss
             # (the model has no curvature along it): exact, by bisection
             W = W - _kernels.null_shift(W, P, lam1, lam2, gamma)
+        extrapolated = False
         if anderson is not None and model == "kron":
             # the Kronecker model converges linearly: every _ANDERSON_M
             # iterations, extrapolate; kept only if it lowers the exact objective (its
@@ -598,6 +602,7 @@ def _newton(
                 fe = _kernels.loss_along(Ze, Ze, 0.0, Y, s, m) + _penalty(We, lam1, lam2, gamma, P)
                 fc = _kernels.loss_along(Z, Z, 0.0, Y, s, m) + _penalty(W, lam1, lam2, gamma, P)
                 if fe < fc:
+                    extrapolated = True
                     W, b, Z = We, be, Ze
                     if m == _kernels.MULTINOMIAL and k > 1:
                         W = W - _kernels.null_shift(W, P, lam1, lam2, gamma)
