@@ -29,7 +29,11 @@ per-class blocks of the Hessian (``_block_step``; many classes, where the Kronec
 model is poor; after three iterations without a 15% improvement) --
 then backtracks on the exact objective, evaluating the loss from ``Z + t dZ`` without
 another pass over ``X``.  For the multinomial a per-concept shift of all classes'
-weights then lowers the penalty at no change of loss.
+weights then lowers the penalty at no change of loss.  Every ``_ANDERSON_M`` Kronecker
+iterations the iterates are extrapolated (Anderson; ``_Anderson``), and the
+extrapolation is kept only when it lowers the exact objective.  Once at most half of
+a working set's columns are still active (non-zero or violating), the outer loop
+rebuilds a smaller one, so the remaining passes over ``X`` are narrower.
 """
 
 from __future__ import annotations
