@@ -29,8 +29,8 @@ per-class blocks of the Hessian (``_block_step``; many classes, where the Kronec
 model is poor; after three iterations without a 15% improvement) --
 then backtracks on the exact objective, evaluating the loss from ``Z + t dZ`` without
 another pass over ``X``.  For the multinomial a per-concept shift of all classes'
-weights then lowers the penalty at no change of loss.  Every ``_ANDERSON_M`` Kronecker
-iterations the iterates are extrapolated (Anderson; ``_Anderson``), and the
+weights then lowers the penalty at no change of loss.  Every ``_ANDERSON_M + 1``
+Kronecker iterations the iterates are extrapolated (Anderson; ``_Anderson``), and the
 extrapolation is kept only when it lowers the exact objective.  Once at most half of
 a working set's columns are still active (non-zero or violating), the outer loop
 rebuilds a smaller one, so the remaining passes over ``X`` are narrower.
@@ -74,7 +74,7 @@ _EXACT_SWEEPS = 100  # and are at most this many
 _EXACT_TOL = 6.0  # its inner tolerance, in units of the iteration's inner_tol
 _BLOCK_ROW_FRACTION = 0.03  # rows whose curvature is below this share of the largest drop
 _BLOCK_MAX_COST = 16.0  # block model only while sum_a |J_a|^2 <= this x d x k
-_ANDERSON_M = 5  # Anderson extrapolation of every this many Kronecker iterates (0: off)
+_ANDERSON_M = 5  # Anderson from this many differences of Kronecker iterates (0: off)
 _ANDERSON_MAX_Z = 4_000_000  # ... while the logits (n x k) have at most this many entries
 _SHRINK = 0.5  # a working set whose active columns are at most this share is rebuilt
 _SHRINK_MIN_COLS = 20  # ... when it has at least this many columns
@@ -599,7 +599,7 @@ def _newton(
             W = W - _kernels.null_shift(W, P, lam1, lam2, gamma)
         extrapolated = False
         if anderson is not None and model == "kron":
-            # the Kronecker model converges linearly: every _ANDERSON_M
+            # the Kronecker model converges linearly: every _ANDERSON_M + 1
             # iterations, extrapolate; kept only if it lowers the exact objective (its
             # logits are the same combination of the iterates' logits: no pass over X)
             ext = anderson.push(W, b, Z)
