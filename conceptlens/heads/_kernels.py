@@ -27,6 +27,9 @@ __all__ = [
 
 MULTINOMIAL = 0
 SIGMOID = 1
+# the exact model's coordinate sums may be reassociated (SIMD): about 2x faster, and
+# still deterministic on a given machine (no assumption on NaN or inf is made)
+_REASSOC = {"reassoc", "contract"}
 
 
 @numba.njit(cache=True, nogil=True)
@@ -220,7 +223,7 @@ def cd_quadratic(G, grad, A, V, P, lam1, lam2, gamma, ws, ws_len, max_sweeps, to
     return D
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=_REASSOC)
 def _exact_coord(X, j, d, a, n, SP, SW, PT, U, v, mode):
     """``(h, hjj)``: the model's gradient and curvature along coordinate ``(a, j)``."""
     h = 0.0

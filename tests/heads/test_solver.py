@@ -73,6 +73,34 @@ def test_standardisation_is_folded_back(global_random_seed):
     )
 
 
+def test_blockwise_standardisation_is_the_dense_formula(global_random_seed):
+    # the centred copy is filled in blocks of rows: many blocks, a short last one, a
+    # constant column (scale 1) and weights; against StandardScaler's numbers
+    from conceptlens.heads import _base
+
+    rng = np.random.default_rng(global_random_seed)
+    X = rng.normal(size=(1003, 37)) * rng.uniform(0.1, 10, size=37) + 5.0
+    X[:, 3] = 2.5
+    sw = rng.uniform(0.0, 3.0, size=1003)
+    w = sw / sw.sum()
+    mean = w @ X
+    scale = np.sqrt(w @ (X - mean) ** 2)
+    scale[3] = 1.0
+    got_mean, got_scale, Xs = _base._standardize(X, sw)  # one block (14,169 rows)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got_scale, scale, rtol=1e-12)
+    np.testing.assert_allclose(Xs, (X - mean) / scale, atol=1e-12)
+    assert Xs.flags.c_contiguous
+    sc = StandardScaler().fit(X[:, :3], sample_weight=sw)
+    np.testing.assert_allclose(got_scale[:3], sc.scale_, rtol=1e-10)
+    # 20,060 rows: a full block of 14,169 and a short one
+    X2 = np.repeat(X, 20, axis=0)
+    m2, s2, Xs2 = _base._standardize(X2, np.repeat(sw, 20))
+    np.testing.assert_allclose(m2, mean, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(s2, scale, rtol=1e-10)
+    np.testing.assert_allclose(Xs2[::20], (X - mean) / scale, atol=1e-10)
+
+
 def test_sample_and_class_weights_match_sklearn(global_random_seed):
     X, y = make_problem(global_random_seed, n=300, d=8, k=3)
     sw = np.random.default_rng(global_random_seed).uniform(0.2, 3.0, size=len(y))
@@ -717,3 +745,116 @@ def test_crawling_kronecker_model_gives_way_to_the_exact_model():
     assert res.converged and res.n_iter < 100
     assert res.kkt <= 1e-4 * scale
     assert 0 <= res.gap.relative < 1e-6
+
+
+def test_anderson_extrapolation_is_the_fixed_point_of_a_linear_iteration(global_random_seed):
+    # x -> A x + c on (W, b) of 3 entries in all: an affine combination of 4 residuals
+    # (5 iterates) vanishes at the fixed point, which the extrapolation therefore is;
+    # the logits Z = X W^T + b are
+    # combined with the same weights, so they are the extrapolated point's logits
+    rng = np.random.default_rng(global_random_seed)
+    A = 0.8 * np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    c = rng.normal(size=3)
+    fixed = np.linalg.solve(np.eye(3) - A, c)
+    X = rng.normal(size=(50, 2))
+    acc = _solver._Anderson(4)
+    x = rng.normal(size=3)
+    out = None
+    for _ in range(5):
+        W, b = x[:2].reshape(1, 2), x[2:]
+        out = acc.push(W, b, X @ W.T + b)
+        x = A @ x + c
+    assert out is not None
+    We, be, Ze = out
+    np.testing.assert_allclose(np.concatenate([We.ravel(), be]), fixed, atol=1e-8)
+    np.testing.assert_allclose(Ze, X @ We.T + be, atol=1e-10)
+    # it starts a new batch: the next iterate alone gives nothing
+    assert acc.push(W, b, X @ W.T + b) is None
+
+
+def test_rejected_anderson_extrapolation_changes_nothing(global_random_seed, monkeypatch):
+    # an extrapolated point is kept only when it lowers the exact objective: one that
+    # raises it (the weights and logits of the extrapolation, 10x) leaves every iterate
+    # as without extrapolation, bit for bit
+    X, y = make_problem(global_random_seed, n=400, d=12, k=3)
+    Y, s = np.eye(3)[y], np.full(len(y), 1 / len(y))
+    kw = dict(lam1=0.002, lam2=0.002, tol_abs=1e-12, max_iter=300)
+    monkeypatch.setattr(_solver, "_ANDERSON_M", 0)
+    plain = _solver.solve(X, Y, s, "multinomial", **kw)
+    monkeypatch.setattr(_solver, "_ANDERSON_M", 2)
+    push, offered = _solver._Anderson.push, []
+
+    def bad_push(self, W, b, Z):
+        ext = push(self, W, b, Z)
+        if ext is None:
+            return None
+        offered.append(1)
+        return 10.0 * ext[0], 10.0 * ext[1], 10.0 * ext[2]
+
+    monkeypatch.setattr(_solver._Anderson, "push", bad_push)
+    res = _solver.solve(X, Y, s, "multinomial", **kw)
+    assert offered  # extrapolations were offered, and all rejected
+    np.testing.assert_array_equal(res.coef, plain.coef)
+    np.testing.assert_array_equal(res.intercept, plain.intercept)
+    assert res.n_iter == plain.n_iter
+
+
+def _factor_problem(seed, n=600, d=40, k=3):
+    """Columns driven by 3 shared factors (as concept scores are), 6 true concepts."""
+    rng = np.random.default_rng(seed)
+    X = np.tanh(rng.normal(size=(n, 3)) @ rng.normal(size=(3, d)) / np.sqrt(3))
+    X += 0.3 * rng.normal(size=(n, d))
+    X = np.ascontiguousarray((X - X.mean(0)) / X.std(0))
+    W = np.zeros((k, d))
+    W[:, rng.choice(d, 6, replace=False)] = 2.0 * rng.normal(size=(k, 6))
+    return X, np.argmax(X @ W.T + rng.gumbel(size=(n, k)), axis=1)
+
+
+@pytest.mark.parametrize("mode", ["multinomial", "sigmoid"])
+def test_anderson_and_working_set_shrinking_keep_the_solution(
+    mode, global_random_seed, monkeypatch
+):
+    # on correlated columns the first working set is every column and many leave it:
+    # the solver rebuilds a smaller one, and extrapolates the Kronecker iterates; the
+    # solution is the one without either, and the certificate (from the solver's own
+    # logits) is the duality gap recomputed from the returned weights
+    X, y = _factor_problem(global_random_seed)
+    Y = np.eye(3)[y] if mode == "multinomial" else np.eye(3)[y][:, 1:]
+    s = np.full(len(y), 1 / len(y))
+    kw = dict(lam1=0.004, lam2=0.004, tol_abs=1e-10, max_iter=500, gap=True)
+    newton, rounds = _solver._newton, []
+    # rebuild once at most 90% of the columns are active (default 50%: the columns'
+    # share that stays active here depends on the seed)
+    monkeypatch.setattr(_solver, "_SHRINK", 0.9)
+
+    def counted(*args):
+        rounds.append(args[0].shape[1])
+        return newton(*args)
+
+    monkeypatch.setattr(_solver, "_newton", counted)
+    res = _solver.solve(X, Y, s, mode, **kw)
+    fast_rounds, rounds[:] = list(rounds), []
+    monkeypatch.setattr(_solver, "_ANDERSON_M", 0)
+    monkeypatch.setattr(_solver, "_SHRINK", 0.0)
+    plain = _solver.solve(X, Y, s, mode, **kw)
+    assert fast_rounds[0] == X.shape[1] and min(fast_rounds) < 0.9 * X.shape[1]
+    assert len(fast_rounds) > len(rounds)
+    assert res.converged and plain.converged
+    np.testing.assert_allclose(res.coef, plain.coef, atol=1e-6)
+    np.testing.assert_array_equal(res.coef != 0, plain.coef != 0)
+    again = _solver.duality_gap(X, Y, s, mode, res.coef, res.intercept, lam1=0.004, lam2=0.004)
+    assert abs(again.primal - res.gap.primal) <= 1e-12 * abs(res.gap.primal)
+    assert -1e-12 <= again.relative < 1e-8  # tight: the gap is down to round-off
+
+
+def test_shrinking_working_set_matches_sklearn_saga(global_random_seed):
+    X, y = _factor_problem(global_random_seed, n=400, d=30)
+    C = 0.05
+    head = SparseLinearHead(C=C, l1_ratio=0.5, standardize=False, tol=1e-8).fit(X, y)
+    ref = _saga(X, y, C, 0.5)
+    kw = dict(C=C, l1_ratio=0.5, mode="multinomial")
+    obj = _reference.objective(X, np.eye(3)[y], head.coef_, head.intercept_, **kw)
+    obj_ref = _reference.objective(X, np.eye(3)[y], ref.coef_, ref.intercept_, **kw)
+    assert head.converged_
+    assert abs(obj - obj_ref) <= 1e-6 * abs(obj_ref)
+    np.testing.assert_array_equal(head.coef_ != 0, ref.coef_ != 0)
