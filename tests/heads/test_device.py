@@ -129,14 +129,20 @@ def test_gram_when_the_subsample_has_no_weight():
 
 
 # -------------------------------------------------------------------------- fit and path
+# Fits at KKT tolerance 1e-10 agree to the tolerance's order, not bit for bit: the two
+# backends' products differ in the last bits, which can change the iterates' route (an
+# Anderson extrapolation accepted on one and rejected on the other) to the same optimum.
+_FIT_ATOL = 1e-8
+
+
 def test_fit_matches_numpy_backend(torch_cpu):
     X, y = _problem()
     ref = SparseLinearHead(C=0.5, l1_ratio=0.7, tol=1e-10, device="cpu").fit(X, y)
     assert torch_cpu["matmul"] == 0
     got = SparseLinearHead(C=0.5, l1_ratio=0.7, tol=1e-10).fit(X, y)  # "auto" -> torch
     assert torch_cpu["matmul"] > 0 and torch_cpu["gram_block"] > 0
-    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(got.intercept_, ref.intercept_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=0, atol=_FIT_ATOL)
+    np.testing.assert_allclose(got.intercept_, ref.intercept_, rtol=0, atol=_FIT_ATOL)
     assert got.duality_gap_ < 1e-9 and ref.duality_gap_ < 1e-9
     assert 0 < np.count_nonzero(got.coef_) < got.coef_.size  # a sparse, non-trivial fit
 
@@ -159,8 +165,8 @@ def test_path_matches_numpy_backend(torch_cpu):
     got = fit_path(X, y, Cs=5, l1_ratio=0.5, tol=1e-10)
     assert torch_cpu["matmul"] > calls
     np.testing.assert_allclose(got.Cs, ref.Cs, rtol=1e-12)
-    np.testing.assert_allclose(got.coef, ref.coef, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(got.intercept, ref.intercept, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got.coef, ref.coef, rtol=0, atol=_FIT_ATOL)
+    np.testing.assert_allclose(got.intercept, ref.intercept, rtol=0, atol=_FIT_ATOL)
     assert got.n_nonzero[0].sum() == 0 and got.n_nonzero[-1].sum() > 0
 
 
@@ -170,12 +176,12 @@ def test_cv_and_cbm_use_the_device(torch_cpu):
     got = SparseLinearHeadCV(Cs=4, tol=1e-10).fit(X, y)
     assert torch_cpu["matmul"] > 0
     np.testing.assert_allclose(got.C_, ref.C_, rtol=1e-12)  # C_min from a pass: round-off
-    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=0, atol=_FIT_ATOL)
     before = torch_cpu["matmul"]
     cbm = ConceptBottleneckClassifier(C=0.3, tol=1e-10).fit(X, y)
     assert torch_cpu["matmul"] > before
     ref_cbm = ConceptBottleneckClassifier(C=0.3, tol=1e-10, device="cpu").fit(X, y)
-    np.testing.assert_allclose(cbm.coef_.values, ref_cbm.coef_.values, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(cbm.coef_.values, ref_cbm.coef_.values, rtol=0, atol=_FIT_ATOL)
 
 
 def test_solve_path_shares_one_backend_with_grid():
@@ -187,7 +193,7 @@ def test_solve_path_shares_one_backend_with_grid():
     np.testing.assert_allclose(Cs, _path.grid(X, Y, sw, "multinomial", 4, 1e-2, 0.5), rtol=1e-12)
     p = _path.solve_path(X, Y, sw, "multinomial", Cs, l1_ratio=0.5, tol=1e-10, device=dev)
     q = _path.solve_path(X, Y, sw, "multinomial", Cs, l1_ratio=0.5, tol=1e-10, device=None)
-    np.testing.assert_allclose(p.coef, q.coef, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(p.coef, q.coef, rtol=0, atol=_FIT_ATOL)
 
 
 # ------------------------------------------------------------------------------- "auto"
