@@ -315,6 +315,8 @@ def localization_shift(args):
     import conceptlens as cl
     from conceptlens.spatial import (
         build_atlas,
+        concept_maps,
+        mask_iou,
         pointing_game,
         resolution_ceiling,
         scaled_tolerance,
@@ -366,6 +368,27 @@ def localization_shift(args):
         "guided_radii_px": list(SHIFT_RADII),
         "concepts": {},
     }
+    # how much of a fine map is new detail: the share of its spatial variance that the
+    # plain (s = 1) map, bilinearly interpolated to the fine grid, does not explain
+    detail: dict = {}
+    if 1 in shifts:
+        for m in methods:
+            if not m.startswith("patch_"):
+                continue
+            tok, mode = _tokens_of(m), m.split("_")[1]
+            coarse = concept_maps(backbone, None, bank, mode=mode, patches=patches[1][tok]["test"])
+            for sh in shifts:
+                if sh == 1:
+                    continue
+                fine = concept_maps(
+                    backbone, None, bank, mode=mode, patches=patches[sh][tok]["test"]
+                ).values
+                interp = upsample(coarse, grids[sh]).values
+                resid = ((fine - interp) ** 2).sum(axis=(2, 3))
+                total = ((fine - fine.mean(axis=(2, 3), keepdims=True)) ** 2).sum(axis=(2, 3))
+                detail[f"{m}/s{sh}"] = float(np.mean(resid / np.maximum(total, 1e-12)))
+        print("unexplained by bilinear interpolation of s=1:", json.dumps(detail), flush=True)
+    out["fine_variance_not_from_plain_map"] = detail
     for concept in bank.names:
         sel = {}
         for name, batch in batches.items():
@@ -419,8 +442,10 @@ def localization_shift(args):
                 res[m] = {}
                 for kind, km in kinds.items():
                     cal, iou, th = _best_threshold_iou(km["calib"][:, j], ck, km["test"][:, j], tk)
+                    per_image = mask_iou(km["test"][:, j], tk, threshold=th).values
                     res[m][kind] = {
                         "iou_calibrated": iou,
+                        "iou_per_image": [round(float(v), 5) for v in per_image],
                         "calib_iou": cal,
                         "threshold": th,
                         "pointing": float(pointing_game(km["test"][:, j], tk).mean()),
@@ -462,6 +487,20 @@ def localization_shift(args):
             for m in methods:
                 r[f"s{sh}"][m]["guided"] = {"radius": chosen[sh], **r[f"s{sh}"][m][chosen[sh]]}
             r[f"s{sh}"]["ceiling"]["guided"] = r[f"s{sh}"]["ceiling"][chosen[sh]]
+    # paired gain over the plain grid (same test images), with its standard error
+    for r in rows:
+        for sh in shifts:
+            for m in methods:
+                for kind in ("bilinear", "guided"):
+                    if sh == 1 or 1 not in shifts:
+                        continue
+                    a = np.asarray(r[f"s{sh}"][m][kind]["iou_per_image"])
+                    b = np.asarray(r["s1"][m][kind]["iou_per_image"])
+                    diff = a - b
+                    r[f"s{sh}"][m][kind]["gain_vs_s1"] = float(diff.mean())
+                    r[f"s{sh}"][m][kind]["se_gain_vs_s1"] = (
+                        float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
+                    )
     groups = {
         "artifact": [c for c in out["concepts"] if c in ARTIFACTS],
         "structure": [c for c in out["concepts"] if c in test.structure_masks],
