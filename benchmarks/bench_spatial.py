@@ -44,6 +44,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -94,7 +95,9 @@ def _method_maps(method, backbone, images, idx, concept, modules, patches, grid=
 
     size = images.shape[1]
     if method.startswith("prototype_atlas"):
-        atlas = modules[f"atlas_{_tokens_of(method)}"]
+        # ``prototype_atlas_plain`` (localization_shift): the atlas of the plain grid
+        key = "atlas_plain" if method.endswith("_plain") else f"atlas_{_tokens_of(method)}"
+        atlas = modules[key]
         m = atlas.concept_maps(patches[idx]).sel(concept=concept)
         return m.values if grid else upsample(m, size).values
     if method.startswith("patch_"):
@@ -280,7 +283,7 @@ def _variant_name(v):
     return f"{v[0]}_r{v[1]}_eps{v[2]:g}"
 
 
-SHIFT_METHODS = "patch_relative,patch_relative_value,prototype_atlas"
+SHIFT_METHODS = "patch_relative,patch_relative_value,prototype_atlas,prototype_atlas_plain"
 SHIFT_RADII = (8, 16, 32)
 
 
@@ -303,7 +306,9 @@ def localization_shift(args):
 
     Same calibration and test images, targets (primary only) and threshold calibration
     as ``localization``; per ``s`` the patch tokens are ``patch_embeddings(shifts=s)``
-    and the atlas is built from the calibration images' tokens at that ``s``. Maps are
+    and the atlas is built from the calibration images' tokens at that ``s``
+    (``prototype_atlas``) or once from their plain tokens (``prototype_atlas_plain``,
+    the same prototypes at every ``s``). Maps are
     upsampled bilinearly and guided-filtered (colour guide, eps 1e-4, radius in
     ``SHIFT_RADII``; one radius per ``s`` chosen by mean calibration IoU over methods
     and concepts). Ceilings: ``resolution_ceiling(masks, 12 s)`` (cells of 8 / s px),
@@ -347,7 +352,7 @@ def localization_shift(args):
         grids[sh] = patches[sh][toks[0]]["test"].shape[1]
         modules[sh] = {}
         for m in methods:
-            if m.startswith("prototype_atlas"):
+            if m.startswith("prototype_atlas") and not m.endswith("_plain"):
                 tok = _tokens_of(m)
                 modules[sh][f"atlas_{tok}"] = build_atlas(
                     backbone,
@@ -356,6 +361,18 @@ def localization_shift(args):
                     n_prototypes=args.m,
                     concept_labels=calib.concepts,
                 )
+            elif m.endswith("_plain"):  # the plain grid's atlas applied to finer tokens
+                if sh == shifts[0]:
+                    modules["plain_atlas"] = build_atlas(
+                        backbone,
+                        backbone.patch_embeddings(calib.images)[0],
+                        bank,
+                        n_prototypes=args.m,
+                        concept_labels=calib.concepts,
+                    )
+                # the same prototypes; only the grid the atlas checks patches against
+                plain = modules["plain_atlas"]
+                modules[sh]["atlas_plain"] = dataclasses.replace(plain, grid=(grids[sh],) * 2)
         print(f"shifts={sh}: grid {grids[sh]}, {embed_s[sh]:.3f} s per image", flush=True)
     radii = [f"r{r}" for r in SHIFT_RADII]
     out = {
