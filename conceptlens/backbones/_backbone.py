@@ -319,7 +319,8 @@ class Backbone:
         self._fingerprint: str | None = None
         # formatted prompt -> raw (unnormalised) text embedding; same weights, same vector
         self._text_memo: dict[str, np.ndarray] = {}
-        self.n_image_encodes = 0  # images pushed through the image tower (for cache tests)
+        # images pushed through the image tower, s*s per image with shifts (cache tests)
+        self.n_image_encodes = 0
         self._grid: tuple[int, int] | None = None  # token grid at image_size (shifts)
         self.spec: dict[str, Any] | None = None  # how to load it again (Dask workers)
 
