@@ -518,6 +518,11 @@ def localization_shift(args):
                     r[f"s{sh}"][m][kind]["se_gain_vs_s1"] = (
                         float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
                     )
+    for r in rows:  # per-image IoUs are kept for bilinear and the chosen radius only
+        for sh in shifts:
+            for m in methods:
+                for k in radii:
+                    r[f"s{sh}"][m][k].pop("iou_per_image", None)
     groups = {
         "artifact": [c for c in out["concepts"] if c in ARTIFACTS],
         "structure": [c for c in out["concepts"] if c in test.structure_masks],
