@@ -43,14 +43,15 @@ def check_shifts(shifts: object) -> int:
     >>> check_shifts(2)
     2
     """
-    if (
-        isinstance(shifts, bool) or not isinstance(shifts, numbers.Integral) or int(shifts) < 1  # type: ignore[call-overload]
-    ):
+    value = None
+    if isinstance(shifts, numbers.Integral) and not isinstance(shifts, bool):
+        value = int(shifts)
+    if value is None or value < 1:
         raise ConfigError(
             f"shifts must be a positive int (1: the plain patch grid, s: a grid s times "
             f"finer from s*s shifted forward passes), got {shifts!r}"
         )
-    return int(shifts)  # type: ignore[call-overload]
+    return value
 
 
 def shift_offsets(patch: int, shifts: int) -> list[int]:
