@@ -293,6 +293,8 @@ def resolution_ceiling(
     k, ids = _mask_stack(masks, "resolution_ceiling")
     if window is None:
         cov = pool_to_grid(k.astype(np.float32), _grid(grid))
+    elif isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise ConfigError(f"window must be a whole number of pixels, got {window!r}")
     else:
         cov = _window_coverage(k, _grid(grid), int(window))
     up = upsample(xr.DataArray(cov, dims=("sample", "y", "x")), k.shape[1:], method=method)

@@ -180,5 +180,6 @@ def test_resolution_ceiling_window_matches_a_brute_force_reference():
     assert float(resolution_ceiling(line, 48, window=8)[0]) < float(
         resolution_ceiling(line, 48)[0]
     )
-    with pytest.raises(ConfigError, match="window"):
-        resolution_ceiling(masks, grid, window=0)
+    for bad in (0, 48, 8.5, True):
+        with pytest.raises(ConfigError, match="window must be a whole number of pixels"):
+            resolution_ceiling(masks, grid, window=bad)
