@@ -21,6 +21,12 @@ Parts (``--part``, default all):
   once on the calibration images and per method and concept; the ceiling filtered the
   same way; ``--variants jbu``: joint bilateral upsampling instead (9 variants).
   ``guided_errors`` (on request) gives standard errors for key pairs.
+* ``localization_shift`` (on request): the same images, split and calibration, on finer
+  token grids from shifted inference (``patch_embeddings(shifts=s)``, ``--shifts``, e.g.
+  ``1,2,4``: 12 x 12, 24 x 24, 48 x 48 for synthderm-lit) for ``--shift-methods``;
+  bilinear and guided (colour guide, eps 1e-4, radius 8/16/32 px, one radius chosen
+  per grid on the calibration images) IoU, pointing game, and the resolution ceiling
+  of each grid; seconds per image to embed.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
   re-seeding dead prototypes.
@@ -38,6 +44,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -88,7 +95,9 @@ def _method_maps(method, backbone, images, idx, concept, modules, patches, grid=
 
     size = images.shape[1]
     if method.startswith("prototype_atlas"):
-        atlas = modules[f"atlas_{_tokens_of(method)}"]
+        # ``prototype_atlas_plain`` (localization_shift): the atlas of the plain grid
+        key = "atlas_plain" if method.endswith("_plain") else f"atlas_{_tokens_of(method)}"
+        atlas = modules[key]
         m = atlas.concept_maps(patches[idx]).sel(concept=concept)
         return m.values if grid else upsample(m, size).values
     if method.startswith("patch_"):
@@ -272,6 +281,273 @@ def _variant_name(v):
     if v[0] == "jbu":
         return f"jbu_s{v[1]:g}_r{v[2]:g}"
     return f"{v[0]}_r{v[1]}_eps{v[2]:g}"
+
+
+SHIFT_METHODS = "patch_relative,patch_relative_value,prototype_atlas,prototype_atlas_plain"
+SHIFT_RADII = (8, 16, 32)
+
+
+def _guided_ceiling(ideal, tk):
+    """Per image, the best IoU of the min-max normalised ``ideal`` map over thresholds."""
+    best = np.zeros(len(tk))
+    lo = ideal.min(axis=(1, 2), keepdims=True)
+    span = np.maximum(ideal.max(axis=(1, 2), keepdims=True) - lo, 1e-12)
+    norm = (ideal - lo) / span
+    for t in np.arange(1, 100) / 100.0:
+        pred = norm >= t
+        inter = (pred & tk).sum(axis=(1, 2))
+        union = (pred | tk).sum(axis=(1, 2))
+        best = np.maximum(best, inter / np.maximum(union, 1))
+    return best
+
+
+def localization_shift(args):
+    """Finer token grids by shifted inference: IoU and pointing game at each ``s``.
+
+    Same calibration and test images, targets (primary only) and threshold calibration
+    as ``localization``; per ``s`` the patch tokens are ``patch_embeddings(shifts=s)``
+    and the atlas is built from the calibration images' tokens at that ``s``
+    (``prototype_atlas``) or once from their plain tokens (``prototype_atlas_plain``,
+    the same prototypes at every ``s``). Maps are
+    upsampled bilinearly and guided-filtered (colour guide, eps 1e-4, radius in
+    ``SHIFT_RADII``; one radius per ``s`` chosen by mean calibration IoU over methods
+    and concepts). Ceilings: ``resolution_ceiling(masks, 12 s)`` (cells of 8 / s px),
+    ``resolution_ceiling(masks, 12 s, window=8)`` (8 px windows every 8 / s px, what
+    shifted tokens see) and the ideal grid map guided-filtered the same way.
+    """
+    import xarray as xr
+
+    import conceptlens as cl
+    from conceptlens.spatial import (
+        build_atlas,
+        concept_maps,
+        mask_iou,
+        pointing_game,
+        resolution_ceiling,
+        scaled_tolerance,
+        upsample,
+    )
+
+    methods = args.shift_methods.split(",")
+    shifts = [int(v) for v in args.shifts.split(",")]
+    backbone = cl.load_backbone("synthderm-lit")
+    bank = cl.load_bank("synthderm")
+    gen = cl.SynthDerm(args.preset)
+    calib = gen.generate(args.n_loc, seed=args.seed + 101)
+    test = gen.generate(args.n_loc, seed=args.seed + 202)
+    tol = scaled_tolerance(backbone.image_size)
+    toks = sorted({_tokens_of(m) for m in methods})
+    batches = {"calib": calib, "test": test}
+    patches, modules, grids, embed_s = {}, {}, {}, {}
+    for sh in shifts:
+        t = time.perf_counter()
+        patches[sh] = {
+            tok: {
+                n: backbone.patch_embeddings(b.images, tokens=tok, shifts=sh)[0]
+                for n, b in batches.items()
+            }
+            for tok in toks
+        }
+        embed_s[sh] = (time.perf_counter() - t) / (2 * len(toks) * args.n_loc)
+        grids[sh] = patches[sh][toks[0]]["test"].shape[1]
+        modules[sh] = {}
+        for m in methods:
+            if m.startswith("prototype_atlas") and not m.endswith("_plain"):
+                tok = _tokens_of(m)
+                modules[sh][f"atlas_{tok}"] = build_atlas(
+                    backbone,
+                    patches[sh][tok]["calib"],
+                    bank,
+                    n_prototypes=args.m,
+                    concept_labels=calib.concepts,
+                )
+            elif m.endswith("_plain"):  # the plain grid's atlas applied to finer tokens
+                if sh == shifts[0]:
+                    modules["plain_atlas"] = build_atlas(
+                        backbone,
+                        backbone.patch_embeddings(calib.images)[0],
+                        bank,
+                        n_prototypes=args.m,
+                        concept_labels=calib.concepts,
+                    )
+                # the same prototypes; only the grid the atlas checks patches against
+                plain = modules["plain_atlas"]
+                modules[sh]["atlas_plain"] = dataclasses.replace(plain, grid=(grids[sh],) * 2)
+        print(f"shifts={sh}: grid {grids[sh]}, {embed_s[sh]:.3f} s per image", flush=True)
+    radii = [f"r{r}" for r in SHIFT_RADII]
+    out = {
+        "tolerance_px": tol,
+        "n_images": args.n_loc,
+        "shifts": shifts,
+        "grids": {str(sh): grids[sh] for sh in shifts},
+        "embed_seconds_per_image": {str(sh): embed_s[sh] for sh in shifts},
+        "methods": methods,
+        "guided_radii_px": list(SHIFT_RADII),
+        "concepts": {},
+    }
+    # how much of a fine map is new detail: the share of its spatial variance that the
+    # plain (s = 1) map, bilinearly interpolated to the fine grid, does not explain
+    detail: dict = {}
+    if 1 in shifts:
+        for m in methods:
+            if not m.startswith("patch_"):
+                continue
+            tok, mode = _tokens_of(m), m.split("_")[1]
+            coarse = concept_maps(backbone, None, bank, mode=mode, patches=patches[1][tok]["test"])
+            for sh in shifts:
+                if sh == 1:
+                    continue
+                fine = concept_maps(
+                    backbone, None, bank, mode=mode, patches=patches[sh][tok]["test"]
+                ).values
+                interp = upsample(coarse, grids[sh]).values
+                resid = ((fine - interp) ** 2).sum(axis=(2, 3))
+                total = ((fine - fine.mean(axis=(2, 3), keepdims=True)) ** 2).sum(axis=(2, 3))
+                detail[f"{m}/s{sh}"] = float(np.mean(resid / np.maximum(total, 1e-12)))
+        print("unexplained by bilinear interpolation of s=1:", json.dumps(detail), flush=True)
+    out["fine_variance_not_from_plain_map"] = detail
+    for concept in bank.names:
+        sel = {}
+        for name, batch in batches.items():
+            present = np.flatnonzero(batch.concept(concept).astype(bool))
+            primary = _targets(batch, concept)[0][1][present]
+            sel[name] = present[primary.reshape(len(present), -1).any(axis=1)]
+        if len(sel["test"]) == 0 or len(sel["calib"]) == 0:
+            continue
+        t0 = time.perf_counter()
+        target = _targets(test, concept)[0][0]
+        masks = {n: _targets(b, concept)[0][1][sel[n]] for n, b in batches.items()}
+        imgs = {n: b.images[sel[n]] for n, b in batches.items()}
+        ck, tk = masks["calib"], masks["test"]
+        row: dict = {"target": target, "n": len(tk)}
+        for sh in shifts:
+            grid = grids[sh]
+            maps = {}
+            for name, batch in batches.items():
+                stack = [
+                    _method_maps(
+                        m,
+                        backbone,
+                        batch.images,
+                        sel[name],
+                        concept,
+                        modules[sh],
+                        patches[sh][_tokens_of(m)][name],
+                    )
+                    for m in methods
+                ]
+                cov = _pool(masks[name].astype(np.float32), grid)
+                ideal = upsample(
+                    xr.DataArray(cov, dims=("sample", "y", "x")), masks[name].shape[1:]
+                )
+                maps[name] = np.stack([*stack, ideal.values], axis=1).astype(np.float64)
+            patch = backbone.image_size // (grid // sh)
+            res: dict = {
+                "grid": grid,
+                "ceiling": {
+                    "bilinear": float(resolution_ceiling(tk, grid).mean()),
+                    "window": float(resolution_ceiling(tk, grid, window=patch).mean()),
+                },
+            }
+            kinds = {"bilinear": maps}
+            for r in SHIFT_RADII:
+                kinds[f"r{r}"] = {n: _guided(maps[n], imgs[n], ("colour", r, 1e-4)) for n in maps}
+                res["ceiling"][f"r{r}"] = float(
+                    _guided_ceiling(kinds[f"r{r}"]["test"][:, -1], tk).mean()
+                )
+            for j, m in enumerate(methods):
+                res[m] = {}
+                for kind, km in kinds.items():
+                    cal, iou, th = _best_threshold_iou(km["calib"][:, j], ck, km["test"][:, j], tk)
+                    per_image = mask_iou(km["test"][:, j], tk, threshold=th).values
+                    res[m][kind] = {
+                        "iou_calibrated": iou,
+                        "iou_per_image": [round(float(v), 5) for v in per_image],
+                        "calib_iou": cal,
+                        "threshold": th,
+                        "pointing": float(pointing_game(km["test"][:, j], tk).mean()),
+                        "pointing_tol": float(
+                            pointing_game(km["test"][:, j], tk, tolerance=tol).mean()
+                        ),
+                    }
+            row[f"s{sh}"] = res
+        row["seconds"] = time.perf_counter() - t0
+        out["concepts"][concept] = row
+        brief = {
+            f"s{sh}": {
+                "ceil": round(row[f"s{sh}"]["ceiling"]["bilinear"], 2),
+                "ceil_win": round(row[f"s{sh}"]["ceiling"]["window"], 2),
+                **{
+                    m: (
+                        round(row[f"s{sh}"][m]["bilinear"]["iou_calibrated"], 2),
+                        round(row[f"s{sh}"][m]["r16"]["iou_calibrated"], 2),
+                    )
+                    for m in methods
+                },
+            }
+            for sh in shifts
+        }
+        print(concept, target, json.dumps(brief), round(row["seconds"], 1), flush=True)
+    rows = out["concepts"].values()
+    # one guided radius per s: best mean calibration IoU over methods and concepts
+    chosen = {}
+    for sh in shifts:
+        mean_cal = {
+            k: float(np.mean([r[f"s{sh}"][m][k]["calib_iou"] for r in rows for m in methods]))
+            for k in radii
+        }
+        chosen[sh] = max(mean_cal, key=mean_cal.get)
+        out[f"s{sh}_mean_calib_iou_by_radius"] = mean_cal
+    out["guided_radius_chosen"] = {str(sh): chosen[sh] for sh in shifts}
+    for r in rows:
+        for sh in shifts:
+            for m in methods:
+                r[f"s{sh}"][m]["guided"] = {"radius": chosen[sh], **r[f"s{sh}"][m][chosen[sh]]}
+            r[f"s{sh}"]["ceiling"]["guided"] = r[f"s{sh}"]["ceiling"][chosen[sh]]
+    # paired gain over the plain grid (same test images), with its standard error
+    for r in rows:
+        for sh in shifts:
+            for m in methods:
+                for kind in ("bilinear", "guided"):
+                    if sh == 1 or 1 not in shifts:
+                        continue
+                    a = np.asarray(r[f"s{sh}"][m][kind]["iou_per_image"])
+                    b = np.asarray(r["s1"][m][kind]["iou_per_image"])
+                    diff = a - b
+                    r[f"s{sh}"][m][kind]["gain_vs_s1"] = float(diff.mean())
+                    r[f"s{sh}"][m][kind]["se_gain_vs_s1"] = (
+                        float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
+                    )
+    for r in rows:  # per-image IoUs are kept for bilinear and the chosen radius only
+        for sh in shifts:
+            for m in methods:
+                for k in radii:
+                    r[f"s{sh}"][m][k].pop("iou_per_image", None)
+    groups = {
+        "artifact": [c for c in out["concepts"] if c in ARTIFACTS],
+        "structure": [c for c in out["concepts"] if c in test.structure_masks],
+        "morphology": [
+            c for c in out["concepts"] if c not in ARTIFACTS and c not in test.structure_masks
+        ],
+    }
+    summary = {}
+    for gname, cs in groups.items():
+        for sh in shifts:
+            for kind in ("bilinear", "guided"):
+                summary[f"{gname}/s{sh}/ceiling_{kind}"] = float(
+                    np.mean([out["concepts"][c][f"s{sh}"]["ceiling"][kind] for c in cs])
+                )
+                summary[f"{gname}/s{sh}/ceiling_window"] = float(
+                    np.mean([out["concepts"][c][f"s{sh}"]["ceiling"]["window"] for c in cs])
+                )
+                for m in methods:
+                    rs = [out["concepts"][c][f"s{sh}"][m][kind] for c in cs]
+                    summary[f"{gname}/s{sh}/{m}/{kind}"] = {
+                        k: float(np.mean([r[k] for r in rs]))
+                        for k in ("iou_calibrated", "pointing", "pointing_tol")
+                    }
+    out["summary"] = summary
+    return out
 
 
 def _guided(maps, images, variant, grids=None):
@@ -768,9 +1044,19 @@ def main(argv=None):
         default="benchmarks/results/spatial_localization_guided.json",
         help="localization_guided results whose thresholds --part guided_errors reuses",
     )
+    ap.add_argument(
+        "--shifts",
+        default="1,2",
+        help="localization_shift: shifted-inference factors s (token grid 12 s x 12 s)",
+    )
+    ap.add_argument(
+        "--shift-methods",
+        default=SHIFT_METHODS,
+        help="methods measured on finer token grids (--part localization_shift)",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    parts = (  # localization_guided, guided_errors only on request (--part ...)
+    parts = (  # localization_guided, guided_errors, localization_shift on request
         ["localization", "atlas", "confounded", "latency"]
         if args.part == "all"
         else args.part.split(",")

@@ -24,6 +24,7 @@ from conceptlens._progress import progress
 from conceptlens.backbones._dense import TOKEN_PATHS, last_block_dense
 from conceptlens.backbones._loading import LoadedModel, build_model, resolve_spec
 from conceptlens.backbones._registry import DEFAULT_BACKBONE, BackboneConfig
+from conceptlens.backbones._shift import check_shifts, shift_offsets, shifted_tokens
 from conceptlens.exceptions import ConfigError, DataError
 
 __all__ = ["Backbone", "ImageSource", "as_image_source", "image_key", "load_backbone", "text_key"]
@@ -318,7 +319,9 @@ class Backbone:
         self._fingerprint: str | None = None
         # formatted prompt -> raw (unnormalised) text embedding; same weights, same vector
         self._text_memo: dict[str, np.ndarray] = {}
-        self.n_image_encodes = 0  # images pushed through the image tower (for cache tests)
+        # images pushed through the image tower, s*s per image with shifts (cache tests)
+        self.n_image_encodes = 0
+        self._grid: tuple[int, int] | None = None  # token grid at image_size (shifts)
         self.spec: dict[str, Any] | None = None  # how to load it again (Dask workers)
 
     def __repr__(self) -> str:
@@ -780,12 +783,39 @@ class Backbone:
         return pooled, proj.reshape(x.shape[0], grid[0], grid[1], -1), grid
 
     def _patch_forward(
-        self, x: torch.Tensor, tokens: str = "output"
+        self, x: torch.Tensor, tokens: str = "output", shifts: int = 1
     ) -> tuple[np.ndarray, tuple[int, int]]:
         x = x.to(self.device)
         with torch.inference_mode(), self._autocast():
-            _, patches, grid = self._tokens(x, tokens)
+            if shifts == 1:
+                _, patches, grid = self._tokens(x, tokens)
+            else:
+                base = self._token_grid()
+                patches = shifted_tokens(lambda v: self._tokens(v, tokens)[1], x, base, shifts)
+                grid = (base[0] * shifts, base[1] * shifts)
         return patches.float().cpu().numpy().astype(np.float32, copy=False), grid
+
+    def _token_grid(self) -> tuple[int, int]:
+        """The tower's token grid ``(gh, gw)`` at ``image_size`` (one probe, remembered)."""
+        if self._grid is None:
+            x = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
+            with torch.inference_mode(), self._autocast():
+                self._grid = self._tokens(x)[2]
+        return self._grid
+
+    def _check_shifts(self, shifts: Any) -> int:
+        """Validate ``shifts`` for this tower before any work (see :mod:`._shift`)."""
+        s = check_shifts(shifts)
+        if s > 1:
+            gh, gw = self._token_grid()
+            size = self.image_size
+            if size % gh or size % gw or size // gh != size // gw:
+                raise ConfigError(
+                    f"{self.name}: shifts need square patches that tile the {size}-pixel "
+                    f"input; its token grid is {gh}x{gw}"
+                )
+            shift_offsets(size // gh, s)
+        return s
 
     def patch_embeddings(
         self,
@@ -795,6 +825,7 @@ class Backbone:
         normalize: bool = False,
         cache: Any = None,
         tokens: str = "output",
+        shifts: int = 1,
     ) -> tuple[np.ndarray, tuple[int, int]]:
         """ViT patch tokens projected into the joint space, on the patch grid.
 
@@ -817,35 +848,62 @@ class Backbone:
             vector through the attention's output projection, no query-key attention, no
             residual or MLP) or ``"self"`` (ClearCLIP: query-query attention, no residual
             or MLP). Each is cached under its own kind (``patch``, ``patch-value``, ...).
+        shifts : int, default 1
+            ``s > 1``: a token grid ``s`` times finer in each direction, ``(s gh, s gw)``,
+            by shifted inference -- the tower runs on ``s * s`` copies of each image
+            moved by fractions ``(k - (s - 1) / 2) / s`` of a patch (borders reflected)
+            and their token grids are interleaved, so fine token ``(I, J)`` is centred
+            on cell ``(I, J)`` of an ``(s gh) x (s gw)`` grid over the image (see
+            :mod:`conceptlens.backbones._shift`). Costs ``s * s`` forward passes per
+            image; each token still sees a whole patch. The offsets must be whole
+            pixels (``p`` divisible by ``s``, and by ``2 s`` for even ``s``; ``s`` = 2
+            or 4 for 8- and 16-pixel patches). Cached under its own kind
+            (``patch-s2``, ``patch-value-s2``, ...).
 
         Returns
         -------
         embeddings : numpy.ndarray
-            float32, shape (N, gh, gw, embed_dim).
+            float32, shape (N, gh, gw, embed_dim) (``gh``, ``gw`` times ``shifts``).
         grid : tuple of int
             ``(gh, gw)``.
+
+        Raises
+        ------
+        ConfigError
+            ``tokens`` unknown; ``shifts`` not a positive int or not giving whole-pixel
+            offsets for this tower's patch size.
+
+        Examples
+        --------
+        >>> bb = load_backbone("synthderm-lit")  # doctest: +SKIP
+        >>> imgs = np.zeros((2, 96, 96, 3), np.uint8)
+        >>> bb.patch_embeddings(imgs, shifts=2)[0].shape  # doctest: +SKIP
+        (2, 24, 24, 384)
         """
         if tokens not in TOKEN_PATHS:
             raise ConfigError(f"tokens must be one of {TOKEN_PATHS}, got {tokens!r}")
+        shifts = self._check_shifts(shifts)
         grid = (0, 0)
         if cache is None:
             out = []
             for _, _, batch in self.iter_batches(images, batch_size=batch_size):
-                patches, grid = self._patch_forward(batch, tokens)
+                patches, grid = self._patch_forward(batch, tokens, shifts)
                 out.append(patches)
             if not out:
                 raise DataError("patch_embeddings got no images")
             result = np.concatenate(out)
         else:
             probe, grid = self._patch_forward(
-                torch.zeros(1, 3, self.image_size, self.image_size), tokens
+                torch.zeros(1, 3, self.image_size, self.image_size), tokens, shifts
             )
 
             def forward(x: torch.Tensor) -> np.ndarray:
-                self.n_image_encodes += x.shape[0]
-                return self._patch_forward(x, tokens)[0]
+                self.n_image_encodes += x.shape[0] * shifts * shifts
+                return self._patch_forward(x, tokens, shifts)[0]
 
             kind = "patch" if tokens == "output" else f"patch-{tokens}"
+            if shifts > 1:
+                kind += f"-s{shifts}"
             store = self.open_cache(cache, kind=kind, row_shape=probe.shape[1:])
             result = self._read_through(
                 store, images, forward, batch_size=batch_size, indices=None, num_workers=None

@@ -221,12 +221,39 @@ def patch_masks(masks: Any, grid: Any, *, min_coverage: float = 0.5) -> np.ndarr
     return pool_to_grid(k.astype(np.float32), _grid(grid)) >= np.float32(min_coverage)
 
 
-def resolution_ceiling(masks: Any, grid: Any, *, method: str = "bilinear") -> xr.DataArray:
+def _window_coverage(k: np.ndarray, grid: tuple[int, int], window: int) -> np.ndarray:
+    """(n, gh, gw): the mask's coverage of the ``window``-pixel square centred on each
+    grid cell's centre (rounded to whole pixels), the border reflected."""
+    n, h, w = k.shape
+    if not 1 <= window < min(h, w):
+        raise ConfigError(
+            f"window must be a whole number of pixels in [1, {min(h, w) - 1}] for "
+            f"{h}x{w} masks, got {window!r}"
+        )
+    big = np.pad(k.astype(np.float64), ((0, 0), (window, window), (window, window)), "reflect")
+    c = np.zeros((n, big.shape[1] + 1, big.shape[2] + 1))
+    c[:, 1:, 1:] = big.cumsum(axis=1).cumsum(axis=2)
+    gh, gw = grid
+    top = np.round((np.arange(gh) + 0.5) * h / gh - window / 2).astype(int) + window
+    left = np.round((np.arange(gw) + 0.5) * w / gw - window / 2).astype(int) + window
+    t, b, lo, r = top[:, None], top[:, None] + window, left[None, :], left[None, :] + window
+    area = c[:, b, r] - c[:, t, r] - c[:, b, lo] + c[:, t, lo]
+    return (area / float(window * window)).astype(np.float32)
+
+
+def resolution_ceiling(
+    masks: Any, grid: Any, *, method: str = "bilinear", window: int | None = None
+) -> xr.DataArray:
     """Per mask, the best pixel IoU that a map living on a ``grid`` patch grid reaches.
 
     The map is the ideal patch-level map -- the mask's own coverage of each patch --
     brought to the mask's size with :func:`upsample` (``method``, as the concept maps are)
     and thresholded at the best of the thresholds 0.01, 0.02, ..., 0.99 for that image.
+    With ``window`` the ideal map's value at each cell is instead the mask's coverage of
+    the ``window x window`` pixel square centred on the cell: the best a map reaches
+    whose tokens each see a whole patch while the grid is finer, as with shifted
+    inference (``concept_maps(shifts=s)``: pass the patch size, e.g. 8 for
+    synthderm-lit, with ``grid`` 24 or 48).
     Reported next to a method's IoU it separates what the grid's resolution forbids (thin
     lines, small dots: a low ceiling) from what the method misses (a high ceiling). It is
     an estimate of the best grid map, not a bound: another grid map may do slightly
@@ -238,6 +265,10 @@ def resolution_ceiling(masks: Any, grid: Any, *, method: str = "bilinear") -> xr
     grid : int or (int, int)
         Patch grid ``(gh, gw)`` of the maps (12 for synthderm-lit at 96 px).
     method : {"bilinear", "bicubic", "nearest"}, default "bilinear"
+    window : int, optional
+        Side in pixels of the square each grid value covers (centred on its cell; the
+        mask reflected at the border, as shifted inference reflects the image). Default:
+        the cell itself.
 
     Returns
     -------
@@ -251,12 +282,21 @@ def resolution_ceiling(masks: Any, grid: Any, *, method: str = "bilinear") -> xr
     >>> m = np.zeros((1, 96, 96), bool); m[0, 40, :] = True     # a 1 px line
     >>> round(float(resolution_ceiling(m, 12)[0]), 3)
     0.125
+    >>> fine = resolution_ceiling(m, 48)                  # 2 px cells
+    >>> shifted = resolution_ceiling(m, 48, window=8)     # 2 px steps, 8 px tokens
+    >>> round(float(fine[0]), 3), round(float(shifted[0]), 3)
+    (0.5, 0.167)
     """
     from conceptlens.spatial._feedback import pool_to_grid
     from conceptlens.spatial._maps import upsample
 
     k, ids = _mask_stack(masks, "resolution_ceiling")
-    cov = pool_to_grid(k.astype(np.float32), _grid(grid))
+    if window is None:
+        cov = pool_to_grid(k.astype(np.float32), _grid(grid))
+    elif isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise ConfigError(f"window must be a whole number of pixels, got {window!r}")
+    else:
+        cov = _window_coverage(k, _grid(grid), int(window))
     up = upsample(xr.DataArray(cov, dims=("sample", "y", "x")), k.shape[1:], method=method)
     up = up.values
     best = np.zeros(len(k))
@@ -271,5 +311,5 @@ def resolution_ceiling(masks: Any, grid: Any, *, method: str = "bilinear") -> xr
         dims=("sample",),
         coords={"sample": ids},
         name="iou_ceiling",
-        attrs={"grid": list(_grid(grid)), "method": method},
+        attrs={"grid": list(_grid(grid)), "method": method, "window": window or 0},
     )

@@ -101,11 +101,13 @@ def patch_grid(
     cache: Any = None,
     batch_size: int | None = None,
     tokens: str = "output",
+    shifts: int = 1,
 ) -> tuple[np.ndarray, list[str]]:
     """Unit-norm patch embeddings (N, gh, gw, D) of ``images`` and their sample ids.
 
-    ``tokens`` is passed to :meth:`Backbone.patch_embeddings` (``"output"``, ``"value"``,
-    ``"self"``).
+    ``tokens`` (``"output"``, ``"value"``, ``"self"``) and ``shifts`` (a grid ``shifts``
+    times finer from ``shifts**2`` shifted passes) are passed to
+    :meth:`Backbone.patch_embeddings`.
     """
     if resize:
         n, _ = _as_list(images)
@@ -113,6 +115,8 @@ def patch_grid(
     else:
         ids = check_image_sizes(backbone, images)
     kw: dict[str, Any] = {"batch_size": batch_size, "normalize": True, "tokens": tokens}
+    if shifts != 1:
+        kw["shifts"] = shifts
     if cache is not None:
         kw["cache"] = cache
     patches, _ = backbone.patch_embeddings(images, **kw)
@@ -131,6 +135,7 @@ def concept_maps(
     cache: Any = None,
     batch_size: int | None = None,
     tokens: str = "output",
+    shifts: int = 1,
 ) -> xr.DataArray:
     """Similarity of every image patch to every concept of a bank.
 
@@ -157,19 +162,29 @@ def concept_maps(
         tokens, MaskCLIP's value path of the last block (``"value"``) or ClearCLIP's
         query-query attention (``"self"``). Ignored when ``patches`` are given (compute
         those with the same ``tokens``). See ``docs/spatial.md`` for which localises best.
+    shifts : int, default 1
+        ``s > 1``: maps on a grid ``s`` times finer (``s gh x s gw``, e.g. 24 x 24 for
+        synthderm-lit at ``s = 2``) by shifted inference
+        (:meth:`Backbone.patch_embeddings`): ``s * s`` forward passes of the tower on
+        copies of the image moved by fractions of a patch, tokens interleaved so each is
+        centred on its fine cell. Ignored when ``patches`` are given (compute those with
+        the same ``shifts``). Measured in ``docs/spatial.md``.
 
     Returns
     -------
     xr.DataArray, dims ("sample", "concept", "y", "x"), name "concept_map"
-        On the patch grid (``gh x gw``); coordinates ``sample``, ``concept``,
-        ``concept_group``; attrs ``mode``, ``backbone``, ``bank``, ``image_size``.
-        Use :func:`upsample` to bring it to pixels.
+        On the patch grid (``gh x gw``, times ``shifts``); coordinates ``sample``,
+        ``concept``, ``concept_group``; attrs ``mode``, ``tokens``, ``shifts``,
+        ``backbone``, ``bank``, ``image_size``. Use :func:`upsample` to bring it to pixels.
 
     Raises
     ------
     DataError
         An image is not ``image_size x image_size`` (and ``resize`` is False); the
         message names the sample.
+    ConfigError
+        ``shifts`` is not a positive int giving whole-pixel offsets for the backbone's
+        patch size.
 
     Examples
     --------
@@ -184,7 +199,13 @@ def concept_maps(
     weights, names, groups = concept_directions(backbone, bank, mode=mode, templates=templates)
     if patches is None:
         unit, ids = patch_grid(
-            backbone, images, resize=resize, cache=cache, batch_size=batch_size, tokens=tokens
+            backbone,
+            images,
+            resize=resize,
+            cache=cache,
+            batch_size=batch_size,
+            tokens=tokens,
+            shifts=shifts,
         )
     else:
         unit = np.asarray(patches, dtype=np.float32)
@@ -208,6 +229,7 @@ def concept_maps(
         attrs={
             "mode": mode,
             "tokens": tokens if patches is None else "given",
+            "shifts": int(shifts) if patches is None else "given",
             "backbone": str(getattr(backbone, "name", "")),
             "bank": str(bank.id),
             "image_size": int(backbone.image_size),
@@ -247,7 +269,9 @@ def upsample(
         ``sample`` dim of length N).  Colour guides use all three channels.
     radius : int, optional
         Guided-filter window radius in pixels; default twice the patch size (output size
-        over the grid size), the best of 0.5, 1, 2 and 4 patches on SynthDerm.
+        over the grid size, times the maps' ``shifts`` attribute for finer grids from
+        shifted inference), the best of 0.5, 1, 2 and 4 patches on SynthDerm, and of 8,
+        16 and 32 px at every ``shifts`` measured.
     eps : float, default 1e-4
         Guided-filter regularisation, relative to a guide in [0, 1]: the best on SynthDerm
         (1e-3 close, 1e-2 lower); on noisy images a larger value keeps the noise out.
@@ -312,7 +336,9 @@ def upsample(
             )
         if method == "guided":
             if radius is None:
-                radius = max(1, round(2 * h / maps.shape[-2]))
+                shifts = maps.attrs.get("shifts", 1)
+                per_patch = shifts if isinstance(shifts, (int, np.integer)) and shifts > 0 else 1
+                radius = max(1, round(2 * h * per_patch / maps.shape[-2]))
 
             def refine(m: np.ndarray, guide: np.ndarray) -> np.ndarray:
                 return guided_filter(m, guide, radius=radius, eps=eps)

@@ -228,3 +228,19 @@ def test_jbu_upsample_per_sample_and_stops_at_an_edge():
         joint_bilateral_upsample(np.zeros((3, 3)), np.zeros((8, 8)))
     with pytest.raises(ConfigError, match="sigma_range"):
         joint_bilateral_upsample(np.zeros((2, 2)), np.zeros((8, 8)), sigma_range=0)
+
+
+def test_guided_radius_default_counts_patches_not_cells_of_a_shifted_grid():
+    """Maps from shifted inference (attrs shifts=s) have s cells per patch; the default
+    radius stays two patches (16 px for 8 px patches), not two cells."""
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    fine = xr.DataArray(rng.random((24, 24)), dims=("y", "x"), attrs={"shifts": 2})
+    plain = xr.DataArray(rng.random((12, 12)), dims=("y", "x"), attrs={"shifts": 1})
+    given = xr.DataArray(rng.random((24, 24)), dims=("y", "x"), attrs={"shifts": "given"})
+    assert upsample(fine, 96, method="guided", image=img).attrs["guided_radius"] == 16
+    assert upsample(plain, 96, method="guided", image=img).attrs["guided_radius"] == 16
+    assert upsample(given, 96, method="guided", image=img).attrs["guided_radius"] == 8
+    ref = guided_filter(upsample(fine, 96).values, img, radius=16, eps=1e-4)
+    got = upsample(fine, 96, method="guided", image=img).values
+    np.testing.assert_allclose(got, ref, atol=1e-5)

@@ -145,3 +145,41 @@ def test_ceiling_and_patch_masks_refuse_bad_input():
         resolution_ceiling(np.ones((1, 16, 16), bool), 0)
     with pytest.raises(ConfigError, match="min_coverage"):
         patch_masks(np.ones((1, 16, 16), bool), 2, min_coverage=0)
+
+
+def test_resolution_ceiling_window_matches_a_brute_force_reference():
+    """``window``: each grid value is the mask's coverage of a window centred on its cell
+    (mask reflected at the border), as a shifted-inference token sees a whole patch."""
+    rng = np.random.default_rng(2)
+    size, grid, window = 48, 12, 8  # 4 px cells, 8 px windows
+    masks = np.zeros((3, size, size), bool)
+    masks[0, 10:30, 5:40] = True
+    masks[1, 1, :] = True  # a 1 px line at the border: the reflection doubles it
+    masks[2] = rng.random((size, size)) < 0.05
+    got = resolution_ceiling(masks, grid, window=window)
+    for i, m in enumerate(masks):
+        big = np.pad(m, window, mode="reflect")
+        cov = np.empty((grid, grid))
+        for r in range(grid):
+            for c in range(grid):
+                cy, cx = (r + 0.5) * 4, (c + 0.5) * 4  # cell centre, pixel units
+                y0, x0 = int(cy - window / 2) + window, int(cx - window / 2) + window
+                cov[r, c] = big[y0 : y0 + window, x0 : x0 + window].mean()
+        up = _bilinear_reference(cov, size)
+        best = max(
+            ((up >= t) & m).sum() / ((up >= t) | m).sum() for t in np.arange(1, 100) / 100.0
+        )
+        assert got.values[i] == pytest.approx(best, abs=1e-9)
+    # the window equal to the cell is the default ceiling
+    np.testing.assert_allclose(
+        resolution_ceiling(masks, grid, window=4).values, resolution_ceiling(masks, grid).values
+    )
+    # a finer grid of whole-patch windows gains less than a grid of small cells
+    line = np.zeros((1, 96, 96), bool)
+    line[0, 40, :] = True
+    assert float(resolution_ceiling(line, 48, window=8)[0]) < float(
+        resolution_ceiling(line, 48)[0]
+    )
+    for bad in (0, 48, 8.5, True):
+        with pytest.raises(ConfigError, match="window must be a whole number of pixels"):
+            resolution_ceiling(masks, grid, window=bad)

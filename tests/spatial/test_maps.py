@@ -112,3 +112,19 @@ def test_maps_from_dense_tokens(tiny, toy_bank, tokens):
         maps.values, concept_maps(tiny, imgs, toy_bank, patches=dense).values, atol=1e-6
     )
     assert not np.allclose(maps.values, concept_maps(tiny, imgs, toy_bank).values, atol=1e-3)
+
+
+def test_shifted_maps_on_the_finer_grid(tiny, toy_bank):
+    imgs = _images(2, tiny.image_size, seed=4)
+    plain = concept_maps(tiny, imgs, toy_bank)
+    fine = concept_maps(tiny, imgs, toy_bank, shifts=2)
+    gh, gw = plain.shape[-2:]
+    assert fine.shape == (2, 3, 2 * gh, 2 * gw)
+    assert fine.attrs["shifts"] == 2 and plain.attrs["shifts"] == 1
+    patches, grid = tiny.patch_embeddings(imgs, shifts=2)
+    assert grid == (2 * gh, 2 * gw)
+    given = concept_maps(tiny, imgs, toy_bank, patches=patches)
+    np.testing.assert_allclose(fine.values, given.values, atol=1e-6)
+    assert not np.allclose(fine.values[..., ::2, ::2], plain.values, atol=1e-3)
+    with pytest.raises(ConfigError, match="shifts=3"):
+        concept_maps(tiny, imgs, toy_bank, shifts=3)
