@@ -16,6 +16,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "cache_root",
+    "plain_file_mode",
     "sha256_file",
     "user_path",
 ]
@@ -60,6 +61,25 @@ def _as_if_created(path: Path, *, folder: bool) -> None:
     every output unreadable to colleagues on a shared server.
     """
     os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
+def plain_file_mode(path: str | os.PathLike[str]) -> None:
+    """Give a file the mode a plain ``open`` would have created it with (0o666 less the umask).
+
+    For files written by a library that forces its own mode: ``safetensors``' ``save_file``
+    creates 0600 files, which would leave a saved head or trained weights unreadable to
+    colleagues on a shared server.
+
+    Examples
+    --------
+    >>> import os, stat, tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "w.bin"
+    >>> _ = f.write_bytes(b"x"); os.chmod(f, 0o600)
+    >>> plain_file_mode(f)
+    >>> stat.S_IMODE(f.stat().st_mode) == 0o666 & ~_umask()
+    True
+    """
+    _as_if_created(Path(path), folder=False)
 
 
 def cache_root() -> Path:

@@ -123,3 +123,28 @@ def test_cache_root_expands_home_in_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("CONCEPTLENS_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")
     assert cache_root() == tmp_path / "xdg" / "conceptlens"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saved_head_is_readable_by_the_group(tmp_path, umask):
+    # safetensors' save_file creates 0600 files; a saved head must honour the umask
+    import numpy as np
+
+    from conceptlens.heads import SparseLinearHead, save_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    head = SparseLinearHead(C=1.0).fit(X, (X[:, 0] > 0).astype(int))
+    save_head(head, tmp_path / "model")
+    for rel, mode in _modes(tmp_path / "model").items():
+        is_dir = (tmp_path / "model" / rel).is_dir()
+        assert mode == (0o777 if is_dir else 0o666) & ~umask, rel
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saved_lit_weights_are_readable_by_the_group(tmp_path, umask):
+    from conceptlens.backbones._synthderm_lit import build_synthderm_lit, save_lit_weights
+
+    model, _ = build_synthderm_lit()
+    out = save_lit_weights(model, tmp_path / "w.safetensors")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask

@@ -206,7 +206,7 @@ def save_lit_weights(
     """
     from safetensors.torch import save_file
 
-    from conceptlens._io import atomic_path
+    from conceptlens._io import atomic_path, plain_file_mode
 
     tensors = {}
     for k, v in lit_state_dict(model).items():
@@ -219,6 +219,7 @@ def save_lit_weights(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        plain_file_mode(tmp)  # safetensors writes 0600; atomic_path keeps tmp's mode
     return path
 
 
