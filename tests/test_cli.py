@@ -345,3 +345,35 @@ def test_label_column_defaults_to_the_coordinate_score_writes():
 
     _walk_params(visit)
     assert required == []
+
+
+def test_out_that_is_an_input_file_is_refused(tmp_path, monkeypatch):
+    """`--out` naming one of the command's input files would replace the input for good."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    bank = tmp_path / "b.yaml"
+    res = CliRunner().invoke(main, ["bank", "filter", "synthderm", "--out", str(bank)])
+    assert res.exit_code == 0, res.output
+    before = bank.read_bytes()
+    (tmp_path / "link.yaml").symlink_to(bank)
+    for out in (str(bank), "~/b.yaml", str(tmp_path / "link.yaml")):
+        res = CliRunner().invoke(
+            main, ["bank", "filter", str(bank), "--max-words", "1", "--out", out]
+        )
+        assert res.exit_code == 2, res.output
+        assert "would replace your input" in res.output and "BANK_REF" in res.output
+        assert bank.read_bytes() == before
+    # a new file next to it is fine
+    res = CliRunner().invoke(
+        main, ["bank", "filter", str(bank), "--max-words", "50", "--out", str(tmp_path / "c.yaml")]
+    )
+    assert res.exit_code == 0, res.output
+
+
+def test_package_runs_as_module():
+    out = subprocess.run(
+        [sys.executable, "-m", "conceptlens", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert __version__ in out.stdout
