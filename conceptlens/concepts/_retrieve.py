@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -150,8 +151,18 @@ def _split_long(text: str, max_words: int) -> list[str]:
     return chunks
 
 
+def _visible(text: str) -> str:
+    """``text`` without invisible characters (soft hyphens, zero-width spaces, bidi
+    controls, terminal escapes): passages end up in bank provenance, which refuses them."""
+    return "".join(
+        ch if unicodedata.category(ch)[0] != "C" or ch in "\n\t" else (" " if ch.isspace() else "")
+        for ch in text
+    )
+
+
 def _read_text(path: Path, max_words: int) -> list[Passage]:
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", path.read_text(encoding="utf-8"))]
+    text = _visible(path.read_text(encoding="utf-8"))
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text)]
     out: list[Passage] = []
     for p in paragraphs:
         if not p:
@@ -163,7 +174,9 @@ def _read_text(path: Path, max_words: int) -> list[Passage]:
 
 def _read_jsonl(path: Path, max_words: int) -> list[Passage]:
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # split on newlines only: str.splitlines also splits at U+2028, U+0085, ... which JSON
+    # allows unescaped inside strings
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -176,9 +189,9 @@ def _read_jsonl(path: Path, max_words: int) -> list[Passage]:
             raise DataError(
                 f"{path}:{lineno}: each line needs a string field 'text' (and ideally 'id')"
             )
-        doc = str(rec.get("id", f"{path.stem}:{lineno}"))
-        title = str(rec.get("title", ""))
-        for j, chunk in enumerate(_split_long(" ".join(rec["text"].split()), max_words)):
+        doc = _visible(str(rec.get("id", f"{path.stem}:{lineno}")))
+        title = " ".join(_visible(str(rec.get("title", ""))).split())
+        for j, chunk in enumerate(_split_long(" ".join(_visible(rec["text"]).split()), max_words)):
             out.append(Passage(doc, f"{doc}#p{j}", chunk, title))
     return out
 
@@ -194,13 +207,13 @@ def _read_pubmed(path: Path, max_words: int) -> list[Passage]:
     out: list[Passage] = []
     for art in articles:
         pmid_el = art.find(".//PMID")
-        pmid = (pmid_el.text or "").strip() if pmid_el is not None else ""
+        pmid = _visible(pmid_el.text or "").strip() if pmid_el is not None else ""
         doc = f"PMID:{pmid}" if pmid else f"{path.stem}:{len(out)}"
         title_el = art.find(".//ArticleTitle")
-        title = "".join(title_el.itertext()).strip() if title_el is not None else ""
+        title = _visible("".join(title_el.itertext())).strip() if title_el is not None else ""
         parts = []
         for ab in art.iter("AbstractText"):
-            text = " ".join("".join(ab.itertext()).split())
+            text = " ".join(_visible("".join(ab.itertext())).split())
             label = ab.get("Label")
             parts.append(f"{label}: {text}" if label else text)
         body = " ".join(parts) or title
