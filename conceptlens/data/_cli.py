@@ -15,6 +15,7 @@ from conceptlens._cli_options import (
     path_column_option,
     root_option,
 )
+from conceptlens._label_check import same_spelling
 from conceptlens.synthderm._cli_data import synthderm
 
 __all__ = ["data", "dataset_report", "open_dataset"]
@@ -134,6 +135,16 @@ def dataset_report(ds: Any, *, check_images: bool = True) -> dict[str, Any]:
                 f"{counts[rare]} (ratio {counts[common] / counts[rare]:.1f} >= "
                 f"{IMBALANCE_RATIO:g}); consider stratified splits and class weights"
             )
+    folded: dict[str, list[str]] = {}
+    for c in counts:
+        folded.setdefault(same_spelling(str(c)), []).append(str(c))
+    for group in folded.values():
+        if len(group) > 1:
+            warnings.append(
+                f"labels {', '.join(map(repr, group))} differ only in case, spacing or Unicode "
+                "form and count as separate classes; use one spelling (score and fit stop on "
+                "them)"
+            )
     report["warnings"] = warnings
     return report
 
@@ -144,9 +155,12 @@ def _print_report(path: str, r: dict[str, Any]) -> None:
     if r["label_counts"]:
         kind = "multi-label positives" if r["multilabel"] else "labels"
         echo(f"{kind} ({len(r['classes'])} classes):")
-        width = max(len(c) for c in r["label_counts"])
+        shown = {
+            c: c if c.strip() == c and c.isprintable() else repr(c) for c in r["label_counts"]
+        }
+        width = max(len(c) for c in shown.values())
         for c, v in r["label_counts"].items():
-            echo(f"  {c:<{width}}  {v}")
+            echo(f"  {shown[c]:<{width}}  {v}")
     else:
         echo("labels: none")
     for col, vc in r["breakdown"].items():
