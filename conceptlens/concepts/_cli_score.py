@@ -26,8 +26,9 @@ __all__ = ["score"]
     "--data",
     "data",
     required=True,
-    type=UserPath(exists=True, dir_okay=False),
-    help="Manifest CSV/Parquet with a column of image paths (relative to --root).",
+    type=UserPath(exists=True),
+    help="Manifest CSV/Parquet with a column of image paths (relative to --root), or a "
+    "folder holding manifest.csv (as `conceptlens data synthderm` writes).",
 )
 @root_option
 @path_column_option
@@ -105,6 +106,7 @@ def score(
     from conceptlens.backbones import load_backbone
     from conceptlens.concepts import load_bank, score_concepts, write_scores
     from conceptlens.data import load_manifest
+    from conceptlens.data._cli import manifest_file
     from conceptlens.exceptions import ConfigError
 
     out_path = Path(out)
@@ -119,6 +121,7 @@ def score(
         cache = None
     else:
         cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    data = manifest_file(data)
     dataset = load_manifest(
         data,
         root=root,

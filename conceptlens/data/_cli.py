@@ -18,7 +18,7 @@ from conceptlens._cli_options import (
 from conceptlens._label_check import same_spelling
 from conceptlens.synthderm._cli_data import synthderm
 
-__all__ = ["data", "dataset_report", "open_dataset"]
+__all__ = ["data", "dataset_report", "manifest_file", "open_dataset"]
 
 # A class this many times rarer than the most common one is flagged as imbalance.
 IMBALANCE_RATIO = 10.0
@@ -26,6 +26,23 @@ IMBALANCE_RATIO = 10.0
 BREAKDOWN_COLUMNS = ("split", "site", "group", "sex", "view_position", "localization")
 # A folder holding one of these is a dataset described by its manifest (`data synthderm`).
 MANIFEST_NAMES = ("manifest.csv", "manifest.parquet")
+
+
+def manifest_file(path: str | Path, option: str = "--data") -> Path:
+    """``path``, or the manifest inside it when it is a folder ``data synthderm`` wrote."""
+    from conceptlens._io import user_path
+    from conceptlens.exceptions import DataError
+
+    p = user_path(path)
+    if not p.is_dir():
+        return p
+    for name in MANIFEST_NAMES:
+        if (p / name).is_file():
+            return p / name
+    raise DataError(
+        f"{option} {p} is a folder without {' or '.join(MANIFEST_NAMES)}; give the manifest "
+        "file (CSV or Parquet with a column of image paths)"
+    )
 
 
 @click.group(name="data")
@@ -61,9 +78,8 @@ def open_dataset(
     if not p.exists():
         raise MissingFileError(f"no such file or folder: {p}")
     if p.is_dir():
-        manifests = [p / n for n in MANIFEST_NAMES if (p / n).is_file()]
-        if manifests:
-            p = manifests[0]
+        if any((p / n).is_file() for n in MANIFEST_NAMES):
+            p = manifest_file(p)
         elif any(c.is_dir() and not c.name.startswith(".") for c in p.iterdir()):
             return load_folder(p, on_error="skip", dicom_options=options)
         else:

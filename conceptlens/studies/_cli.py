@@ -234,8 +234,9 @@ def study() -> None:
 @click.option(
     "--manifest",
     default=None,
-    type=UserPath(dir_okay=False),
-    help="CSV manifest with labels and an ROI mask column.",
+    type=UserPath(),
+    help="CSV manifest with labels and an ROI mask column (or a folder holding "
+    "manifest.csv, as `conceptlens data synthderm` writes).",
 )
 @click.option(
     "--synthderm", "preset", default=None, help="Generate SynthDerm with this preset instead."
@@ -296,8 +297,9 @@ def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbon
         roi = roi or "lesion_mask"
     else:
         from conceptlens.data import load_manifest
+        from conceptlens.data._cli import manifest_file
 
-        dataset = load_manifest(manifest)
+        dataset = load_manifest(manifest_file(manifest, "--manifest"))
         roi = roi or "roi_mask"
     res = masking_study(
         dataset, roi=roi, fill=fill, dilations=list(dilations) or [0],
