@@ -4,8 +4,8 @@
 ``backbones`` and ``data``; ``synthderm`` may import ``data``, ``backbones`` and ``concepts``;
 ``heads`` imports none of them; the layers above (explain, masking, spatial, studies, plot,
 reports) may import every layer below them except ``synthderm``. The composers -- the CLI
-(``cli.py``, ``__main__.py`` and every ``_cli*.py`` module), the demo and the top-level ``__init__`` -- may
-import any layer, and only they import ``synthderm``.
+(``cli.py``, ``__main__.py`` and every ``_cli*.py`` module), the demo and the top-level
+``__init__`` -- may import any layer, and only they import ``synthderm``.
 Shared modules at the top level (``exceptions``, ``_io``, ``_progress``, ``_typing``,
 ``_version``) are importable from everywhere. ``concepts`` uses ``backbones`` through its
 public API only, and no library module imports a CLI module. See docs/architecture.md.
