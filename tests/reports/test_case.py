@@ -125,3 +125,22 @@ def test_case_report_says_when_the_case_was_a_training_sample(study, tmp_path):
     words = pdf_words(case_report(tmp_path / "b.pdf", model, s, outside))
     assert "used to fit" not in words
     assert "case among the head's training samples: no" in words
+
+
+def test_labels_and_ids_are_printed_literally_not_as_tex(study, tmp_path):
+    """Class labels and sample ids are data: `$...$` in them is not mathtext (an invalid
+    `$\\frac{$` stopped the report with a matplotlib parse error)."""
+    from conceptlens.heads import ConceptBottleneckClassifier
+
+    s, train = study["scores"], study["train"]
+    names = {"melanoma": "mel $\\frac{$ x", "nevus": "nevus $x^2$"}
+    labels = np.array([names.get(v, v) for v in s.label.values])
+    s = s.assign_coords(
+        label=("sample", labels), sample=[f"id$_{k}" for k in range(s.sizes["sample"])]
+    )
+    cbm = ConceptBottleneckClassifier(C=0.5).fit(s[train], labels[train])
+    i = _melanoma_at_site_c(study)
+    out = case_report(tmp_path / "case.pdf", cbm, s, f"id$_{i}")
+    words = pdf_words(out)
+    assert f"Case report: id$_{i}" in words
+    assert "true class mel $\\frac{$ x" in words and "nevus $x^2$: probability" in words
