@@ -251,6 +251,17 @@ def read_scores(path: str | os.PathLike[str], *, option: str = "--scores") -> An
             f"{option} {p}: concept_score has dims {tuple(scores.dims)}; expected "
             "('sample', 'concept')"
         )
+    for dim in ("sample", "concept"):
+        values = [str(v) for v in scores[dim].values] if dim in scores.coords else None
+        if scores.sizes[dim] == 0:
+            raise DataError(f"{option} {p} has no {dim}s; {hint}")
+        if values is not None and len(set(values)) != len(values):
+            dup = sorted({v for v in values if values.count(v) > 1})
+            raise DataError(
+                f"{option} {p}: {dim} ids are not unique ({len(dup)} repeated, e.g. "
+                f"{dup[:3]}); rows could not be told apart. Drop or rename the repeats "
+                f"(scores.drop_duplicates({dim!r}))."
+            )
     return scores.transpose("sample", "concept")
 
 
