@@ -144,7 +144,7 @@ def fit(
     y = np.asarray(scores[label].values)
     if split_column is not None:
         split = np.asarray(scores[split_column].values).astype(str)
-        bad = sorted(set(split) - set(_SPLITS))
+        bad = sorted(str(v) for v in set(split) - set(_SPLITS))
         if bad:
             raise DataError(
                 f"split column {split_column!r} has values {bad[:5]}; use train/val/test."

@@ -209,3 +209,11 @@ def test_a_class_with_only_negative_weights_is_described_by_them():
     assert f"{strongest} ({float(row.min()):+.2f})" in text
     pos = m.top_concepts("a")
     assert _describe_class(m, "a").startswith(f"{pos.concept.values[0]} (")
+
+
+def test_fit_names_bad_split_values_plainly(tmp_path):
+    scores, _, split = _with_split(0, n=60)
+    scores = scores.assign_coords(split=("sample", np.where(split == "val", "valid", split)))
+    res = _fit(_write(tmp_path, scores), tmp_path / "m", "--split-column", "split")
+    assert res.exit_code == 1
+    assert "has values ['valid']; use train/val/test" in res.output
