@@ -37,6 +37,9 @@ __all__ = ["RULE_NAMES", "MaskingAction", "TestTimeMasking", "greedy_rule", "rec
 #: The rules ``TestTimeMasking(rule=...)`` (and ``conceptlens mask fit --rule``) accept by name.
 RULE_NAMES: tuple[str, ...] = ("greedy", "recentre", "recentre+greedy")
 
+#: An adapter file holds a few numbers per concept; anything far larger is not one.
+_MAX_ADAPTER_BYTES = 20_000_000
+
 
 @dataclass(frozen=True)
 class MaskingAction:
@@ -728,9 +731,21 @@ class TestTimeMasking:
         """
         path = Path(path).expanduser()
         try:
-            payload = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: not a readable test-time masking file ({exc}).") from exc
+            size = path.stat().st_size
+            if size > _MAX_ADAPTER_BYTES:
+                raise DataError(
+                    f"{path}: {size:,} bytes is far too large for a test-time masking file "
+                    f"(limit {_MAX_ADAPTER_BYTES:,}); it was not written by TestTimeMasking.save."
+                )
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:  # JSON, UTF-8, nesting
+            if isinstance(exc, DataError):
+                raise
+            detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise DataError(
+                f"{path}: not a readable test-time masking file ({detail}); fit and save the "
+                "adapter again."
+            ) from None
         if (
             not isinstance(payload, dict)
             or payload.get("format") != "conceptlens.test_time_masking"
