@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "atomic_dir",
@@ -17,6 +19,7 @@ __all__ = [
     "atomic_write_text",
     "cache_root",
     "plain_file_mode",
+    "read_json",
     "sha256_file",
     "user_path",
 ]
@@ -202,6 +205,53 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    fix: str,
+    error: type[Exception] | None = None,
+    max_bytes: int = 20_000_000,
+) -> Any:
+    """Parse a small JSON file, turning every way it can be unreadable into one error.
+
+    A missing or unreadable file, more than ``max_bytes`` bytes, text that is not UTF-8,
+    invalid JSON and nesting deep enough to exhaust the parser's recursion all raise
+    ``error`` (default :class:`~conceptlens.exceptions.DataError`) with the message
+    ``"<path>: not a readable <what> (<reason>); <fix>"``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+    >>> _ = f.write_text("[" * 100_000 + "]" * 100_000)
+    >>> read_json(f, what="split file", fix="write one with save_splits()")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    conceptlens.exceptions.DataError: ...x.json: not a readable split file (nested too deeply); write one with save_splits()
+    """  # noqa: E501
+    if error is None:
+        from conceptlens.exceptions import DataError
+
+        error = DataError
+    p = user_path(path)
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            reason = f"{size:,} bytes, more than the {max_bytes:,} such a file can hold"
+        else:
+            return json.loads(p.read_text(encoding="utf-8"))
+    except RecursionError:
+        reason = "nested too deeply"
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        reason = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    raise error(f"{p}: not a readable {what} ({reason}); {fix}")
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

@@ -148,3 +148,38 @@ def test_saved_lit_weights_are_readable_by_the_group(tmp_path, umask):
     model, _ = build_synthderm_lit()
     out = save_lit_weights(model, tmp_path / "w.safetensors")
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("content", "reason", "limit"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply", 10**6),  # RecursionError
+        (b"\xff\xfe{}", "not UTF-8 text", 10**6),
+        ('{"a": 1', "invalid JSON at line 1 column 8", 10**6),
+        ("[" + "0," * 600 + "0]", "1,203 bytes, more than the 1,000", 1_000),
+    ],
+)
+def test_read_json_turns_every_failure_into_one_error(tmp_path, content, reason, limit):
+    from conceptlens._io import read_json
+    from conceptlens.exceptions import ConfigError, DataError
+
+    f = tmp_path / "x.json"
+    f.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataError, match=rf"x\.json: not a readable thing \({reason}.*; redo it"):
+        read_json(f, what="thing", fix="redo it", max_bytes=limit)
+    with pytest.raises(ConfigError):
+        read_json(f, what="thing", fix="redo it", error=ConfigError, max_bytes=limit)
+
+
+def test_json_files_users_pass_in_are_read_defensively(tmp_path):
+    """Split files, adapters, backbone configs: a hostile file is a one-line error."""
+    from conceptlens.backbones import add_backbone_config
+    from conceptlens.data import load_splits
+    from conceptlens.exceptions import ConfigError, DataError
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match="nested too deeply"):
+        load_splits(deep)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        add_backbone_config(deep)

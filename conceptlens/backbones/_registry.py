@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from conceptlens._io import read_json
 from conceptlens.exceptions import ConfigError, UnknownNameError
 
 __all__ = [
@@ -166,12 +166,9 @@ class BackboneConfig:
 
 def _read_config(path: Path) -> BackboneConfig:
     """One config file, validated; its name must be the file name."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON ({exc})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the backbone config ({exc})") from exc
+    data = read_json(
+        path, what="backbone config", fix="fix or remove the file.", error=ConfigError
+    )
     if isinstance(data, dict) and isinstance(data.get("model"), str):
         model = data["model"]
         # a relative local-dir: folder is relative to the config file

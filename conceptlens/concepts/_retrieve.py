@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptlens._io import atomic_dir, atomic_write_text, user_path
+from conceptlens._io import atomic_dir, atomic_write_text, read_json, user_path
 from conceptlens._typing import EmbedFn
 from conceptlens.concepts._bank import ConceptBank
 from conceptlens.concepts._filter import _unit
@@ -374,9 +374,10 @@ class CorpusIndex:
             raise MissingFileError(
                 f"{path} is not a corpus index (no index.json); build one first"
             )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != INDEX_FORMAT:
-            raise DataError(f"{path}: index format {meta.get('format')} is not {INDEX_FORMAT}")
+        meta = read_json(meta_path, what="corpus index", fix="build the index again.")
+        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise DataError(f"{path}: index format {found} is not {INDEX_FORMAT}")
         passages = [
             Passage(**json.loads(line))
             for line in (path / "passages.jsonl").read_text(encoding="utf-8").splitlines()

@@ -29,6 +29,7 @@ import pandas as pd
 import xarray as xr
 from sklearn.exceptions import NotFittedError
 
+from conceptlens._io import read_json
 from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.explain import concept_matrix, head_parameters
 
@@ -36,9 +37,6 @@ __all__ = ["RULE_NAMES", "MaskingAction", "TestTimeMasking", "greedy_rule", "rec
 
 #: The rules ``TestTimeMasking(rule=...)`` (and ``conceptlens mask fit --rule``) accept by name.
 RULE_NAMES: tuple[str, ...] = ("greedy", "recentre", "recentre+greedy")
-
-#: An adapter file holds a few numbers per concept; anything far larger is not one.
-_MAX_ADAPTER_BYTES = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -730,22 +728,9 @@ class TestTimeMasking:
             The file is not an adapter, or it was fitted for other concepts or classes.
         """
         path = Path(path).expanduser()
-        try:
-            size = path.stat().st_size
-            if size > _MAX_ADAPTER_BYTES:
-                raise DataError(
-                    f"{path}: {size:,} bytes is far too large for a test-time masking file "
-                    f"(limit {_MAX_ADAPTER_BYTES:,}); it was not written by TestTimeMasking.save."
-                )
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as exc:  # JSON, UTF-8, nesting
-            if isinstance(exc, DataError):
-                raise
-            detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise DataError(
-                f"{path}: not a readable test-time masking file ({detail}); fit and save the "
-                "adapter again."
-            ) from None
+        payload = read_json(
+            path, what="test-time masking file", fix="fit and save the adapter again."
+        )
         if (
             not isinstance(payload, dict)
             or payload.get("format") != "conceptlens.test_time_masking"

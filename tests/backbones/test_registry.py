@@ -134,7 +134,9 @@ def test_user_configs_are_validated_like_shipped_ones(clean_registry, tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         add_backbone_config(tmp_path / "absent.json")
     (tmp_path / "broken.json").write_text("{", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"broken\.json: invalid JSON"):
+    with pytest.raises(
+        ConfigError, match=r"broken\.json: not a readable backbone config \(invalid JSON"
+    ):
         add_backbone_config(tmp_path / "broken.json")
     assert not clean_registry._ADDED  # nothing half-registered
 
