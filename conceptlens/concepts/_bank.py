@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from conceptlens._io import atomic_write_text, user_path
-from conceptlens.exceptions import BankError, MissingFileError, UnknownNameError
+from conceptlens.exceptions import BankError, ConfigError, MissingFileError, UnknownNameError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -132,6 +132,31 @@ def _check_visible_text(value: Any, where: _Where, path: str = "") -> None:
 def _same_spelling(text: str) -> str:
     """``text`` folded for comparison: Unicode NFKC, case and runs of whitespace."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def spelling_twins(classes: Iterable[str]) -> tuple[str, str] | None:
+    """The first two class names that differ only in case, spacing or Unicode form."""
+    folded: dict[str, str] = {}
+    for c in classes:
+        key = _same_spelling(c)
+        if key in folded and folded[key] != c:
+            return folded[key], c
+        folded.setdefault(key, c)
+    return None
+
+
+def check_distinct_classes(classes: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for class names a bank could not hold (given twice, or
+    differing only in case, spacing or Unicode form), before any work is done on them."""
+    twins = spelling_twins(classes)
+    if twins is None and len(set(classes)) != len(classes):
+        dup = next(c for c in classes if list(classes).count(c) > 1)
+        twins = (dup, dup)
+    if twins is not None:
+        raise ConfigError(
+            f"class names {twins[0]!r} and {twins[1]!r} are the same class (they differ at "
+            "most in case, spacing or Unicode form); give each class once, in one spelling"
+        )
 
 
 def _is_extension(key: object) -> bool:
@@ -514,16 +539,13 @@ class ConceptBank:
         if len(set(classes)) != len(classes):
             dup = sorted({c for c in classes if classes.count(c) > 1})
             raise where.error(f"duplicate class names {dup}", field="classes")
-        folded: dict[str, str] = {}
-        for c in classes:
-            if _same_spelling(c) in folded:
-                raise where.error(
-                    f"classes {folded[_same_spelling(c)]!r} and {c!r} differ only in case, "
-                    "spacing or Unicode form, so labels could not tell them apart; use one "
-                    "spelling",
-                    field="classes",
-                )
-            folded[_same_spelling(c)] = c
+        twins = spelling_twins(classes)
+        if twins is not None:
+            raise where.error(
+                f"classes {twins[0]!r} and {twins[1]!r} differ only in case, spacing or "
+                "Unicode form, so labels could not tell them apart; use one spelling",
+                field="classes",
+            )
         for opt in ("name", "domain", "modality", "description"):
             if data.get(opt) is not None and not isinstance(data[opt], str):
                 raise where.error(f"must be a string, got {_brief(data[opt])}", field=opt)

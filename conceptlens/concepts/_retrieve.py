@@ -35,7 +35,7 @@ import numpy as np
 
 from conceptlens._io import atomic_dir, atomic_write_text, read_json, user_path
 from conceptlens._typing import EmbedFn
-from conceptlens.concepts._bank import ConceptBank
+from conceptlens.concepts._bank import ConceptBank, check_distinct_classes
 from conceptlens.concepts._filter import _unit
 from conceptlens.concepts._priors import llm_priors, text_priors
 from conceptlens.concepts._sanitize import Rejection, sanitize_concept, to_concept_name
@@ -576,6 +576,7 @@ def retrieve_concepts(
     'retrieved'
     """
     classes = list(classes)
+    check_distinct_classes(classes)
     if not classes:
         raise ConfigError("retrieve_concepts needs at least one class")
     if priors not in ("text", "llm", "none"):

@@ -488,3 +488,18 @@ def test_user_inputs_are_one_line_and_quoted(server, tmp_path):
         generate_bank(["nevus"], "x" * 500, llm=llm)
     generate_bank(["nevus"], 'derma"tology', llm=llm, families=["features"])
     assert '"derma\\"tology"' in user_text(server.requests[-1])
+
+
+@pytest.mark.parametrize("classes", [["nevus", "Nevus"], ["nevus", "nevus "], ["nevus", "nevus"]])
+def test_classes_a_bank_cannot_hold_are_refused_before_any_request(server, tmp_path, classes):
+    """A bank refuses classes that differ only in case or spacing; generation and retrieval
+    say so up front instead of after every request has been paid for."""
+    from conceptlens.concepts import CorpusIndex, read_corpus, retrieve_concepts, shipped_corpus
+
+    llm = _client(server, tmp_path, cache_dir=False)
+    with pytest.raises(ConfigError, match="are the same class"):
+        generate_bank(classes, "dermatology", llm=llm)
+    assert server.requests == []
+    index = CorpusIndex.build(read_corpus(shipped_corpus("synthderm")))
+    with pytest.raises(ConfigError, match="are the same class"):
+        retrieve_concepts(index, classes)
