@@ -144,3 +144,27 @@ def test_labels_and_ids_are_printed_literally_not_as_tex(study, tmp_path):
     words = pdf_words(out)
     assert f"Case report: id$_{i}" in words
     assert "true class mel $\\frac{$ x" in words and "nevus $x^2$: probability" in words
+
+
+def test_probability_chart_keeps_to_the_top_classes_with_short_names():
+    """With many classes the chart shows the ten most probable (the predicted and the true
+    class always among them) under names short enough to stay on the page."""
+    from matplotlib.figure import Figure
+
+    from conceptlens.reports._case import MAX_LABEL_CHARS, MAX_PROBA_BARS, _draw_proba
+
+    classes = [f"class {i} with a long descriptive name" for i in range(30)]
+    proba = np.linspace(1.0, 2.0, 30)
+    proba /= proba.sum()  # class 29 most probable, class 0 least
+    ax = Figure().add_subplot()
+    _draw_proba(ax, classes, proba, pred=classes[29], label=classes[0])
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(ticks) == len(ax.patches) == MAX_PROBA_BARS
+    assert all(len(t) <= MAX_LABEL_CHARS for t in ticks)
+    assert ticks[0].startswith("class 29 ") and ticks[-1].startswith("class 0 ")
+    assert ticks[1].startswith("class 28 ")  # then by probability
+    assert "top 10 of 30 classes" in ax.get_title()
+    ax = Figure().add_subplot()
+    _draw_proba(ax, ["a", "b"], np.array([0.3, 0.7]), pred="b")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]  # class order
+    assert ax.get_title() == "predicted probabilities"
