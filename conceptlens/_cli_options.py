@@ -26,6 +26,7 @@ __all__ = [
     "model_option",
     "on_error_option",
     "out_option",
+    "printable",
     "path_column_option",
     "quiet_option",
     "read_scores",
@@ -40,6 +41,28 @@ CACHE_DIR_HELP = (
     "conceptlens cache folder (embeddings, LLM responses); default $CONCEPTLENS_CACHE_DIR, "
     "else $XDG_CACHE_HOME/conceptlens, else ~/.cache/conceptlens."
 )
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control and format characters written as escapes (``\x1b``).
+
+    Messages quote ids, labels and paths from files the user may not control; printed
+    raw, an escape sequence in a manifest id could retitle or clear the terminal, and a
+    bidirectional override could reorder the line. Newlines and tabs are kept.
+
+    Examples
+    --------
+    >>> print(printable("id\x1b]0;owned\x07 ok\u202e"))
+    id\x1b]0;owned\x07 ok\u202e
+    """
+    import unicodedata
+
+    return "".join(
+        ch
+        if ch in "\n\t" or unicodedata.category(ch)[0] != "C"
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 class UserPath(click.Path):

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import click
 
-from conceptlens._cli_options import debug_option, quiet_option
+from conceptlens._cli_options import debug_option, printable, quiet_option
 from conceptlens._version import __version__
 from conceptlens.exceptions import ConceptLensError
 
@@ -195,7 +195,7 @@ def _fail(ctx: click.Context, message: str, exc: BaseException) -> NoReturn:
     """Print ``error: message`` (continuation lines indented) and exit with status 1."""
     if ctx.meta.get("conceptlens.debug"):
         traceback.print_exception(exc)
-    first, *rest = message.strip().splitlines() or [type(exc).__name__]
+    first, *rest = printable(message).strip().splitlines() or [type(exc).__name__]
     click.echo(f"error: {first}", err=True)
     for line in rest:
         click.echo(f"  {line.strip()}", err=True)

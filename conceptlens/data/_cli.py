@@ -13,6 +13,7 @@ from conceptlens._cli_options import (
     UserPath,
     label_column_option,
     path_column_option,
+    printable,
     root_option,
 )
 from conceptlens._label_check import same_spelling
@@ -166,7 +167,9 @@ def dataset_report(ds: Any, *, check_images: bool = True) -> dict[str, Any]:
 
 
 def _print_report(path: str, r: dict[str, Any]) -> None:
-    echo = click.echo
+    def echo(text: str, err: bool = False) -> None:
+        click.echo(printable(text), err=err)
+
     echo(f"{path}: {r['n_samples']} readable samples")
     if r["label_counts"]:
         kind = "multi-label positives" if r["multilabel"] else "labels"

@@ -308,3 +308,20 @@ def test_truncated_parquet_is_a_clear_error(tmp_path):
     (tmp_path / "m.parquet").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=r"m\.parquet: not a readable Parquet file.*truncated"):
         load_manifest(tmp_path / "m.parquet")
+
+
+def test_csv_header_problems_are_named(tmp_path):
+    """A repeated column was silently renamed label.1 by pandas; a ;-separated file was one
+    column; spaces around header names silently lost the label column."""
+    _small_png(tmp_path / "a.png", (8, 8))
+    (tmp_path / "dup.csv").write_text("path,label,label\na.png,x,y\n")
+    with pytest.raises(
+        DataError, match=r"dup\.csv: column\(s\) \['label'\] appear more than once"
+    ):
+        load_manifest(tmp_path / "dup.csv")
+    (tmp_path / "semi.csv").write_text("path;label\na.png;x\n")
+    with pytest.raises(DataError, match=r"semi\.csv: .* separated by semicolons.*with commas"):
+        load_manifest(tmp_path / "semi.csv")
+    (tmp_path / "spaces.csv").write_text("id , path, label \n007,a.png,x\n")
+    ds = load_manifest(tmp_path / "spaces.csv")
+    assert ds.ids == ["007"] and ds.classes == ["x"]  # id still read as text
