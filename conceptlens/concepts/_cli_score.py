@@ -14,6 +14,7 @@ from conceptlens._cli_options import (
     on_error_option,
     out_option,
     path_column_option,
+    printable,
     root_option,
     weights_option,
 )
@@ -153,7 +154,7 @@ def score(
             client.close()
     write_scores(scores, out_path)
     for skipped in getattr(dataset, "skipped", []):
-        click.echo(f"skipped {skipped}", err=True)
+        click.echo(printable(f"skipped {skipped}"), err=True)
     click.echo(
         f"wrote {out_path}: {scores.sizes['sample']} samples x {scores.sizes['concept']} "
         f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version}"

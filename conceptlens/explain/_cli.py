@@ -10,6 +10,7 @@ from conceptlens._cli_options import (
     UserPath,
     allow_mismatch_option,
     model_option,
+    printable,
     read_head_and_scores,
     read_scores,
     scores_option,
@@ -82,7 +83,9 @@ def explain(model_dir, scores_path, allow_score_mismatch, out_dir, background_pa
         )
         true = f", true {truth[i]}" if truth is not None else ""
         click.echo(
-            f"{sample_ids[i]}: {pred[i]} (logit {float(logit[i].max()):+.2f}{true}) <- {parts}"
+            printable(
+                f"{sample_ids[i]}: {pred[i]} (logit {float(logit[i].max()):+.2f}{true}) <- {parts}"
+            )
         )
     click.echo(
         f"wrote {out / 'contributions.nc'} and {out / 'contributions.csv'} "
