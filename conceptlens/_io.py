@@ -20,6 +20,7 @@ __all__ = [
     "cache_root",
     "plain_file_mode",
     "read_json",
+    "read_yaml",
     "sha256_file",
     "user_path",
 ]
@@ -252,6 +253,67 @@ def read_json(
     except OSError as exc:
         reason = exc.strerror or str(exc)
     raise error(f"{p}: not a readable {what} ({reason}); {fix}")
+
+
+def read_yaml(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    fix: str,
+    error: type[Exception] | None = None,
+    max_bytes: int = 20_000_000,
+) -> Any:
+    r"""Parse a small YAML configuration file with ``yaml.safe_load``, defensively.
+
+    As :func:`read_json`, and aliases (``*name``) are refused before anything is built: a
+    few hundred bytes of nested aliases expand to billions of items as soon as the value
+    is printed or walked.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "study.yaml"
+    >>> _ = f.write_text("a: &x [1, 2]\nb: *x\n")
+    >>> read_yaml(f, what="study config", fix="write the values out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    conceptlens.exceptions.DataError: ...study.yaml: not a readable study config (line 2: YAML alias '*x'; aliases are not accepted); write the values out
+    """  # noqa: E501
+    import yaml
+
+    if error is None:
+        from conceptlens.exceptions import DataError
+
+        error = DataError
+    p = user_path(path)
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            reason = f"{size:,} bytes, more than the {max_bytes:,} such a file can hold"
+        else:
+            text = p.read_text(encoding="utf-8")
+            for event in yaml.parse(text, Loader=yaml.SafeLoader):
+                if isinstance(event, yaml.AliasEvent):
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    raise _YamlAlias(f"line {line}: YAML alias '*{event.anchor}'")
+            return yaml.safe_load(text)
+    except _YamlAlias as exc:
+        reason = f"{exc}; aliases are not accepted"
+    except RecursionError:
+        reason = "nested too deeply"
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        reason = f"{where}invalid YAML ({getattr(exc, 'problem', None) or exc})"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    raise error(f"{p}: not a readable {what} ({reason}); {fix}")
+
+
+class _YamlAlias(Exception):
+    pass
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

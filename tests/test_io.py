@@ -183,3 +183,48 @@ def test_json_files_users_pass_in_are_read_defensively(tmp_path):
         load_splits(deep)
     with pytest.raises(ConfigError, match="nested too deeply"):
         add_backbone_config(deep)
+
+
+_ALIAS_BOMB = "\n".join(
+    ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    + ["scores: *a8"]
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (_ALIAS_BOMB, r"line 2: YAML alias '\*a0'; aliases are not accepted"),
+        ("a: [unclosed", "line 1: invalid YAML"),
+        (b"\xff\xfe", "not UTF-8 text"),
+        ("[" * 100_000, "nested too deeply|line 1: invalid YAML"),
+    ],
+)
+def test_read_yaml_refuses_aliases_and_names_the_problem(tmp_path, content, reason):
+    from conceptlens._io import read_yaml
+    from conceptlens.exceptions import DataError
+
+    f = tmp_path / "c.yaml"
+    f.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataError, match=rf"c\.yaml: not a readable thing \(({reason})"):
+        read_yaml(f, what="thing", fix="redo it")
+
+
+def test_yaml_configs_users_pass_in_are_read_defensively(tmp_path):
+    """Study configs and SynthDerm presets: an alias bomb, broken YAML or a binary file is
+    a one-line ConfigError (they were an unbounded expansion or an internal error)."""
+    from click.testing import CliRunner
+
+    from conceptlens.cli import main
+    from conceptlens.exceptions import ConfigError
+    from conceptlens.synthderm import SynthDermConfig
+
+    (tmp_path / "bomb.yaml").write_text(_ALIAS_BOMB)
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    for name in ("bomb.yaml", "binary.yaml"):
+        with pytest.raises(ConfigError, match=rf"{name}: not a readable SynthDerm"):
+            SynthDermConfig.from_yaml(tmp_path / name)
+        res = CliRunner().invoke(main, ["audit", "--config", str(tmp_path / name)])
+        assert res.exit_code == 1 and "not a readable study config" in res.output
+        assert "internal error" not in res.output

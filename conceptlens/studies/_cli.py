@@ -32,14 +32,16 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 def _read_config(path: str) -> dict[str, Any]:
-    import yaml
-
+    from conceptlens._io import read_yaml
     from conceptlens.exceptions import ConfigError, MissingFileError
 
     p = Path(path).expanduser()
     if not p.exists():
         raise MissingFileError(f"study config {p} not found.")
-    cfg = yaml.safe_load(p.read_text()) or {}
+    cfg = (
+        read_yaml(p, what="study config", fix="see `conceptlens audit --help`.", error=ConfigError)
+        or {}
+    )
     if not isinstance(cfg, dict):
         raise ConfigError(
             f"{p}: a study config is a mapping of options, got {type(cfg).__name__}."
