@@ -27,6 +27,11 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
             name, path = Path(v).name, v
         if not name or not path:
             raise ConfigError(f"{what} {v!r}: give NAME=PATH (e.g. cbm=runs/head).")
+        if name in out:
+            raise ConfigError(
+                f"two {what} entries are named {name!r} ({out[name]} and {path}); one would "
+                "silently replace the other. Name them apart with NAME=PATH."
+            )
         out[name] = path
     return out
 
