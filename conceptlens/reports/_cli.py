@@ -94,6 +94,7 @@ def case_command(
     out,
 ):
     """One image: prediction, contributing concepts, what-if changes, provenance."""
+    from conceptlens.exceptions import DataError
     from conceptlens.reports import case_report
 
     # the PDF says whether its one case was a training sample: no file-wide warning
@@ -102,6 +103,14 @@ def case_command(
     ids = [str(s) for s in scores["sample"].values] if "sample" in scores.coords else []
     key: Any = sample
     if sample not in ids and sample.lstrip("-").isdigit():
+        numeric = [i for i in ids if i.lstrip("-").isdigit()]
+        if numeric:
+            # ids such as "0005": "5" is more likely a mistyped id than a position
+            raise DataError(
+                f"--sample {sample} is not a sample id, and the ids are numbers (e.g. "
+                f"{numeric[:3]}), so reading it as a position would be a guess; give the id "
+                "exactly as in the scores."
+            )
         key = int(sample)
     image = _read_image(image_path) if image_path else None
     if maps and image is None:
