@@ -126,8 +126,8 @@ def test_report_case_does_not_guess_a_position_for_numeric_ids(study, tmp_path):
     s = study["scores"]
     s = s.assign_coords(sample=[f"{i:04d}" for i in range(s.sizes["sample"])])
     write_scores(s, tmp_path / "numeric.nc")
-    args = ["report", "case", "--model", str(tmp_path / "head"),
-            "--scores", str(tmp_path / "numeric.nc"), "--out", str(tmp_path / "c.pdf")]  # fmt: skip
+    args = ["report", "case", "--model", str(tmp_path / "head"), "--scores",
+            str(tmp_path / "numeric.nc"), "--out", str(tmp_path / "c.pdf")]  # fmt: skip
     r = CliRunner().invoke(main, [*args, "--sample", "5"])
     assert r.exit_code == 1 and "the ids are numbers" in r.output
     assert not (tmp_path / "c.pdf").exists()
