@@ -47,7 +47,11 @@ def _read_image(path: str) -> Any:
 @model_option
 @scores_option("Concept scores holding the case (netCDF).")
 @allow_mismatch_option
-@click.option("--sample", required=True, help="Sample id of the case (or its position).")
+@click.option(
+    "--sample",
+    required=True,
+    help="Sample id of the case (or its position, when the ids are not numbers).",
+)
 @click.option(
     "--image",
     "image_path",
