@@ -488,6 +488,18 @@ def write_scores(scores: xr.DataArray, path: str | os.PathLike[str]) -> Path:
 
     out = user_path(path)
     suffix = out.suffix.lower()
+    if suffix == ".nc" and out.is_dir():
+        raise ConfigError(
+            f"{out} is a folder; scores.nc is written as a file, choose another path"
+        )
+    is_store = any((out / marker).exists() for marker in (".zgroup", "zarr.json", ".zattrs"))
+    if suffix == ".zarr" and out.is_dir() and any(out.iterdir()) and not is_store:
+        raise ConfigError(
+            f"{out} is a folder that holds other files and no zarr store; writing the scores "
+            "replaces the whole folder, so choose a new or empty folder"
+        )
+    if suffix == ".zarr" and out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; .zarr scores are written as a folder")
     if suffix == ".nc":
         with atomic_path(out) as tmp:
             scores.to_netcdf(tmp)
