@@ -353,8 +353,19 @@ class CorpusIndex:
         return cls(passages, retriever, {"k1": k1, "b": b, "method": "lucene"})
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the index folder atomically (JSON + ``.npy`` only, no pickle)."""
+        """Write the index folder atomically (JSON + ``.npy`` only, no pickle).
+
+        The folder is replaced as a whole, so an existing folder must be empty or an
+        earlier index (``index.json``): a corpus folder given by mistake is refused.
+        """
         path = user_path(path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{path} is a file; a corpus index is written as a folder")
+        if path.is_dir() and any(path.iterdir()) and not (path / "index.json").is_file():
+            raise ConfigError(
+                f"{path} is a folder that holds other files and no index.json (a corpus?); "
+                "saving the index replaces the whole folder, so choose a new or empty folder"
+            )
         with atomic_dir(path) as tmp:
             self.retriever.save(tmp / "bm25", show_progress=False)
             lines = [json.dumps(dataclasses.asdict(p), ensure_ascii=False) for p in self.passages]

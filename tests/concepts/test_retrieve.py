@@ -372,3 +372,21 @@ def test_invisible_characters_in_a_corpus_do_not_reach_the_bank(tmp_path):
     bank = retrieve_concepts(CorpusIndex.build(dirty), classes, k=6)
     assert bank == retrieve_concepts(CorpusIndex.build(expected), classes, k=6)
     assert load_bank(bank.save(tmp_path / "b.yaml")) == bank
+
+
+def test_index_is_never_saved_over_a_folder_of_other_files(tmp_path):
+    """`bank retrieve --corpus docs --index docs` replaced the corpus folder by the index."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "c.jsonl").write_text(shipped_corpus("synthderm").read_text(encoding="utf-8"))
+    res = CliRunner().invoke(
+        main,
+        ["bank", "retrieve", "--classes", "nevus,melanoma", "--corpus", str(docs),
+         "--index", str(docs), "--out", str(tmp_path / "b.yaml")],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "holds other files and no index.json" in res.output
+    assert [p.name for p in docs.iterdir()] == ["c.jsonl"]
+    index = CorpusIndex.build(read_corpus(docs))
+    index.save(tmp_path / "idx")
+    index.save(tmp_path / "idx")  # an earlier index is replaced
+    assert len(CorpusIndex.load(tmp_path / "idx")) == len(index)
