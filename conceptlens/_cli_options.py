@@ -9,6 +9,7 @@ expands a leading ``~`` the way :func:`conceptlens._io.user_path` does in the AP
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ import click
 
 __all__ = [
     "CACHE_DIR_HELP",
+    "FiniteFloat",
     "UserPath",
     "allow_mismatch_option",
     "cache_dir_option",
@@ -63,6 +65,20 @@ def printable(text: str) -> str:
         else ch.encode("unicode_escape").decode("ascii")
         for ch in text
     )
+
+
+class FiniteFloat(click.FloatRange):
+    """:class:`click.FloatRange` that also refuses ``nan`` and ``inf`` (a usage error).
+
+    ``nan`` passes every range check (all its comparisons are false), so ``--cutoff nan``
+    or ``--max-aspect-ratio nan`` would silently switch a check off.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
 
 
 class UserPath(click.Path):

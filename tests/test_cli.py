@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from conceptlens import __version__
@@ -377,3 +378,33 @@ def test_package_runs_as_module():
         check=True,
     )
     assert __version__ in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fit", "--scores", "s.nc", "--out", "m", "--n-boot", "-3"],
+        ["fit", "--scores", "s.nc", "--out", "m", "--C", "nan"],
+        ["fit", "--scores", "s.nc", "--out", "m", "--l1-ratio", "1.5"],
+        ["explain", "--model", ".", "--scores", "s.nc", "--out", "e", "--cases", "-1"],
+        ["score", "--data", "m.csv", "--bank", "b", "--out", "s.nc", "--max-aspect-ratio", "nan"],
+        ["score", "--data", "m.csv", "--bank", "b", "--out", "s.nc", "--max-aspect-ratio", "0.5"],
+        ["bank", "filter", "synthderm", "--out", "f.yaml", "--duplicates", "nan"],
+        ["bank", "filter", "synthderm", "--out", "f.yaml", "--class-ratio", "5"],
+        ["bank", "filter", "synthderm", "--out", "f.yaml", "--cutoff", "inf"],
+        ["bank", "filter", "synthderm", "--out", "f.yaml", "--select", "0"],
+        ["bank", "retrieve", "--classes", "a", "--out", "r.yaml", "--k", "0"],
+        ["demo", "--n-boot", "-1"],
+    ],
+    ids=lambda a: " ".join(a[:2] + a[-2:]),
+)
+def test_out_of_range_numbers_are_usage_errors(tmp_path, monkeypatch, args):
+    """nan passes every range comparison, and negative counts were accepted silently
+    (`fit --n-boot -3` saved a model, `--max-aspect-ratio nan` switched the check off)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("s.nc", "m.csv"):
+        (tmp_path / name).write_text("x")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    assert "Invalid value" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "s.nc"]

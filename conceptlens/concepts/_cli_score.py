@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from conceptlens._cli_options import (
+    FiniteFloat,
     UserPath,
     cache_dir_option,
     download_option,
@@ -76,7 +77,7 @@ __all__ = ["score"]
 @download_option
 @click.option(
     "--max-aspect-ratio",
-    type=float,
+    type=FiniteFloat(min=1),
     default=10.0,
     show_default=True,
     help="Refuse images whose long side exceeds this multiple of the short side.",

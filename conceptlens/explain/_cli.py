@@ -37,8 +37,20 @@ __all__ = ["explain"]
     type=UserPath(),
     help="Training scores (needed for heads fitted without standardisation).",
 )
-@click.option("--top", default=3, show_default=True, help="Concepts printed per case.")
-@click.option("--cases", default=10, show_default=True, help="Cases printed (0: none).")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Concepts printed per case.",
+)
+@click.option(
+    "--cases",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Cases printed (0: none).",
+)
 def explain(model_dir, scores_path, allow_score_mismatch, out_dir, background_path, top, cases):
     """Write each sample's concept contributions and print the top concepts per case.
 

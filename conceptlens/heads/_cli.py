@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from conceptlens._cli_options import (
+    FiniteFloat,
     UserPath,
     allow_mismatch_option,
     model_option,
@@ -72,15 +73,17 @@ def _default_split(scores, y, seed):
 @click.option(
     "--C",
     "C",
-    type=float,
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="Fixed inverse penalty; default: select along the path on the val rows.",
 )
-@click.option("--l1-ratio", type=float, default=0.5, show_default=True)
-@click.option("--n-cs", type=int, default=50, show_default=True, help="Path length.")
+@click.option("--l1-ratio", type=FiniteFloat(0, 1), default=0.5, show_default=True)
+@click.option(
+    "--n-cs", type=click.IntRange(min=1), default=50, show_default=True, help="Path length."
+)
 @click.option(
     "--max-concepts-per-class",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Select the best path point with at most this many concepts per class.",
 )
@@ -99,7 +102,7 @@ def _default_split(scores, y, seed):
     help="Keep this label as a class although it is rare (< 2 training rows) or not "
     "among the bank's classes (repeatable).",
 )
-@click.option("--n-boot", type=int, default=1000, show_default=True)
+@click.option("--n-boot", type=click.IntRange(min=0), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def fit(
     scores_path,
