@@ -162,7 +162,12 @@ def format_audit(ds: Any) -> str:
     "--group", "groups", multiple=True, help="Metadata column to break down by (repeatable)."
 )
 @click.option("--reference", default=None, help="The in-domain split of the gap.")
-@click.option("--n-boot", type=int, default=None, help="Bootstrap replicates.  [default: 1000]")
+@click.option(
+    "--n-boot",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Bootstrap replicates.  [default: 1000]",
+)
 @click.option("--seed", type=int, default=None, help="Bootstrap seed.  [default: 0]")
 @click.option(
     "--shortcuts/--no-shortcuts",
