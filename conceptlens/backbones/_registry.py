@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from conceptlens._io import read_json
+from conceptlens._text import fills_once
 from conceptlens.exceptions import ConfigError, UnknownNameError
 
 __all__ = [
@@ -128,13 +129,10 @@ class BackboneConfig:
                 kw[key] = tuple(float(v) for v in val)
         if "templates" in kw:
             tpl = kw["templates"]
-            if (
-                not isinstance(tpl, list | tuple)
-                or not tpl
-                or not all(isinstance(t, str) and "{}" in t for t in tpl)
-            ):
+            if not isinstance(tpl, list | tuple) or not tpl or not all(fills_once(t) for t in tpl):
                 raise ConfigError(
-                    f"{source}: 'templates' must be a non-empty list of strings containing '{{}}'"
+                    f"{source}: 'templates' must be a non-empty list of strings containing '{{}}' "
+                    "once and no other braces (a literal brace is '{{' or '}}')"
                 )
             kw["templates"] = tuple(tpl)
         size = kw.get("image_size", 224)

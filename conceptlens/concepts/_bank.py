@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from conceptlens._io import atomic_write_text, user_path
+from conceptlens._text import fills_once
 from conceptlens.exceptions import BankError, ConfigError, MissingFileError, UnknownNameError
 
 __all__ = [
@@ -554,9 +555,10 @@ class ConceptBank:
         )
         templates = _str_list(data.get("templates", ["{}"]), where, None, "templates")
         for t in templates:
-            if t.count("{}") != 1:
+            if t.count("{}") != 1 or not fills_once(t):
                 raise where.error(
-                    f"template {_brief(t)} must contain exactly one '{{}}' where the prompt goes",
+                    f"template {_brief(t)} must contain exactly one '{{}}' where the prompt goes "
+                    "and no other braces (write a literal brace as '{{' or '}}')",
                     field="templates",
                 )
         citations = data.get("citations") or {}

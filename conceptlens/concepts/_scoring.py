@@ -25,6 +25,7 @@ from sklearn.exceptions import NotFittedError
 
 from conceptlens._io import user_path
 from conceptlens._progress import progress
+from conceptlens._text import fills_once
 from conceptlens.exceptions import ConfigError, DataError
 
 __all__ = [
@@ -49,8 +50,11 @@ def _resolve_templates(backbone: Any, bank: Any, templates: Sequence[str] | None
     else:
         tpls = list(backbone.config.templates)
     for t in tpls:
-        if not isinstance(t, str) or "{}" not in t:
-            raise ConfigError(f"prompt template {t!r} must be a string containing '{{}}'")
+        if not fills_once(t):
+            raise ConfigError(
+                f"prompt template {t!r} must be a string containing '{{}}' once and no other "
+                "braces (write a literal brace as '{{' or '}}')"
+            )
     return tpls
 
 

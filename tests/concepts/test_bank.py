@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conceptlens.concepts import ConceptBank, list_banks, load_bank, validate_bank_file
 from conceptlens.concepts._bank import shipped_bank_dirs
-from conceptlens.exceptions import BankError, MissingFileError, UnknownNameError
+from conceptlens.exceptions import BankError, ConfigError, MissingFileError, UnknownNameError
 
 MINIMAL = {
     "schema_version": 1,
@@ -503,3 +503,17 @@ def test_fifo_or_folder_is_not_read(tmp_path):
     (tmp_path / "dir.yaml").mkdir()
     with pytest.raises(BankError, match="not a regular file"):
         load_bank(tmp_path / "dir.yaml")
+
+
+@pytest.mark.parametrize("template", ["{} with {x}", "{1} {}", "{} {0}", "a {} {", "{}{}"])
+def test_templates_that_str_format_cannot_fill_are_refused(tmp_path, template):
+    """Only `{}` may be a field: `{x}` passed the old count check and was a KeyError (an
+    internal error) the first time a prompt was encoded."""
+    from conceptlens.concepts._scoring import _resolve_templates
+
+    with pytest.raises(BankError, match="no other braces"):
+        validate_bank_file(_write(tmp_path, {**copy.deepcopy(MINIMAL), "templates": [template]}))
+    with pytest.raises(ConfigError, match="no other braces"):
+        _resolve_templates(None, ConceptBank.from_dict(MINIMAL), [template])
+    ok = {**copy.deepcopy(MINIMAL), "templates": ["a {{dermoscopy}} image of {}"]}
+    assert validate_bank_file(_write(tmp_path, ok)).templates == ("a {{dermoscopy}} image of {}",)
