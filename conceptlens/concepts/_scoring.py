@@ -575,11 +575,12 @@ class ConceptStandardizer(TransformerMixin, BaseEstimator):
             )
         if isinstance(X, xr.DataArray) and self.concepts_ is not None:
             names = [str(c) for c in X["concept"].values]
-            missing = sorted(set(self.concepts_) - set(names))
+            missing = sorted(set(map(str, self.concepts_)) - set(names))
             if missing:
                 raise DataError(
-                    f"scores lack concepts the standardiser was fitted on: {missing[:10]}; "
-                    "score them with the same bank"
+                    f"scores lack {len(missing)} concept(s) the standardiser was fitted on: "
+                    f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; score them with the "
+                    "same bank"
                 )
             X = X.sel(concept=list(self.concepts_))
         return X
