@@ -150,7 +150,7 @@ def test_standardizer_errors(rng):
     with pytest.raises(NotFittedError):
         ConceptStandardizer().transform(scores)
     std = ConceptStandardizer().fit(scores)
-    with pytest.raises(DataError, match="lack concepts"):
+    with pytest.raises(DataError, match=r"lack 1 concept\(s\)"):
         std.transform(scores.isel(concept=[0, 1]))
     const = scores.copy(data=np.ones_like(scores.values))
     np.testing.assert_array_equal(ConceptStandardizer().fit_transform(const).values, 0.0)
