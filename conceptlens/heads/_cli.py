@@ -9,6 +9,7 @@ from conceptlens._cli_options import (
     UserPath,
     allow_mismatch_option,
     model_option,
+    printable,
     read_head_and_scores,
     scores_option,
 )
@@ -214,11 +215,14 @@ def fit(
         )
         results.append(m.expand_dims(split=[name]))
         for g in m.group.values:
+            n = int(m.n_samples.sel(group=g))  # a 1-sample group has a [0, 0] or [1, 1] CI
             for metric in m.metric.values:
                 e = m.sel(group=g, metric=metric)
                 lines.append(
-                    f"{name:6s} {g!s:12s} {metric:18s} {float(e.estimate):.3f} "
-                    f"[{float(e.ci_low):.3f}, {float(e.ci_high):.3f}]"
+                    printable(
+                        f"{name:6s} {g!s:12s} {n:5d}  {metric:18s} {float(e.estimate):.3f} "
+                        f"[{float(e.ci_low):.3f}, {float(e.ci_high):.3f}]"
+                    )
                 )
     metrics = None
     if results:
@@ -238,7 +242,7 @@ def fit(
         + ", ".join(f"{c}={int(v)}" for c, v in zip(nnz["class"].values, nnz.values, strict=True))
     )
     if lines:
-        click.echo("split  group        metric             value [95% CI]")
+        click.echo("split  group            n  metric             value [95% CI]")
         for line in lines:
             click.echo(line)
     click.echo(f"top concepts per class ({STD_UNIT}):")
