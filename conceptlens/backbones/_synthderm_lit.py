@@ -380,6 +380,11 @@ def build_synthderm_lit(
     else:
         weights_path = WEIGHTS_PATH
         expected_sha = shipped_weights_sha256() if pretrained else None
+    if pretrained and weights_path.exists() and not weights_path.is_file():
+        raise BackboneUnavailableError(
+            f"synthderm-lit weights {weights_path} is a folder, FIFO or device, not a "
+            "safetensors file; give the .safetensors file that train-synthderm-lit wrote"
+        )
     if pretrained and not weights_path.is_file():
         raise BackboneUnavailableError(
             f"synthderm-lit weights {weights_path} are missing; train them with "
