@@ -83,6 +83,12 @@ def check_labels(
     conceptlens.exceptions.DataError: label 'melanomma' in the labels is seen in 1 training row(s) (at least 2 are needed to be a class); did you mean 'melanoma'? Fix the label, or pass --accept-label melanomma to keep it as a class.
     """  # noqa: E501
     accepted = {str(a) for a in accept}
+    unlabelled = [i for i, v in enumerate(labels) if v is None or v != v or not str(v).strip()]
+    if unlabelled:
+        raise DataError(
+            f"{len(unlabelled)} row(s) in {where} have no label (empty or NaN; the first at "
+            f"position {unlabelled[0]}); fill the labels in or leave those samples out."
+        )
     names = [str(v) for v in labels]
     counts = Counter(str(v) for v in (labels if counted is None else counted))
     declared = [str(c) for c in known] if known else []

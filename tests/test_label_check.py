@@ -59,3 +59,11 @@ def test_labels_differing_only_in_case_or_spacing_are_refused(extra, known):
 def test_suggested_option_is_shell_quoted():
     with pytest.raises(DataError, match=r"--accept-label 'nevus x' to keep"):
         check_labels([*LABELS, "nevus x"])
+
+
+@pytest.mark.parametrize("missing", ["", " ", None, float("nan")])
+def test_missing_labels_are_named_as_missing(missing):
+    """An empty label (a NaN after a netCDF round trip) was 'not one of the bank's classes;
+    did you mean ...? pass --accept-label '' to keep it as a class'."""
+    with pytest.raises(DataError, match=r"1 row\(s\) in the labels have no label .*position 3"):
+        check_labels([*LABELS[:3], missing, *LABELS[3:]], known=["nevus", "melanoma"])
