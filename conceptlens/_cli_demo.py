@@ -33,8 +33,16 @@ __all__ = ["demo"]
 @click.option("--out", "out_dir", default="reports/demo", show_default=True,
               type=UserPath(file_okay=False), help="Output folder.")  # fmt: skip
 @cache_dir_option
-@click.option("--max-concepts-per-class", default=10, show_default=True)
-@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap replicates.")
+@click.option(
+    "--max-concepts-per-class", type=click.IntRange(min=1), default=10, show_default=True
+)
+@click.option(
+    "--n-boot",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bootstrap replicates.",
+)
 def demo(
     n: int,
     seed: int,

@@ -9,6 +9,7 @@ expands a leading ``~`` the way :func:`conceptlens._io.user_path` does in the AP
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ import click
 
 __all__ = [
     "CACHE_DIR_HELP",
+    "FiniteFloat",
     "UserPath",
     "allow_mismatch_option",
     "cache_dir_option",
@@ -26,6 +28,7 @@ __all__ = [
     "model_option",
     "on_error_option",
     "out_option",
+    "printable",
     "path_column_option",
     "quiet_option",
     "read_scores",
@@ -40,6 +43,42 @@ CACHE_DIR_HELP = (
     "conceptlens cache folder (embeddings, LLM responses); default $CONCEPTLENS_CACHE_DIR, "
     "else $XDG_CACHE_HOME/conceptlens, else ~/.cache/conceptlens."
 )
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control and format characters written as escapes (``\x1b``).
+
+    Messages quote ids, labels and paths from files the user may not control; printed
+    raw, an escape sequence in a manifest id could retitle or clear the terminal, and a
+    bidirectional override could reorder the line. Newlines and tabs are kept.
+
+    Examples
+    --------
+    >>> print(printable("id\x1b]0;owned\x07 ok\u202e"))
+    id\x1b]0;owned\x07 ok\u202e
+    """
+    import unicodedata
+
+    return "".join(
+        ch
+        if ch in "\n\t" or unicodedata.category(ch)[0] != "C"
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
+class FiniteFloat(click.FloatRange):
+    """:class:`click.FloatRange` that also refuses ``nan`` and ``inf`` (a usage error).
+
+    ``nan`` passes every range check (all its comparisons are false), so ``--cutoff nan``
+    or ``--max-aspect-ratio nan`` would silently switch a check off.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
 
 
 class UserPath(click.Path):
@@ -251,6 +290,17 @@ def read_scores(path: str | os.PathLike[str], *, option: str = "--scores") -> An
             f"{option} {p}: concept_score has dims {tuple(scores.dims)}; expected "
             "('sample', 'concept')"
         )
+    for dim in ("sample", "concept"):
+        values = [str(v) for v in scores[dim].values] if dim in scores.coords else None
+        if scores.sizes[dim] == 0:
+            raise DataError(f"{option} {p} has no {dim}s; {hint}")
+        if values is not None and len(set(values)) != len(values):
+            dup = sorted({v for v in values if values.count(v) > 1})
+            raise DataError(
+                f"{option} {p}: {dim} ids are not unique ({len(dup)} repeated, e.g. "
+                f"{dup[:3]}); rows could not be told apart. Drop or rename the repeats "
+                f"(scores.drop_duplicates({dim!r}))."
+            )
     return scores.transpose("sample", "concept")
 
 

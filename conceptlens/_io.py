@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "atomic_dir",
@@ -16,6 +18,9 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "cache_root",
+    "plain_file_mode",
+    "read_json",
+    "read_yaml",
     "sha256_file",
     "user_path",
 ]
@@ -60,6 +65,25 @@ def _as_if_created(path: Path, *, folder: bool) -> None:
     every output unreadable to colleagues on a shared server.
     """
     os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
+def plain_file_mode(path: str | os.PathLike[str]) -> None:
+    """Give a file the mode a plain ``open`` would have created it with (0o666 less the umask).
+
+    For files written by a library that forces its own mode: ``safetensors``' ``save_file``
+    creates 0600 files, which would leave a saved head or trained weights unreadable to
+    colleagues on a shared server.
+
+    Examples
+    --------
+    >>> import os, stat, tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "w.bin"
+    >>> _ = f.write_bytes(b"x"); os.chmod(f, 0o600)
+    >>> plain_file_mode(f)
+    >>> stat.S_IMODE(f.stat().st_mode) == 0o666 & ~_umask()
+    True
+    """
+    _as_if_created(Path(path), folder=False)
 
 
 def cache_root() -> Path:
@@ -182,6 +206,114 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    fix: str,
+    error: type[Exception] | None = None,
+    max_bytes: int = 20_000_000,
+) -> Any:
+    """Parse a small JSON file, turning every way it can be unreadable into one error.
+
+    A missing or unreadable file, more than ``max_bytes`` bytes, text that is not UTF-8,
+    invalid JSON and nesting deep enough to exhaust the parser's recursion all raise
+    ``error`` (default :class:`~conceptlens.exceptions.DataError`) with the message
+    ``"<path>: not a readable <what> (<reason>); <fix>"``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+    >>> _ = f.write_text("[" * 100_000 + "]" * 100_000)
+    >>> read_json(f, what="split file", fix="write one with save_splits()")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    conceptlens.exceptions.DataError: ...x.json: not a readable split file (nested too deeply); write one with save_splits()
+    """  # noqa: E501
+    if error is None:
+        from conceptlens.exceptions import DataError
+
+        error = DataError
+    p = user_path(path)
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            reason = f"{size:,} bytes, more than the {max_bytes:,} such a file can hold"
+        else:
+            return json.loads(p.read_text(encoding="utf-8"))
+    except RecursionError:
+        reason = "nested too deeply"
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        reason = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    raise error(f"{p}: not a readable {what} ({reason}); {fix}")
+
+
+def read_yaml(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    fix: str,
+    error: type[Exception] | None = None,
+    max_bytes: int = 20_000_000,
+) -> Any:
+    r"""Parse a small YAML configuration file with ``yaml.safe_load``, defensively.
+
+    As :func:`read_json`, and aliases (``*name``) are refused before anything is built: a
+    few hundred bytes of nested aliases expand to billions of items as soon as the value
+    is printed or walked.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "study.yaml"
+    >>> _ = f.write_text("a: &x [1, 2]\nb: *x\n")
+    >>> read_yaml(f, what="study config", fix="write the values out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    conceptlens.exceptions.DataError: ...study.yaml: not a readable study config (line 2: YAML alias '*x'; aliases are not accepted); write the values out
+    """  # noqa: E501
+    import yaml
+
+    if error is None:
+        from conceptlens.exceptions import DataError
+
+        error = DataError
+    p = user_path(path)
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            reason = f"{size:,} bytes, more than the {max_bytes:,} such a file can hold"
+        else:
+            text = p.read_text(encoding="utf-8")
+            for event in yaml.parse(text, Loader=yaml.SafeLoader):
+                if isinstance(event, yaml.AliasEvent):
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    raise _YamlAlias(f"line {line}: YAML alias '*{event.anchor}'")
+            return yaml.safe_load(text)
+    except _YamlAlias as exc:
+        reason = f"{exc}; aliases are not accepted"
+    except RecursionError:
+        reason = "nested too deeply"
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        reason = f"{where}invalid YAML ({getattr(exc, 'problem', None) or exc})"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    raise error(f"{p}: not a readable {what} ({reason}); {fix}")
+
+
+class _YamlAlias(Exception):
+    pass
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

@@ -13,6 +13,7 @@ traceback); Ctrl-C exits with status 130.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -21,7 +22,7 @@ from typing import Any, NoReturn
 
 import click
 
-from conceptlens._cli_options import debug_option, quiet_option
+from conceptlens._cli_options import debug_option, printable, quiet_option
 from conceptlens._version import __version__
 from conceptlens.exceptions import ConceptLensError
 
@@ -70,6 +71,68 @@ def _add_global_options(command: click.Command) -> click.Command:
     return command
 
 
+def _input_files(value: Any) -> list[str]:
+    """The existing files a parameter value names (``NAME=PATH`` pairs included)."""
+    values = value if isinstance(value, list | tuple) else [value]
+    out = []
+    for v in values:
+        if not isinstance(v, str | os.PathLike) or isinstance(v, bytes):
+            continue
+        text = os.fspath(v)
+        for cand in (text, text.partition("=")[2]):
+            if cand and os.path.isfile(os.path.expanduser(cand)):
+                out.append(os.path.expanduser(cand))
+                break
+    return out
+
+
+def _check_out_is_not_an_input(ctx: click.Context) -> None:
+    """Refuse an ``--out`` that is the same file as one of the command's inputs.
+
+    ``predict --scores s.nc --out s.nc`` would otherwise replace the scores with the
+    predictions; every output is written atomically, so the input would be gone for good.
+    """
+    by_name = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
+    out_name = next((n for n, p in by_name.items() if "--out" in p.opts), None)
+    out = ctx.params.get(out_name) if out_name else None
+    if out is None or not os.path.isfile(os.path.expanduser(os.fspath(out))):
+        return
+    target = os.path.expanduser(os.fspath(out))
+    for param in ctx.command.params:
+        if param.name == out_name:
+            continue
+        for path in _input_files(ctx.params.get(param.name or "")):
+            if os.path.samefile(path, target):
+                label = (
+                    param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+                )
+                raise click.BadParameter(
+                    f"{out} is also the input {label} {path}; writing there would replace "
+                    "your input. Choose another --out.",
+                    ctx=ctx,
+                    param_hint="'--out'",
+                )
+
+
+def _guard_outputs(command: click.Command) -> click.Command:
+    """Wrap each leaf command's callback with :func:`_check_out_is_not_an_input` (once)."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _guard_outputs(sub)
+        return command
+    callback = command.callback
+    if callback is None or getattr(callback, "_conceptlens_out_guard", False):
+        return command
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _check_out_is_not_an_input(click.get_current_context())
+        return callback(*args, **kwargs)
+
+    guarded._conceptlens_out_guard = True  # type: ignore[attr-defined]
+    command.callback = functools.update_wrapper(guarded, callback)
+    return command
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -87,7 +150,7 @@ class _LazyGroup(click.Group):
         command = getattr(module, attr)
         if not isinstance(command, click.Command):
             raise TypeError(f"{target} is not a click command")
-        return _add_global_options(command)
+        return _guard_outputs(_add_global_options(command))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, help_text) in sorted(_COMMANDS.items())]
@@ -132,7 +195,7 @@ def _fail(ctx: click.Context, message: str, exc: BaseException) -> NoReturn:
     """Print ``error: message`` (continuation lines indented) and exit with status 1."""
     if ctx.meta.get("conceptlens.debug"):
         traceback.print_exception(exc)
-    first, *rest = message.strip().splitlines() or [type(exc).__name__]
+    first, *rest = printable(message).strip().splitlines() or [type(exc).__name__]
     click.echo(f"error: {first}", err=True)
     for line in rest:
         click.echo(f"  {line.strip()}", err=True)

@@ -101,6 +101,8 @@ def unknown_names(what: str, unknown: Iterable[object], known: Iterable[object])
     for name in dict.fromkeys(str(u) for u in unknown):
         hit = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
         parts.append(repr(name) + (f" (did you mean {hit[0]!r}?)" if hit else ""))
-    plural = "s" if len(parts) > 1 else ""
+    many = what + ("es" if what.endswith(("s", "x", "ch", "sh")) else "s")
     listed = ", ".join(repr(k) for k in pool) if pool else "(none)"
-    return f"unknown {what}{plural} {', '.join(parts)}; the {what}s are {listed}."
+    return (
+        f"unknown {many if len(parts) > 1 else what} {', '.join(parts)}; the {many} are {listed}."
+    )

@@ -4,9 +4,9 @@
 ``backbones`` and ``data``; ``synthderm`` may import ``data``, ``backbones`` and ``concepts``;
 ``heads`` imports none of them; the layers above (explain, masking, spatial, studies, plot,
 reports) may import every layer below them except ``synthderm``. The composers -- the CLI
-(``cli.py`` and every ``_cli*.py`` module), the demo and the top-level ``__init__`` -- may
-import any layer, and only they import ``synthderm``.
-Shared modules at the top level (``exceptions``, ``_io``, ``_progress``, ``_typing``,
+(``cli.py``, ``__main__.py`` and every ``_cli*.py`` module), the demo and the top-level
+``__init__`` -- may import any layer, and only they import ``synthderm``.
+Shared modules at the top level (``exceptions``, ``_io``, ``_progress``, ``_text``, ``_typing``,
 ``_version``) are importable from everywhere. ``concepts`` uses ``backbones`` through its
 public API only, and no library module imports a CLI module. See docs/architecture.md.
 """
@@ -33,9 +33,9 @@ ALLOWED: dict[str, set[str]] = {
     "synthderm": {"data", "backbones", "concepts"},
     **{layer: set(LOWER) | set(UPPER) for layer in UPPER},
 }
-SHARED = {"exceptions", "_io", "_numeric", "_progress", "_typing", "_version"}
+SHARED = {"exceptions", "_io", "_numeric", "_progress", "_text", "_typing", "_version"}
 # top-level modules that compose every layer
-COMPOSERS = {"__init__", "_demo", "_demo_study", "cli"}
+COMPOSERS = {"__init__", "__main__", "_demo", "_demo_study", "cli"}
 # Documented exception: ``conceptlens.data.__getattr__`` resolves the old SynthDerm names
 # (``conceptlens.data.SynthDerm``) lazily, with a FutureWarning, through the string table
 # ``_MOVED_TO_SYNTHDERM``; it is the only upward reference and is checked below.
@@ -98,7 +98,7 @@ def _target_layer(target: str) -> str | None:
 
 def _is_cli(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
-    return name == "cli.py" or name.startswith("_cli")
+    return name in ("cli.py", "__main__.py") or name.startswith("_cli")
 
 
 ALL_IMPORTS = [imp for path in _modules() for imp in _imports(path)]

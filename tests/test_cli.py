@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from conceptlens import __version__
@@ -345,3 +346,79 @@ def test_label_column_defaults_to_the_coordinate_score_writes():
 
     _walk_params(visit)
     assert required == []
+
+
+def test_out_that_is_an_input_file_is_refused(tmp_path, monkeypatch):
+    """`--out` naming one of the command's input files would replace the input for good."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    bank = tmp_path / "b.yaml"
+    res = CliRunner().invoke(main, ["bank", "filter", "synthderm", "--out", str(bank)])
+    assert res.exit_code == 0, res.output
+    before = bank.read_bytes()
+    (tmp_path / "link.yaml").symlink_to(bank)
+    for out in (str(bank), "~/b.yaml", str(tmp_path / "link.yaml")):
+        res = CliRunner().invoke(
+            main, ["bank", "filter", str(bank), "--max-words", "1", "--out", out]
+        )
+        assert res.exit_code == 2, res.output
+        assert "would replace your input" in res.output and "BANK_REF" in res.output
+        assert bank.read_bytes() == before
+    # a new file next to it is fine
+    res = CliRunner().invoke(
+        main, ["bank", "filter", str(bank), "--max-words", "50", "--out", str(tmp_path / "c.yaml")]
+    )
+    assert res.exit_code == 0, res.output
+
+
+def test_package_runs_as_module():
+    out = subprocess.run(
+        [sys.executable, "-m", "conceptlens", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert __version__ in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fit", "--scores", "s.nc", "--out", "m", "--n-boot", "-3"],
+        ["fit", "--scores", "s.nc", "--out", "m", "--C", "nan"],
+        ["fit", "--scores", "s.nc", "--out", "m", "--l1-ratio", "1.5"],
+        ["explain", "--model", ".", "--scores", "s.nc", "--out", "e", "--cases", "-1"],
+        ["score", "--data", "m.csv", "--bank", "b", "--out", "s.nc", "--max-aspect-ratio", "nan"],
+        ["score", "--data", "m.csv", "--bank", "b", "--out", "s.nc", "--max-aspect-ratio", "0.5"],
+        ["bank", "filter", "synthderm", "--out", "f.yaml", "--duplicates", "nan"],
+        ["bank", "filter", "synthderm", "--out", "f.yaml", "--class-ratio", "5"],
+        ["bank", "filter", "synthderm", "--out", "f.yaml", "--cutoff", "inf"],
+        ["bank", "filter", "synthderm", "--out", "f.yaml", "--select", "0"],
+        ["bank", "retrieve", "--classes", "a", "--out", "r.yaml", "--k", "0"],
+        ["demo", "--n-boot", "-1"],
+        ["mask", "fit", "--model", ".", "--scores", "s.nc", "--out", "a", "--min-gain", "inf"],
+        [
+            "mask",
+            "fit",
+            "--model",
+            ".",
+            "--scores",
+            "s.nc",
+            "--out",
+            "a",
+            "--max-source-drop",
+            "nan",
+        ],
+        ["audit", "--scores", "s.nc", "--model", "m=.", "--n-boot", "-1"],
+    ],
+    ids=lambda a: " ".join(a[:2] + a[-2:]),
+)
+def test_out_of_range_numbers_are_usage_errors(tmp_path, monkeypatch, args):
+    """nan passes every range comparison, and negative counts were accepted silently
+    (`fit --n-boot -3` saved a model, `--max-aspect-ratio nan` switched the check off)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("s.nc", "m.csv"):
+        (tmp_path / name).write_text("x")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    assert "Invalid value" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "s.nc"]

@@ -39,3 +39,19 @@ def test_read_scores_errors_name_the_file_and_the_fix(tmp_path):
     _scores().rename({"concept": "feature"}).to_netcdf(tmp_path / "d.nc")
     with pytest.raises(DataError, match="expected"):
         read_scores(tmp_path / "d.nc")
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: s.assign_coords(sample=["a", "a", "c"]), r"sample ids are not unique.*'a'"),
+        (lambda s: s.assign_coords(concept=["x", "x"]), r"concept ids are not unique.*'x'"),
+        (lambda s: s.isel(sample=slice(0, 0)), "has no samples"),
+    ],
+)
+def test_read_scores_refuses_repeated_ids_and_empty_files(tmp_path, edit, match):
+    # repeated ids made predict/explain write rows nobody could tell apart, and an empty
+    # file was an internal error in predict
+    edit(_scores()).to_netcdf(tmp_path / "s.nc")
+    with pytest.raises(DataError, match=match):
+        read_scores(tmp_path / "s.nc")

@@ -123,3 +123,108 @@ def test_cache_root_expands_home_in_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("CONCEPTLENS_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")
     assert cache_root() == tmp_path / "xdg" / "conceptlens"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saved_head_is_readable_by_the_group(tmp_path, umask):
+    # safetensors' save_file creates 0600 files; a saved head must honour the umask
+    import numpy as np
+
+    from conceptlens.heads import SparseLinearHead, save_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    head = SparseLinearHead(C=1.0).fit(X, (X[:, 0] > 0).astype(int))
+    save_head(head, tmp_path / "model")
+    for rel, mode in _modes(tmp_path / "model").items():
+        is_dir = (tmp_path / "model" / rel).is_dir()
+        assert mode == (0o777 if is_dir else 0o666) & ~umask, rel
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saved_lit_weights_are_readable_by_the_group(tmp_path, umask):
+    from conceptlens.backbones._synthderm_lit import build_synthderm_lit, save_lit_weights
+
+    model, _ = build_synthderm_lit()
+    out = save_lit_weights(model, tmp_path / "w.safetensors")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("content", "reason", "limit"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply", 10**6),  # RecursionError
+        (b"\xff\xfe{}", "not UTF-8 text", 10**6),
+        ('{"a": 1', "invalid JSON at line 1 column 8", 10**6),
+        ("[" + "0," * 600 + "0]", "1,203 bytes, more than the 1,000", 1_000),
+    ],
+)
+def test_read_json_turns_every_failure_into_one_error(tmp_path, content, reason, limit):
+    from conceptlens._io import read_json
+    from conceptlens.exceptions import ConfigError, DataError
+
+    f = tmp_path / "x.json"
+    f.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataError, match=rf"x\.json: not a readable thing \({reason}.*; redo it"):
+        read_json(f, what="thing", fix="redo it", max_bytes=limit)
+    with pytest.raises(ConfigError):
+        read_json(f, what="thing", fix="redo it", error=ConfigError, max_bytes=limit)
+
+
+def test_json_files_users_pass_in_are_read_defensively(tmp_path):
+    """Split files, adapters, backbone configs: a hostile file is a one-line error."""
+    from conceptlens.backbones import add_backbone_config
+    from conceptlens.data import load_splits
+    from conceptlens.exceptions import ConfigError, DataError
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match="nested too deeply"):
+        load_splits(deep)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        add_backbone_config(deep)
+
+
+_ALIAS_BOMB = "\n".join(
+    ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    + ["scores: *a8"]
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (_ALIAS_BOMB, r"line 2: YAML alias '\*a0'; aliases are not accepted"),
+        ("a: [unclosed", "line 1: invalid YAML"),
+        (b"\xff\xfe", "not UTF-8 text"),
+        ("[" * 100_000, "nested too deeply|line 1: invalid YAML"),
+    ],
+)
+def test_read_yaml_refuses_aliases_and_names_the_problem(tmp_path, content, reason):
+    from conceptlens._io import read_yaml
+    from conceptlens.exceptions import DataError
+
+    f = tmp_path / "c.yaml"
+    f.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataError, match=rf"c\.yaml: not a readable thing \(({reason})"):
+        read_yaml(f, what="thing", fix="redo it")
+
+
+def test_yaml_configs_users_pass_in_are_read_defensively(tmp_path):
+    """Study configs and SynthDerm presets: an alias bomb, broken YAML or a binary file is
+    a one-line ConfigError (they were an unbounded expansion or an internal error)."""
+    from click.testing import CliRunner
+
+    from conceptlens.cli import main
+    from conceptlens.exceptions import ConfigError
+    from conceptlens.synthderm import SynthDermConfig
+
+    (tmp_path / "bomb.yaml").write_text(_ALIAS_BOMB)
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    for name in ("bomb.yaml", "binary.yaml"):
+        with pytest.raises(ConfigError, match=rf"{name}: not a readable SynthDerm"):
+            SynthDermConfig.from_yaml(tmp_path / name)
+        res = CliRunner().invoke(main, ["audit", "--config", str(tmp_path / name)])
+        assert res.exit_code == 1 and "not a readable study config" in res.output
+        assert "internal error" not in res.output

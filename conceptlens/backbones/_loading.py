@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from conceptlens._io import read_json
 from conceptlens.backbones._registry import BackboneConfig, get_backbone_config, list_backbones
 from conceptlens.exceptions import (
     BackboneUnavailableError,
@@ -134,10 +135,12 @@ def _local_dir_config(folder: Path) -> BackboneConfig:
 
 
 def _read_open_clip_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read open_clip config ({exc})") from exc
+    data = read_json(
+        path,
+        what="open_clip config",
+        fix="give the open_clip_config.json that came with the weights.",
+        error=ConfigError,
+    )
     if not isinstance(data, dict) or "model_cfg" not in data:
         raise ConfigError(f"{path}: expected a JSON object with a 'model_cfg' entry")
     return data

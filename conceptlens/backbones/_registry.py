@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from conceptlens._io import read_json
+from conceptlens._text import fills_once
 from conceptlens.exceptions import ConfigError, UnknownNameError
 
 __all__ = [
@@ -128,13 +129,10 @@ class BackboneConfig:
                 kw[key] = tuple(float(v) for v in val)
         if "templates" in kw:
             tpl = kw["templates"]
-            if (
-                not isinstance(tpl, list | tuple)
-                or not tpl
-                or not all(isinstance(t, str) and "{}" in t for t in tpl)
-            ):
+            if not isinstance(tpl, list | tuple) or not tpl or not all(fills_once(t) for t in tpl):
                 raise ConfigError(
-                    f"{source}: 'templates' must be a non-empty list of strings containing '{{}}'"
+                    f"{source}: 'templates' must be a non-empty list of strings containing '{{}}' "
+                    "once and no other braces (a literal brace is '{{' or '}}')"
                 )
             kw["templates"] = tuple(tpl)
         size = kw.get("image_size", 224)
@@ -166,12 +164,9 @@ class BackboneConfig:
 
 def _read_config(path: Path) -> BackboneConfig:
     """One config file, validated; its name must be the file name."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON ({exc})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the backbone config ({exc})") from exc
+    data = read_json(
+        path, what="backbone config", fix="fix or remove the file.", error=ConfigError
+    )
     if isinstance(data, dict) and isinstance(data.get("model"), str):
         model = data["model"]
         # a relative local-dir: folder is relative to the config file

@@ -206,7 +206,7 @@ def save_lit_weights(
     """
     from safetensors.torch import save_file
 
-    from conceptlens._io import atomic_path
+    from conceptlens._io import atomic_path, plain_file_mode
 
     tensors = {}
     for k, v in lit_state_dict(model).items():
@@ -219,6 +219,7 @@ def save_lit_weights(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        plain_file_mode(tmp)  # safetensors writes 0600; atomic_path keeps tmp's mode
     return path
 
 
@@ -379,6 +380,11 @@ def build_synthderm_lit(
     else:
         weights_path = WEIGHTS_PATH
         expected_sha = shipped_weights_sha256() if pretrained else None
+    if pretrained and weights_path.exists() and not weights_path.is_file():
+        raise BackboneUnavailableError(
+            f"synthderm-lit weights {weights_path} is a folder, FIFO or device, not a "
+            "safetensors file; give the .safetensors file that train-synthderm-lit wrote"
+        )
     if pretrained and not weights_path.is_file():
         raise BackboneUnavailableError(
             f"synthderm-lit weights {weights_path} are missing; train them with "

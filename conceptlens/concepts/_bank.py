@@ -14,6 +14,7 @@ import json
 import os
 import re
 import reprlib
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from typing import Any
 import yaml
 
 from conceptlens._io import atomic_write_text, user_path
-from conceptlens.exceptions import BankError, MissingFileError, UnknownNameError
+from conceptlens._text import fills_once
+from conceptlens.exceptions import BankError, ConfigError, MissingFileError, UnknownNameError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -79,6 +81,83 @@ def _brief(value: object) -> str:
     r.maxlevel = 2
     text = r.repr(value)
     return text if len(text) <= 2 * _BRIEF_CHARS else text[: 2 * _BRIEF_CHARS] + "...'"
+
+
+def _hidden_char(text: str) -> str | None:
+    """The first character of ``text`` that a reader cannot see or that reorders the text.
+
+    Control characters other than newline and tab (ANSI escapes, carriage returns, NUL),
+    format characters (bidirectional overrides such as U+202E, zero-width spaces and
+    joiners, byte-order marks), private-use, surrogate and unassigned code points.
+    """
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat[0] == "C" and ch not in "\n\t":
+            return ch
+    return None
+
+
+def _check_visible_text(value: Any, where: _Where, path: str = "") -> None:
+    """Raise :class:`BankError` where a string anywhere in ``value`` hides characters.
+
+    A bank is read by people (``bank show``, PDF reports) and by the text encoder; text
+    that renders differently from what is stored (``"evil\u202etxt"``, an ANSI escape
+    that recolours a terminal, a zero-width space that makes two names look equal) is
+    refused, naming the field and the code point.
+    """
+    if isinstance(value, str):
+        ch = _hidden_char(value)
+        if ch is not None:
+            name = unicodedata.name(ch, "a control character")
+            concept = None
+            field = path or None
+            m = re.match(r"concepts\[(\d+)\]\.?(.*)", path)
+            if m:
+                concept, field = f"#{m.group(1)}", m.group(2) or None
+            raise where.error(
+                f"contains the invisible or control character U+{ord(ch):04X} ({name}) in "
+                f"{_brief(value)}; remove it (retype the text if it was pasted)",
+                concept=concept,
+                field=field,
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            _check_visible_text(key, where, sub)
+            _check_visible_text(item, where, sub)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_visible_text(item, where, f"{path}[{i}]")
+
+
+def _same_spelling(text: str) -> str:
+    """``text`` folded for comparison: Unicode NFKC, case and runs of whitespace."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def spelling_twins(classes: Iterable[str]) -> tuple[str, str] | None:
+    """The first two class names that differ only in case, spacing or Unicode form."""
+    folded: dict[str, str] = {}
+    for c in classes:
+        key = _same_spelling(c)
+        if key in folded and folded[key] != c:
+            return folded[key], c
+        folded.setdefault(key, c)
+    return None
+
+
+def check_distinct_classes(classes: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for class names a bank could not hold (given twice, or
+    differing only in case, spacing or Unicode form), before any work is done on them."""
+    twins = spelling_twins(classes)
+    if twins is None and len(set(classes)) != len(classes):
+        dup = next(c for c in classes if list(classes).count(c) > 1)
+        twins = (dup, dup)
+    if twins is not None:
+        raise ConfigError(
+            f"class names {twins[0]!r} and {twins[1]!r} are the same class (they differ at "
+            "most in case, spacing or Unicode form); give each class once, in one spelling"
+        )
 
 
 def _is_extension(key: object) -> bool:
@@ -438,6 +517,7 @@ class ConceptBank:
         if not isinstance(data, dict):
             raise where.error("a bank file must be a mapping with schema_version, id, ...")
         _check_keys(data, _BANK_KEYS_REQUIRED, _BANK_KEYS_OPTIONAL, where, None, "bank")
+        _check_visible_text(data, where)
         if type(data["schema_version"]) is not int or data["schema_version"] != SCHEMA_VERSION:
             raise where.error(
                 f"unsupported schema_version {_brief(data['schema_version'])}; this conceptlens "
@@ -460,6 +540,13 @@ class ConceptBank:
         if len(set(classes)) != len(classes):
             dup = sorted({c for c in classes if classes.count(c) > 1})
             raise where.error(f"duplicate class names {dup}", field="classes")
+        twins = spelling_twins(classes)
+        if twins is not None:
+            raise where.error(
+                f"classes {twins[0]!r} and {twins[1]!r} differ only in case, spacing or "
+                "Unicode form, so labels could not tell them apart; use one spelling",
+                field="classes",
+            )
         for opt in ("name", "domain", "modality", "description"):
             if data.get(opt) is not None and not isinstance(data[opt], str):
                 raise where.error(f"must be a string, got {_brief(data[opt])}", field=opt)
@@ -468,9 +555,10 @@ class ConceptBank:
         )
         templates = _str_list(data.get("templates", ["{}"]), where, None, "templates")
         for t in templates:
-            if t.count("{}") != 1:
+            if t.count("{}") != 1 or not fills_once(t):
                 raise where.error(
-                    f"template {_brief(t)} must contain exactly one '{{}}' where the prompt goes",
+                    f"template {_brief(t)} must contain exactly one '{{}}' where the prompt goes "
+                    "and no other braces (write a literal brace as '{{' or '}}')",
                     field="templates",
                 )
         citations = data.get("citations") or {}

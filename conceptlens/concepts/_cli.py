@@ -9,6 +9,7 @@ import click
 
 from conceptlens._cli_options import (
     CACHE_DIR_HELP,
+    FiniteFloat,
     UserPath,
     cache_dir_option,
     label_column_option,
@@ -127,7 +128,13 @@ def validate_cmd(paths: tuple[str, ...]) -> None:
 _llm_options = [
     click.option("--base-url", default=None, help="Chat-completions base URL ($OPENAI_BASE_URL)."),
     click.option("--model", default=None, help="Model name ($OPENAI_MODEL, default gpt-4o-mini)."),
-    click.option("--timeout", default=60.0, show_default=True, help="Seconds per request."),
+    click.option(
+        "--timeout",
+        type=FiniteFloat(min=0, min_open=True),
+        default=60.0,
+        show_default=True,
+        help="Seconds per request.",
+    ),
     click.option(
         "--cache-dir",
         type=UserPath(file_okay=False),
@@ -152,7 +159,14 @@ def _with(options: list[Any]) -> Any:
 @click.option("--modality", default="", help="E.g. dermoscopy.")
 @out_option("Bank file to write (.yaml or .json).", dir_okay=False)
 @click.option("--families", default="features,differences,questions,priors", show_default=True)
-@click.option("--n", "n_per_prompt", default=10, show_default=True, help="Items per prompt.")
+@click.option(
+    "--n",
+    "n_per_prompt",
+    type=click.IntRange(1, 50),
+    default=10,
+    show_default=True,
+    help="Items per prompt.",
+)
 @click.option("--id", "bank_id", default=None, help="Bank id (default: <domain>_llm).")
 @_with(_llm_options)
 def generate_cmd(
@@ -211,7 +225,9 @@ def generate_cmd(
 @click.option("--domain", default="", help="Stored in the bank (and told to the LLM).")
 @click.option("--modality", default="", help="Stored in the bank (and told to the LLM).")
 @out_option("Bank file to write (.yaml or .json).", dir_okay=False)
-@click.option("--k", default=8, show_default=True, help="Passages per class.")
+@click.option(
+    "--k", type=click.IntRange(min=1), default=8, show_default=True, help="Passages per class."
+)
 @click.option("--method", type=click.Choice(["bm25", "dense", "hybrid"]), default="bm25")
 @click.option(
     "--embed",
@@ -288,17 +304,19 @@ def retrieve_cmd(
 @bank.command(name="filter")
 @click.argument("bank_ref")
 @out_option("Bank file to write (.yaml or .json).", dir_okay=False)
-@click.option("--max-words", type=int, default=None, help="Drop prompts longer than this.")
+@click.option(
+    "--max-words", type=click.IntRange(min=1), default=None, help="Drop prompts longer than this."
+)
 @click.option(
     "--class-ratio",
-    type=float,
+    type=FiniteFloat(0, 1),
     default=None,
     help="Drop concepts whose prompt resembles a class name above this ratio.",
 )
 @click.option(
     "--duplicates",
     "dup",
-    type=float,
+    type=FiniteFloat(-1, 1),
     default=None,
     help="Drop near-duplicates above this embedding cosine.",
 )
@@ -323,21 +341,32 @@ def retrieve_cmd(
 )
 @click.option(
     "--quantile",
+    type=FiniteFloat(0, 1),
     default=0.9,
     show_default=True,
     help="Quantile of the random-word lifts to beat (with --baseline).",
 )
 @click.option(
-    "--margin", default=0.0, show_default=True, help="Added to that quantile (score units)."
+    "--margin",
+    type=FiniteFloat(),
+    default=0.0,
+    show_default=True,
+    help="Added to that quantile (score units).",
 )
 @click.option(
     "--cutoff",
-    type=float,
+    type=FiniteFloat(),
     default=None,
     help="Absolute min mean of top-k scores instead of --baseline (backbone-specific).",
 )
-@click.option("--top-k", default=5, show_default=True)
-@click.option("--select", "select_k", type=int, default=None, help="Keep K concepts per class.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--select",
+    "select_k",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep K concepts per class.",
+)
 @click.option(
     "--report",
     default=None,

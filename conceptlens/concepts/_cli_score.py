@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from conceptlens._cli_options import (
+    FiniteFloat,
     UserPath,
     cache_dir_option,
     download_option,
@@ -14,6 +15,7 @@ from conceptlens._cli_options import (
     on_error_option,
     out_option,
     path_column_option,
+    printable,
     root_option,
     weights_option,
 )
@@ -26,8 +28,9 @@ __all__ = ["score"]
     "--data",
     "data",
     required=True,
-    type=UserPath(exists=True, dir_okay=False),
-    help="Manifest CSV/Parquet with a column of image paths (relative to --root).",
+    type=UserPath(exists=True),
+    help="Manifest CSV/Parquet with a column of image paths (relative to --root), or a "
+    "folder holding manifest.csv (as `conceptlens data synthderm` writes).",
 )
 @root_option
 @path_column_option
@@ -74,7 +77,7 @@ __all__ = ["score"]
 @download_option
 @click.option(
     "--max-aspect-ratio",
-    type=float,
+    type=FiniteFloat(min=1),
     default=10.0,
     show_default=True,
     help="Refuse images whose long side exceeds this multiple of the short side.",
@@ -105,6 +108,7 @@ def score(
     from conceptlens.backbones import load_backbone
     from conceptlens.concepts import load_bank, score_concepts, write_scores
     from conceptlens.data import load_manifest
+    from conceptlens.data._cli import manifest_file
     from conceptlens.exceptions import ConfigError
 
     out_path = Path(out)
@@ -119,6 +123,7 @@ def score(
         cache = None
     else:
         cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    data = manifest_file(data)
     dataset = load_manifest(
         data,
         root=root,
@@ -150,7 +155,7 @@ def score(
             client.close()
     write_scores(scores, out_path)
     for skipped in getattr(dataset, "skipped", []):
-        click.echo(f"skipped {skipped}", err=True)
+        click.echo(printable(f"skipped {skipped}"), err=True)
     click.echo(
         f"wrote {out_path}: {scores.sizes['sample']} samples x {scores.sizes['concept']} "
         f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version}"

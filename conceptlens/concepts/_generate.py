@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from conceptlens.concepts._bank import ConceptBank
+from conceptlens.concepts._bank import ConceptBank, check_distinct_classes
 from conceptlens.concepts._llm import LLMClient
 from conceptlens.concepts._sanitize import (
     Rejection,
@@ -215,6 +215,7 @@ def generate_bank(
     classes = [_check_input(c, "class name") for c in classes]
     if len(classes) < 1:
         raise ConfigError("generate_bank needs at least one class name")
+    check_distinct_classes(classes)
     domain = _check_input(domain, "domain")
     modality = _check_input(modality, "modality")
     families = list(families)

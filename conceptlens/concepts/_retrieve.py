@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from conceptlens._io import atomic_dir, atomic_write_text, user_path
+from conceptlens._io import atomic_dir, atomic_write_text, read_json, user_path
 from conceptlens._typing import EmbedFn
-from conceptlens.concepts._bank import ConceptBank
+from conceptlens.concepts._bank import ConceptBank, check_distinct_classes
 from conceptlens.concepts._filter import _unit
 from conceptlens.concepts._priors import llm_priors, text_priors
 from conceptlens.concepts._sanitize import Rejection, sanitize_concept, to_concept_name
@@ -150,8 +151,18 @@ def _split_long(text: str, max_words: int) -> list[str]:
     return chunks
 
 
+def _visible(text: str) -> str:
+    """``text`` without invisible characters (soft hyphens, zero-width spaces, bidi
+    controls, terminal escapes): passages end up in bank provenance, which refuses them."""
+    return "".join(
+        ch if unicodedata.category(ch)[0] != "C" or ch in "\n\t" else (" " if ch.isspace() else "")
+        for ch in text
+    )
+
+
 def _read_text(path: Path, max_words: int) -> list[Passage]:
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", path.read_text(encoding="utf-8"))]
+    text = _visible(path.read_text(encoding="utf-8"))
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text)]
     out: list[Passage] = []
     for p in paragraphs:
         if not p:
@@ -163,7 +174,9 @@ def _read_text(path: Path, max_words: int) -> list[Passage]:
 
 def _read_jsonl(path: Path, max_words: int) -> list[Passage]:
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # split on newlines only: str.splitlines also splits at U+2028, U+0085, ... which JSON
+    # allows unescaped inside strings
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -176,9 +189,9 @@ def _read_jsonl(path: Path, max_words: int) -> list[Passage]:
             raise DataError(
                 f"{path}:{lineno}: each line needs a string field 'text' (and ideally 'id')"
             )
-        doc = str(rec.get("id", f"{path.stem}:{lineno}"))
-        title = str(rec.get("title", ""))
-        for j, chunk in enumerate(_split_long(" ".join(rec["text"].split()), max_words)):
+        doc = _visible(str(rec.get("id", f"{path.stem}:{lineno}")))
+        title = " ".join(_visible(str(rec.get("title", ""))).split())
+        for j, chunk in enumerate(_split_long(" ".join(_visible(rec["text"]).split()), max_words)):
             out.append(Passage(doc, f"{doc}#p{j}", chunk, title))
     return out
 
@@ -194,13 +207,13 @@ def _read_pubmed(path: Path, max_words: int) -> list[Passage]:
     out: list[Passage] = []
     for art in articles:
         pmid_el = art.find(".//PMID")
-        pmid = (pmid_el.text or "").strip() if pmid_el is not None else ""
+        pmid = _visible(pmid_el.text or "").strip() if pmid_el is not None else ""
         doc = f"PMID:{pmid}" if pmid else f"{path.stem}:{len(out)}"
         title_el = art.find(".//ArticleTitle")
-        title = "".join(title_el.itertext()).strip() if title_el is not None else ""
+        title = _visible("".join(title_el.itertext())).strip() if title_el is not None else ""
         parts = []
         for ab in art.iter("AbstractText"):
-            text = " ".join("".join(ab.itertext()).split())
+            text = " ".join(_visible("".join(ab.itertext())).split())
             label = ab.get("Label")
             parts.append(f"{label}: {text}" if label else text)
         body = " ".join(parts) or title
@@ -340,8 +353,19 @@ class CorpusIndex:
         return cls(passages, retriever, {"k1": k1, "b": b, "method": "lucene"})
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the index folder atomically (JSON + ``.npy`` only, no pickle)."""
+        """Write the index folder atomically (JSON + ``.npy`` only, no pickle).
+
+        The folder is replaced as a whole, so an existing folder must be empty or an
+        earlier index (``index.json``): a corpus folder given by mistake is refused.
+        """
         path = user_path(path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{path} is a file; a corpus index is written as a folder")
+        if path.is_dir() and any(path.iterdir()) and not (path / "index.json").is_file():
+            raise ConfigError(
+                f"{path} is a folder that holds other files and no index.json (a corpus?); "
+                "saving the index replaces the whole folder, so choose a new or empty folder"
+            )
         with atomic_dir(path) as tmp:
             self.retriever.save(tmp / "bm25", show_progress=False)
             lines = [json.dumps(dataclasses.asdict(p), ensure_ascii=False) for p in self.passages]
@@ -361,9 +385,10 @@ class CorpusIndex:
             raise MissingFileError(
                 f"{path} is not a corpus index (no index.json); build one first"
             )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != INDEX_FORMAT:
-            raise DataError(f"{path}: index format {meta.get('format')} is not {INDEX_FORMAT}")
+        meta = read_json(meta_path, what="corpus index", fix="build the index again.")
+        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise DataError(f"{path}: index format {found} is not {INDEX_FORMAT}")
         passages = [
             Passage(**json.loads(line))
             for line in (path / "passages.jsonl").read_text(encoding="utf-8").splitlines()
@@ -562,6 +587,7 @@ def retrieve_concepts(
     'retrieved'
     """
     classes = list(classes)
+    check_distinct_classes(classes)
     if not classes:
         raise ConfigError("retrieve_concepts needs at least one class")
     if priors not in ("text", "llm", "none"):

@@ -80,6 +80,29 @@ _DIRECTIVE_RE = re.compile(
 _ALLOWED_CHARS_RE = re.compile(r"^[\w\s,.'()/%<>+\-:&]+$", re.UNICODE)
 
 
+#: bidirectional controls: text shown in an order other than the one stored
+_BIDI = set("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: Greek letters drawn like Latin ones (Greek elsewhere, as in "alpha", is a real notation)
+_GREEK_LOOKALIKES = set("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧοϲ")
+
+
+def _script(ch: str) -> str:
+    """The script of a letter from its Unicode name: LATIN, CYRILLIC, GREEK, ..."""
+    return unicodedata.name(ch, "UNKNOWN").split(" ")[0]
+
+
+def _lookalike_word(text: str) -> str | None:
+    """The first word that mixes Latin letters with look-alikes from another alphabet."""
+    for word in re.findall(r"[^\W\d_]+", text):
+        scripts = {_script(ch) for ch in word}
+        if "LATIN" not in scripts or len(scripts) == 1:
+            continue
+        others = [ch for ch in word if _script(ch) != "LATIN"]
+        if any(_script(ch) != "GREEK" or ch in _GREEK_LOOKALIKES for ch in others):
+            return word
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Rejection:
     """A candidate concept that was not accepted, and why."""
@@ -129,6 +152,13 @@ def sanitize_concept(
     if not isinstance(text, str):
         return None, f"not a string ({type(text).__name__})"
     raw = unicodedata.normalize("NFKC", text)
+    if _BIDI & set(raw):
+        return None, "contains bidirectional control characters (it displays differently)"
+    word = _lookalike_word(raw)
+    if word is not None:
+        return None, (
+            f"mixes alphabets in {word!r} (look-alike letters, e.g. Cyrillic in Latin text)"
+        )
     if _URL_RE.search(raw) or _EMAIL_RE.search(raw):
         return None, "contains a URL or e-mail address"
     if _SCHEME_RE.search(raw):

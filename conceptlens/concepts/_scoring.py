@@ -25,6 +25,7 @@ from sklearn.exceptions import NotFittedError
 
 from conceptlens._io import user_path
 from conceptlens._progress import progress
+from conceptlens._text import fills_once
 from conceptlens.exceptions import ConfigError, DataError
 
 __all__ = [
@@ -49,8 +50,11 @@ def _resolve_templates(backbone: Any, bank: Any, templates: Sequence[str] | None
     else:
         tpls = list(backbone.config.templates)
     for t in tpls:
-        if not isinstance(t, str) or "{}" not in t:
-            raise ConfigError(f"prompt template {t!r} must be a string containing '{{}}'")
+        if not fills_once(t):
+            raise ConfigError(
+                f"prompt template {t!r} must be a string containing '{{}}' once and no other "
+                "braces (write a literal brace as '{{' or '}}')"
+            )
     return tpls
 
 
@@ -488,6 +492,18 @@ def write_scores(scores: xr.DataArray, path: str | os.PathLike[str]) -> Path:
 
     out = user_path(path)
     suffix = out.suffix.lower()
+    if suffix == ".nc" and out.is_dir():
+        raise ConfigError(
+            f"{out} is a folder; scores.nc is written as a file, choose another path"
+        )
+    is_store = any((out / marker).exists() for marker in (".zgroup", "zarr.json", ".zattrs"))
+    if suffix == ".zarr" and out.is_dir() and any(out.iterdir()) and not is_store:
+        raise ConfigError(
+            f"{out} is a folder that holds other files and no zarr store; writing the scores "
+            "replaces the whole folder, so choose a new or empty folder"
+        )
+    if suffix == ".zarr" and out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; .zarr scores are written as a folder")
     if suffix == ".nc":
         with atomic_path(out) as tmp:
             scores.to_netcdf(tmp)
@@ -559,11 +575,12 @@ class ConceptStandardizer(TransformerMixin, BaseEstimator):
             )
         if isinstance(X, xr.DataArray) and self.concepts_ is not None:
             names = [str(c) for c in X["concept"].values]
-            missing = sorted(set(self.concepts_) - set(names))
+            missing = sorted(set(map(str, self.concepts_)) - set(names))
             if missing:
                 raise DataError(
-                    f"scores lack concepts the standardiser was fitted on: {missing[:10]}; "
-                    "score them with the same bank"
+                    f"scores lack {len(missing)} concept(s) the standardiser was fitted on: "
+                    f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; score them with the "
+                    "same bank"
                 )
             X = X.sel(concept=list(self.concepts_))
         return X

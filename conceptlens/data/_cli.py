@@ -13,11 +13,13 @@ from conceptlens._cli_options import (
     UserPath,
     label_column_option,
     path_column_option,
+    printable,
     root_option,
 )
+from conceptlens._label_check import same_spelling
 from conceptlens.synthderm._cli_data import synthderm
 
-__all__ = ["data", "dataset_report", "open_dataset"]
+__all__ = ["data", "dataset_report", "manifest_file", "open_dataset"]
 
 # A class this many times rarer than the most common one is flagged as imbalance.
 IMBALANCE_RATIO = 10.0
@@ -25,6 +27,23 @@ IMBALANCE_RATIO = 10.0
 BREAKDOWN_COLUMNS = ("split", "site", "group", "sex", "view_position", "localization")
 # A folder holding one of these is a dataset described by its manifest (`data synthderm`).
 MANIFEST_NAMES = ("manifest.csv", "manifest.parquet")
+
+
+def manifest_file(path: str | Path, option: str = "--data") -> Path:
+    """``path``, or the manifest inside it when it is a folder ``data synthderm`` wrote."""
+    from conceptlens._io import user_path
+    from conceptlens.exceptions import DataError
+
+    p = user_path(path)
+    if not p.is_dir():
+        return p
+    for name in MANIFEST_NAMES:
+        if (p / name).is_file():
+            return p / name
+    raise DataError(
+        f"{option} {p} is a folder without {' or '.join(MANIFEST_NAMES)}; give the manifest "
+        "file (CSV or Parquet with a column of image paths)"
+    )
 
 
 @click.group(name="data")
@@ -60,9 +79,8 @@ def open_dataset(
     if not p.exists():
         raise MissingFileError(f"no such file or folder: {p}")
     if p.is_dir():
-        manifests = [p / n for n in MANIFEST_NAMES if (p / n).is_file()]
-        if manifests:
-            p = manifests[0]
+        if any((p / n).is_file() for n in MANIFEST_NAMES):
+            p = manifest_file(p)
         elif any(c.is_dir() and not c.name.startswith(".") for c in p.iterdir()):
             return load_folder(p, on_error="skip", dicom_options=options)
         else:
@@ -134,19 +152,34 @@ def dataset_report(ds: Any, *, check_images: bool = True) -> dict[str, Any]:
                 f"{counts[rare]} (ratio {counts[common] / counts[rare]:.1f} >= "
                 f"{IMBALANCE_RATIO:g}); consider stratified splits and class weights"
             )
+    folded: dict[str, list[str]] = {}
+    for c in counts:
+        folded.setdefault(same_spelling(str(c)), []).append(str(c))
+    for group in folded.values():
+        if len(group) > 1:
+            warnings.append(
+                f"labels {', '.join(map(repr, group))} differ only in case, spacing or Unicode "
+                "form and count as separate classes; use one spelling (score and fit stop on "
+                "them)"
+            )
     report["warnings"] = warnings
     return report
 
 
 def _print_report(path: str, r: dict[str, Any]) -> None:
-    echo = click.echo
+    def echo(text: str, err: bool = False) -> None:
+        click.echo(printable(text), err=err)
+
     echo(f"{path}: {r['n_samples']} readable samples")
     if r["label_counts"]:
         kind = "multi-label positives" if r["multilabel"] else "labels"
         echo(f"{kind} ({len(r['classes'])} classes):")
-        width = max(len(c) for c in r["label_counts"])
+        shown = {
+            c: c if c.strip() == c and c.isprintable() else repr(c) for c in r["label_counts"]
+        }
+        width = max(len(c) for c in shown.values())
         for c, v in r["label_counts"].items():
-            echo(f"  {c:<{width}}  {v}")
+            echo(f"  {shown[c]:<{width}}  {v}")
     else:
         echo("labels: none")
     for col, vc in r["breakdown"].items():

@@ -220,6 +220,53 @@ def _open_pil(path: Path, max_aspect_ratio: float | None = None) -> Any:
     return img
 
 
+def _load_npy(path: Path, what: str, max_aspect_ratio: float | None) -> np.ndarray:
+    """Read a ``.npy`` image or mask after checking its header against the file.
+
+    The header alone decides how much ``np.load`` allocates: a few bytes claiming a
+    300,000 x 300,000 array would ask for terabytes (a ``MemoryError`` that no
+    ``on_error`` policy catches). Arrays whose data is larger than the file, or with more
+    pixels than PIL's decompression-bomb limit, or too elongated, are refused first.
+    """
+    from PIL import Image
+
+    try:
+        with open_regular(path) as fh:
+            version = np.lib.format.read_magic(fh)
+            header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = header(fh)
+            data_bytes = os.fstat(fh.fileno()).st_size - fh.tell()
+            _check_aspect(tuple(shape), max_aspect_ratio, str(path))
+            n_items = int(np.prod(shape, dtype=object))
+            if dtype.hasobject:
+                raise ValueError("object arrays are not images")
+            if n_items * dtype.itemsize > data_bytes:
+                raise ImageDecodeError(
+                    f"{path}: the .npy header says {tuple(shape)} {dtype} "
+                    f"({n_items * dtype.itemsize:,} bytes) but the file holds {data_bytes:,}; "
+                    "the file is truncated or forged. Re-export it."
+                )
+            pixels = int(np.prod(shape[:2], dtype=object)) if len(shape) >= 2 else n_items
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and pixels > 2 * limit:
+                raise ImageDecodeError(
+                    f"{path}: refused as a possible decompression bomb ({pixels:,} pixels, "
+                    f"more than twice PIL.Image.MAX_IMAGE_PIXELS = {limit:,}). If the image "
+                    "is genuine, raise PIL.Image.MAX_IMAGE_PIXELS; otherwise skip it with "
+                    "on_error='skip'."
+                )
+            fh.seek(0)
+            return np.load(fh, allow_pickle=False)
+    except ImageDecodeError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ImageDecodeError(f"{path}: unreadable .npy {what} ({exc}).") from exc
+
+
 def _pil_to_array(img: Any) -> np.ndarray:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -275,13 +322,7 @@ def read_image(
         _check_aspect(arr.shape, max_aspect_ratio, str(p))
         return arr
     if p.suffix.lower() == ".npy":
-        try:
-            with open_regular(p) as fh:
-                arr = np.load(fh, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ImageDecodeError(f"{p}: unreadable .npy image ({exc}).") from exc
-        _check_aspect(np.shape(arr), max_aspect_ratio, str(p))
-        return to_rgb_uint8(arr, source=str(p))
+        return to_rgb_uint8(_load_npy(p, "image", max_aspect_ratio), source=str(p))
     with _open_pil(p, max_aspect_ratio) as img:
         arr = _pil_to_array(img)
     return to_rgb_uint8(arr, source=str(p))
@@ -314,11 +355,7 @@ def read_mask(
         )
     open_regular(p).close()
     if p.suffix.lower() == ".npy":
-        try:
-            with open_regular(p) as fh:
-                arr = np.load(fh, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ImageDecodeError(f"{p}: unreadable .npy mask ({exc}).") from exc
+        arr = _load_npy(p, "mask", None)
     else:
         with _open_pil(p) as img:
             arr = _pil_to_array(img)

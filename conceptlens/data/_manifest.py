@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,14 +48,51 @@ def read_table(path: str | os.PathLike[str], *, str_columns: Sequence[str] = ())
     try:
         if suffix in (".csv", ".tsv", ".txt", ".gz"):
             sep = "\t" if suffix == ".tsv" else ","
-            dtype = dict.fromkeys(str_columns, str)
-            return pd.read_csv(p, sep=sep, dtype=dtype)  # type: ignore[arg-type]
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+            header = _csv_header(p, sep)
+            # " label" or "label " in a header row would silently not be the label column
+            names = [h.strip() for h in header]
+            dtype = {
+                raw: str for raw, name in zip(header, names, strict=True) if name in str_columns
+            }
+            frame = pd.read_csv(p, sep=sep, dtype=dtype)  # type: ignore[arg-type]
+            if len(frame.columns) == len(names):
+                frame.columns = pd.Index(names)
+            return frame
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+        OSError,
+        csv.Error,
+    ) as exc:
         raise DataError(
             f"{p}: cannot parse the manifest ({exc}). It must be a CSV with a header row "
             "or a Parquet file."
         ) from exc
     raise ConfigError(f"{p}: unknown manifest type {suffix!r}; use .csv, .tsv or .parquet.")
+
+
+def _csv_header(p: Path, sep: str) -> list[str]:
+    """The header row as written (pandas renames a repeated ``label`` to ``label.1``)."""
+    if p.suffix.lower() == ".gz":
+        return [str(c) for c in pd.read_csv(p, sep=sep, nrows=0).columns]
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        header = next(csv.reader(fh, delimiter=sep), [])
+    names = [h.strip() for h in header]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"{p}: column(s) {repeated} appear more than once in the header row; only one "
+            "would be read. Rename or drop the others."
+        )
+    if len(header) == 1 and sep == "," and (";" in header[0] or "\t" in header[0]):
+        other = "semicolons" if ";" in header[0] else "tabs"
+        raise DataError(
+            f"{p}: the header row {header[0][:80]!r} is one column separated by {other}; "
+            "conceptlens reads comma-separated .csv files (tab-separated ones as .tsv). "
+            "Save the manifest with commas."
+        )
+    return header
 
 
 def _resolve(cell: Any, root: Path) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from conceptlens._io import atomic_write_text, user_path
+from conceptlens._io import atomic_write_text, read_json, user_path
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 
 __all__ = ["load_splits", "make_splits", "save_splits", "stratified_split"]
@@ -371,10 +371,10 @@ def load_splits(path: str | os.PathLike[str]) -> dict[str, list[str]]:
         for i, k in zip(frame["id"], frame["split"], strict=True):
             splits.setdefault(str(k), []).append(str(i))
     else:
+        doc = read_json(p, what="conceptlens split file", fix="write one with save_splits().")
         try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
             splits = {str(k): [str(i) for i in v] for k, v in doc["splits"].items()}
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise DataError(
                 f"{p}: not a conceptlens split file ({exc}); write one with save_splits()."
             ) from exc

@@ -10,6 +10,7 @@ from conceptlens._cli_options import (
     UserPath,
     allow_mismatch_option,
     model_option,
+    printable,
     read_head_and_scores,
     read_scores,
     scores_option,
@@ -36,8 +37,20 @@ __all__ = ["explain"]
     type=UserPath(),
     help="Training scores (needed for heads fitted without standardisation).",
 )
-@click.option("--top", default=3, show_default=True, help="Concepts printed per case.")
-@click.option("--cases", default=10, show_default=True, help="Cases printed (0: none).")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Concepts printed per case.",
+)
+@click.option(
+    "--cases",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Cases printed (0: none).",
+)
 def explain(model_dir, scores_path, allow_score_mismatch, out_dir, background_path, top, cases):
     """Write each sample's concept contributions and print the top concepts per case.
 
@@ -82,7 +95,9 @@ def explain(model_dir, scores_path, allow_score_mismatch, out_dir, background_pa
         )
         true = f", true {truth[i]}" if truth is not None else ""
         click.echo(
-            f"{sample_ids[i]}: {pred[i]} (logit {float(logit[i].max()):+.2f}{true}) <- {parts}"
+            printable(
+                f"{sample_ids[i]}: {pred[i]} (logit {float(logit[i].max()):+.2f}{true}) <- {parts}"
+            )
         )
     click.echo(
         f"wrote {out / 'contributions.nc'} and {out / 'contributions.csv'} "

@@ -103,7 +103,7 @@ def concept_matrix(model: Any, scores: Any, *, where: str = "scores") -> tuple[n
         scores = scores.transpose(other, "concept")
         if "concept" in scores.coords:
             have = np.asarray(scores["concept"].values).astype(str)
-            missing = [c for c in names if c not in set(have)]
+            missing = [str(c) for c in names if c not in set(have)]
             if missing:
                 raise DataError(
                     f"{where} lack {len(missing)} concept(s) the model was fitted on: "

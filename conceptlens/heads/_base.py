@@ -91,7 +91,7 @@ def encode_targets(y, classes=None):
     classes = np.unique(y) if classes is None else classes
     if len(classes) < 2:
         raise DataError(
-            f"only one class is present in y ({classes[0]!r}); a classifier needs samples "
+            f"only one class is present in y ({str(classes[0])!r}); a classifier needs samples "
             "of at least two classes: check the label column and the split."
         )
     codes = np.searchsorted(classes, y)

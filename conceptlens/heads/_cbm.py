@@ -285,11 +285,14 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
     def _matrix(self, X):
         check_is_fitted(self, "head_")
         if isinstance(X, xr.DataArray) and "concept" in X.coords:
-            missing = sorted(set(self.concept_names_) - set(map(str, X["concept"].values)))
+            missing = sorted(
+                set(map(str, self.concept_names_)) - set(map(str, X["concept"].values))
+            )
             if missing:
                 raise DataError(
-                    f"the scores lack concepts the head was fitted on: {missing[:5]}; score "
-                    "the same concept bank."
+                    f"the scores lack {len(missing)} concept(s) the head was fitted on: "
+                    f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; score the same "
+                    "concept bank."
                 )
             X = X.transpose("sample", "concept").sel(concept=self.concept_names_)
         return as_matrix(X)

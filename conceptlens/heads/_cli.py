@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from conceptlens._cli_options import (
+    FiniteFloat,
     UserPath,
     allow_mismatch_option,
     model_option,
+    printable,
     read_head_and_scores,
     scores_option,
 )
@@ -72,15 +74,17 @@ def _default_split(scores, y, seed):
 @click.option(
     "--C",
     "C",
-    type=float,
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="Fixed inverse penalty; default: select along the path on the val rows.",
 )
-@click.option("--l1-ratio", type=float, default=0.5, show_default=True)
-@click.option("--n-cs", type=int, default=50, show_default=True, help="Path length.")
+@click.option("--l1-ratio", type=FiniteFloat(0, 1), default=0.5, show_default=True)
+@click.option(
+    "--n-cs", type=click.IntRange(min=1), default=50, show_default=True, help="Path length."
+)
 @click.option(
     "--max-concepts-per-class",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Select the best path point with at most this many concepts per class.",
 )
@@ -99,7 +103,7 @@ def _default_split(scores, y, seed):
     help="Keep this label as a class although it is rare (< 2 training rows) or not "
     "among the bank's classes (repeatable).",
 )
-@click.option("--n-boot", type=int, default=1000, show_default=True)
+@click.option("--n-boot", type=click.IntRange(min=0), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def fit(
     scores_path,
@@ -144,7 +148,7 @@ def fit(
     y = np.asarray(scores[label].values)
     if split_column is not None:
         split = np.asarray(scores[split_column].values).astype(str)
-        bad = sorted(set(split) - set(_SPLITS))
+        bad = sorted(str(v) for v in set(split) - set(_SPLITS))
         if bad:
             raise DataError(
                 f"split column {split_column!r} has values {bad[:5]}; use train/val/test."
@@ -211,11 +215,14 @@ def fit(
         )
         results.append(m.expand_dims(split=[name]))
         for g in m.group.values:
+            n = int(m.n_samples.sel(group=g))  # a 1-sample group has a [0, 0] or [1, 1] CI
             for metric in m.metric.values:
                 e = m.sel(group=g, metric=metric)
                 lines.append(
-                    f"{name:6s} {g!s:12s} {metric:18s} {float(e.estimate):.3f} "
-                    f"[{float(e.ci_low):.3f}, {float(e.ci_high):.3f}]"
+                    printable(
+                        f"{name:6s} {g!s:12s} {n:5d}  {metric:18s} {float(e.estimate):.3f} "
+                        f"[{float(e.ci_low):.3f}, {float(e.ci_high):.3f}]"
+                    )
                 )
     metrics = None
     if results:
@@ -235,7 +242,7 @@ def fit(
         + ", ".join(f"{c}={int(v)}" for c, v in zip(nnz["class"].values, nnz.values, strict=True))
     )
     if lines:
-        click.echo("split  group        metric             value [95% CI]")
+        click.echo("split  group            n  metric             value [95% CI]")
         for line in lines:
             click.echo(line)
     click.echo(f"top concepts per class ({STD_UNIT}):")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptlens._io import atomic_dir, user_path
+from conceptlens._io import atomic_dir, plain_file_mode, user_path
 from conceptlens._version import __version__
 from conceptlens.exceptions import ConfigError, DataError, MissingFileError
 from conceptlens.heads._coef import fold_binary
@@ -323,6 +323,7 @@ def save_head(
             raise ConfigError(f"extra file name {name!r} must be a plain new file name")
     with atomic_dir(out) as tmp:
         save_file(tensors, str(tmp / "head.safetensors"))
+        plain_file_mode(tmp / "head.safetensors")  # safetensors writes 0600
         (tmp / "head.json").write_text(
             json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 
@@ -11,6 +13,9 @@ from conceptlens.heads import _kernels
 __all__ = ["METRICS", "classification_metrics"]
 
 METRICS = ("accuracy", "balanced_accuracy", "auroc")
+
+#: Group name of the samples whose group value is NaN, None or empty.
+MISSING_GROUP = "<missing>"
 
 
 def classification_metrics(
@@ -91,7 +96,12 @@ def classification_metrics(
         gvals = np.asarray(groups)
         if gvals.shape != codes.shape:
             raise DataError(f"groups has shape {gvals.shape}, expected ({len(codes)},).")
-        uniq, gcodes = np.unique(gvals.astype(str), return_inverse=True)
+        # NaN, None and empty cells are one group that says so (not "nan" or "")
+        missing = np.array(
+            [v is None or v != v or not str(v).strip() for v in gvals.tolist()], dtype=bool
+        )
+        labels = np.where(missing, MISSING_GROUP, gvals.astype(str))
+        uniq, gcodes = np.unique(labels, return_inverse=True)
         gnames = [str(u) for u in uniq]
         gcodes = gcodes.astype(np.int64)
     n_groups = max(len(gnames), 1)
@@ -110,17 +120,20 @@ def classification_metrics(
     est = point[order]
     boot = reps[:, order]
     names = ["all", *gnames]
-    if gnames:
-        est = np.vstack([est, np.nanmin(point[:n_groups], axis=0)[None]])
-        worst = np.nanmin(reps[:, :n_groups], axis=1) if n_boot > 0 else reps[:, :1]
-        boot = np.concatenate([boot, worst[:, None]], axis=1) if n_boot > 0 else boot
-        names.append("worst")
     alpha = (1.0 - ci) / 2.0
-    if n_boot > 0:
-        lo = np.nanquantile(boot, alpha, axis=0)
-        hi = np.nanquantile(boot, 1.0 - alpha, axis=0)
-    else:
-        lo = hi = np.full_like(est, np.nan)
+    with warnings.catch_warnings():
+        # a metric undefined in every replicate (AUROC of a one-class group) stays nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if gnames:
+            est = np.vstack([est, np.nanmin(point[:n_groups], axis=0)[None]])
+            worst = np.nanmin(reps[:, :n_groups], axis=1) if n_boot > 0 else reps[:, :1]
+            boot = np.concatenate([boot, worst[:, None]], axis=1) if n_boot > 0 else boot
+            names.append("worst")
+        if n_boot > 0:
+            lo = np.nanquantile(boot, alpha, axis=0)
+            hi = np.nanquantile(boot, 1.0 - alpha, axis=0)
+        else:
+            lo = hi = np.full_like(est, np.nan)
     counts = [len(codes)] + [int((gcodes == g).sum()) for g in range(len(gnames))]
     if gnames:
         counts.append(int(np.bincount(gcodes).min()))

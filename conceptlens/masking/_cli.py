@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from conceptlens._cli_options import (
+    FiniteFloat,
     UserPath,
     allow_mismatch_option,
     model_option,
@@ -74,7 +75,7 @@ def mask():
 @click.option("--max-amplified", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option(
     "--recentre-threshold",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.5,
     show_default=True,
     help="recentre rules: smallest class-balanced shift of a concept's mean, in training "
@@ -82,14 +83,14 @@ def mask():
 )
 @click.option(
     "--min-gain",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.01,
     show_default=True,
     help="Smallest decrease of the target-shot loss (nats) an action must bring.",
 )
 @click.option(
     "--max-source-drop",
-    type=float,
+    type=FiniteFloat(min=0),
     default=None,
     help="With --source-scores: take no action that lowers source accuracy by more than "
     "this (0: it must not fall).",

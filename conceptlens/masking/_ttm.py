@@ -29,6 +29,7 @@ import pandas as pd
 import xarray as xr
 from sklearn.exceptions import NotFittedError
 
+from conceptlens._io import read_json
 from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.explain import concept_matrix, head_parameters
 
@@ -727,10 +728,9 @@ class TestTimeMasking:
             The file is not an adapter, or it was fitted for other concepts or classes.
         """
         path = Path(path).expanduser()
-        try:
-            payload = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: not a readable test-time masking file ({exc}).") from exc
+        payload = read_json(
+            path, what="test-time masking file", fix="fit and save the adapter again."
+        )
         if (
             not isinstance(payload, dict)
             or payload.get("format") != "conceptlens.test_time_masking"

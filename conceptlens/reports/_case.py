@@ -207,7 +207,7 @@ def case_report(
         if image is not None:
             doc.axes_at(lambda ax: _draw_image(ax, image, sid), top, 3.0, width=3.2, left=-1.3)
         doc.axes_at(
-            lambda ax: _draw_proba(ax, classes, proba, pred),
+            lambda ax: _draw_proba(ax, classes, proba, pred, label),
             top,
             3.0,
             width=4.2,
@@ -302,16 +302,44 @@ def _draw_image(ax: Any, image: Any, sid: str) -> None:
     ax.set_title(sid, fontsize=8)
 
 
-def _draw_proba(ax: Any, classes: list[str], proba: np.ndarray, pred: str) -> None:
-    colors = ["#c0392b" if k == pred else "0.6" for k in classes]
-    ax.barh(np.arange(len(classes)), proba, color=colors)
-    for i, p in enumerate(proba):
+#: Classes drawn in the probability chart; the text lists every class.
+MAX_PROBA_BARS = 10
+#: Characters of a class name shown next to its bar.
+MAX_LABEL_CHARS = 24
+
+
+def _short(name: str, limit: int = MAX_LABEL_CHARS) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "\u2026"
+
+
+def _draw_proba(
+    ax: Any, classes: list[str], proba: np.ndarray, pred: str, label: str | None = None
+) -> None:
+    """One bar per class in class order; with more than :data:`MAX_PROBA_BARS` classes, the
+    most probable ones by probability (the predicted and the true one always among them)."""
+    order = (
+        list(range(len(classes)))
+        if len(classes) <= MAX_PROBA_BARS
+        else [int(i) for i in np.argsort(-proba, kind="stable")]
+    )
+    keep = order[:MAX_PROBA_BARS]
+    for name in (pred, label):
+        if name in classes and classes.index(name) not in keep:
+            keep[-1] = classes.index(name)
+    keep = sorted(set(keep), key=order.index)
+    shown = [classes[i] for i in keep]
+    colors = ["#c0392b" if k == pred else "0.6" for k in shown]
+    ax.barh(np.arange(len(keep)), proba[keep], color=colors)
+    for i, p in enumerate(proba[keep]):
         ax.text(min(p + 0.02, 0.85), i, f"{p:.3f}", va="center", fontsize=8)
-    ax.set_yticks(np.arange(len(classes)), classes)
+    ax.set_yticks(np.arange(len(keep)), [_short(k) for k in shown])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
-    ax.set_title("predicted probabilities", fontsize=9)
+    title = "predicted probabilities"
+    if len(keep) < len(classes):
+        title += f" (top {len(keep)} of {len(classes)} classes)"
+    ax.set_title(title, fontsize=9)
 
 
 def _spatial_section(doc: Any, image: Any, maps: Any, sid: str, concepts: list[str]) -> None:

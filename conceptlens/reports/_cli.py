@@ -47,7 +47,11 @@ def _read_image(path: str) -> Any:
 @model_option
 @scores_option("Concept scores holding the case (netCDF).")
 @allow_mismatch_option
-@click.option("--sample", required=True, help="Sample id of the case (or its position).")
+@click.option(
+    "--sample",
+    required=True,
+    help="Sample id of the case (or its position, when the ids are not numbers).",
+)
 @click.option(
     "--image",
     "image_path",
@@ -94,6 +98,7 @@ def case_command(
     out,
 ):
     """One image: prediction, contributing concepts, what-if changes, provenance."""
+    from conceptlens.exceptions import DataError
     from conceptlens.reports import case_report
 
     # the PDF says whether its one case was a training sample: no file-wide warning
@@ -102,6 +107,14 @@ def case_command(
     ids = [str(s) for s in scores["sample"].values] if "sample" in scores.coords else []
     key: Any = sample
     if sample not in ids and sample.lstrip("-").isdigit():
+        numeric = [i for i in ids if i.lstrip("-").isdigit()]
+        if numeric:
+            # ids such as "0005": "5" is more likely a mistyped id than a position
+            raise DataError(
+                f"--sample {sample} is not a sample id, and the ids are numbers (e.g. "
+                f"{numeric[:3]}), so reading it as a position would be a guess; give the id "
+                "exactly as in the scores."
+            )
         key = int(sample)
     image = _read_image(image_path) if image_path else None
     if maps and image is None:

@@ -197,7 +197,8 @@ def open_report(
     }
     final = user_path(path)
     with (
-        matplotlib.rc_context({"pdf.fonttype": 42}),
+        # labels and ids are data, never TeX: "a $\\frac{$ b" would stop the report
+        matplotlib.rc_context({"pdf.fonttype": 42, "text.parse_math": False}),
         atomic_path(final) as tmp,
         PdfPages(tmp, metadata=meta) as pdf,
     ):

@@ -22,6 +22,8 @@ AUDIT_METRICS = ("accuracy", "balanced_accuracy", "auroc", "ece")
 CLASS_METRICS = ("sensitivity", "specificity", "auroc")
 STATS = ("estimate", "ci_low", "ci_high")
 DELONG_STATS = ("auroc_a", "auroc_b", "difference", "se", "z", "p_value")
+#: Group value of the samples whose group column is NaN, None or empty.
+MISSING_GROUP = "<missing>"
 _PROVENANCE_KEYS = (
     "backbone",
     "backbone_fingerprint",
@@ -158,7 +160,12 @@ def _group_slots(groups: Sequence[str], meta: pd.DataFrame, n: int):
     labels, cols, vals = ["all"], [""], [""]
     slots = np.zeros((n, len(groups)), dtype=np.int64)
     for j, col in enumerate(groups):
-        values = metadata_column(meta, col, "group column").astype(str)
+        raw = pd.Series(np.asarray(metadata_column(meta, col, "group column"), dtype=object))
+        text = raw.astype(str)
+        # NaN, None and empty cells are one group with a name that says so (they read as
+        # "tone=nan" and "site=" before, next to real groups)
+        missing = raw.isna() | (text.str.strip() == "")
+        values = text.where(~missing, MISSING_GROUP).to_numpy(dtype=str)
         uniq, inv = np.unique(values, return_inverse=True)
         slots[:, j] = len(labels) + inv
         for u in uniq:

@@ -27,19 +27,26 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
             name, path = Path(v).name, v
         if not name or not path:
             raise ConfigError(f"{what} {v!r}: give NAME=PATH (e.g. cbm=runs/head).")
+        if name in out:
+            raise ConfigError(
+                f"two {what} entries are named {name!r} ({out[name]} and {path}); one would "
+                "silently replace the other. Name them apart with NAME=PATH."
+            )
         out[name] = path
     return out
 
 
 def _read_config(path: str) -> dict[str, Any]:
-    import yaml
-
+    from conceptlens._io import read_yaml
     from conceptlens.exceptions import ConfigError, MissingFileError
 
     p = Path(path).expanduser()
     if not p.exists():
         raise MissingFileError(f"study config {p} not found.")
-    cfg = yaml.safe_load(p.read_text()) or {}
+    cfg = (
+        read_yaml(p, what="study config", fix="see `conceptlens audit --help`.", error=ConfigError)
+        or {}
+    )
     if not isinstance(cfg, dict):
         raise ConfigError(
             f"{p}: a study config is a mapping of options, got {type(cfg).__name__}."
@@ -155,7 +162,12 @@ def format_audit(ds: Any) -> str:
     "--group", "groups", multiple=True, help="Metadata column to break down by (repeatable)."
 )
 @click.option("--reference", default=None, help="The in-domain split of the gap.")
-@click.option("--n-boot", type=int, default=None, help="Bootstrap replicates.  [default: 1000]")
+@click.option(
+    "--n-boot",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Bootstrap replicates.  [default: 1000]",
+)
 @click.option("--seed", type=int, default=None, help="Bootstrap seed.  [default: 0]")
 @click.option(
     "--shortcuts/--no-shortcuts",
@@ -234,8 +246,9 @@ def study() -> None:
 @click.option(
     "--manifest",
     default=None,
-    type=UserPath(dir_okay=False),
-    help="CSV manifest with labels and an ROI mask column.",
+    type=UserPath(),
+    help="CSV manifest with labels and an ROI mask column (or a folder holding "
+    "manifest.csv, as `conceptlens data synthderm` writes).",
 )
 @click.option(
     "--synthderm", "preset", default=None, help="Generate SynthDerm with this preset instead."
@@ -296,8 +309,9 @@ def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbon
         roi = roi or "lesion_mask"
     else:
         from conceptlens.data import load_manifest
+        from conceptlens.data._cli import manifest_file
 
-        dataset = load_manifest(manifest)
+        dataset = load_manifest(manifest_file(manifest, "--manifest"))
         roi = roi or "roi_mask"
     res = masking_study(
         dataset, roi=roi, fill=fill, dilations=list(dilations) or [0],

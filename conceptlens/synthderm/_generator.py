@@ -536,6 +536,12 @@ def write_synthderm(
     if gen.config.protocol:
         settings["protocol"] = _thaw(gen.config.protocol)
     info = out / "synthderm.json"
+    if not overwrite and not info.exists() and (out / "manifest.csv").exists():
+        raise ConfigError(
+            f"{out} holds a manifest.csv that SynthDerm did not write (no synthderm.json); "
+            "writing there would replace it. Choose another folder or pass overwrite=True "
+            "(--overwrite)."
+        )
     if info.exists() and not overwrite:
         try:
             old = json.loads(info.read_text())

@@ -309,7 +309,7 @@ class SynthDermConfig:
         ConfigError
             Not YAML, or a field is wrong; the message names the file and the field.
         """
-        import yaml
+        from conceptlens._io import read_yaml
 
         p = Path(path).expanduser()
         if not p.is_file():
@@ -317,10 +317,12 @@ class SynthDermConfig:
                 f"SynthDerm configuration {p} does not exist; give the path of a YAML file or "
                 f"a preset name ({', '.join(list_synthderm_presets())})."
             )
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: not a readable YAML file: {exc}") from None
+        data = read_yaml(
+            p,
+            what="SynthDerm configuration",
+            fix="see conceptlens/synthderm/presets/ for examples.",
+            error=ConfigError,
+        )
         return cls.from_dict(data, source=str(p))
 
     def to_yaml(self, path: str | os.PathLike[str] | None = None) -> Any:

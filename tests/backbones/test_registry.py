@@ -134,7 +134,9 @@ def test_user_configs_are_validated_like_shipped_ones(clean_registry, tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         add_backbone_config(tmp_path / "absent.json")
     (tmp_path / "broken.json").write_text("{", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"broken\.json: invalid JSON"):
+    with pytest.raises(
+        ConfigError, match=r"broken\.json: not a readable backbone config \(invalid JSON"
+    ):
         add_backbone_config(tmp_path / "broken.json")
     assert not clean_registry._ADDED  # nothing half-registered
 
@@ -173,3 +175,11 @@ def test_a_user_config_loads_like_a_shipped_one(clean_registry, tmp_path):
     bb = load_backbone("my-clip")
     assert torch.equal(bb.model.visual.proj, ref.visual.proj)
     assert bb.config.templates == ("a scan of {}",)
+
+
+def test_user_config_templates_must_be_fillable(clean_registry, tmp_path):
+    from conceptlens.backbones import add_backbone_config
+
+    with pytest.raises(ConfigError, match="no other braces"):
+        add_backbone_config(_user_config(tmp_path, templates=["a scan of {} in {site}"]))
+    assert not clean_registry._ADDED

@@ -167,3 +167,13 @@ def test_fingerprint_covers_the_minilm_files(monkeypatch: pytest.MonkeyPatch) ->
     a = Backbone(loaded).fingerprint
     loaded.extra_hashes = {"minilm": "0" * 64}
     assert Backbone(loaded).fingerprint != a
+
+
+def test_weights_that_are_not_a_file_are_named_so(tmp_path: Path) -> None:
+    """`--weights /dev/zero` (or a folder) said the weights were missing."""
+    from conceptlens.exceptions import BackboneUnavailableError
+
+    with pytest.raises(BackboneUnavailableError, match="is a folder, FIFO or device"):
+        build_synthderm_lit(weights=tmp_path)
+    with pytest.raises(BackboneUnavailableError, match="are missing"):
+        build_synthderm_lit(weights=tmp_path / "absent.safetensors")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conceptlens.concepts import ConceptBank, list_banks, load_bank, validate_bank_file
 from conceptlens.concepts._bank import shipped_bank_dirs
-from conceptlens.exceptions import BankError, MissingFileError, UnknownNameError
+from conceptlens.exceptions import BankError, ConfigError, MissingFileError, UnknownNameError
 
 MINIMAL = {
     "schema_version": 1,
@@ -199,6 +199,15 @@ def _mutate(path, value):
         (("templates",), ["a photo of"], None, "templates", "exactly one '{}'"),
         (("classes",), ["a", "a"], None, "classes", "duplicate"),
         (("concepts",), [], None, "concepts", "non-empty"),
+        # text that renders differently from what is stored
+        (("concepts", 0, "prompts"), ["blue\u202eliev"], "#0", "prompts[0]", "U+202E"),
+        (("concepts", 0, "question"), "Is it\rveil?", "#0", "question", "U+000D"),
+        (("citations", "argenziano1998"), "A\x1b[2J", None, "citations.argenziano1998", "U+001B"),
+        (("description",), "ok\x00", None, "description", "U+0000"),
+        (("classes",), ["nevus", "mel\u200banoma"], None, "classes[1]", "U+200B"),
+        # classes that labels could not tell apart
+        (("classes",), ["nevus", "Melanoma", "melanoma "], None, "classes", "only in case"),
+        (("classes",), ["\uff2e\uff45\uff56\uff55\uff53", "nevus"], None, "classes", "Unicode"),
     ],
 )
 def test_schema_errors_name_file_concept_and_field(tmp_path, path, value, concept, field, hint):
@@ -296,7 +305,7 @@ def test_to_frame(bank):
 
 _names = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
 _text = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp")),
+    alphabet=st.characters(codec="utf-8", exclude_categories=("C", "Zs", "Zl", "Zp")),
     min_size=1,
     max_size=30,
 )
@@ -494,3 +503,17 @@ def test_fifo_or_folder_is_not_read(tmp_path):
     (tmp_path / "dir.yaml").mkdir()
     with pytest.raises(BankError, match="not a regular file"):
         load_bank(tmp_path / "dir.yaml")
+
+
+@pytest.mark.parametrize("template", ["{} with {x}", "{1} {}", "{} {0}", "a {} {", "{}{}"])
+def test_templates_that_str_format_cannot_fill_are_refused(tmp_path, template):
+    """Only `{}` may be a field: `{x}` passed the old count check and was a KeyError (an
+    internal error) the first time a prompt was encoded."""
+    from conceptlens.concepts._scoring import _resolve_templates
+
+    with pytest.raises(BankError, match="no other braces"):
+        validate_bank_file(_write(tmp_path, {**copy.deepcopy(MINIMAL), "templates": [template]}))
+    with pytest.raises(ConfigError, match="no other braces"):
+        _resolve_templates(None, ConceptBank.from_dict(MINIMAL), [template])
+    ok = {**copy.deepcopy(MINIMAL), "templates": ["a {{dermoscopy}} image of {}"]}
+    assert validate_bank_file(_write(tmp_path, ok)).templates == ("a {{dermoscopy}} image of {}",)

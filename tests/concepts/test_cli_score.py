@@ -240,3 +240,17 @@ def test_score_cli_stops_on_a_label_typo(setup):
     got = xr.load_dataset(tmp_path / "scores.nc")["concept_score"]
     # the bank's declared classes travel with the scores, for `conceptlens fit`
     assert got.attrs["bank_classes"] == '["benign", "malignant"]'
+
+
+def test_score_cli_reads_a_folder_holding_manifest_csv(setup):
+    """`data synthderm --out DIR` writes DIR/manifest.csv; `score --data DIR` reads it,
+    as `data info DIR` does; a folder without one is a one-line error."""
+    tmp_path, ckpt = setup
+    res = CliRunner().invoke(main, ["--quiet", *_score_args(tmp_path, ckpt, tmp_path)])
+    assert res.exit_code == 0, res.output
+    got = xr.load_dataset(tmp_path / "scores.nc")["concept_score"]
+    assert list(got["sample"].values) == load_manifest(tmp_path / "manifest.csv").ids
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(main, _score_args(tmp_path, ckpt, tmp_path / "empty"))
+    assert res.exit_code == 1
+    assert "is a folder without manifest.csv" in res.output and "Traceback" not in res.output

@@ -347,3 +347,46 @@ def test_dense_retrieval_with_minilm_finds_paraphrases(index):
     assert e[0] @ e[1] == pytest.approx(1.0, abs=1e-5) and e[0] @ e[2] < 0.9
     hits = index.search("surgical marker pen", k=1, method="dense", embed=minilm_embed)
     assert hits[0].passage.title == "Acquisition artifacts: ink"
+
+
+def test_invisible_characters_in_a_corpus_do_not_reach_the_bank(tmp_path):
+    """Soft hyphens, zero-width spaces, bidi controls, escapes and BOMs (common in scraped
+    or PubMed text) are dropped when reading (and U+2028/U+0085, which JSON allows raw in
+    a string, do not end a JSON line): the passages, and the bank built from them,
+    are those of the clean corpus, so the bank's provenance saves and loads again."""
+    junk = ["\u00ad", "\u200b", "\u202e", "\x1b", "\ufeff", "\x00", "\x85", "\u2028"]
+    clean = shipped_corpus("synthderm")
+    out = []
+    for i, line in enumerate(clean.read_text(encoding="utf-8").splitlines()):
+        rec = json.loads(line)
+        words = rec["text"].split(" ")
+        rec["text"] = " ".join(w + junk[(i + j) % len(junk)] for j, w in enumerate(words))
+        rec["title"] = junk[i % len(junk)] + rec.get("title", "")
+        out.append(json.dumps(rec, ensure_ascii=False))
+    (tmp_path / "c.jsonl").write_text("\n".join(out), encoding="utf-8")
+    dirty, expected = read_corpus(tmp_path / "c.jsonl"), read_corpus(clean)
+    assert [(p.text, p.title, p.doc_id) for p in dirty] == [
+        (p.text, p.title, p.doc_id) for p in expected
+    ]
+    classes = ["nevus", "melanoma", "seborrheic_keratosis"]
+    bank = retrieve_concepts(CorpusIndex.build(dirty), classes, k=6)
+    assert bank == retrieve_concepts(CorpusIndex.build(expected), classes, k=6)
+    assert load_bank(bank.save(tmp_path / "b.yaml")) == bank
+
+
+def test_index_is_never_saved_over_a_folder_of_other_files(tmp_path):
+    """`bank retrieve --corpus docs --index docs` replaced the corpus folder by the index."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "c.jsonl").write_text(shipped_corpus("synthderm").read_text(encoding="utf-8"))
+    res = CliRunner().invoke(
+        main,
+        ["bank", "retrieve", "--classes", "nevus,melanoma", "--corpus", str(docs),
+         "--index", str(docs), "--out", str(tmp_path / "b.yaml")],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "holds other files and no index.json" in res.output
+    assert [p.name for p in docs.iterdir()] == ["c.jsonl"]
+    index = CorpusIndex.build(read_corpus(docs))
+    index.save(tmp_path / "idx")
+    index.save(tmp_path / "idx")  # an earlier index is replaced
+    assert len(CorpusIndex.load(tmp_path / "idx")) == len(index)

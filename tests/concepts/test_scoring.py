@@ -150,7 +150,7 @@ def test_standardizer_errors(rng):
     with pytest.raises(NotFittedError):
         ConceptStandardizer().transform(scores)
     std = ConceptStandardizer().fit(scores)
-    with pytest.raises(DataError, match="lack concepts"):
+    with pytest.raises(DataError, match=r"lack 1 concept\(s\)"):
         std.transform(scores.isel(concept=[0, 1]))
     const = scores.copy(data=np.ones_like(scores.values))
     np.testing.assert_array_equal(ConceptStandardizer().fit_transform(const).values, 0.0)
@@ -185,3 +185,30 @@ def test_a_list_of_images_is_read_once_per_call_not_once_per_block(bb):
         scores.values,
         score_concepts(bb, images(12), tiny_bank(), block_size=4, show_progress=False).values,
     )
+
+
+def test_write_scores_never_replaces_a_folder_of_other_files(tmp_path):
+    """A .zarr output replaces the whole folder: a folder that is not a zarr store (here
+    holding someone's thesis) is refused, as save_head refuses one without head.json."""
+    from conceptlens.concepts import write_scores
+
+    scores = xr.DataArray(
+        np.zeros((2, 1), np.float32),
+        dims=("sample", "concept"),
+        coords={"sample": ["a", "b"], "concept": ["ruler"]},
+        name="concept_score",
+    )
+    (tmp_path / "results.zarr").mkdir()
+    (tmp_path / "results.zarr" / "thesis.txt").write_text("keep")
+    with pytest.raises(ConfigError, match="holds other files and no zarr store"):
+        write_scores(scores, tmp_path / "results.zarr")
+    assert (tmp_path / "results.zarr" / "thesis.txt").read_text() == "keep"
+    (tmp_path / "scores.nc").mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        write_scores(scores, tmp_path / "scores.nc")
+    # an earlier zarr store, or an empty folder, is replaced
+    write_scores(scores, tmp_path / "s.zarr")
+    write_scores(scores * 0 + 1, tmp_path / "s.zarr")
+    assert float(xr.open_zarr(tmp_path / "s.zarr")["concept_score"].max()) == 1.0
+    (tmp_path / "empty.zarr").mkdir()
+    write_scores(scores, tmp_path / "empty.zarr")

@@ -111,3 +111,33 @@ def test_info_on_a_synthderm_folder_reads_its_manifest(tmp_path):
     assert report["label_counts"] == manifest["label"].value_counts().to_dict()
     assert "masks" not in report["classes"] and "images" not in report["classes"]
     assert "site" in report["breakdown"]
+
+
+def test_info_flags_labels_differing_only_in_case_or_spacing(tmp_path):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
+    labels = ["melanoma"] * 3 + ["melanoma "] * 3 + ["Melanoma"] * 3 + ["nevus"] * 3
+    pd.DataFrame(
+        {"id": [f"s{i}" for i in range(12)], "path": ["x.png"] * 12, "label": labels}
+    ).to_csv(tmp_path / "m.csv", index=False)
+    res = _run(str(tmp_path / "m.csv"))
+    assert res.exit_code == 0, res.output
+    # the trailing space is visible, and the near-identical spellings are named together
+    assert "  'melanoma '  " in res.output
+    (warning,) = [line for line in res.output.splitlines() if "differ only in case" in line]
+    assert "'Melanoma'" in warning and "'melanoma'" in warning and "'melanoma '" in warning
+
+
+def test_control_characters_from_a_manifest_are_printed_escaped(tmp_path):
+    """An id holding a terminal escape sequence must not reach the terminal raw."""
+    pd.DataFrame(
+        {"id": ["ok", "evil\x1b]0;owned\x07\u202e"], "path": ["x.png", "missing.png"]}
+    ).to_csv(tmp_path / "m.csv", index=False)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
+    res = _run(str(tmp_path / "m.csv"))
+    assert res.exit_code == 1
+    assert "\x1b" not in res.output and "\u202e" not in res.output
+    assert "evil\\x1b]0;owned\\x07\\u202e" in res.output
+    res = CliRunner().invoke(
+        main, ["bank", "show", str(tmp_path / "no\x1b[2Jbank.yaml")]
+    )  # an error line quoting the path
+    assert res.exit_code == 1 and "\x1b" not in res.output and "no\\x1b[2Jbank" in res.output

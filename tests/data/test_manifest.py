@@ -267,6 +267,40 @@ def test_decompression_bomb_is_reported_per_sample(tmp_path, monkeypatch):
     assert report["n_samples"] == 1
 
 
+def _forged_npy(path: Path, shape: tuple[int, ...], payload: int = 64) -> Path:
+    """A .npy file whose header claims ``shape`` (float64) over ``payload`` bytes of data."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f8", "fortran_order": False, "shape": shape}
+        )
+        fh.write(b"\0" * payload)
+    return path
+
+
+def test_forged_npy_header_is_a_bad_sample_not_a_memory_error(tmp_path, monkeypatch):
+    """The header alone sets what np.load allocates: check it against the file first."""
+    from PIL import Image as PILImage
+
+    from conceptlens.data._cli import dataset_report
+
+    # claims 720 GB: np.load raised MemoryError, which no on_error policy catches
+    _forged_npy(tmp_path / "huge.npy", (300_000, 300_000))
+    with pytest.raises(ImageDecodeError, match=r"huge\.npy.*header says \(300000, 300000\)"):
+        read_image(tmp_path / "huge.npy")
+    with pytest.raises(ImageDecodeError, match=r"huge\.npy.*truncated or forged"):
+        read_mask(tmp_path / "huge.npy")
+    # an honest array above the pixel limit is refused like a PNG bomb
+    np.save(tmp_path / "big.npy", np.zeros((150, 150), np.uint8))
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10_000)
+    with pytest.raises(ImageDecodeError, match=r"big\.npy: refused as a possible decompression"):
+        read_image(tmp_path / "big.npy")
+    np.save(tmp_path / "ok.npy", np.zeros((8, 8, 3), np.uint8))
+    assert read_image(tmp_path / "ok.npy").shape == (8, 8, 3)
+    (tmp_path / "m.csv").write_text("path,label\nok.npy,a\nhuge.npy,b\nbig.npy,c\n")
+    report = dataset_report(load_manifest(tmp_path / "m.csv", on_error="skip"))
+    assert report["n_samples"] == 1 and len(report["errors"]) == 2
+
+
 def test_truncated_parquet_is_a_clear_error(tmp_path):
     _small_png(tmp_path / "a.png")
     pd.DataFrame({"path": ["a.png"] * 50, "label": ["x"] * 50}).to_parquet(tmp_path / "m.parquet")
@@ -274,3 +308,20 @@ def test_truncated_parquet_is_a_clear_error(tmp_path):
     (tmp_path / "m.parquet").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=r"m\.parquet: not a readable Parquet file.*truncated"):
         load_manifest(tmp_path / "m.parquet")
+
+
+def test_csv_header_problems_are_named(tmp_path):
+    """A repeated column was silently renamed label.1 by pandas; a ;-separated file was one
+    column; spaces around header names silently lost the label column."""
+    _small_png(tmp_path / "a.png", (8, 8))
+    (tmp_path / "dup.csv").write_text("path,label,label\na.png,x,y\n")
+    with pytest.raises(
+        DataError, match=r"dup\.csv: column\(s\) \['label'\] appear more than once"
+    ):
+        load_manifest(tmp_path / "dup.csv")
+    (tmp_path / "semi.csv").write_text("path;label\na.png;x\n")
+    with pytest.raises(DataError, match=r"semi\.csv: .* separated by semicolons.*with commas"):
+        load_manifest(tmp_path / "semi.csv")
+    (tmp_path / "spaces.csv").write_text("id , path, label \n007,a.png,x\n")
+    ds = load_manifest(tmp_path / "spaces.csv")
+    assert ds.ids == ["007"] and ds.classes == ["x"]  # id still read as text

@@ -206,3 +206,13 @@ def test_commands_refuse_scores_from_another_scoring(tmp_path, rng):
          "--out", str(tmp_path / "p.csv")],
     )  # fmt: skip
     assert res.exit_code == 1 and "score_mode" in res.output
+
+
+def test_explain_prints_sample_ids_with_escapes(tmp_path, rng):
+    _src, tgt = _setup(tmp_path, rng)
+    evil = ["\x1b]0;owned\x07t0"] + [str(s) for s in tgt.sample.values[1:]]
+    tgt.assign_coords(sample=evil).to_netcdf(tmp_path / "evil.nc")
+    args = ["explain", "--model", str(tmp_path / "model"), "--scores", str(tmp_path / "evil.nc")]
+    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "ex"), "--cases", "1"])
+    assert res.exit_code == 0, res.output
+    assert "\x1b" not in res.output and "\\x1b]0;owned\\x07t0: " in res.output

@@ -209,3 +209,24 @@ def test_a_class_with_only_negative_weights_is_described_by_them():
     assert f"{strongest} ({float(row.min()):+.2f})" in text
     pos = m.top_concepts("a")
     assert _describe_class(m, "a").startswith(f"{pos.concept.values[0]} (")
+
+
+def test_fit_names_bad_split_values_plainly(tmp_path):
+    scores, _, split = _with_split(0, n=60)
+    scores = scores.assign_coords(split=("sample", np.where(split == "val", "valid", split)))
+    res = _fit(_write(tmp_path, scores), tmp_path / "m", "--split-column", "split")
+    assert res.exit_code == 1
+    assert "has values ['valid']; use train/val/test" in res.output
+
+
+def test_fit_prints_the_size_of_each_group(tmp_path):
+    """A group of one sample has a [0, 0] or [1, 1] interval; the table says how many
+    samples stand behind each row."""
+    scores, _, split = _with_split(0, n=90)
+    site = np.where(np.arange(90) % 2 == 0, "a", "b")
+    path = _write(tmp_path, scores.assign_coords(site=("sample", site)))
+    res = _fit(path, tmp_path / "m", "--split-column", "split", "--group-column", "site")
+    assert res.exit_code == 0, res.output
+    assert "split  group            n  metric" in res.output
+    n_a = int(((split == "test") & (site == "a")).sum())
+    assert f"test   a            {n_a:5d}  accuracy" in res.output

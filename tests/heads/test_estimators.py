@@ -79,7 +79,7 @@ def test_concept_bottleneck_keeps_names(global_random_seed):
     shuffled = scores.isel(concept=[5, 3, 1, 0, 2, 4])
     np.testing.assert_array_equal(cbm.predict(shuffled), cbm.predict(scores.values))
     assert cbm.score(scores, y) > 0.6
-    with pytest.raises(DataError, match="lack concepts"):
+    with pytest.raises(DataError, match=r"lack 4 concept\(s\)"):
         cbm.predict(scores.isel(concept=[0, 1]))
     with pytest.raises(DataError, match="unknown class"):
         cbm.top_concepts("psoriasis")
@@ -349,3 +349,20 @@ def test_nan_in_labelled_scores_names_the_samples_and_concepts():
         ConceptBottleneckClassifier(C=0.5).fit(bad, y)
     with pytest.raises(DataError, match=msg):
         SparseLinearHead().fit(bad, y)
+
+
+def test_missing_concepts_are_named_plainly():
+    """The message lists concept names, not numpy reprs such as np.str_('b')."""
+    from conceptlens.exceptions import DataError
+    from conceptlens.heads import ConceptBottleneckClassifier
+
+    rng = np.random.default_rng(0)
+    X = xr.DataArray(
+        rng.normal(size=(60, 3)),
+        dims=("sample", "concept"),
+        coords={"sample": np.arange(60), "concept": np.array(["a", "b", "c"])},
+    )
+    y = np.where(X.values[:, 0] > 0, "p", "q")
+    model = ConceptBottleneckClassifier(C=1.0).fit(X, y)
+    with pytest.raises(DataError, match=r"lack 2 concept\(s\).*\['b', 'c'\];"):
+        model.predict(X.sel(concept=["a"]))

@@ -84,3 +84,25 @@ def test_validation_messages():
         classification_metrics([0, 1], np.ones((2, 3)), classes=[0, 1])
     with pytest.raises(DataError, match="not in classes"):
         classification_metrics([0, 5], np.ones((2, 2)), classes=[0, 1])
+
+
+def test_missing_group_values_and_one_class_groups():
+    """NaN/None/empty group values form one '<missing>' group (they were 'nan' and ''),
+    and a group whose AUROC is undefined in every replicate stays nan without numpy's
+    'All-NaN slice' RuntimeWarning reaching the user."""
+    import warnings
+
+    y, proba, groups = _fake(0, n=120)
+    groups = groups.astype(object)
+    groups[:6], groups[6:12], groups[12:18] = None, np.nan, " "
+    one_class = np.flatnonzero(y == 0)[:8]
+    groups[one_class] = "only_zeros"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = classification_metrics(y, proba, groups=groups, n_boot=50, seed=0)
+    names = list(m.group.values)
+    assert "<missing>" in names and "nan" not in names and "" not in names and " " not in names
+    missing = ~np.isin(np.arange(120), one_class) & (np.arange(120) < 18)
+    assert int(m.n_samples.sel(group="<missing>")) == int(missing.sum())
+    auc = m.sel(group="only_zeros", metric="auroc")
+    assert np.isnan(float(auc.estimate)) and np.isnan(float(auc.ci_low))

@@ -332,3 +332,23 @@ def test_an_edited_adapter_file_is_refused_naming_the_field(setting, tmp_path, r
     path.write_text(json.dumps(payload))
     with pytest.raises(DataError, match=r"a\.json: field " + match):
         TestTimeMasking.load(path, cbm)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # was a RecursionError
+        (b"\xff\xfe{}", "not a readable test-time masking file"),  # was a UnicodeDecodeError
+        ("{", "not a readable test-time masking file"),
+    ],
+    ids=["deep", "not-utf8", "truncated"],
+)
+def test_an_unreadable_adapter_file_is_a_data_error(setting, tmp_path, content, match):
+    cbm = setting[0]
+    path = tmp_path / "a.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(DataError, match=r"a\.json: .*" + match):
+        TestTimeMasking.load(path, cbm)

@@ -125,3 +125,46 @@ def test_case_report_says_when_the_case_was_a_training_sample(study, tmp_path):
     words = pdf_words(case_report(tmp_path / "b.pdf", model, s, outside))
     assert "used to fit" not in words
     assert "case among the head's training samples: no" in words
+
+
+def test_labels_and_ids_are_printed_literally_not_as_tex(study, tmp_path):
+    """Class labels and sample ids are data: `$...$` in them is not mathtext (an invalid
+    `$\\frac{$` stopped the report with a matplotlib parse error)."""
+    from conceptlens.heads import ConceptBottleneckClassifier
+
+    s, train = study["scores"], study["train"]
+    names = {"melanoma": "mel $\\frac{$ x", "nevus": "nevus $x^2$"}
+    labels = np.array([names.get(v, v) for v in s.label.values])
+    s = s.assign_coords(
+        label=("sample", labels), sample=[f"id$_{k}" for k in range(s.sizes["sample"])]
+    )
+    cbm = ConceptBottleneckClassifier(C=0.5).fit(s[train], labels[train])
+    i = _melanoma_at_site_c(study)
+    out = case_report(tmp_path / "case.pdf", cbm, s, f"id$_{i}")
+    words = pdf_words(out)
+    assert f"Case report: id$_{i}" in words
+    assert "true class mel $\\frac{$ x" in words and "nevus $x^2$: probability" in words
+
+
+def test_probability_chart_keeps_to_the_top_classes_with_short_names():
+    """With many classes the chart shows the ten most probable (the predicted and the true
+    class always among them) under names short enough to stay on the page."""
+    from matplotlib.figure import Figure
+
+    from conceptlens.reports._case import MAX_LABEL_CHARS, MAX_PROBA_BARS, _draw_proba
+
+    classes = [f"class {i} with a long descriptive name" for i in range(30)]
+    proba = np.linspace(1.0, 2.0, 30)
+    proba /= proba.sum()  # class 29 most probable, class 0 least
+    ax = Figure().add_subplot()
+    _draw_proba(ax, classes, proba, pred=classes[29], label=classes[0])
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(ticks) == len(ax.patches) == MAX_PROBA_BARS
+    assert all(len(t) <= MAX_LABEL_CHARS for t in ticks)
+    assert ticks[0].startswith("class 29 ") and ticks[-1].startswith("class 0 ")
+    assert ticks[1].startswith("class 28 ")  # then by probability
+    assert "top 10 of 30 classes" in ax.get_title()
+    ax = Figure().add_subplot()
+    _draw_proba(ax, ["a", "b"], np.array([0.3, 0.7]), pred="b")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]  # class order
+    assert ax.get_title() == "predicted probabilities"

@@ -116,3 +116,27 @@ def test_report_case_draws_maps_with_the_backbone_the_scores_came_from(tmp_path)
                                   "--out", str(tmp_path / "x.pdf")])  # fmt: skip
     assert r.exit_code == 1 and "pass --bank with the bank file used" in r.output
     assert not (tmp_path / "x.pdf").exists()
+
+
+def test_report_case_does_not_guess_a_position_for_numeric_ids(study, tmp_path):
+    """With ids such as '0005', `--sample 5` is a mistyped id, not position 5."""
+    from conceptlens.concepts import write_scores
+
+    _files(study, tmp_path)
+    s = study["scores"]
+    s = s.assign_coords(sample=[f"{i:04d}" for i in range(s.sizes["sample"])])
+    write_scores(s, tmp_path / "numeric.nc")
+    args = ["report", "case", "--model", str(tmp_path / "head"), "--scores",
+            str(tmp_path / "numeric.nc"), "--out", str(tmp_path / "c.pdf")]  # fmt: skip
+    r = CliRunner().invoke(main, [*args, "--sample", "5"])
+    assert r.exit_code == 1 and "the ids are numbers" in r.output
+    assert not (tmp_path / "c.pdf").exists()
+    r = CliRunner().invoke(main, [*args, "--sample", "0005"])
+    assert r.exit_code == 0, r.output
+    assert "Case report: 0005" in pdf_words(tmp_path / "c.pdf")
+    # ids that are not numbers still take a position
+    r = CliRunner().invoke(
+        main, [*_case_args(tmp_path), "--sample", "3", "--out", str(tmp_path / "d.pdf")]
+    )
+    assert r.exit_code == 0, r.output
+    assert f"Case report: {study['scores'].sample.values[3]}" in pdf_words(tmp_path / "d.pdf")

@@ -314,3 +314,16 @@ def test_weighted_kernel_matches_sklearn_sample_weight(rng):
             sens = recall_score(y, pred, average=None, sample_weight=w, labels=range(k))
             np.testing.assert_allclose(main[r, s, :3], [acc, sens.mean(), auc], rtol=1e-10)
             np.testing.assert_allclose(per[r, s, :, 2], per_ref, rtol=1e-10)
+
+
+def test_missing_group_values_form_one_named_group(rng):
+    """NaN, None and empty cells were groups 'tone=nan', 'tone=None' and 'tone='."""
+    _y, _p, _q, meta, models = _data(rng)
+    tone = meta["tone"].astype(object)
+    tone[:20], tone[20:40], tone[40:60] = np.nan, None, ""
+    ds = audit(models, metadata=meta.assign(tone=tone), split=None, groups="tone", n_boot=0)
+    groups = list(ds.group.values)
+    assert "tone=<missing>" in groups
+    assert not [g for g in groups if g in ("tone=nan", "tone=None", "tone=")]
+    n = ds["n_cases"].sel(split="all", group="tone=<missing>")
+    assert int(np.asarray(n).max()) == 60

@@ -118,3 +118,19 @@ def test_study_masking_reuses_the_embedding_cache_like_score(tmp_path, monkeypat
     ]
     r = CliRunner().invoke(main, [*base, "--no-cache", "--cache-dir", str(tmp_path / "x")])
     assert r.exit_code == 1 and "not both" in r.output
+
+
+def test_two_models_with_one_name_are_refused():
+    """`--model a/head --model b/head` named both 'head'; the second silently replaced the
+    first in the audit."""
+    from conceptlens.exceptions import ConfigError
+    from conceptlens.studies._cli import _pairs
+
+    assert _pairs(("runs/a/head", "b=runs/b/head"), "--model") == {
+        "head": "runs/a/head",
+        "b": "runs/b/head",
+    }
+    with pytest.raises(ConfigError, match=r"two --model entries are named 'head'.*NAME=PATH"):
+        _pairs(("runs/a/head", "runs/b/head"), "--model")
+    with pytest.raises(ConfigError, match="named 'cbm'"):
+        _pairs(("cbm=x", "cbm=y"), "--model")

@@ -106,7 +106,9 @@ def test_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"bad\.yaml: a SynthDerm configuration is a mapping"):
         SynthDermConfig.from_yaml(_write(tmp_path, [1, 2]))
     (tmp_path / "broken.yaml").write_text("name: [unclosed", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"broken\.yaml: not a readable YAML"):
+    with pytest.raises(
+        ConfigError, match=r"broken\.yaml: not a readable SynthDerm .*invalid YAML"
+    ):
         SynthDermConfig.from_yaml(tmp_path / "broken.yaml")
     with pytest.raises(MissingFileError, match=r"absent\.yaml does not exist"):
         SynthDerm(str(tmp_path / "absent.yaml"))
@@ -117,7 +119,7 @@ def test_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
 def test_yaml_is_read_safely(tmp_path: Path) -> None:
     path = tmp_path / "evil.yaml"
     path.write_text("!!python/object/apply:os.system ['echo hi']\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="not a readable YAML"):
+    with pytest.raises(ConfigError, match=r"not a readable SynthDerm configuration .*python"):
         SynthDermConfig.from_yaml(path)
 
 

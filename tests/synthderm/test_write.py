@@ -127,6 +127,14 @@ def test_refuses_to_mix_settings(tmp_path):
     assert pd.read_csv(manifest)["id"].str.startswith("synthderm-1-").all()
 
 
+def test_refuses_to_replace_a_manifest_it_did_not_write(tmp_path):
+    (tmp_path / "manifest.csv").write_text("path,label\nmy.png,nevus\n")
+    with pytest.raises(ConfigError, match=r"manifest\.csv that SynthDerm did not write"):
+        write_synthderm(tmp_path, 3, seed=0)
+    assert (tmp_path / "manifest.csv").read_text() == "path,label\nmy.png,nevus\n"
+    write_synthderm(tmp_path, 3, seed=0, overwrite=True)
+
+
 def test_cli_command(tmp_path):
     from conceptlens.synthderm._cli_data import synthderm
 
