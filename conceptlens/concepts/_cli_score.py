@@ -83,7 +83,7 @@ __all__ = ["score"]
     help="Refuse images whose long side exceeds this multiple of the short side.",
 )
 def score(
-    data: str,
+    data: str | Path,
     root: str | None,
     path_column: str,
     label_column: str,

@@ -20,7 +20,7 @@ _AUDIT_KEYS = {
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     from conceptlens.exceptions import ConfigError
 
-    out = {}
+    out: dict[str, str] = {}
     for v in values:
         name, sep, path = v.partition("=")
         if not sep:
