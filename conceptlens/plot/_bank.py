@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from conceptlens.exceptions import DataError, UnknownNameError
-from conceptlens.plot._common import check_dims, get_ax
+from conceptlens.plot._common import check_dims, get_ax, literal_text
 
 __all__ = ["bank_quality_bars"]
 
@@ -23,6 +23,7 @@ _LABELS = {
 }
 
 
+@literal_text
 def bank_quality_bars(report: xr.Dataset, metric: str = "auroc", *, ax: Any = None) -> Any:
     """Horizontal bars of one per-concept measure of :func:`conceptlens.concepts.bank_quality`.
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -11,6 +13,45 @@ from conceptlens.exceptions import DataError, UnknownNameError
 # a diverging colour map for signed quantities and a sequential one for metrics
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "viridis"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _figures(out: Any) -> list[Any]:
+    """The figures behind a plotting function's return value (an Axes or an array of them)."""
+    axes = np.ravel(np.asarray(out, dtype=object)) if not hasattr(out, "figure") else [out]
+    figs: list[Any] = []
+    for a in axes:
+        fig = getattr(a, "figure", None)
+        if fig is not None and all(fig is not f for f in figs):
+            figs.append(fig)
+    return figs
+
+
+def literal_text(func: _F) -> _F:
+    """Draw every text of the plot literally: no mathtext from ``$`` in names.
+
+    Concept, class, group and sample names come from users' files; matplotlib reads a
+    string with two ``$`` as mathtext, so ``"a $x^2$ b"`` would be typeset and
+    ``"a $\\frac{$ b"`` would stop the drawing with a parse error.  Texts made during the
+    call get ``text.parse_math = False``, and afterwards every text of the figure (also
+    the titles of Axes the caller passed in) is set so.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+        from matplotlib.text import Text
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            out = func(*args, **kwargs)
+        for fig in _figures(out):
+            for text in fig.findobj(Text):
+                text.set_parse_math(False)
+        return out
+
+    return wrapper  # type: ignore[return-value]
 
 
 def get_ax(ax: Any = None, figsize: tuple[float, float] = (6.4, 4.8)) -> Any:

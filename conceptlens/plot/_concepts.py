@@ -9,11 +9,12 @@ import numpy as np
 import xarray as xr
 
 from conceptlens.exceptions import DataError, UnknownNameError
-from conceptlens.plot._common import DIVERGING, check_dims, get_ax, pick
+from conceptlens.plot._common import DIVERGING, check_dims, get_ax, literal_text, pick
 
 __all__ = ["concept_distributions", "contribution_waterfall", "head_weights"]
 
 
+@literal_text
 def concept_distributions(
     scores: xr.DataArray,
     concepts: Sequence[str] | None = None,
@@ -89,6 +90,7 @@ def _palette(n: int) -> list[Any]:
     return [cmap(i % 10) for i in range(n)]
 
 
+@literal_text
 def head_weights(
     model: Any,
     *,
@@ -154,6 +156,7 @@ def head_weights(
     return ax
 
 
+@literal_text
 def contribution_waterfall(
     contributions: xr.DataArray,
     sample: Any = 0,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from conceptlens.exceptions import DataError
-from conceptlens.plot._common import get_ax
+from conceptlens.plot._common import get_ax, literal_text
 
 __all__ = ["image_gallery", "synthderm_montage"]
 
@@ -25,6 +25,7 @@ def _as_rgb(img: Any) -> np.ndarray:
     return np.clip(a.astype(np.float64), 0.0, 1.0)
 
 
+@literal_text
 def image_gallery(
     images: Any,
     *,
@@ -100,6 +101,7 @@ def image_gallery(
     return ax
 
 
+@literal_text
 def synthderm_montage(
     batch: Any,
     *,

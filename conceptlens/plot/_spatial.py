@@ -8,10 +8,12 @@ import numpy as np
 import xarray as xr
 
 from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.plot._common import literal_text
 
 __all__ = ["plot_concept_maps"]
 
 
+@literal_text
 def plot_concept_maps(
     image: Any,
     maps: xr.DataArray,

@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from conceptlens.exceptions import DataError
-from conceptlens.plot._common import SEQUENTIAL, check_dims, fmt_ci, get_ax, pick
+from conceptlens.plot._common import SEQUENTIAL, check_dims, fmt_ci, get_ax, literal_text, pick
 
 __all__ = ["intervention_curves", "masking_grid", "metric_forest", "metric_table"]
 
@@ -30,6 +30,7 @@ def _audit_metrics(audit: Any) -> xr.DataArray:
     return m
 
 
+@literal_text
 def metric_table(
     audit: xr.Dataset,
     *,
@@ -95,6 +96,7 @@ def metric_table(
     return ax
 
 
+@literal_text
 def metric_forest(
     audit: xr.Dataset,
     metric: str = "auroc",
@@ -161,6 +163,7 @@ def metric_forest(
     return ax
 
 
+@literal_text
 def intervention_curves(
     curves: xr.Dataset | Mapping[str, xr.Dataset],
     *,
@@ -223,6 +226,7 @@ def intervention_curves(
     return ax
 
 
+@literal_text
 def masking_grid(
     grid: xr.Dataset,
     *,

@@ -208,3 +208,33 @@ def test_masking_grid_from_masking_study():
     assert ax.get_title() == "concept_head: melanoma AUROC, dilation 0"
     with pytest.raises(UnknownNameError, match="model"):
         masking_grid(grid, model="linear_probe")
+
+
+def test_names_with_dollar_signs_are_drawn_literally(scores):
+    # names come from users' files: two '$' would be read as mathtext, typeset ('$x^2$')
+    # or stop the drawing with a parse error ('a $\frac{$ b'); every text stays literal
+    from matplotlib.figure import Figure as _Fig
+
+    from conceptlens.heads import ConceptBottleneckClassifier
+
+    odd = [r"a $\frac{$ b", "$x^2$ ink"]
+    names = list(scores.concept.values)
+    src = ["purple_ink", "ruler"]
+    renamed = scores.assign_coords(
+        concept=[odd[src.index(c)] if c in src else c for c in names],
+        label=("sample", np.where(scores.label.values == "melanoma", "mel $1$", "other")),
+    )
+    cbm = ConceptBottleneckClassifier(C=0.5).fit(renamed, renamed.label.values)
+    ax = _render(concept_distributions(renamed, odd, by="label"))
+    assert [t.get_text() for t in ax.get_xticklabels()] == odd
+    ax = _render(head_weights(cbm, k=5))
+    assert "mel $1$" in [t.get_text() for t in ax.get_xticklabels()]
+    sub = renamed.isel(sample=slice(0, 3))
+    _render(contribution_waterfall(contributions(cbm, sub), 0, "mel $1$"))
+    # an Axes the caller made before (its title Text predates the call) is literal too
+    own = _Fig().add_subplot()
+    own.set_title("keep")
+    ax = _render(concept_distributions(renamed, odd, by="label", ax=own))
+    assert all(
+        not t.get_parse_math() for t in ax.figure.findobj(lambda a: hasattr(a, "get_parse_math"))
+    )
