@@ -535,10 +535,33 @@ def save_audit(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
 
 
 def load_audit(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Read an audit Dataset written by :func:`save_audit`."""
-    from conceptlens.exceptions import MissingFileError
+    """Read an audit Dataset written by :func:`save_audit`.
 
+    A missing file, a folder, a file that is not netCDF (a manifest, a scores file's
+    neighbour) or a netCDF file that is not an audit (concept scores, metrics of
+    ``conceptlens fit``) is a :class:`~conceptlens.exceptions.DataError` naming the file.
+    """
+    from conceptlens.exceptions import DataError, MissingFileError
+
+    name = os.fspath(path)
+    hint = "pass the audit.nc that `conceptlens audit --out` or save_audit wrote."
     if not os.path.exists(path):
-        raise MissingFileError(f"no audit file at {os.fspath(path)!r}.")
-    with xr.open_dataset(path, engine="netcdf4") as ds:
-        return ds.load()
+        raise MissingFileError(f"no audit file at {name!r}; {hint}")
+    if os.path.isdir(path):
+        raise DataError(f"{name} is a folder, not an audit file; {hint}")
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if not (magic.startswith(b"CDF") or magic.startswith(b"\x89HDF")):
+        raise DataError(f"{name} is not a netCDF file (a manifest or a CSV?); {hint}")
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            ds = ds.load()
+    except Exception as exc:  # backends raise many types; say which file and why
+        raise DataError(f"{name} could not be read as an audit ({exc}); {hint}") from exc
+    missing = [v for v in ("metrics", "n_cases") if v not in ds]
+    if missing:
+        raise DataError(
+            f"{name} is a netCDF file but not an audit (no {', '.join(map(repr, missing))}; "
+            f"it has {sorted(map(str, ds.data_vars))}); {hint}"
+        )
+    return ds

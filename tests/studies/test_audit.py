@@ -327,3 +327,24 @@ def test_missing_group_values_form_one_named_group(rng):
     assert not [g for g in groups if g in ("tone=nan", "tone=None", "tone=")]
     n = ds["n_cases"].sel(split="all", group="tone=<missing>")
     assert int(np.asarray(n).max()) == 60
+
+
+def test_load_audit_names_the_file_and_what_it_is(tmp_path):
+    from conceptlens.exceptions import MissingFileError
+
+    with pytest.raises(MissingFileError, match="no audit file"):
+        load_audit(tmp_path / "none.nc")
+    with pytest.raises(DataError, match="is a folder"):
+        load_audit(tmp_path)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,path,label\na,a.png,nevus\n")
+    with pytest.raises(DataError, match=r"manifest\.csv is not a netCDF file"):
+        load_audit(manifest)
+    scores = xr.Dataset({"concept_score": (("sample", "concept"), np.zeros((2, 3)))})
+    scores.to_netcdf(tmp_path / "scores.nc", engine="netcdf4")
+    with pytest.raises(DataError, match=r"not an audit \(no 'metrics', 'n_cases'.*concept_score"):
+        load_audit(tmp_path / "scores.nc")
+    broken = tmp_path / "broken.nc"
+    broken.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    with pytest.raises(DataError, match=r"broken\.nc could not be read as an audit"):
+        load_audit(broken)
