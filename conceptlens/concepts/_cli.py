@@ -506,7 +506,8 @@ def quality_cmd(
     cols = ["auroc", "margin", "text_redundancy", "score_redundancy", "drop_one_loss"]
     with pd.option_context("display.width", 160, "display.max_rows", 500):
         click.echo(table[[*cols, "suggestion"]].round(3).to_string())
-    counts = table["suggestion"].str.split(" ").str[0].value_counts().to_dict()
+    # "keep", "reject: <reason>", "merge with <concept>" -> keep / reject / merge
+    counts = table["suggestion"].str.split(r"[: ]", regex=True).str[0].value_counts().to_dict()
     click.echo(
         f"wrote {out}: {len(table)} concepts; "
         + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))

@@ -88,9 +88,14 @@ def __getattr__(name: str) -> Any:
     import importlib
     import warnings
 
+    import conceptlens.synthderm
+
+    if name in conceptlens.synthderm.__all__:
+        where = f"conceptlens.synthderm; import it as `from conceptlens.synthderm import {name}`"
+    else:  # an internal of the benchmark, not re-exported by conceptlens.synthderm
+        where = f"{module} (internal); import it as `from {module} import {name}`"
     warnings.warn(
-        f"conceptlens.data.{name} moved to conceptlens.synthderm; import it as "
-        f"`from conceptlens import {name}` or from `conceptlens.synthderm` "
+        f"conceptlens.data.{name} moved to {where} "
         "(the old path will be removed in a future release).",
         FutureWarning,
         stacklevel=2,

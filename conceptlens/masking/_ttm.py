@@ -187,7 +187,7 @@ def greedy_rule(
                 "amplify",
                 a,
                 float(shift[j]),
-                f"under-activated at the target for {ctx.classes[c]!r}, which it supports",
+                f"under-activated at the target for {str(ctx.classes[c])!r}, which it supports",
                 {
                     "source_gap": float(gap_s),
                     "target_gap": float(gap_t),

@@ -201,6 +201,12 @@ def test_cli_quality(tmp_path):
     assert np.isnan(q["auroc"].sel(concept="red_dots").item())
     assert pd.read_csv(tmp_path / "q.csv")["concept"].tolist() == list(tiny_bank().names)
     assert "wrote" in res.output and "suggestion" in res.output
+    # the summary counts each kind of suggestion once ("reject: 2", not "reject:: 2")
+    summary = res.output.strip().splitlines()[-1].split("concepts; ")[1]
+    counts = dict(part.split(": ") for part in summary.split(", "))
+    assert set(counts) <= {"keep", "reject", "merge"}
+    kinds = pd.read_csv(tmp_path / "q.csv")["suggestion"].str.extract(r"^(keep|reject|merge)")[0]
+    assert {k: int(v) for k, v in counts.items()} == kinds.value_counts().to_dict()
 
 
 @pytest.mark.slow

@@ -112,6 +112,9 @@ def test_amplifies_an_under_activated_concept(rng):
     amp = [a for a in ttm.actions_ if a.action == "amplify"]
     assert [a.concept for a in amp] == ["veil"]
     assert amp[0].scale > 1.5
+    # the reason names the class plainly (not as numpy's repr, np.str_('...'))
+    cls = str(cbm.classes_[np.argmax(cbm.coef_.sel(concept="veil").values)])
+    assert amp[0].reason == f"under-activated at the target for {cls!r}, which it supports"
     assert np.mean(ttm.predict(tgt) == yt) > np.mean(cbm.predict(tgt) == yt)
     before, after = ttm.report().attrs["source_accuracy_before"], ttm.source_accuracy_[1]
     assert before == np.mean(cbm.predict(src) == ys) and 0 <= after <= 1

@@ -3,6 +3,8 @@ class-concept statistics, presets and captions."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -365,15 +367,22 @@ def test_with_artifact_probs_targets_one_cell():
     assert table.shape == (9, 5)
 
 
-@pytest.mark.parametrize("name", ["SynthDerm", "write_synthderm", "CONCEPT_PHRASES"])
+@pytest.mark.parametrize(
+    "name", ["SynthDerm", "write_synthderm", "CONCEPT_PHRASES", "synthderm_bayes_accuracy"]
+)
 def test_old_data_path_still_resolves_with_a_future_warning(name: str) -> None:
     import importlib
 
     import conceptlens.data
 
-    with pytest.warns(FutureWarning, match=rf"conceptlens\.data\.{name} moved"):
+    with pytest.warns(FutureWarning, match=rf"conceptlens\.data\.{name} moved") as record:
         old = getattr(conceptlens.data, name)
     module = conceptlens.data._MOVED_TO_SYNTHDERM[name]
     assert old is getattr(importlib.import_module(module), name)
+    # the import the warning suggests works
+    suggested = re.search(r"`(from [\w.]+ import \w+)`", str(record[0].message)).group(1)
+    namespace: dict = {}
+    exec(suggested, namespace)
+    assert namespace[name] is old
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         conceptlens.data.nope  # noqa: B018
