@@ -108,12 +108,18 @@ def show_cmd(name: str, as_yaml: bool) -> None:
 @bank.command(name="validate")
 @click.argument("paths", nargs=-1, required=True, type=UserPath(dir_okay=False))
 def validate_cmd(paths: tuple[str, ...]) -> None:
-    """Validate bank files; exit 1 if any fails (each error names file, concept and field)."""
-    from conceptlens.concepts._bank import validate_bank_file
+    """Validate bank files or shipped banks by name; exit 1 if any fails.
+
+    Each error names the file, concept and field.
+    """
+    from conceptlens.concepts._bank import _shipped_files, validate_bank_file
     from conceptlens.exceptions import ConceptLensError
 
+    shipped = _shipped_files()
     failed = 0
     for p in paths:
+        if not Path(p).exists() and p in shipped:  # a shipped bank's name, as `bank show`
+            p = str(shipped[p])
         try:
             b = validate_bank_file(p)
         except ConceptLensError as exc:

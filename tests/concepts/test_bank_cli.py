@@ -49,3 +49,15 @@ def test_validate(tmp_path):
     assert res.exit_code == 1
     assert f"FAIL {bad}: concept #3 ('flame_haemorrhages'): field 'classes.no_dr'" in res.output
     assert "1 of 2 bank file(s) failed validation" in res.output
+
+
+def test_validate_a_shipped_bank_by_name(tmp_path, monkeypatch):
+    # as `bank show` does: a name that is not a file is looked up among the shipped banks
+    from conceptlens.concepts._bank import _shipped_files
+
+    monkeypatch.chdir(tmp_path)
+    res = run("validate", "dermoscopy")
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"ok   {_shipped_files()['dermoscopy']}: dermoscopy ")
+    res = run("validate", "dermoscopyy")
+    assert res.exit_code == 1 and "dermoscopyy" in res.output
