@@ -9,6 +9,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from conceptlens._samples import sample_values
 from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.heads._base import as_matrix, folded_coef, labelled
 from conceptlens.heads._cv import SparseLinearHeadCV
@@ -181,7 +182,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None; "
                 "pass labels or the name of a sample coordinate."
             )
-        return y
+        return sample_values(X, y)
 
     def fit(self, X, y=None, sample_weight=None, validation_mask=None):
         """Fit on ``X`` (``concept_score`` DataArray or array) and labels ``y`` (array or

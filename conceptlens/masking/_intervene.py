@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from conceptlens._numeric import trapezoid as _trapezoid
+from conceptlens._samples import sample_values
 from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.explain import concept_matrix, contributions, head_parameters
 
@@ -334,7 +335,7 @@ def intervention_curve(
         if not isinstance(scores, xr.DataArray) or labels not in scores.coords:
             raise DataError(f"label column {labels!r} is not a sample coordinate of the scores.")
         labels = scores[labels].values
-    y = np.asarray(labels).astype(str)
+    y = np.asarray(sample_values(scores, labels)).astype(str)
     if len(y) != len(X):
         raise DataError(f"{len(y)} labels for {len(X)} samples.")
     params = head_parameters(model, reference_scores)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from sklearn.exceptions import NotFittedError
@@ -366,3 +367,19 @@ def test_missing_concepts_are_named_plainly():
     model = ConceptBottleneckClassifier(C=1.0).fit(X, y)
     with pytest.raises(DataError, match=r"lack 2 concept\(s\).*\['b', 'c'\];"):
         model.predict(X.sel(concept=["a"]))
+
+
+def test_labels_indexed_by_sample_name_are_aligned_not_paired_by_position(global_random_seed):
+    scores, y = _scores(global_random_seed)
+    ref = ConceptBottleneckClassifier(C=0.5).fit(scores, y)
+    names = scores["sample"].values
+    # a Series (or labelled DataArray) in another order is put in the scores' sample order
+    shuffled = pd.Series(y, index=names).iloc[::-1]
+    for labels in (shuffled, xr.DataArray(shuffled.values, coords={"sample": shuffled.index})):
+        cbm = ConceptBottleneckClassifier(C=0.5).fit(scores, labels)
+        np.testing.assert_allclose(cbm.coef_.values, ref.coef_.values)
+    # a Series with a plain RangeIndex still pairs by position
+    by_position = ConceptBottleneckClassifier(C=0.5).fit(scores, pd.Series(y))
+    np.testing.assert_allclose(by_position.coef_.values, ref.coef_.values)
+    with pytest.raises(DataError, match=rf"lack 1 sample\(s\) of the scores: \['{names[0]}'\]"):
+        ConceptBottleneckClassifier(C=0.5).fit(scores, shuffled.drop(names[0]))

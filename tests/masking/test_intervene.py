@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -131,3 +132,14 @@ def test_intervene_on_a_multilabel_head(rng):
     X = out.score_after.values
     np.testing.assert_array_equal(out.prediction_after.values, head.predict(X).astype(str))
     np.testing.assert_allclose(out.proba_after.values, head.predict_proba(X))
+
+
+def test_intervention_curve_aligns_labels_by_sample_name(rng):
+    s, y = _problem(rng)
+    train, test = s.isel(sample=slice(0, 400)), s.isel(sample=slice(400, None))
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(train, y[:400])
+    ref = intervention_curve(cbm, test, y[400:], reference_scores=train, n_random=2)
+    # the same labels as a Series sorted another way: matched by name, not by position
+    series = pd.Series(y[400:], index=test["sample"].values).sort_values()
+    out = intervention_curve(cbm, test, series, reference_scores=train, n_random=2)
+    np.testing.assert_allclose(out.accuracy.values, ref.accuracy.values)
