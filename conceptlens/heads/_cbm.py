@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -332,6 +333,8 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
             ``attrs["units"]`` names the unit.
         """
         check_is_fitted(self, "coef_")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}.")
         key = str(cls)
         if key not in self.coef_["class"].values:
             raise DataError(unknown_names("class", [cls], self.coef_["class"].values))

@@ -84,6 +84,11 @@ def test_concept_bottleneck_keeps_names(global_random_seed):
         cbm.predict(scores.isel(concept=[0, 1]))
     with pytest.raises(DataError, match="unknown class"):
         cbm.top_concepts("psoriasis")
+    # k=-2 sliced [:-2] (all concepts but two), k=0 an empty answer
+    for k in (0, -2, 1.5, True):
+        with pytest.raises(ConfigError, match=rf"k must be a positive integer, got {k!r}"):
+            cbm.top_concepts("melanoma", k=k)
+    assert len(cbm.top_concepts("melanoma", k=np.int64(1))) == 1
 
 
 def test_binary_coef_convention(global_random_seed):
