@@ -82,6 +82,11 @@ def test_concept_bottleneck_keeps_names(global_random_seed):
     assert cbm.score(scores, y) > 0.6
     with pytest.raises(DataError, match=r"lack 4 concept\(s\)"):
         cbm.predict(scores.isel(concept=[0, 1]))
+    # a selection that matched nothing (a site name typo) is named as such
+    none = scores.where(scores.site == "site_x", drop=True)
+    for call in (cbm.predict, cbm.predict_proba, ConceptBottleneckClassifier(C=0.5).fit):
+        with pytest.raises(DataError, match="the scores hold 0 samples"):
+            call(none, "label") if call.__name__ == "fit" else call(none)
     with pytest.raises(DataError, match="unknown class"):
         cbm.top_concepts("psoriasis")
     # k=-2 sliced [:-2] (all concepts but two), k=0 an empty answer
