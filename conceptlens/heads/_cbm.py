@@ -192,13 +192,28 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         validate_params(self, self._parameter_constraints)
         y = self._labels(X, y)
         if isinstance(X, xr.DataArray):
-            if "concept" in X.dims and X.dims[0] != "sample" and "sample" in X.dims:
-                X = X.transpose("sample", "concept")
+            if X.ndim == 2 and "concept" in X.dims and X.dims[1] != "concept":
+                X = X.transpose(..., "concept")  # (concept, sample) or another sample dim name
             names = (
                 np.asarray(X["concept"].values).astype(str)
                 if "concept" in X.coords
                 else np.array([f"concept_{j}" for j in range(X.shape[1])])
             )
+            seen, dup = set(), []
+            for c in names:
+                (dup.append if c in seen else seen.add)(c)
+            if dup:
+                raise DataError(
+                    f"the scores name concept(s) {sorted(map(str, set(dup)))[:5]} more than "
+                    "once; a head needs one column per concept: drop the duplicates "
+                    "(scores.drop_duplicates('concept'))."
+                )
+            n_y = len(y) if hasattr(y, "__len__") else None
+            if n_y is not None and n_y != X.shape[0]:
+                raise DataError(
+                    f"{n_y} labels for {X.shape[0]} samples of the scores; pass one label per "
+                    "sample (or the name of a sample coordinate, e.g. 'label')."
+                )
         else:
             names = None
         Xm = as_matrix(X)
@@ -296,7 +311,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
                     f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; score the same "
                     "concept bank."
                 )
-            X = X.transpose("sample", "concept").sel(concept=self.concept_names_)
+            X = X.transpose(..., "concept").sel(concept=self.concept_names_)
         return as_matrix(X)
 
     def decision_function(self, X):

@@ -393,3 +393,20 @@ def test_labels_indexed_by_sample_name_are_aligned_not_paired_by_position(global
     np.testing.assert_allclose(by_position.coef_.values, ref.coef_.values)
     with pytest.raises(DataError, match=rf"lack 1 sample\(s\) of the scores: \['{names[0]}'\]"):
         ConceptBottleneckClassifier(C=0.5).fit(scores, shuffled.drop(names[0]))
+
+
+def test_fit_refuses_duplicated_concepts_and_a_label_count_mismatch(global_random_seed):
+    scores, y = _scores(global_random_seed)
+    dup = scores.assign_coords(concept=["veil", "streaks", "veil", "ruler", "ink", "hair"])
+    with pytest.raises(DataError, match=r"concept\(s\) \['veil'\] more than once"):
+        ConceptBottleneckClassifier(C=0.5).fit(dup, y)
+    with pytest.raises(DataError, match="10 labels for 300 samples"):
+        ConceptBottleneckClassifier(C=0.5).fit(scores, y[:10])
+    # (concept, sample) and a sample dim of another name are read as samples x concepts
+    ref = ConceptBottleneckClassifier(C=0.5).fit(scores, y)
+    for X in (scores.transpose(), scores.rename(sample="image").transpose()):
+        cbm = ConceptBottleneckClassifier(C=0.5).fit(X, y)
+        np.testing.assert_allclose(cbm.coef_.values, ref.coef_.values)
+        np.testing.assert_allclose(
+            np.asarray(cbm.predict_proba(X)), ref.predict_proba(scores.values)
+        )
