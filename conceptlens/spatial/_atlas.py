@@ -31,6 +31,11 @@ def unit_patches(patches: Any) -> np.ndarray:
             f"patch embeddings must have shape (N, gh, gw, D) as returned by "
             f"Backbone.patch_embeddings, got {p.shape}"
         )
+    if len(p) == 0:
+        raise DataError(
+            f"the patch embeddings hold 0 images (shape {p.shape}); the selection matched "
+            "nothing: check the indices or mask it was made with."
+        )
     if not np.isfinite(p).all():
         raise DataError("the patch embeddings contain NaN or infinite values")
     return p / np.maximum(np.linalg.norm(p, axis=-1, keepdims=True), 1e-12)
