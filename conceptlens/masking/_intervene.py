@@ -146,6 +146,8 @@ def _truth_matrix(ground_truth: Any, scores: Any, names: np.ndarray, n: int) -> 
                 f"({n}, {len(names)}) or a labelled DataArray."
             )
         return G
+    # annotations with sample names are matched to the scores by name, not position
+    ground_truth = sample_values(scores, ground_truth, name="ground_truth")
     ground_truth = ground_truth.transpose("sample", "concept")
     if ground_truth.sizes["sample"] != n:
         raise DataError(

@@ -143,3 +143,16 @@ def test_intervention_curve_aligns_labels_by_sample_name(rng):
     series = pd.Series(y[400:], index=test["sample"].values).sort_values()
     out = intervention_curve(cbm, test, series, reference_scores=train, n_random=2)
     np.testing.assert_allclose(out.accuracy.values, ref.accuracy.values)
+
+
+def test_ground_truth_with_sample_names_is_matched_by_name(rng):
+    s, y = _problem(rng)
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(s, y)
+    part = s.isel(sample=slice(0, 60))
+    truth = concept_annotations(part)
+    ref = intervene(cbm, part, {"veil": "truth"}, reference_scores=s, ground_truth=truth)
+    shuffled = truth.isel(sample=rng.permutation(60))
+    out = intervene(cbm, part, {"veil": "truth"}, reference_scores=s, ground_truth=shuffled)
+    np.testing.assert_allclose(out.score_after.values, ref.score_after.values)
+    with pytest.raises(DataError, match=r"ground_truth are indexed by sample name but lack 1"):
+        intervene(cbm, part, {"veil": "truth"}, reference_scores=s, ground_truth=shuffled[1:])
