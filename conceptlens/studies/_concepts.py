@@ -123,7 +123,13 @@ def concept_audit(
         have = [c for c in concepts if c in scores.coords and scores[c].dims == ("sample",)]
         truth = {c: np.asarray(scores[c].values, dtype=float) for c in have}
     else:
-        ann = annotations.transpose("sample", "concept")
+        ann = sample_values(scores, annotations, name="annotations")
+        ann = ann.transpose("sample", "concept")
+        if ann.sizes["sample"] != scores.sizes["sample"]:
+            raise DataError(
+                f"annotations have {ann.sizes['sample']} samples, the scores "
+                f"{scores.sizes['sample']}; annotate the same samples."
+            )
         truth = {
             str(c): np.asarray(ann.sel(concept=c).values, float)
             for c in ann["concept"].values
