@@ -10,6 +10,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from conceptlens._label_check import check_labels
 from conceptlens._samples import sample_values
 from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.heads._base import as_matrix, folded_coef, labelled
@@ -191,6 +192,10 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         marks the rows that select ``C`` (only with ``C=None``)."""
         validate_params(self, self._parameter_constraints)
         y = self._labels(X, y)
+        text = np.asarray(y)
+        if text.ndim == 1 and text.dtype.kind in "OUS":
+            # a missing label or one spelled two ways would silently become a class
+            check_labels(text.tolist(), min_count=1, where="y", rows="samples", option="")
         if isinstance(X, xr.DataArray):
             if X.ndim == 2 and "concept" in X.dims and X.dims[1] != "concept":
                 X = X.transpose(..., "concept")  # (concept, sample) or another sample dim name

@@ -410,3 +410,19 @@ def test_fit_refuses_duplicated_concepts_and_a_label_count_mismatch(global_rando
         np.testing.assert_allclose(
             np.asarray(cbm.predict_proba(X)), ref.predict_proba(scores.values)
         )
+
+
+@pytest.mark.parametrize("bad", [None, np.nan, pd.NA, "", "Melanoma", "melanoma "])
+def test_a_missing_or_misspelt_label_is_not_a_class(global_random_seed, bad):
+    scores, y = _scores(global_random_seed)
+    good, y = y, y.astype(object)
+    y[7] = bad
+    if isinstance(bad, str) and bad.strip():
+        match = r"labels 'melanoma' and '.*' in y differ only in case, spacing"
+    else:  # None and NaN failed in sorting ('<' not supported), '' became a class
+        match = r"1 row\(s\) in y have no label \(empty or NaN; the first at position 7\)"
+    with pytest.raises(DataError, match=match):
+        ConceptBottleneckClassifier(C=0.5).fit(scores, y)
+    # integer and boolean labels are classes as they are
+    cbm = ConceptBottleneckClassifier(C=0.5).fit(scores, good == "melanoma")
+    assert [str(c) for c in cbm.classes_] == ["False", "True"]
