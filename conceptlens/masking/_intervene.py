@@ -341,6 +341,13 @@ def intervention_curve(
     if len(y) != len(X):
         raise DataError(f"{len(y)} labels for {len(X)} samples.")
     params = head_parameters(model, reference_scores)
+    known = [str(c) for c in params["class"].values]
+    unknown = sorted(set(y.tolist()) - set(known))
+    if unknown:  # they would count as errors at every k: a curve of the wrong labels
+        raise DataError(
+            f"labels {unknown[:5]} are not classes of the model {known}; pass the true "
+            "class of each sample, spelled as in training."
+        )
     names = params["concept"].values.astype(str)
     lv = reference_levels(model, reference_scores, method=levels)
     G = _truth_matrix(ground_truth, scores, names, len(X))

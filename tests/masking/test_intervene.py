@@ -156,3 +156,15 @@ def test_ground_truth_with_sample_names_is_matched_by_name(rng):
     np.testing.assert_allclose(out.score_after.values, ref.score_after.values)
     with pytest.raises(DataError, match=r"ground_truth are indexed by sample name but lack 1"):
         intervene(cbm, part, {"veil": "truth"}, reference_scores=s, ground_truth=shuffled[1:])
+
+
+def test_intervention_curve_refuses_labels_the_model_does_not_know(rng):
+    s, y = _problem(rng)
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(s, y)
+    codes = np.unique(y, return_inverse=True)[1]  # 0/1/2 instead of the class names
+    with pytest.raises(DataError, match=r"labels \['0', '1', '2'\] are not classes of the model"):
+        intervention_curve(cbm, s, codes, reference_scores=s, n_random=1)
+    missing = y.astype(object)
+    missing[0] = np.nan
+    with pytest.raises(DataError, match=r"labels \['nan'\] are not classes"):
+        intervention_curve(cbm, s, missing, reference_scores=s, n_random=1)
