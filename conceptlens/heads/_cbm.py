@@ -192,6 +192,10 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         marks the rows that select ``C`` (only with ``C=None``)."""
         validate_params(self, self._parameter_constraints)
         y = self._labels(X, y)
+        if sample_weight is not None:
+            sample_weight = sample_values(X, sample_weight, name="sample_weight")
+        if validation_mask is not None:
+            validation_mask = sample_values(X, validation_mask, name="validation_mask")
         text = np.asarray(y)
         if text.ndim == 1 and text.dtype.kind in "OUS":
             # a missing label or one spelled two ways would silently become a class

@@ -388,6 +388,20 @@ def test_labels_indexed_by_sample_name_are_aligned_not_paired_by_position(global
     for labels in (shuffled, xr.DataArray(shuffled.values, coords={"sample": shuffled.index})):
         cbm = ConceptBottleneckClassifier(C=0.5).fit(scores, labels)
         np.testing.assert_allclose(cbm.coef_.values, ref.coef_.values)
+    # sample weights and a validation mask indexed by sample name too
+    w = np.linspace(0.5, 2.0, len(y))
+    val = np.arange(len(y)) % 5 == 0
+    ref_w = ConceptBottleneckClassifier(C=0.5).fit(scores, y, sample_weight=w)
+    out = ConceptBottleneckClassifier(C=0.5).fit(
+        scores, y, sample_weight=pd.Series(w, index=names).iloc[::-1]
+    )
+    np.testing.assert_allclose(out.coef_.values, ref_w.coef_.values)
+    ref_v = ConceptBottleneckClassifier(Cs=5).fit(scores, y, validation_mask=val)
+    out = ConceptBottleneckClassifier(Cs=5).fit(
+        scores, y, validation_mask=pd.Series(val, index=names).iloc[::-1]
+    )
+    assert out.C_ == ref_v.C_
+    np.testing.assert_allclose(out.coef_.values, ref_v.coef_.values)
     # a Series with a plain RangeIndex still pairs by position
     by_position = ConceptBottleneckClassifier(C=0.5).fit(scores, pd.Series(y))
     np.testing.assert_allclose(by_position.coef_.values, ref.coef_.values)
