@@ -134,3 +134,12 @@ def test_concept_audit_matches_labels_and_annotations_by_sample_name(iid_scores)
         np.testing.assert_allclose(out[var].values, ref[var].values)
     with pytest.raises(DataError, match=r"annotations are indexed by sample name but lack 1"):
         concept_audit(s, annotations=concept_annotations(s)[1:])
+
+
+def test_find_shortcuts_needs_two_values_of_by(iid_scores):
+    one_site = iid_scores.where(iid_scores.site == "site_a", drop=True)
+    # one site: no shift can be measured, and every row read "not suspect"
+    with pytest.raises(
+        DataError, match=r"compares the values of 'site', but the scores hold only \['site_a'\]"
+    ):
+        find_shortcuts(_fit(iid_scores), one_site)
