@@ -195,10 +195,10 @@ def head_parameters(model: Any, background: Any = None) -> xr.Dataset:
         )
     if background is not None:
         B, _ = concept_matrix(model, background, where="background")
-        if len(B) < 2:
+        if len(B) == 0:
             raise DataError(
-                f"background holds {len(B)} sample(s); its mean and standard deviation need "
-                "at least 2: pass the training scores (or leave background=None)."
+                "background holds 0 samples, so it has no mean (the contributions would be "
+                "NaN); pass the training scores (or leave background=None)."
             )
         baseline = B.mean(axis=0)
         scale = B.std(axis=0)
