@@ -343,6 +343,14 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         Xm = self._matrix(X)
         return self.head_.predict(Xm)
 
+    def score(self, X, y, sample_weight=None):
+        """Accuracy on ``X``; ``y`` as in :meth:`fit` (array, Series or DataArray indexed by
+        sample name, or the name of a sample coordinate)."""
+        y = self._labels(X, y)
+        if sample_weight is not None:
+            sample_weight = sample_values(X, sample_weight, name="sample_weight")
+        return super().score(X, y, sample_weight=sample_weight)
+
     def top_concepts(self, cls, k=5):
         """The ``k`` concepts with the largest positive weights for class ``cls``.
 

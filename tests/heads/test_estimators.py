@@ -80,6 +80,10 @@ def test_concept_bottleneck_keeps_names(global_random_seed):
     shuffled = scores.isel(concept=[5, 3, 1, 0, 2, 4])
     np.testing.assert_array_equal(cbm.predict(shuffled), cbm.predict(scores.values))
     assert cbm.score(scores, y) > 0.6
+    # score takes the labels as fit does: a coordinate name or a Series by sample name
+    assert cbm.score(scores, "label") == cbm.score(scores, y)
+    by_name = pd.Series(y, index=scores["sample"].values).iloc[::-1]
+    assert cbm.score(scores, by_name) == cbm.score(scores, y)
     with pytest.raises(DataError, match=r"lack 4 concept\(s\)"):
         cbm.predict(scores.isel(concept=[0, 1]))
     # a selection that matched nothing (a site name typo) is named as such
