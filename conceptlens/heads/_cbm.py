@@ -37,6 +37,18 @@ __all__ = ["STD_UNIT", "ConceptBottleneckClassifier"]
 STD_UNIT = "weight per standard deviation of the concept score"
 
 
+def _standardized(X) -> bool | None:
+    """Whether labelled scores were standardised: True (``ConceptStandardizer`` marked
+    them), False (straight from ``score_concepts``: a ``score_mode`` and no mark), None
+    (unknown: an array, or a DataArray without those attrs)."""
+    attrs = getattr(X, "attrs", None) if isinstance(X, xr.DataArray) else None
+    if not attrs:
+        return None
+    if attrs.get("standardized") is not None:
+        return str(attrs["standardized"]).strip().lower() in ("1", "true")
+    return False if "score_mode" in attrs else None
+
+
 class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
     """Sparse linear head on concept scores, with labelled coefficients.
 
@@ -279,6 +291,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
                 else np.array([f"concept_{j}" for j in range(head.n_features_in_)])
             )
         self.concept_names_ = names
+        self.scores_standardized_ = _standardized(X)
         self.n_iter_ = head.n_iter_
         self.duality_gap_ = head.duality_gap_
         self._set_labelled_coef()
@@ -310,6 +323,19 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
 
     def _matrix(self, X):
         check_is_fitted(self, "head_")
+        fitted_on, given = getattr(self, "scores_standardized_", None), _standardized(X)
+        if fitted_on is not None and given is not None and fitted_on != given:
+            word = {True: "standardised", False: "raw"}
+            raise DataError(
+                f"the head was fitted on {word[fitted_on]} concept scores, these are "
+                f"{word[given]} (attrs 'standardized', 'score_mode'); pass "
+                + (
+                    "std.transform(scores) with the ConceptStandardizer fitted on the "
+                    "training scores."
+                    if fitted_on
+                    else "the scores before ConceptStandardizer.transform."
+                )
+            )
         if isinstance(X, xr.DataArray) and "concept" in X.coords:
             missing = sorted(
                 set(map(str, self.concept_names_)) - set(map(str, X["concept"].values))

@@ -444,3 +444,27 @@ def test_a_missing_or_misspelt_label_is_not_a_class(global_random_seed, bad):
     # integer and boolean labels are classes as they are
     cbm = ConceptBottleneckClassifier(C=0.5).fit(scores, good == "melanoma")
     assert [str(c) for c in cbm.classes_] == ["False", "True"]
+
+
+def test_predicting_on_raw_scores_with_a_head_fitted_on_standardised_ones_is_refused(
+    global_random_seed,
+):
+    from conceptlens.concepts import ConceptStandardizer
+
+    scores, y = _scores(global_random_seed)
+    raw = scores.copy(data=scores.values * 0.1 + 0.2)
+    raw.attrs = {"score_mode": "relative"}  # as score_concepts writes them
+    std = ConceptStandardizer().fit(raw)
+    z = std.transform(raw)
+    cbm = ConceptBottleneckClassifier(C=0.5).fit(z, y)
+    # forgetting std.transform gave confident predictions from the wrong scale
+    with pytest.raises(DataError, match="fitted on standardised concept scores, these are raw"):
+        cbm.predict(raw)
+    np.testing.assert_array_equal(cbm.predict(std.transform(raw)), cbm.predict(z.values))
+    on_raw = ConceptBottleneckClassifier(C=0.5).fit(raw, y)
+    with pytest.raises(DataError, match="fitted on raw concept scores, these are standardised"):
+        on_raw.predict_proba(z)
+    # unknown provenance (no attrs, an array) is not guessed at
+    bare = raw.copy()
+    bare.attrs = {}
+    assert len(cbm.predict(bare)) == len(y) and len(cbm.predict(raw.values)) == len(y)
