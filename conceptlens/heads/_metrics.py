@@ -75,10 +75,10 @@ def classification_metrics(
         proba = proba.transpose(..., "class")
         names = [str(c) for c in proba["class"].values]
         if classes is not None:
-            missing = [str(c) for c in classes if str(c) not in names]
-            if missing:
+            absent = [str(c) for c in classes if str(c) not in names]
+            if absent:
                 raise DataError(
-                    f"classes {missing} are not columns of proba (its classes are {names})."
+                    f"classes {absent} are not columns of proba (its classes are {names})."
                 )
             proba = proba.isel({"class": [names.index(str(c)) for c in classes]})
         else:
