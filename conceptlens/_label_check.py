@@ -19,6 +19,16 @@ def _closest(label: str, candidates: Iterable[str]) -> str | None:
     return hit[0] if hit else None
 
 
+def _missing(value: object) -> bool:
+    """None, NaN, pandas' NA or NaT, or blank text."""
+    if value is None or not str(value).strip():
+        return True
+    try:
+        return bool(value != value)  # NaN; pandas.NA raises here
+    except TypeError:
+        return True
+
+
 def same_spelling(label: str) -> str:
     """``label`` folded for comparison: Unicode NFKC, case and runs of whitespace.
 
@@ -73,7 +83,8 @@ def check_labels(
         Labels the user accepted explicitly.
     min_count : int, default=2
     where, rows, option : str
-        Wording of the message: the source, what the counted rows are, the option name.
+        Wording of the message: the source, what the counted rows are, the option name
+        (``""``: no option to suggest).
 
     Examples
     --------
@@ -83,7 +94,7 @@ def check_labels(
     conceptlens.exceptions.DataError: label 'melanomma' in the labels is seen in 1 training row(s) (at least 2 are needed to be a class); did you mean 'melanoma'? Fix the label, or pass --accept-label melanomma to keep it as a class.
     """  # noqa: E501
     accepted = {str(a) for a in accept}
-    unlabelled = [i for i, v in enumerate(labels) if v is None or v != v or not str(v).strip()]
+    unlabelled = [i for i, v in enumerate(labels) if _missing(v)]
     if unlabelled:
         raise DataError(
             f"{len(unlabelled)} row(s) in {where} have no label (empty or NaN; the first at "
@@ -95,10 +106,14 @@ def check_labels(
     twins = _spelling_twins([n for n in dict.fromkeys(names) if n not in accepted], declared)
     if twins is not None:
         first, second = twins
+        keep = (
+            f" (or pass {option} {shlex.quote(second)} to keep {second!r} as a class of its own)"
+            if option
+            else ""
+        )
         raise DataError(
             f"labels {first!r} and {second!r} in {where} differ only in case, spacing or "
-            f"Unicode form, so they would become two classes; use one spelling (or pass "
-            f"{option} {shlex.quote(second)} to keep {second!r} as a class of its own)."
+            f"Unicode form, so they would become two classes; use one spelling{keep}."
         )
     for label in dict.fromkeys(names):
         if label in accepted:

@@ -6,8 +6,9 @@
 reports) may import every layer below them except ``synthderm``. The composers -- the CLI
 (``cli.py``, ``__main__.py`` and every ``_cli*.py`` module), the demo and the top-level
 ``__init__`` -- may import any layer, and only they import ``synthderm``.
-Shared modules at the top level (``exceptions``, ``_io``, ``_progress``, ``_text``, ``_typing``,
-``_version``) are importable from everywhere. ``concepts`` uses ``backbones`` through its
+Shared modules at the top level (``exceptions``, ``_io``, ``_label_check``, ``_numeric``,
+``_progress``, ``_samples``, ``_text``, ``_typing``, ``_version``) are importable from
+everywhere. ``concepts`` uses ``backbones`` through its
 public API only, and no library module imports a CLI module. See docs/architecture.md.
 """
 
@@ -33,7 +34,17 @@ ALLOWED: dict[str, set[str]] = {
     "synthderm": {"data", "backbones", "concepts"},
     **{layer: set(LOWER) | set(UPPER) for layer in UPPER},
 }
-SHARED = {"exceptions", "_io", "_numeric", "_progress", "_text", "_typing", "_version"}
+SHARED = {
+    "exceptions",
+    "_io",
+    "_label_check",
+    "_numeric",
+    "_progress",
+    "_samples",
+    "_text",
+    "_typing",
+    "_version",
+}
 # top-level modules that compose every layer
 COMPOSERS = {"__init__", "__main__", "_demo", "_demo_study", "cli"}
 # Documented exception: ``conceptlens.data.__getattr__`` resolves the old SynthDerm names

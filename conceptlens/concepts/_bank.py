@@ -994,9 +994,16 @@ def load_bank(name_or_path: str | os.PathLike[str] | ConceptBank) -> ConceptBank
     """
     if isinstance(name_or_path, ConceptBank):
         return name_or_path
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise ConfigError(
+            f"load_bank takes a shipped bank name {list_banks()}, the path of a .yaml/.json "
+            f"bank file or a ConceptBank, got {type(name_or_path).__name__}."
+        )
     text = os.fspath(name_or_path)
     path = user_path(text)
-    looks_like_path = path.suffix.lower() in _SUFFIXES or os.sep in text or "/" in text
+    looks_like_path = (
+        path.suffix.lower() in _SUFFIXES or os.sep in text or "/" in text or path.is_dir()
+    )
     if path.is_file() or (looks_like_path and path.exists()):
         return validate_bank_file(path)  # a FIFO or folder is refused there, never read
     if looks_like_path:

@@ -552,6 +552,20 @@ class ConceptStandardizer(TransformerMixin, BaseEstimator):
         if isinstance(X, xr.DataArray):
             if X.dims != ("sample", "concept"):
                 X = X.transpose("sample", "concept")
+            if X.sizes["sample"] == 0:
+                raise DataError(
+                    "the scores hold 0 samples; the selection matched nothing: check the "
+                    "site, split or label value it was made with."
+                )
+            bad = ~np.isfinite(np.asarray(X.values, dtype=float))
+            if bad.any():
+                rows, cols = np.flatnonzero(bad.any(axis=1)), np.flatnonzero(bad.any(axis=0))
+                raise DataError(
+                    f"the scores hold {int(bad.sum())} NaN or infinite value(s) in "
+                    f"{len(rows)} sample(s) {[str(v) for v in X['sample'].values[rows[:5]]]}, "
+                    f"in concept(s) {[str(v) for v in X['concept'].values[cols[:5]]]}; drop "
+                    "those samples (scores.dropna('sample')) or rescore the images."
+                )
             X = X.values
         return check_array(X, dtype=[np.float64, np.float32])
 

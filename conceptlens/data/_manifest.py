@@ -258,6 +258,17 @@ def load_manifest(
     >>> ds.classes, ds[0].image.shape, ds.metadata.loc["a.png", "site"]
     (['nevus'], (4, 4, 3), 'site_a')
     """
+    if not isinstance(path, str | os.PathLike):
+        hint = (
+            " (a table in memory: save it with frame.to_csv('manifest.csv', index=False) "
+            "next to the images and pass that file)"
+            if isinstance(path, pd.DataFrame)
+            else ""
+        )
+        raise ConfigError(
+            f"load_manifest: path must be the path of a CSV, TSV or Parquet manifest, got "
+            f"{type(path).__name__}{hint}."
+        )
     p = user_path(path)
     str_cols = [path_column, id_column or "id", *(mask_columns or [])]
     frame = read_table(p, str_columns=str_cols)

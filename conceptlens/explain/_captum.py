@@ -47,9 +47,17 @@ def _target_index(module: ConceptModelModule, target: Any, of: str) -> tuple[Any
     names = module.classes if of == "class" else module.concepts
     if of == "class" and not names:
         raise ConfigError("the module has no head; attribute a concept (of='concept').")
-    if isinstance(target, (int, np.integer)):
+    plural = "classes" if of == "class" else "concepts"
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        if str(target) in names and names.index(str(target)) != int(target):
+            # a head fitted on integer labels (1, 2): 1 is a class and a column index
+            raise DataError(
+                f"target {target} is ambiguous: the {of} named '{target}' is column "
+                f"{names.index(str(target))}, not {target}; pass target='{target}' for the "
+                f"{of} by name (the {plural} are {names[:10]})."
+            )
         if not 0 <= int(target) < len(names):
-            raise DataError(f"target index {target} is out of range for {len(names)} {of}es.")
+            raise DataError(f"target index {target} is out of range for {len(names)} {plural}.")
         return (module if of == "class" else module.concept_scores), int(target)
     if str(target) not in names:
         raise DataError(f"unknown {of} {target!r}; the {of}s are {names[:10]}.")

@@ -216,7 +216,16 @@ def random_words_control(
 
     bank = load_bank(bank)
     y = np.asarray(labels)
-    train, test = np.asarray(train), np.asarray(test)
+    n = len(dataset)
+    if y.shape != (n,):
+        raise DataError(f"labels have shape {y.shape}; pass one label per image ({n},).")
+    train, test = (np.arange(n)[np.asarray(t)] for t in (train, test))  # masks or positions
+    shared = np.intersect1d(train, test)
+    if shared.size:  # the test accuracy of every bank would be inflated alike
+        raise DataError(
+            f"train and test share {shared.size} image(s) (positions {shared[:5].tolist()}); "
+            "evaluate on images the heads were not fitted on."
+        )
     factory = make_head or (lambda: ConceptBottleneckClassifier(C=1.0))
     banks = [bank] + [
         random_words_bank(bank, len(bank.names), seed=seed + i) for i in range(n_banks)

@@ -195,6 +195,11 @@ def head_parameters(model: Any, background: Any = None) -> xr.Dataset:
         )
     if background is not None:
         B, _ = concept_matrix(model, background, where="background")
+        if len(B) == 0:
+            raise DataError(
+                "background holds 0 samples, so it has no mean (the contributions would be "
+                "NaN); pass the training scores (or leave background=None)."
+            )
         baseline = B.mean(axis=0)
         scale = B.std(axis=0)
         scale[scale < 1e-12 * (1.0 + np.abs(baseline))] = 1.0

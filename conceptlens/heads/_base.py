@@ -159,6 +159,11 @@ def as_matrix(X):
             )
         if "sample" in X.dims and X.dims[0] != "sample":
             X = X.transpose("sample", ...)
+        if X.shape[0] == 0:
+            raise DataError(
+                f"the scores hold 0 samples (dims {X.dims}, shape {X.shape}); the selection "
+                "matched nothing: check the site, split or label value it was made with."
+            )
         values = X.values
         if values.dtype.kind in "fc":
             bad = ~np.isfinite(values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -9,6 +10,8 @@ import xarray as xr
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from conceptlens._label_check import check_labels
+from conceptlens._samples import sample_values
 from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.heads._base import as_matrix, folded_coef, labelled
 from conceptlens.heads._cv import SparseLinearHeadCV
@@ -32,6 +35,18 @@ from conceptlens.heads._sparse import SparseLinearHead
 __all__ = ["STD_UNIT", "ConceptBottleneckClassifier"]
 
 STD_UNIT = "weight per standard deviation of the concept score"
+
+
+def _standardized(X) -> bool | None:
+    """Whether labelled scores were standardised: True (``ConceptStandardizer`` marked
+    them), False (straight from ``score_concepts``: a ``score_mode`` and no mark), None
+    (unknown: an array, or a DataArray without those attrs)."""
+    attrs = getattr(X, "attrs", None) if isinstance(X, xr.DataArray) else None
+    if not attrs:
+        return None
+    if attrs.get("standardized") is not None:
+        return str(attrs["standardized"]).strip().lower() in ("1", "true")
+    return False if "score_mode" in attrs else None
 
 
 class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
@@ -181,7 +196,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None; "
                 "pass labels or the name of a sample coordinate."
             )
-        return y
+        return sample_values(X, y)
 
     def fit(self, X, y=None, sample_weight=None, validation_mask=None):
         """Fit on ``X`` (``concept_score`` DataArray or array) and labels ``y`` (array or
@@ -189,14 +204,37 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         marks the rows that select ``C`` (only with ``C=None``)."""
         validate_params(self, self._parameter_constraints)
         y = self._labels(X, y)
+        if sample_weight is not None:
+            sample_weight = sample_values(X, sample_weight, name="sample_weight")
+        if validation_mask is not None:
+            validation_mask = sample_values(X, validation_mask, name="validation_mask")
+        text = np.asarray(y)
+        if text.ndim == 1 and text.dtype.kind in "OUS":
+            # a missing label or one spelled two ways would silently become a class
+            check_labels(text.tolist(), min_count=1, where="y", rows="samples", option="")
         if isinstance(X, xr.DataArray):
-            if "concept" in X.dims and X.dims[0] != "sample" and "sample" in X.dims:
-                X = X.transpose("sample", "concept")
+            if X.ndim == 2 and "concept" in X.dims and X.dims[1] != "concept":
+                X = X.transpose(..., "concept")  # (concept, sample) or another sample dim name
             names = (
                 np.asarray(X["concept"].values).astype(str)
                 if "concept" in X.coords
                 else np.array([f"concept_{j}" for j in range(X.shape[1])])
             )
+            seen, dup = set(), []
+            for c in names:
+                (dup.append if c in seen else seen.add)(c)
+            if dup:
+                raise DataError(
+                    f"the scores name concept(s) {sorted(map(str, set(dup)))[:5]} more than "
+                    "once; a head needs one column per concept: drop the duplicates "
+                    "(scores.drop_duplicates('concept'))."
+                )
+            n_y = len(y) if hasattr(y, "__len__") else None
+            if n_y is not None and n_y != X.shape[0]:
+                raise DataError(
+                    f"{n_y} labels for {X.shape[0]} samples of the scores; pass one label per "
+                    "sample (or the name of a sample coordinate, e.g. 'label')."
+                )
         else:
             names = None
         Xm = as_matrix(X)
@@ -253,6 +291,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
                 else np.array([f"concept_{j}" for j in range(head.n_features_in_)])
             )
         self.concept_names_ = names
+        self.scores_standardized_ = _standardized(X)
         self.n_iter_ = head.n_iter_
         self.duality_gap_ = head.duality_gap_
         self._set_labelled_coef()
@@ -284,6 +323,19 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
 
     def _matrix(self, X):
         check_is_fitted(self, "head_")
+        fitted_on, given = getattr(self, "scores_standardized_", None), _standardized(X)
+        if fitted_on is not None and given is not None and fitted_on != given:
+            word = {True: "standardised", False: "raw"}
+            raise DataError(
+                f"the head was fitted on {word[fitted_on]} concept scores, these are "
+                f"{word[given]} (attrs 'standardized', 'score_mode'); pass "
+                + (
+                    "std.transform(scores) with the ConceptStandardizer fitted on the "
+                    "training scores."
+                    if fitted_on
+                    else "the scores before ConceptStandardizer.transform."
+                )
+            )
         if isinstance(X, xr.DataArray) and "concept" in X.coords:
             missing = sorted(
                 set(map(str, self.concept_names_)) - set(map(str, X["concept"].values))
@@ -294,7 +346,7 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
                     f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; score the same "
                     "concept bank."
                 )
-            X = X.transpose("sample", "concept").sel(concept=self.concept_names_)
+            X = X.transpose(..., "concept").sel(concept=self.concept_names_)
         return as_matrix(X)
 
     def decision_function(self, X):
@@ -317,6 +369,14 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
         Xm = self._matrix(X)
         return self.head_.predict(Xm)
 
+    def score(self, X, y, sample_weight=None):
+        """Accuracy on ``X``; ``y`` as in :meth:`fit` (array, Series or DataArray indexed by
+        sample name, or the name of a sample coordinate)."""
+        y = self._labels(X, y)
+        if sample_weight is not None:
+            sample_weight = sample_values(X, sample_weight, name="sample_weight")
+        return super().score(X, y, sample_weight=sample_weight)
+
     def top_concepts(self, cls, k=5):
         """The ``k`` concepts with the largest positive weights for class ``cls``.
 
@@ -331,6 +391,8 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
             ``attrs["units"]`` names the unit.
         """
         check_is_fitted(self, "coef_")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}.")
         key = str(cls)
         if key not in self.coef_["class"].values:
             raise DataError(unknown_names("class", [cls], self.coef_["class"].values))

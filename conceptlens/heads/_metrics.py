@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from conceptlens._samples import sample_values
 from conceptlens.exceptions import DataError
 from conceptlens.heads import _kernels
 
@@ -68,6 +69,25 @@ def classification_metrics(
     >>> float(ds.estimate.sel(group="all", metric="accuracy"))
     0.75
     """
+    if isinstance(proba, xr.DataArray) and "class" in proba.dims and proba.ndim == 2:
+        # labelled probabilities (``predict_proba`` of labelled scores): columns by name,
+        # labels and groups indexed by sample name in the order of its samples
+        proba = proba.transpose(..., "class")
+        names = [str(c) for c in proba["class"].values]
+        if classes is not None:
+            absent = [str(c) for c in classes if str(c) not in names]
+            if absent:
+                raise DataError(
+                    f"classes {absent} are not columns of proba (its classes are {names})."
+                )
+            proba = proba.isel({"class": [names.index(str(c)) for c in classes]})
+        else:
+            classes = np.asarray(proba["class"].values)
+        # the class coordinate is text: compare labels as text (0/1 labels, "0"/"1" columns)
+        classes = np.asarray([str(c) for c in classes])
+        y_true = np.asarray(sample_values(proba, y_true, name="y_true")).astype(str)
+        if groups is not None:
+            groups = sample_values(proba, groups, name="groups")
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, dtype=float)
     classes = np.unique(y_true) if classes is None else np.asarray(classes)

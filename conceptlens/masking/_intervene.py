@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from conceptlens._numeric import trapezoid as _trapezoid
+from conceptlens._samples import sample_values
 from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.explain import concept_matrix, contributions, head_parameters
 
@@ -145,6 +146,8 @@ def _truth_matrix(ground_truth: Any, scores: Any, names: np.ndarray, n: int) -> 
                 f"({n}, {len(names)}) or a labelled DataArray."
             )
         return G
+    # annotations with sample names are matched to the scores by name, not position
+    ground_truth = sample_values(scores, ground_truth, name="ground_truth")
     ground_truth = ground_truth.transpose("sample", "concept")
     if ground_truth.sizes["sample"] != n:
         raise DataError(
@@ -334,10 +337,17 @@ def intervention_curve(
         if not isinstance(scores, xr.DataArray) or labels not in scores.coords:
             raise DataError(f"label column {labels!r} is not a sample coordinate of the scores.")
         labels = scores[labels].values
-    y = np.asarray(labels).astype(str)
+    y = np.asarray(sample_values(scores, labels)).astype(str)
     if len(y) != len(X):
         raise DataError(f"{len(y)} labels for {len(X)} samples.")
     params = head_parameters(model, reference_scores)
+    known = [str(c) for c in params["class"].values]
+    unknown = sorted(set(y.tolist()) - set(known))
+    if unknown:  # they would count as errors at every k: a curve of the wrong labels
+        raise DataError(
+            f"labels {unknown[:5]} are not classes of the model {known}; pass the true "
+            "class of each sample, spelled as in training."
+        )
     names = params["concept"].values.astype(str)
     lv = reference_levels(model, reference_scores, method=levels)
     G = _truth_matrix(ground_truth, scores, names, len(X))

@@ -30,6 +30,7 @@ import xarray as xr
 from sklearn.exceptions import NotFittedError
 
 from conceptlens._io import read_json
+from conceptlens._samples import sample_values
 from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.explain import concept_matrix, head_parameters
 
@@ -418,7 +419,7 @@ class TestTimeMasking:
             labels = scores[labels].values
         if labels is None:
             raise DataError(f"labels for the {where} are required.")
-        y = np.asarray(labels).astype(str)
+        y = np.asarray(sample_values(scores, labels)).astype(str)
         if y.ndim != 1:
             raise ConfigError("TestTimeMasking supports single-label heads only.")
         return y

@@ -31,9 +31,62 @@ def unit_patches(patches: Any) -> np.ndarray:
             f"patch embeddings must have shape (N, gh, gw, D) as returned by "
             f"Backbone.patch_embeddings, got {p.shape}"
         )
+    if len(p) == 0:
+        raise DataError(
+            f"the patch embeddings hold 0 images (shape {p.shape}); the selection matched "
+            "nothing: check the indices or mask it was made with."
+        )
     if not np.isfinite(p).all():
         raise DataError("the patch embeddings contain NaN or infinite values")
     return p / np.maximum(np.linalg.norm(p, axis=-1, keepdims=True), 1e-12)
+
+
+def concept_label_matrix(labels: Any, concepts: Sequence[str], n: int, what: str) -> np.ndarray:
+    """``concept_labels`` as a bool (n, len(concepts)) matrix in the order of ``concepts``.
+
+    A DataArray with a ``concept`` dim or a DataFrame with one column per concept is
+    taken by concept name (a DataFrame's columns in another order were read by position);
+    an array by position.  Missing concepts, a wrong shape and NaN raise
+    :class:`DataError`.
+    """
+    import pandas as pd
+
+    concepts = [str(c) for c in concepts]
+    if isinstance(labels, xr.DataArray) and "concept" in labels.dims:
+        have = {str(c) for c in labels["concept"].values}
+        missing = [c for c in concepts if c not in have]
+        if missing:
+            raise DataError(f"concept_labels lack the {what} concept(s) {missing}")
+        lab = np.asarray(labels.transpose(..., "concept").sel(concept=concepts).values)
+    elif isinstance(labels, pd.DataFrame):
+        missing = [c for c in concepts if c not in set(map(str, labels.columns))]
+        if missing:
+            raise DataError(
+                f"concept_labels (a DataFrame) lack column(s) for the {what} concept(s) "
+                f"{missing}; give one 0/1 column per concept, named like it"
+            )
+        lab = labels.rename(columns=str)[concepts].to_numpy()
+    else:
+        lab = np.asarray(labels)
+    if lab.shape != (n, len(concepts)):
+        raise DataError(
+            f"concept_labels must have shape ({n}, {len(concepts)}) (images x {what} "
+            f"concepts {concepts}), got {lab.shape}"
+        )
+    if lab.dtype != bool:
+        try:
+            lab = np.asarray(lab, dtype=float)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"concept_labels must be 0/1 or bool, got values like {lab.ravel()[:3].tolist()}"
+            ) from None
+    if lab.dtype != bool and np.isnan(lab).any():
+        rows, cols = np.nonzero(np.isnan(lab))
+        raise DataError(
+            f"concept_labels hold {len(rows)} missing value(s) (NaN), e.g. image {rows[0]}, "
+            f"concept {concepts[cols[0]]!r}; fill them with 0/1 or leave those images out"
+        )
+    return lab.astype(bool)
 
 
 @dataclass(frozen=True)
@@ -337,15 +390,7 @@ def build_atlas(
         )
     labels = None
     if concept_labels is not None:
-        labels = np.asarray(concept_labels)
-        if isinstance(concept_labels, xr.DataArray) and "concept" in concept_labels.dims:
-            labels = concept_labels.transpose(..., "concept").sel(concept=names).values
-        if labels.shape != (n, len(names)):
-            raise DataError(
-                f"concept_labels must have shape ({n}, {len(names)}) (images x bank concepts), "
-                f"got {labels.shape}"
-            )
-        labels = labels.astype(bool)
+        labels = concept_label_matrix(concept_labels, names, n, "bank")
     flat = p.reshape(n * gh * gw, d)
     rng = np.random.default_rng(random_state)
     vectors, concepts, alive_before, reseeded = [], [], 0, 0

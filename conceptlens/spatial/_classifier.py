@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from conceptlens.exceptions import ConfigError, DataError
-from conceptlens.spatial._atlas import PrototypeAtlas
+from conceptlens.spatial._atlas import PrototypeAtlas, concept_label_matrix
 
 __all__ = ["PrototypeClassifier", "refinement_report"]
 
@@ -271,20 +271,7 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
 
 def _typical_absent(atlas: PrototypeAtlas, act: np.ndarray, labels: Any) -> xr.DataArray:
     concepts = atlas.concept_names
-    if isinstance(labels, xr.DataArray) and "concept" in labels.dims:
-        have = {str(c) for c in labels["concept"].values}
-        missing = [c for c in concepts if c not in have]
-        if missing:
-            raise DataError(f"concept_labels lack the atlas concept(s) {missing}")
-        lab = labels.transpose(..., "concept").sel(concept=concepts).values
-    else:
-        lab = np.asarray(labels)
-    if lab.shape != (len(act), len(concepts)):
-        raise DataError(
-            f"concept_labels must have shape ({len(act)}, {len(concepts)}) (images x atlas "
-            f"concepts {concepts}), got {lab.shape}"
-        )
-    lab = lab.astype(bool)
+    lab = concept_label_matrix(labels, concepts, len(act), "atlas")
     out = np.empty(len(atlas), np.float32)
     for j, c in enumerate(concepts):
         idx = np.flatnonzero(np.asarray(atlas.concepts) == c)

@@ -56,8 +56,9 @@ def _regions(regions: Any) -> list[Any]:
     if regions is None:
         return []
     arr = np.asarray(regions, dtype=object) if not isinstance(regions, np.ndarray) else regions
-    # one box, or one mask, given bare
-    if isinstance(regions, np.ndarray) and regions.ndim == 2 and regions.dtype == bool:
+    # one box, or one mask, given bare (a 0/1 mask of any dtype; (n, 4) is n boxes)
+    bare_mask = isinstance(regions, np.ndarray) and regions.ndim == 2
+    if bare_mask and (regions.dtype == bool or regions.shape[1] != 4):
         return [regions]
     if arr.ndim == 1 and len(arr) == 4 and all(np.isscalar(v) for v in arr):
         return [regions]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from conceptlens._samples import sample_values
 from conceptlens.exceptions import ConfigError, DataError, UnknownNameError
 from conceptlens.heads._kernels import bootstrap_indices
 from conceptlens.studies import _kernels
@@ -76,6 +77,7 @@ def _predict(name: str, model: Any, x: Any, classes: Any) -> tuple[np.ndarray, l
         proba = np.asarray(model.predict_proba(x), dtype=float)
         cls = [str(c) for c in model.classes_]
     elif isinstance(model, xr.DataArray) and "class" in model.dims:
+        model = sample_values(x, model, name=f"the probabilities of model {name!r}")
         proba = np.asarray(model.transpose("sample", "class").values, dtype=float)
         cls = [str(c) for c in model["class"].values]
     else:
@@ -326,6 +328,11 @@ def audit(
     groups = [str(g) for g in groups]
     probas, cls = model_probabilities(models, scores, inputs, classes)
     n = next(iter(probas.values())).shape[0]
+    # the cases are in the order of the scores: metadata and labels indexed by sample name
+    # are put in that order (paired by position they would silently mislabel cases)
+    order = scores if scores is not None else metadata
+    if metadata is not None:
+        metadata = sample_values(order, metadata, name="metadata")
     meta_src = metadata if metadata is not None else scores
     meta = metadata_table(meta_src) if meta_src is not None else pd.DataFrame(index=range(n))
     if len(meta) != n:
@@ -333,7 +340,7 @@ def audit(
     y = (
         metadata_column(meta, labels, "label column")
         if isinstance(labels, str)
-        else np.asarray(labels)
+        else np.asarray(sample_values(order, labels))
     )
     if y.shape != (n,):
         raise DataError(f"labels have shape {y.shape}, expected ({n},).")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from conceptlens._samples import sample_values
 from conceptlens.exceptions import DataError
 from conceptlens.studies._audit import metadata_column, metadata_table, provenance
 from conceptlens.studies._delong import _components
@@ -108,7 +109,7 @@ def concept_audit(
     y = (
         metadata_column(meta, labels, "label column")
         if isinstance(labels, str)
-        else np.asarray(labels)
+        else np.asarray(sample_values(scores, labels))
     ).astype(str)
     if y.shape != (scores.sizes["sample"],):
         raise DataError(f"labels have shape {y.shape}, expected ({scores.sizes['sample']},).")
@@ -122,7 +123,13 @@ def concept_audit(
         have = [c for c in concepts if c in scores.coords and scores[c].dims == ("sample",)]
         truth = {c: np.asarray(scores[c].values, dtype=float) for c in have}
     else:
-        ann = annotations.transpose("sample", "concept")
+        ann = sample_values(scores, annotations, name="annotations")
+        ann = ann.transpose("sample", "concept")
+        if ann.sizes["sample"] != scores.sizes["sample"]:
+            raise DataError(
+                f"annotations have {ann.sizes['sample']} samples, the scores "
+                f"{scores.sizes['sample']}; annotate the same samples."
+            )
         truth = {
             str(c): np.asarray(ann.sel(concept=c).values, float)
             for c in ann["concept"].values

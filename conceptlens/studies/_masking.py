@@ -67,6 +67,32 @@ def _onehot(meta: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return np.hstack(parts) if parts else np.zeros((len(meta), 0))
 
 
+def _positions(sel: Any, n: int, name: str) -> np.ndarray | None:
+    """``train``/``test`` as sorted unique positions: a boolean mask of ``n`` or positions."""
+    if sel is None:
+        return None
+    arr = np.asarray(sel)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise DataError(
+                f"{name}: boolean mask of shape {arr.shape}, the dataset has {n} images."
+            )
+        return np.flatnonzero(arr)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise DataError(
+            f"{name} must be integer positions or a boolean mask of {n} images, got "
+            f"{arr.dtype} of shape {arr.shape}."
+        )
+    arr = arr.astype(np.int64)
+    if arr.size == 0:
+        raise DataError(f"{name} selects no image; pass at least one position per class.")
+    if arr.min() < 0 or arr.max() >= n:
+        raise DataError(f"{name}: positions outside 0..{n - 1} (the dataset has {n} images).")
+    if np.unique(arr).size != arr.size:
+        raise DataError(f"{name} repeats positions; pass each image once.")
+    return arr
+
+
 def masking_study(
     dataset: Any,
     *,
@@ -104,8 +130,9 @@ def masking_study(
         or a manifest with a mask column); all images of one size.
     roi : str, default="roi_mask"
         Name of the ROI mask (SynthDerm: ``"lesion_mask"``).
-    train, test : array of positions, optional
-        Default: a stratified 70/30 split of all images (seeded).
+    train, test : array of positions or boolean mask, optional
+        Default: a stratified 70/30 split of all images (seeded); given one, the other
+        is the rest of the images.  They must not share an image.
     conditions : sequence of str
         Any of ``full``, ``no_roi``, ``no_roi_bb``, ``only_roi``, ``only_roi_bb``.
     fill : {"black", "mean", "blur", "inpaint"}, default="black"
@@ -159,9 +186,19 @@ def masking_study(
     classes = [str(c) for c in dataset.classes]
     y = np.asarray(classes, dtype=object)[labels]
     n = len(y)
-    if train is None or test is None:
+    train, test = _positions(train, n, "train"), _positions(test, n, "test")
+    if train is None and test is None:
         train, test = train_test_split(np.arange(n), test_size=0.3, stratify=y, random_state=seed)
-    train, test = np.sort(np.asarray(train)), np.sort(np.asarray(test))
+    elif train is None or test is None:  # the other half is the rest of the images
+        rest = np.setdiff1d(np.arange(n), train if test is None else test)
+        train, test = (train, rest) if test is None else (rest, test)
+    train, test = np.sort(train), np.sort(test)
+    both = np.intersect1d(train, test)
+    if both.size:
+        raise DataError(
+            f"train and test share {both.size} image(s) (positions {both[:5].tolist()}); "
+            "evaluate on images the heads were not fitted on."
+        )
     tmp = None
     if encoder is None:
         if cache is None:

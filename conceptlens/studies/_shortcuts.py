@@ -96,6 +96,12 @@ def find_shortcuts(
     classes = [str(c) for c in reliance["class"].values]
     ca_classes = [str(c) for c in ca["class"].values]
     values = [str(v) for v in ca[by].values if str(v) != "all"]
+    if len(values) < 2:  # no shift can be measured: every row would read "not suspect"
+        raise DataError(
+            f"find_shortcuts compares the values of {by!r}, but the scores hold only "
+            f"{values}; pass the scores of cases from at least two values of {by!r} (all "
+            "sites, not only the training one), or choose another `by` column."
+        )
     groups = (
         {str(c): str(g) for c, g in zip(ca.concept.values, ca.concept_group.values, strict=True)}
         if "concept_group" in ca.coords

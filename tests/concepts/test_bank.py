@@ -236,6 +236,15 @@ def test_load_bank_lookup_errors(tmp_path):
         load_bank(tmp_path / "missing.yaml")
     with pytest.raises(BankError, match="unknown bank file extension"):
         load_bank("dermoscopy").save(tmp_path / "x.txt")
+    # a folder named without a slash was looked up as a bank name; None was a TypeError
+    (tmp_path / "banks").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        with pytest.raises(BankError, match="banks: not a regular file"):
+            load_bank("banks")
+    for bad in (None, {"id": "x"}):
+        with pytest.raises(ConfigError, match=r"load_bank takes a shipped bank name.*got "):
+            load_bank(bad)
 
 
 def test_json_bank_file(tmp_path):

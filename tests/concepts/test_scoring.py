@@ -152,6 +152,16 @@ def test_standardizer_errors(rng):
     std = ConceptStandardizer().fit(scores)
     with pytest.raises(DataError, match=r"lack 1 concept\(s\)"):
         std.transform(scores.isel(concept=[0, 1]))
+    # NaN names the sample and concept; an empty selection says so (were sklearn's words)
+    bad = scores.copy()
+    bad[3, 1] = np.nan
+    name = str(scores.concept.values[1])
+    with pytest.raises(DataError, match=rf"1 NaN or infinite value\(s\).*\['{name}'\]"):
+        ConceptStandardizer().fit(bad)
+    with pytest.raises(DataError, match=rf"in concept\(s\) \['{name}'\]"):
+        std.transform(bad)
+    with pytest.raises(DataError, match="0 samples"):
+        ConceptStandardizer().fit(scores.isel(sample=slice(0, 0)))
     const = scores.copy(data=np.ones_like(scores.values))
     np.testing.assert_array_equal(ConceptStandardizer().fit_transform(const).values, 0.0)
     assert ConceptStandardizer(with_std=False).get_params() == {

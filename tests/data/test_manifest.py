@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conceptlens.data import load_folder, load_manifest, read_image, read_mask
-from conceptlens.exceptions import DataError, ImageDecodeError, MissingFileError
+from conceptlens.exceptions import ConfigError, DataError, ImageDecodeError, MissingFileError
 
 
 def _rgb(a: np.ndarray) -> np.ndarray:
@@ -325,3 +325,11 @@ def test_csv_header_problems_are_named(tmp_path):
     (tmp_path / "spaces.csv").write_text("id , path, label \n007,a.png,x\n")
     ds = load_manifest(tmp_path / "spaces.csv")
     assert ds.ids == ["007"] and ds.classes == ["x"]  # id still read as text
+
+
+def test_a_table_in_memory_or_none_is_named_not_a_type_error():
+    frame = pd.DataFrame({"path": ["a.png"], "label": ["nevus"]})
+    with pytest.raises(ConfigError, match=r"got DataFrame \(a table in memory: save it"):
+        load_manifest(frame)
+    with pytest.raises(ConfigError, match=r"path must be the path of a CSV.*got NoneType"):
+        load_manifest(None)

@@ -103,3 +103,8 @@ def test_random_words_control_on_a_tiny_backbone(tmp_path):
         head = ConceptBottleneckClassifier(C=1.0).fit(s[:20], y[:20])
         acc = np.mean(head.predict(s[20:]) == y[20:])
         assert float(res.accuracy.sel(bank=name)) == pytest.approx(acc)
+    # overlapping train/test and a label count that differs from the images are refused
+    with pytest.raises(DataError, match=r"train and test share 5 image\(s\)"):
+        random_words_control(bb, ds, tiny_bank(), y, np.arange(20), np.arange(15, 30))
+    with pytest.raises(DataError, match=r"one label per image \(30,\)"):
+        random_words_control(bb, ds, tiny_bank(), y[:10], np.arange(20), np.arange(20, 30))

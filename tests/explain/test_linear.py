@@ -110,6 +110,9 @@ def test_unstandardised_head_needs_a_background(rng):
     cbm = ConceptBottleneckClassifier(C=0.05, standardize=False, max_iter=5000).fit(s, y)
     with pytest.raises(ConfigError, match="background"):
         contributions(cbm, s)
+    # an empty background has no mean: an error, not NaN output with RuntimeWarnings
+    with pytest.raises(DataError, match="background holds 0 samples"):
+        contributions(cbm, s, background=s.isel(sample=slice(0, 0)))
 
 
 def test_bad_scores_are_named(rng):

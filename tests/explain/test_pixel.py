@@ -155,3 +155,18 @@ def test_synthderm_lit_pipeline_and_gradcam_grid():
     np.testing.assert_allclose(total, (a.output - a.baseline_output).values, rtol=1e-2, atol=1e-4)
     cam = PatchGradCAM(module).attribute(px[:2], str(cbm.classes_[0]))
     assert cam.attrs["grid"] == [12, 12] and cam.shape == (2, 96, 96)
+
+
+def test_an_integer_target_that_is_also_a_class_name_is_ambiguous():
+    from types import SimpleNamespace
+
+    from conceptlens.explain._captum import _target_index
+
+    # a head fitted on labels 1 and 2: target=1 meant column 1, the class '2'
+    module = SimpleNamespace(classes=["1", "2"], concepts=["veil", "dots"], concept_scores=None)
+    with pytest.raises(DataError, match=r"target 1 is ambiguous: the class named '1' is column 0"):
+        _target_index(module, 1, "class")
+    assert _target_index(module, "2", "class")[1] == 1
+    assert _target_index(module, 0, "class")[1] == 0  # '0' names no class: an index
+    with pytest.raises(DataError, match="out of range for 2 concepts"):
+        _target_index(module, 5, "concept")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from sklearn.exceptions import NotFittedError
@@ -79,10 +80,24 @@ def test_concept_bottleneck_keeps_names(global_random_seed):
     shuffled = scores.isel(concept=[5, 3, 1, 0, 2, 4])
     np.testing.assert_array_equal(cbm.predict(shuffled), cbm.predict(scores.values))
     assert cbm.score(scores, y) > 0.6
+    # score takes the labels as fit does: a coordinate name or a Series by sample name
+    assert cbm.score(scores, "label") == cbm.score(scores, y)
+    by_name = pd.Series(y, index=scores["sample"].values).iloc[::-1]
+    assert cbm.score(scores, by_name) == cbm.score(scores, y)
     with pytest.raises(DataError, match=r"lack 4 concept\(s\)"):
         cbm.predict(scores.isel(concept=[0, 1]))
+    # a selection that matched nothing (a site name typo) is named as such
+    none = scores.where(scores.site == "site_x", drop=True)
+    for call in (cbm.predict, cbm.predict_proba, ConceptBottleneckClassifier(C=0.5).fit):
+        with pytest.raises(DataError, match="the scores hold 0 samples"):
+            call(none, "label") if call.__name__ == "fit" else call(none)
     with pytest.raises(DataError, match="unknown class"):
         cbm.top_concepts("psoriasis")
+    # k=-2 sliced [:-2] (all concepts but two), k=0 an empty answer
+    for k in (0, -2, 1.5, True):
+        with pytest.raises(ConfigError, match=rf"k must be a positive integer, got {k!r}"):
+            cbm.top_concepts("melanoma", k=k)
+    assert len(cbm.top_concepts("melanoma", k=np.int64(1))) == 1
 
 
 def test_binary_coef_convention(global_random_seed):
@@ -366,3 +381,90 @@ def test_missing_concepts_are_named_plainly():
     model = ConceptBottleneckClassifier(C=1.0).fit(X, y)
     with pytest.raises(DataError, match=r"lack 2 concept\(s\).*\['b', 'c'\];"):
         model.predict(X.sel(concept=["a"]))
+
+
+def test_labels_indexed_by_sample_name_are_aligned_not_paired_by_position(global_random_seed):
+    scores, y = _scores(global_random_seed)
+    ref = ConceptBottleneckClassifier(C=0.5).fit(scores, y)
+    names = scores["sample"].values
+    # a Series (or labelled DataArray) in another order is put in the scores' sample order
+    shuffled = pd.Series(y, index=names).iloc[::-1]
+    for labels in (shuffled, xr.DataArray(shuffled.values, coords={"sample": shuffled.index})):
+        cbm = ConceptBottleneckClassifier(C=0.5).fit(scores, labels)
+        np.testing.assert_allclose(cbm.coef_.values, ref.coef_.values)
+    # sample weights and a validation mask indexed by sample name too
+    w = np.linspace(0.5, 2.0, len(y))
+    val = np.arange(len(y)) % 5 == 0
+    ref_w = ConceptBottleneckClassifier(C=0.5).fit(scores, y, sample_weight=w)
+    out = ConceptBottleneckClassifier(C=0.5).fit(
+        scores, y, sample_weight=pd.Series(w, index=names).iloc[::-1]
+    )
+    np.testing.assert_allclose(out.coef_.values, ref_w.coef_.values)
+    ref_v = ConceptBottleneckClassifier(Cs=5).fit(scores, y, validation_mask=val)
+    out = ConceptBottleneckClassifier(Cs=5).fit(
+        scores, y, validation_mask=pd.Series(val, index=names).iloc[::-1]
+    )
+    assert out.C_ == ref_v.C_
+    np.testing.assert_allclose(out.coef_.values, ref_v.coef_.values)
+    # a Series with a plain RangeIndex still pairs by position
+    by_position = ConceptBottleneckClassifier(C=0.5).fit(scores, pd.Series(y))
+    np.testing.assert_allclose(by_position.coef_.values, ref.coef_.values)
+    with pytest.raises(DataError, match=rf"lack 1 sample\(s\) of the scores: \['{names[0]}'\]"):
+        ConceptBottleneckClassifier(C=0.5).fit(scores, shuffled.drop(names[0]))
+
+
+def test_fit_refuses_duplicated_concepts_and_a_label_count_mismatch(global_random_seed):
+    scores, y = _scores(global_random_seed)
+    dup = scores.assign_coords(concept=["veil", "streaks", "veil", "ruler", "ink", "hair"])
+    with pytest.raises(DataError, match=r"concept\(s\) \['veil'\] more than once"):
+        ConceptBottleneckClassifier(C=0.5).fit(dup, y)
+    with pytest.raises(DataError, match="10 labels for 300 samples"):
+        ConceptBottleneckClassifier(C=0.5).fit(scores, y[:10])
+    # (concept, sample) and a sample dim of another name are read as samples x concepts
+    ref = ConceptBottleneckClassifier(C=0.5).fit(scores, y)
+    for X in (scores.transpose(), scores.rename(sample="image").transpose()):
+        cbm = ConceptBottleneckClassifier(C=0.5).fit(X, y)
+        np.testing.assert_allclose(cbm.coef_.values, ref.coef_.values)
+        np.testing.assert_allclose(
+            np.asarray(cbm.predict_proba(X)), ref.predict_proba(scores.values)
+        )
+
+
+@pytest.mark.parametrize("bad", [None, np.nan, pd.NA, "", "Melanoma", "melanoma "])
+def test_a_missing_or_misspelt_label_is_not_a_class(global_random_seed, bad):
+    scores, y = _scores(global_random_seed)
+    good, y = y, y.astype(object)
+    y[7] = bad
+    if isinstance(bad, str) and bad.strip():
+        match = r"labels 'melanoma' and '.*' in y differ only in case, spacing"
+    else:  # None and NaN failed in sorting ('<' not supported), '' became a class
+        match = r"1 row\(s\) in y have no label \(empty or NaN; the first at position 7\)"
+    with pytest.raises(DataError, match=match):
+        ConceptBottleneckClassifier(C=0.5).fit(scores, y)
+    # integer and boolean labels are classes as they are
+    cbm = ConceptBottleneckClassifier(C=0.5).fit(scores, good == "melanoma")
+    assert [str(c) for c in cbm.classes_] == ["False", "True"]
+
+
+def test_predicting_on_raw_scores_with_a_head_fitted_on_standardised_ones_is_refused(
+    global_random_seed,
+):
+    from conceptlens.concepts import ConceptStandardizer
+
+    scores, y = _scores(global_random_seed)
+    raw = scores.copy(data=scores.values * 0.1 + 0.2)
+    raw.attrs = {"score_mode": "relative"}  # as score_concepts writes them
+    std = ConceptStandardizer().fit(raw)
+    z = std.transform(raw)
+    cbm = ConceptBottleneckClassifier(C=0.5).fit(z, y)
+    # forgetting std.transform gave confident predictions from the wrong scale
+    with pytest.raises(DataError, match="fitted on standardised concept scores, these are raw"):
+        cbm.predict(raw)
+    np.testing.assert_array_equal(cbm.predict(std.transform(raw)), cbm.predict(z.values))
+    on_raw = ConceptBottleneckClassifier(C=0.5).fit(raw, y)
+    with pytest.raises(DataError, match="fitted on raw concept scores, these are standardised"):
+        on_raw.predict_proba(z)
+    # unknown provenance (no attrs, an array) is not guessed at
+    bare = raw.copy()
+    bare.attrs = {}
+    assert len(cbm.predict(bare)) == len(y) and len(cbm.predict(raw.values)) == len(y)

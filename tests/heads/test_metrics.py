@@ -106,3 +106,28 @@ def test_missing_group_values_and_one_class_groups():
     assert int(m.n_samples.sel(group="<missing>")) == int(missing.sum())
     auc = m.sel(group="only_zeros", metric="auroc")
     assert np.isnan(float(auc.estimate)) and np.isnan(float(auc.ci_low))
+
+
+def test_labelled_probabilities_are_read_by_class_and_sample_name(global_random_seed):
+    import pandas as pd
+    import xarray as xr
+
+    y, proba, groups = _fake(global_random_seed)
+    names = np.array([f"s{i}" for i in range(len(y))])
+    ref = classification_metrics(y, proba, groups=groups, n_boot=0)
+    labelled = xr.DataArray(
+        proba, dims=("sample", "class"), coords={"sample": names, "class": ["0", "1", "2"]}
+    )
+    # columns in another order, and labels/groups as Series in another sample order
+    perm = np.random.default_rng(0).permutation(len(y))
+    shuffled = labelled.isel({"class": [2, 0, 1]})
+    out = classification_metrics(
+        pd.Series(y, index=names).iloc[perm],
+        shuffled,
+        groups=pd.Series(groups, index=names).iloc[perm],
+        n_boot=0,
+    )
+    np.testing.assert_allclose(out.estimate.values, ref.estimate.values)
+    np.testing.assert_allclose(out.estimate.sel(group="all").values, _sk(y, proba, 3))
+    with pytest.raises(DataError, match=r"classes \['3'\] are not columns of proba"):
+        classification_metrics(y, labelled, classes=[0, 3], n_boot=0)

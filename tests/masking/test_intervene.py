@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -131,3 +132,39 @@ def test_intervene_on_a_multilabel_head(rng):
     X = out.score_after.values
     np.testing.assert_array_equal(out.prediction_after.values, head.predict(X).astype(str))
     np.testing.assert_allclose(out.proba_after.values, head.predict_proba(X))
+
+
+def test_intervention_curve_aligns_labels_by_sample_name(rng):
+    s, y = _problem(rng)
+    train, test = s.isel(sample=slice(0, 400)), s.isel(sample=slice(400, None))
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(train, y[:400])
+    ref = intervention_curve(cbm, test, y[400:], reference_scores=train, n_random=2)
+    # the same labels as a Series sorted another way: matched by name, not by position
+    series = pd.Series(y[400:], index=test["sample"].values).sort_values()
+    out = intervention_curve(cbm, test, series, reference_scores=train, n_random=2)
+    np.testing.assert_allclose(out.accuracy.values, ref.accuracy.values)
+
+
+def test_ground_truth_with_sample_names_is_matched_by_name(rng):
+    s, y = _problem(rng)
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(s, y)
+    part = s.isel(sample=slice(0, 60))
+    truth = concept_annotations(part)
+    ref = intervene(cbm, part, {"veil": "truth"}, reference_scores=s, ground_truth=truth)
+    shuffled = truth.isel(sample=rng.permutation(60))
+    out = intervene(cbm, part, {"veil": "truth"}, reference_scores=s, ground_truth=shuffled)
+    np.testing.assert_allclose(out.score_after.values, ref.score_after.values)
+    with pytest.raises(DataError, match=r"ground_truth are indexed by sample name but lack 1"):
+        intervene(cbm, part, {"veil": "truth"}, reference_scores=s, ground_truth=shuffled[1:])
+
+
+def test_intervention_curve_refuses_labels_the_model_does_not_know(rng):
+    s, y = _problem(rng)
+    cbm = ConceptBottleneckClassifier(C=0.1).fit(s, y)
+    codes = np.unique(y, return_inverse=True)[1]  # 0/1/2 instead of the class names
+    with pytest.raises(DataError, match=r"labels \['0', '1', '2'\] are not classes of the model"):
+        intervention_curve(cbm, s, codes, reference_scores=s, n_random=1)
+    missing = y.astype(object)
+    missing[0] = np.nan
+    with pytest.raises(DataError, match=r"labels \['nan'\] are not classes"):
+        intervention_curve(cbm, s, missing, reference_scores=s, n_random=1)

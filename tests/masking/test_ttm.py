@@ -355,3 +355,17 @@ def test_an_unreadable_adapter_file_is_a_data_error(setting, tmp_path, content, 
         path.write_text(content)
     with pytest.raises(DataError, match=r"a\.json: .*" + match):
         TestTimeMasking.load(path, cbm)
+
+
+def test_target_labels_by_sample_name_are_aligned(setting, rng):
+    cbm, _src, _ys, tgt, yt = setting
+    idx = _shots(yt, 8, rng)
+    shots = tgt.isel(sample=idx).assign_coords(sample=[f"t{i}" for i in idx])
+    ref = TestTimeMasking(cbm).fit(shots, yt[idx])
+    # labels as a Series in another order (a shuffled or merged frame): paired by name
+    series = pd.Series(yt[idx], index=shots["sample"].values).sample(frac=1, random_state=0)
+    assert not np.array_equal(series.values, yt[idx])
+    ttm = TestTimeMasking(cbm).fit(shots, series)
+    pd.testing.assert_frame_equal(ttm.report(), ref.report())
+    with pytest.raises(DataError, match="lack 1 sample"):
+        TestTimeMasking(cbm).fit(shots, series.iloc[1:])

@@ -112,3 +112,30 @@ def test_errors(fitted, toy_bank):
     with pytest.raises(UnknownNameError, match=r"concept\(s\) \['veil'\] of the bank are missing"):
         PrototypeClassifier(atlas=clf.atlas, bank=bank, C=1.0).fit(P, y)
     PrototypeClassifier(atlas=clf.atlas, bank=toy_bank, C=1.0).fit(P, y)  # complete bank
+
+
+def test_concept_labels_as_a_frame_are_read_by_column_name(fitted):
+    import pandas as pd
+
+    from conceptlens.exceptions import DataError
+
+    clf, P, y, _, labels = fitted
+    names = clf.atlas.concept_names
+    frame = pd.DataFrame(labels[:30].astype(int), columns=names)
+    # the columns in another order (as a metadata table lists them) are matched by name
+    fit = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(
+        P[:30], y[:30], concept_labels=frame[names[::-1]]
+    )
+    np.testing.assert_allclose(fit.typical_absent_.values, clf.typical_absent_.values)
+    with pytest.raises(
+        DataError, match=rf"lack column\(s\) for the atlas concept\(s\) \['{names[0]}'\]"
+    ):
+        PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(
+            P[:30], y[:30], concept_labels=frame[names[1:]]
+        )
+    gaps = frame.astype(float)
+    gaps.iloc[4, 1] = np.nan  # a missing annotation was read as "present"
+    with pytest.raises(
+        DataError, match=rf"1 missing value\(s\) \(NaN\), e.g. image 4, concept '{names[1]}'"
+    ):
+        PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P[:30], y[:30], concept_labels=gaps)

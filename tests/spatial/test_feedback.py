@@ -47,6 +47,21 @@ def test_bad_regions_name_the_sample():
         importance_map(8, alpha=1.5)
 
 
+def test_a_bare_mask_of_any_dtype_is_one_region():
+    # a 0/1 uint8 mask (as read from a PNG) was split into rows and refused as "boxes"
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:3, :5] = 1
+    np.testing.assert_array_equal(
+        importance_map(8, negative=mask), importance_map(8, negative=mask.astype(bool))
+    )
+    assert importance_map(8, negative=mask)[:3, :5].max() == 0.0
+    # an (n, 4) array is still n boxes
+    boxes = np.array([[0, 0, 2, 2], [4, 4, 8, 8]])
+    np.testing.assert_array_equal(
+        importance_map(8, negative=boxes), importance_map(8, negative=[(0, 0, 2, 2), (4, 4, 8, 8)])
+    )
+
+
 def test_pool_to_grid_is_the_block_mean(rng):
     a = rng.random((2, 8, 12))
     ref = np.array(
@@ -130,6 +145,8 @@ def test_feedback_errors(model):
         region_feedback(clf, P[:1], importance=np.ones((s, s)), negative=[(0, 0, 1, 1)])
     with pytest.raises(Exception, match="'veil' is not in the atlas"):
         region_feedback(clf, P[:1], reject=["veil"])
+    with pytest.raises(DataError, match="the patch embeddings hold 0 images"):
+        clf.predict(P[:0])
     unlabelled = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P, clf.predict(P).astype(str))
     with pytest.raises(ConfigError, match="concept_labels"):
         region_feedback(unlabelled, P[:1], reject=["ruler"])

@@ -348,3 +348,39 @@ def test_load_audit_names_the_file_and_what_it_is(tmp_path):
     broken.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
     with pytest.raises(DataError, match=r"broken\.nc could not be read as an audit"):
         load_audit(broken)
+
+
+def test_probabilities_labels_and_metadata_are_aligned_by_sample_name(rng):
+    """Inputs that carry sample names in another order than the scores are matched by
+    name (paired by position they silently mislabelled the cases)."""
+    y, p, _q, meta, _models = _data(rng, n=300)
+    names = [f"s{i}" for i in range(len(y))]
+    scores = xr.DataArray(
+        rng.normal(size=(len(y), 2)),
+        dims=("sample", "concept"),
+        coords={
+            "sample": names,
+            "concept": ["a", "b"],
+            "label": ("sample", meta.label.to_numpy()),
+            "site": ("sample", meta.site.to_numpy()),
+        },
+    )
+    proba = xr.DataArray(p, dims=("sample", "class"), coords={"sample": names, "class": CLASSES})
+    ref = audit({"m": proba}, scores, n_boot=0)
+    perm = rng.permutation(len(y))
+    # the probabilities in another sample order
+    out = audit({"m": proba.isel(sample=perm)}, scores, n_boot=0)
+    xr.testing.assert_allclose(out.metrics, ref.metrics)
+    # labels as a shuffled Series; metadata as a shuffled frame indexed by sample
+    labels = pd.Series(meta.label.values, index=names).iloc[perm]
+    out = audit({"m": proba}, scores, labels=labels, n_boot=0)
+    xr.testing.assert_allclose(out.metrics, ref.metrics)
+    frame = meta.set_axis(names).iloc[perm]
+    out = audit({"m": proba}, scores, metadata=frame, n_boot=0)
+    xr.testing.assert_allclose(out.metrics, ref.metrics)
+    # and the point estimate is sklearn's on the correctly paired cases
+    auc = ref.metrics.sel(model="m", split="site_a", group="all", metric="auroc", stat="estimate")
+    a = (meta.site == "site_a").to_numpy()
+    assert float(auc) == pytest.approx(roc_auc_score(y[a], p[a], multi_class="ovr"))
+    with pytest.raises(DataError, match=r"probabilities of model 'm'.*lack 1 sample\(s\)"):
+        audit({"m": proba.isel(sample=perm[1:])}, scores, n_boot=0)

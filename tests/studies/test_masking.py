@@ -117,3 +117,26 @@ def test_masking_study_on_a_manifest(tmp_path):
                                       "eval_condition": 2, "stat": 3}  # fmt: skip
     frac = grid.roi_fraction.sel(condition="no_roi")
     assert 0 < float(frac.sel(dilation=-1)) < float(frac.sel(dilation=0))
+
+
+def test_train_and_test_as_masks_or_one_half_are_honoured():
+    ds = synthderm_batch(synthderm_config("confounded"), 90, seed=1, image_size=32).to_dataset()
+    kw = dict(roi="lesion_mask", encoder=pooled_features, models=["linear_probe"],
+              conditions=["full", "no_roi"], n_boot=0)  # fmt: skip
+    rng = np.random.default_rng(0)
+    train = np.sort(rng.choice(90, 60, replace=False))
+    test = np.setdiff1d(np.arange(90), train)
+    ref = masking_study(ds, train=train, test=test, **kw)
+    assert (ref.attrs["n_train"], ref.attrs["n_test"]) == (60, 30)
+    mask = np.isin(np.arange(90), train)
+    # a boolean mask (was sorted as positions) and train alone (test was replaced by the
+    # default split) give the same grid as the explicit positions
+    for args in ({"train": mask, "test": ~mask}, {"train": train}, {"test": test}):
+        out = masking_study(ds, **args, **kw)
+        np.testing.assert_allclose(out.auroc.values, ref.auroc.values)
+    with pytest.raises(DataError, match=r"train and test share 1 image\(s\)"):
+        masking_study(ds, train=train, test=np.append(test, train[0]), **kw)
+    with pytest.raises(DataError, match=r"test: positions outside 0..89"):
+        masking_study(ds, train=train, test=[90], **kw)
+    with pytest.raises(DataError, match="train: boolean mask of shape"):
+        masking_study(ds, train=mask[:10], **kw)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from conceptlens.exceptions import UnknownNameError
+from conceptlens.exceptions import DataError, UnknownNameError
 from conceptlens.heads import ConceptBottleneckClassifier
 from conceptlens.studies import concept_audit, find_shortcuts
 from tests.studies._synth import noisy_scores, synthderm_batch, synthderm_config
@@ -117,3 +117,29 @@ def test_concept_audit_unannotated_and_errors(iid_scores):
         concept_audit(s, by="hospital")
     with pytest.raises(UnknownNameError, match="available columns"):
         find_shortcuts(_fit(iid_scores), iid_scores, by="hospital")
+
+
+def test_concept_audit_matches_labels_and_annotations_by_sample_name(iid_scores):
+    import pandas as pd
+
+    from conceptlens.masking import concept_annotations
+
+    s = iid_scores.isel(sample=slice(0, 400))
+    ref = concept_audit(s, annotations=concept_annotations(s))
+    perm = np.random.default_rng(0).permutation(400)
+    names = s["sample"].values
+    labels = pd.Series(s.label.values, index=names).iloc[perm]
+    out = concept_audit(s, labels=labels, annotations=concept_annotations(s).isel(sample=perm))
+    for var in ("detection_auroc", "label_association", "association_shift"):
+        np.testing.assert_allclose(out[var].values, ref[var].values)
+    with pytest.raises(DataError, match=r"annotations are indexed by sample name but lack 1"):
+        concept_audit(s, annotations=concept_annotations(s)[1:])
+
+
+def test_find_shortcuts_needs_two_values_of_by(iid_scores):
+    one_site = iid_scores.where(iid_scores.site == "site_a", drop=True)
+    # one site: no shift can be measured, and every row read "not suspect"
+    with pytest.raises(
+        DataError, match=r"compares the values of 'site', but the scores hold only \['site_a'\]"
+    ):
+        find_shortcuts(_fit(iid_scores), one_site)
