@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,26 +233,14 @@ def read_json(
     ...
     conceptlens.exceptions.DataError: ...x.json: not a readable split file (nested too deeply); write one with save_splits()
     """  # noqa: E501
-    if error is None:
-        from conceptlens.exceptions import DataError
 
-        error = DataError
-    p = user_path(path)
-    try:
-        size = p.stat().st_size
-        if size > max_bytes:
-            reason = f"{size:,} bytes, more than the {max_bytes:,} such a file can hold"
-        else:
-            return json.loads(p.read_text(encoding="utf-8"))
-    except RecursionError:
-        reason = "nested too deeply"
-    except UnicodeDecodeError:
-        reason = "not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        reason = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-    raise error(f"{p}: not a readable {what} ({reason}); {fix}")
+    def why(exc: Exception) -> str | None:
+        if isinstance(exc, json.JSONDecodeError):
+            return f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        return None
+
+    return _read_guarded(path, json.loads, why, what=what, fix=fix, error=error,
+                         max_bytes=max_bytes)  # fmt: skip
 
 
 def read_yaml(
@@ -281,6 +269,44 @@ def read_yaml(
     """  # noqa: E501
     import yaml
 
+    def parse(text: str) -> Any:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise _YamlAlias(f"line {line}: YAML alias '*{event.anchor}'")
+        return yaml.safe_load(text)
+
+    def why(exc: Exception) -> str | None:
+        if isinstance(exc, _YamlAlias):
+            return f"{exc}; aliases are not accepted"
+        if isinstance(exc, yaml.YAMLError):
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            return f"{where}invalid YAML ({getattr(exc, 'problem', None) or exc})"
+        return None
+
+    return _read_guarded(path, parse, why, what=what, fix=fix, error=error,
+                         max_bytes=max_bytes)  # fmt: skip
+
+
+class _YamlAlias(Exception):
+    pass
+
+
+def _read_guarded(
+    path: str | os.PathLike[str],
+    parse: Callable[[str], Any],
+    why: Callable[[Exception], str | None],
+    *,
+    what: str,
+    fix: str,
+    error: type[Exception] | None,
+    max_bytes: int,
+) -> Any:
+    """Parse a small UTF-8 file; every failure one ``error`` naming the file and the reason.
+
+    ``why`` turns the parser's own exceptions into a reason (``None``: not its own).
+    """
     if error is None:
         from conceptlens.exceptions import DataError
 
@@ -291,29 +317,19 @@ def read_yaml(
         if size > max_bytes:
             reason = f"{size:,} bytes, more than the {max_bytes:,} such a file can hold"
         else:
-            text = p.read_text(encoding="utf-8")
-            for event in yaml.parse(text, Loader=yaml.SafeLoader):
-                if isinstance(event, yaml.AliasEvent):
-                    line = event.start_mark.line + 1 if event.start_mark else "?"
-                    raise _YamlAlias(f"line {line}: YAML alias '*{event.anchor}'")
-            return yaml.safe_load(text)
-    except _YamlAlias as exc:
-        reason = f"{exc}; aliases are not accepted"
+            return parse(p.read_text(encoding="utf-8"))
     except RecursionError:
         reason = "nested too deeply"
     except UnicodeDecodeError:
         reason = "not UTF-8 text"
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        reason = f"{where}invalid YAML ({getattr(exc, 'problem', None) or exc})"
     except OSError as exc:
         reason = exc.strerror or str(exc)
+    except Exception as exc:  # the parser's own errors, as ``why`` names them
+        own = why(exc)
+        if own is None:
+            raise
+        reason = own
     raise error(f"{p}: not a readable {what} ({reason}); {fix}")
-
-
-class _YamlAlias(Exception):
-    pass
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
