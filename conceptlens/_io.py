@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 __all__ = [
     "atomic_dir",
     "atomic_path",
@@ -267,14 +269,13 @@ def read_yaml(
     ...
     conceptlens.exceptions.DataError: ...study.yaml: not a readable study config (line 2: YAML alias '*x'; aliases are not accepted); write the values out
     """  # noqa: E501
-    import yaml
 
     def parse(text: str) -> Any:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                line = event.start_mark.line + 1 if event.start_mark else "?"
-                raise _YamlAlias(f"line {line}: YAML alias '*{event.anchor}'")
-        return yaml.safe_load(text)
+        loader = NoAliasLoader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
 
     def why(exc: Exception) -> str | None:
         if isinstance(exc, _YamlAlias):
@@ -291,6 +292,25 @@ def read_yaml(
 
 class _YamlAlias(Exception):
     pass
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``) as they are met, in one parse.
+
+    A few hundred bytes of nested aliases expand to billions of items as soon as the
+    value is walked (a "billion laughs" bomb); configuration files have no need for them.
+    Subclasses (the bank loader) change the error through :meth:`alias_error`.
+    """
+
+    def alias_error(self, event: Any) -> Exception:
+        """The exception raised for the alias ``event``."""
+        line = event.start_mark.line + 1 if event.start_mark else "?"
+        return _YamlAlias(f"line {line}: YAML alias '*{event.anchor}'")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise self.alias_error(self.peek_event())
+        return super().compose_node(parent, index)
 
 
 def _read_guarded(

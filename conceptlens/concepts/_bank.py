@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from conceptlens._io import atomic_write_text, user_path
+from conceptlens._io import NoAliasLoader, atomic_write_text, user_path
 from conceptlens._text import fills_once
 from conceptlens.exceptions import BankError, ConfigError, MissingFileError, UnknownNameError
 
@@ -787,24 +787,25 @@ class ConceptBank:
 
 
 # ---------------------------------------------------------------- file access
-class _BankLoader(yaml.SafeLoader):
+class _BankLoader(NoAliasLoader):
     """``yaml.SafeLoader`` that refuses aliases, duplicate keys and deep nesting.
 
-    Aliases are refused outright: a few hundred bytes of nested aliases expand to
-    gigabytes (a "billion laughs" bomb), and a bank has no need for them.
+    Aliases are refused outright (:class:`conceptlens._io.NoAliasLoader`): a few hundred
+    bytes of nested aliases expand to gigabytes (a "billion laughs" bomb), and a bank has
+    no need for them.
     """
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
 
+    def alias_error(self, event: Any) -> Exception:
+        return BankError(
+            f"line {event.start_mark.line + 1}: YAML aliases (*{_brief(event.anchor)[1:-1]}) "
+            "are not allowed in bank files; write the value out in full"
+        )
+
     def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise BankError(
-                f"line {event.start_mark.line + 1}: YAML aliases (*{_brief(event.anchor)[1:-1]}) "
-                "are not allowed in bank files; write the value out in full"
-            )
         self._depth += 1
         try:
             if self._depth > _MAX_DEPTH:
