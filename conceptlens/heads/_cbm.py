@@ -220,12 +220,11 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
                 if "concept" in X.coords
                 else np.array([f"concept_{j}" for j in range(X.shape[1])])
             )
-            seen, dup = set(), []
-            for c in names:
-                (dup.append if c in seen else seen.add)(c)
-            if dup:
+            uniq, counts = np.unique(names, return_counts=True)
+            dup = uniq[counts > 1]
+            if dup.size:
                 raise DataError(
-                    f"the scores name concept(s) {sorted(map(str, set(dup)))[:5]} more than "
+                    f"the scores name concept(s) {[str(c) for c in dup[:5]]} more than "
                     "once; a head needs one column per concept: drop the duplicates "
                     "(scores.drop_duplicates('concept'))."
                 )
