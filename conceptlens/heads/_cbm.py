@@ -38,10 +38,11 @@ STD_UNIT = "weight per standard deviation of the concept score"
 
 
 def _standardized(X) -> bool | None:
-    """Whether labelled scores were standardised: True (``ConceptStandardizer`` marked
-    them), False (straight from ``score_concepts``: a ``score_mode`` and no mark), None
-    (unknown: an array, or a DataArray without those attrs)."""
-    attrs = getattr(X, "attrs", None) if isinstance(X, xr.DataArray) else None
+    """Whether labelled scores (or a saved head's ``trained_on_`` record of their attrs)
+    were standardised: True (``ConceptStandardizer`` marked them), False (straight from
+    ``score_concepts``: a ``score_mode`` and no mark), None (unknown: an array, or a
+    DataArray without those attrs)."""
+    attrs = X.attrs if isinstance(X, xr.DataArray) else X if isinstance(X, dict) else None
     if not attrs:
         return None
     if attrs.get("standardized") is not None:
@@ -323,6 +324,9 @@ class ConceptBottleneckClassifier(ClassifierMixin, BaseEstimator):
     def _matrix(self, X):
         check_is_fitted(self, "head_")
         fitted_on, given = getattr(self, "scores_standardized_", None), _standardized(X)
+        record = getattr(self, "trained_on_", None) or {}
+        if fitted_on is None and "standardized" in record:  # a head read by load_head
+            fitted_on = _standardized(record)
         if fitted_on is not None and given is not None and fitted_on != given:
             word = {True: "standardised", False: "raw"}
             raise DataError(

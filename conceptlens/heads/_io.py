@@ -40,7 +40,7 @@ _MODES = ("sigmoid", "multinomial")
 #: score attributes a head records and checks (refused on mismatch)
 PROVENANCE_KEYS = ("score_mode", "bank_fingerprint", "backbone_fingerprint")
 #: recorded for the reader, not checked
-_INFO_KEYS = ("bank_id", "bank_version", "backbone", "template_hash")
+_INFO_KEYS = ("bank_id", "bank_version", "backbone", "template_hash", "standardized")
 
 
 def _kinds() -> dict[str, type]:
@@ -156,7 +156,14 @@ def _provenance(source: Any) -> dict[str, str]:
             "trained_on must be the training scores (an xr.DataArray from score_concepts) "
             f"or a mapping of their attrs, got {type(source).__name__}"
         )
-    return {k: str(attrs[k]) for k in (*PROVENANCE_KEYS, *_INFO_KEYS) if attrs.get(k) is not None}
+    record = {
+        k: str(attrs[k]) for k in (*PROVENANCE_KEYS, *_INFO_KEYS) if attrs.get(k) is not None
+    }
+    if "standardized" not in record and "score_mode" in record:
+        # scores straight from score_concepts: recorded as raw, so that a loaded head
+        # refuses ConceptStandardizer output as it refuses raw scores when fitted on those
+        record["standardized"] = "0"
+    return record
 
 
 def check_head_scores(model: Any, scores: Any, *, allow_mismatch: bool = False) -> None:

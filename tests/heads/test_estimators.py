@@ -447,7 +447,7 @@ def test_a_missing_or_misspelt_label_is_not_a_class(global_random_seed, bad):
 
 
 def test_predicting_on_raw_scores_with_a_head_fitted_on_standardised_ones_is_refused(
-    global_random_seed,
+    global_random_seed, tmp_path
 ):
     from conceptlens.concepts import ConceptStandardizer
 
@@ -464,6 +464,17 @@ def test_predicting_on_raw_scores_with_a_head_fitted_on_standardised_ones_is_ref
     on_raw = ConceptBottleneckClassifier(C=0.5).fit(raw, y)
     with pytest.raises(DataError, match="fitted on raw concept scores, these are standardised"):
         on_raw.predict_proba(z)
+    # a saved head keeps the check (its trained_on record), and a record from before
+    # it was kept (no 'standardized' entry) is not guessed at
+    from conceptlens.heads import load_head, save_head
+
+    for head, wrong, right, word in ((cbm, raw, z, "raw"), (on_raw, z, raw, "standardised")):
+        back = load_head(save_head(head, tmp_path / word, trained_on=right))
+        with pytest.raises(DataError, match=f"these are {word}"):
+            back.predict(wrong)
+        np.testing.assert_array_equal(back.predict(right), head.predict(right))
+    back.trained_on_.pop("standardized")
+    assert len(back.predict(z)) == len(y)
     # unknown provenance (no attrs, an array) is not guessed at
     bare = raw.copy()
     bare.attrs = {}

@@ -256,6 +256,7 @@ def test_provenance_is_stored_and_mismatches_refused(saved):
         "bank_fingerprint": "bank-a",
         "backbone_fingerprint": "bb-1",
         "bank_id": "toy",
+        "standardized": "0",  # raw scores from score_concepts (a score_mode, no mark)
     }
     model = load_head(folder, scores=scores)  # same scoring: accepted
     assert model.trained_on_["score_mode"] == "relative"
