@@ -19,6 +19,7 @@ import dataclasses
 import inspect
 import json
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -50,6 +51,10 @@ _WEIGHT_FILES = (
     "open_clip_pytorch_model.bin",
     "open_clip_pytorch_model.pt",
 )
+# the Hub's own rule for repository ids: "org/name", each part 1-96 of [A-Za-z0-9_.-],
+# not starting or ending with "-" or "." ("--" and ".." are refused separately)
+_HUB_PART = r"(?:[A-Za-z0-9_]|[A-Za-z0-9_][A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])"
+_HUB_REPO = re.compile(rf"{_HUB_PART}/{_HUB_PART}")
 _CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 _PROBE_TIMEOUT_S = 1.5
 
@@ -88,6 +93,12 @@ def resolve_spec(
         repo = spec[len("hf-hub:") :].strip("/")
         if not repo:
             raise ConfigError("empty 'hf-hub:' id; use 'hf-hub:org/repo'")
+        if not _HUB_REPO.fullmatch(repo) or ".." in repo or "--" in repo:
+            raise ConfigError(
+                f"{spec!r} is not a Hugging Face Hub id: use 'hf-hub:org/repo', where org and "
+                "repo are letters, digits, '-', '_' or '.' (at most 96 each, not starting or "
+                "ending with '-' or '.')"
+            )
         return BackboneConfig(name=spec, loader="open_clip", model=spec, hub_repo=repo), None
     if spec.startswith("local-dir:"):
         folder = Path(spec[len("local-dir:") :]).expanduser()

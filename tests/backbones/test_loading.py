@@ -233,3 +233,32 @@ def test_mismatched_weights_are_refused(tmp_path):
     save_file({"foo": torch.zeros(2)}, str(tmp_path / "x.safetensors"))
     with pytest.raises(ConfigError, match="do not match"):
         load_backbone(tmp_path / "x.safetensors", architecture={"model_cfg": VIT_AVG})
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "hf-hub:model",  # no org
+        "hf-hub:org/re po",  # space
+        "hf-hub:../../etc/passwd",
+        "hf-hub:org/a/b",  # three parts
+        "hf-hub:-org/model",
+        "hf-hub:org/model.",
+        "hf-hub:org/mo--del",
+        "hf-hub:org/" + "m" * 97,
+        "hf-hub:org/mod\x1bel",
+    ],
+)
+def test_malformed_hub_id_is_refused_before_any_lookup(spec, monkeypatch):
+    calls = []
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: calls.append(a))
+    with pytest.raises(ConfigError, match="not a Hugging Face Hub id"):
+        load_backbone(spec, download=True)
+    assert calls == []
+
+
+@pytest.mark.parametrize("spec", ["hf-hub:org/model", "hf-hub:Org_1/Model-2.b", "hf-hub:a/b"])
+def test_wellformed_hub_id_reaches_the_hub_lookup(spec, empty_hf_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackboneUnavailableError):
+        load_backbone(spec, download=True)
