@@ -468,11 +468,23 @@ def _field(meta: dict[str, Any], key: str, types: Any, file: Path, what: str) ->
     return value
 
 
+_MAX_HEADER = 1 << 16
+
+
 def _read_tensors(file: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load as load_bytes
 
+    data = file.read_bytes()
+    # a head's header names at most five tensors (a few hundred bytes); safetensors itself
+    # accepts up to 100 MB of header, which a forged file can fill with metadata
+    header = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
+    if header > _MAX_HEADER:
+        raise DataError(
+            f"{file}: its safetensors header claims {header:,} bytes (a head's is under "
+            f"{_MAX_HEADER:,}); the file was not written by save_head, save the model again"
+        )
     try:
-        arrays = load_bytes(file.read_bytes())
+        arrays = load_bytes(data)
     except Exception as exc:  # SafetensorError and friends: a damaged file
         raise DataError(
             f"{file}: not a readable safetensors file ({type(exc).__name__}: "

@@ -247,6 +247,20 @@ def test_truncated_safetensors(saved):
         load_head(folder)
 
 
+def test_forged_metadata_header_is_refused(saved):
+    """A head file whose header is padded with megabytes of metadata is refused before
+    safetensors parses it (save_head writes a header of a few hundred bytes)."""
+    from safetensors.numpy import load as load_bytes
+    from safetensors.numpy import save
+
+    folder, _ = saved
+    file = folder / "head.safetensors"
+    arrays = load_bytes(file.read_bytes())
+    file.write_bytes(save(arrays, metadata={"pad": "x" * 2_000_000}))
+    with pytest.raises(DataError, match=r"head\.safetensors: its safetensors header claims"):
+        load_head(folder)
+
+
 # --------------------------------------------------------------------------- provenance
 def test_provenance_is_stored_and_mismatches_refused(saved):
     folder, scores = saved
