@@ -292,9 +292,10 @@ def upsample(
         ``sample`` dim of length N).  Colour guides use all three channels.
     radius : int, optional
         Guided-filter window radius in pixels; default twice the patch size (output size
-        over the grid size, times the maps' ``shifts`` attribute for finer grids from
-        shifted inference), the best of 0.5, 1, 2 and 4 patches on SynthDerm, and of 8,
-        16 and 32 px at every ``shifts`` measured.
+        over the grid size, times the maps' ``shifts`` or ``zoom`` attribute for finer
+        grids from shifted or zoomed inference), the best of 0.5, 1, 2 and 4 patches on
+        SynthDerm, of 8, 16 and 32 px at every ``shifts`` and of 4, 8 and 16 px at every
+        ``zoom`` measured.
     eps : float, default 1e-4
         Guided-filter regularisation, relative to a guide in [0, 1]: the best on SynthDerm
         (1e-3 close, 1e-2 lower); on noisy images a larger value keeps the noise out.
@@ -359,8 +360,11 @@ def upsample(
             )
         if method == "guided":
             if radius is None:
-                shifts = maps.attrs.get("shifts", 1)
-                per_patch = shifts if isinstance(shifts, (int, np.integer)) and shifts > 0 else 1
+                per_patch = 1  # grid cells per patch of the tower (shifts, zoom)
+                for key in ("shifts", "zoom"):
+                    f = maps.attrs.get(key, 1)
+                    if isinstance(f, (int, np.integer)) and not isinstance(f, bool) and f > 0:
+                        per_patch *= int(f)
                 radius = max(1, round(2 * h * per_patch / maps.shape[-2]))
 
             def refine(m: np.ndarray, guide: np.ndarray) -> np.ndarray:
