@@ -1058,6 +1058,38 @@ def _scores_agreement(plain, zoomed, present):
     return out
 
 
+ZOOM_TEXT_METHODS = ("patch_relative", "patch_relative_value", "prototype_atlas")
+
+
+def _zoom_choice(out):
+    """Per concept, the text-based map (method x setting x bilinear / guided) with the
+    best calibration IoU, among the plain-grid ones (``z1``) and among all settings:
+    what choosing the zoom per concept on labelled calibration images gives on test."""
+    choice = {}
+    for c, r in out["concepts"].items():
+        row = {}
+        for label, names in (("plain", ["z1"]), ("any", out["settings"])):
+            cands = [
+                (r[n][m][k]["calib_iou"], r[n][m][k]["iou_calibrated"], n, m, k)
+                for n in names
+                if n in r
+                for m in ZOOM_TEXT_METHODS
+                if m in r[n]
+                for k in ("bilinear", "guided")
+            ]
+            if cands:
+                cal, iou, n, m, k = max(cands)
+                row[label] = {
+                    "setting": n,
+                    "method": m,
+                    "upsample": k,
+                    "calib_iou": cal,
+                    "iou_calibrated": iou,
+                }
+        choice[c] = row
+    return choice
+
+
 def localization_zoom(args):
     """Zoomed inference: tokens that see 1/z of a patch; IoU and pointing game at each z.
 
@@ -1301,6 +1333,7 @@ def localization_zoom(args):
                         for k in ("iou_calibrated", "pointing", "pointing_tol")
                     }
     out["summary"] = summary
+    out["chosen_on_calibration"] = _zoom_choice(out)
     return out
 
 
