@@ -27,6 +27,13 @@ Parts (``--part``, default all):
   bilinear and guided (colour guide, eps 1e-4, radius 8/16/32 px, one radius chosen
   per grid on the calibration images) IoU, pointing game, and the resolution ceiling
   of each grid; seconds per image to embed.
+* ``localization_zoom`` (on request): the same images, split and calibration, with
+  zoomed inference (``patch_embeddings(zoom=z)``, ``--zooms``, e.g. ``1,2,4,2o2``: the
+  image upscaled z times and run as tiles, tokens seeing 8 / z px; ``2o2``: z = 2 with
+  tiles overlapping by 2 tokens) for ``--zoom-methods`` (``mask_prototypes``: k-means of
+  the calibration tokens on the concept's mask, no text); bilinear and guided IoU,
+  pointing game, the cell ceiling of each grid, and the agreement of image-level
+  concept scores from the zoomed tokens with the plain ones.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
   re-seeding dead prototypes.
@@ -1002,6 +1009,334 @@ def latency(args):
     }
 
 
+ZOOM_METHODS = "patch_relative,patch_relative_value,prototype_atlas,mask_prototypes"
+ZOOM_RADII = (4, 8, 16)
+
+
+def _zoom_settings(text):
+    """``"1,2,4,2o2"`` -> ``[(1, 0), (2, 0), (4, 0), (2, 2)]`` (zoom, overlap in tokens)."""
+    out = []
+    for item in text.split(","):
+        z, _, o = item.partition("o")
+        out.append((int(z), int(o or 0)))
+    return out
+
+
+def _zoom_name(z, o):
+    return f"z{z}" + (f"o{o}" if o else "")
+
+
+def _mask_prototypes(unit, masks, grid, m, seed):
+    """(m, D) unit k-means centroids of the calibration tokens on a concept's mask: the
+    cells at least half covered, else the ``4 m`` most covered (no text involved)."""
+    from sklearn.cluster import KMeans
+
+    from conceptlens.spatial import pool_to_grid
+
+    cov = pool_to_grid(masks.astype(np.float32), (grid, grid)).reshape(-1)
+    flat = unit.reshape(-1, unit.shape[-1])
+    order = np.argsort(-cov, kind="stable")
+    keep = order[: max(int((cov >= 0.5).sum()), 4 * m)]
+    keep = keep[cov[keep] > 0]
+    km = KMeans(n_clusters=min(m, len(keep)), n_init=3, random_state=seed).fit(flat[keep])
+    c = km.cluster_centers_
+    return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+def _scores_agreement(plain, zoomed, present):
+    """Per concept: Pearson r of plain vs zoomed image-level scores, and both AUROCs."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for j in range(plain.shape[1]):
+        y = present[:, j]
+        row = {"pearson": float(np.corrcoef(plain[:, j], zoomed[:, j])[0, 1])}
+        if 0 < y.sum() < len(y):
+            row["auroc_plain"] = float(roc_auc_score(y, plain[:, j]))
+            row["auroc_zoomed"] = float(roc_auc_score(y, zoomed[:, j]))
+        out[j] = row
+    return out
+
+
+ZOOM_TEXT_METHODS = ("patch_relative", "patch_relative_value", "prototype_atlas")
+
+
+def _zoom_choice(out):
+    """Per concept, the text-based map (method x setting x bilinear / guided) with the
+    best calibration IoU, among the plain-grid ones (``z1``) and among all settings:
+    what choosing the zoom per concept on labelled calibration images gives on test."""
+    choice = {}
+    for c, r in out["concepts"].items():
+        row = {}
+        for label, names in (("plain", ["z1"]), ("any", out["settings"])):
+            cands = [
+                (r[n][m][k]["calib_iou"], r[n][m][k]["iou_calibrated"], n, m, k)
+                for n in names
+                if n in r
+                for m in ZOOM_TEXT_METHODS
+                if m in r[n]
+                for k in ("bilinear", "guided")
+            ]
+            if cands:
+                cal, iou, n, m, k = max(cands)
+                row[label] = {
+                    "setting": n,
+                    "method": m,
+                    "upsample": k,
+                    "calib_iou": cal,
+                    "iou_calibrated": iou,
+                }
+        choice[c] = row
+    return choice
+
+
+def localization_zoom(args):
+    """Zoomed inference: tokens that see 1/z of a patch; IoU and pointing game at each z.
+
+    Same calibration and test images, targets (primary only) and threshold calibration
+    as ``localization`` and ``localization_shift``; per setting (``--zooms``, e.g.
+    ``1,2,4`` or ``2o2`` for z = 2 with tiles overlapping by 2 tokens) the patch tokens
+    are ``patch_embeddings(zoom=z, zoom_overlap=o)``, the atlas is rebuilt from the
+    calibration images' tokens at that setting, and ``mask_prototypes`` are k-means
+    centroids (M = ``--m``) of the calibration tokens on the concept's mask at that
+    setting -- a check that needs no text alignment at the new scale. Maps are upsampled
+    bilinearly and guided-filtered (colour guide, eps 1e-4, radius in ``ZOOM_RADII``, one
+    radius per setting chosen by mean calibration IoU). Ceiling:
+    ``resolution_ceiling(masks, 12 z)`` -- cells of 8 / z px, which zoomed tokens see.
+    Image level: the concept scores (``relative``) of the mean zoomed token (for the
+    average-pooled synthderm-lit tower, the mean of the tiles' own image embeddings)
+    against those of the plain image embedding.
+    """
+    import xarray as xr
+
+    import conceptlens as cl
+    from conceptlens.spatial import (
+        build_atlas,
+        concept_directions,
+        mask_iou,
+        pointing_game,
+        resolution_ceiling,
+        scaled_tolerance,
+        upsample,
+    )
+
+    methods = args.zoom_methods.split(",")
+    settings = _zoom_settings(args.zooms)
+    names = [_zoom_name(z, o) for z, o in settings]
+    backbone = cl.load_backbone("synthderm-lit")
+    bank = cl.load_bank("synthderm")
+    gen = cl.SynthDerm(args.preset)
+    calib = gen.generate(args.n_loc, seed=args.seed + 101)
+    test = gen.generate(args.n_loc, seed=args.seed + 202)
+    tol = scaled_tolerance(backbone.image_size)
+    toks = sorted({_tokens_of(m) for m in methods})
+    batches = {"calib": calib, "test": test}
+    patches, modules, grids, embed_s = {}, {}, {}, {}
+    for (z, o), name in zip(settings, names, strict=True):
+        t = time.perf_counter()
+        patches[name] = {
+            tok: {
+                n: backbone.patch_embeddings(b.images, tokens=tok, zoom=z, zoom_overlap=o)[0]
+                for n, b in batches.items()
+            }
+            for tok in toks
+        }
+        embed_s[name] = (time.perf_counter() - t) / (2 * len(toks) * args.n_loc)
+        grids[name] = patches[name][toks[0]]["test"].shape[1]
+        modules[name] = {}
+        if "prototype_atlas" in methods:
+            modules[name]["atlas_output"] = build_atlas(
+                backbone,
+                patches[name]["output"]["calib"],
+                bank,
+                n_prototypes=args.m,
+                concept_labels=calib.concepts,
+            )
+        print(f"{name}: grid {grids[name]}, {embed_s[name]:.3f} s per image", flush=True)
+    # image level: do the zoomed tokens still carry the image's concepts?
+    w, _, _ = concept_directions(backbone, bank, mode="relative")
+    present = np.concatenate([b.concepts for b in batches.values()]).astype(bool)
+
+    def image_scores(name):
+        emb = np.concatenate([patches[name]["output"][n].mean(axis=(1, 2)) for n in batches])
+        return (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ w.T
+
+    plain_name = names[settings.index((1, 0))] if (1, 0) in settings else None
+    image_level = {}
+    if plain_name is not None and "output" in toks:
+        base = image_scores(plain_name)
+        for name in names:
+            agree = _scores_agreement(base, image_scores(name), present)
+            image_level[name] = {
+                "per_concept": {bank.names[j]: v for j, v in agree.items()},
+                "mean_pearson": float(np.mean([v["pearson"] for v in agree.values()])),
+                "mean_auroc_plain": float(
+                    np.mean([v["auroc_plain"] for v in agree.values() if "auroc_plain" in v])
+                ),
+                "mean_auroc_zoomed": float(
+                    np.mean([v["auroc_zoomed"] for v in agree.values() if "auroc_zoomed" in v])
+                ),
+            }
+            print(
+                f"image level {name}: r {image_level[name]['mean_pearson']:.3f}, AUROC "
+                f"{image_level[name]['mean_auroc_plain']:.3f} -> "
+                f"{image_level[name]['mean_auroc_zoomed']:.3f}",
+                flush=True,
+            )
+    radii = [f"r{r}" for r in ZOOM_RADII]
+    out = {
+        "tolerance_px": tol,
+        "n_images": args.n_loc,
+        "settings": names,
+        "grids": grids,
+        "embed_seconds_per_image": embed_s,
+        "methods": methods,
+        "guided_radii_px": list(ZOOM_RADII),
+        "image_level": image_level,
+        "concepts": {},
+    }
+    for ci, concept in enumerate(bank.names):
+        sel = {}
+        for n, batch in batches.items():
+            present_c = np.flatnonzero(batch.concept(concept).astype(bool))
+            primary = _targets(batch, concept)[0][1][present_c]
+            sel[n] = present_c[primary.reshape(len(present_c), -1).any(axis=1)]
+        if len(sel["test"]) == 0 or len(sel["calib"]) == 0:
+            continue
+        t0 = time.perf_counter()
+        masks = {n: _targets(b, concept)[0][1][sel[n]] for n, b in batches.items()}
+        imgs = {n: b.images[sel[n]] for n, b in batches.items()}
+        ck, tk = masks["calib"], masks["test"]
+        row: dict = {"target": _targets(test, concept)[0][0], "n": len(tk)}
+        for name in names:
+            grid = grids[name]
+            if "mask_prototypes" in methods:
+                unit = patches[name]["output"]["calib"][sel["calib"]]
+                unit = unit / np.linalg.norm(unit, axis=-1, keepdims=True)
+                protos = _mask_prototypes(unit, ck, grid, args.m, args.seed + ci)
+            maps = {}
+            for n, batch in batches.items():
+                stack = []
+                for m in methods:
+                    if m == "mask_prototypes":
+                        u = patches[name]["output"][n][sel[n]]
+                        u = u / np.linalg.norm(u, axis=-1, keepdims=True)
+                        mm = xr.DataArray((u @ protos.T).max(axis=-1), dims=("sample", "y", "x"))
+                        stack.append(upsample(mm, backbone.image_size).values)
+                    else:
+                        stack.append(
+                            _method_maps(
+                                m,
+                                backbone,
+                                batch.images,
+                                sel[n],
+                                concept,
+                                modules[name],
+                                patches[name][_tokens_of(m)][n],
+                            )
+                        )
+                cov = _pool(masks[n].astype(np.float32), grid)
+                ideal = upsample(xr.DataArray(cov, dims=("sample", "y", "x")), masks[n].shape[1:])
+                maps[n] = np.stack([*stack, ideal.values], axis=1).astype(np.float64)
+            res: dict = {
+                "grid": grid,
+                "ceiling": {"bilinear": float(resolution_ceiling(tk, grid).mean())},
+            }
+            kinds = {"bilinear": maps}
+            for r in ZOOM_RADII:
+                kinds[f"r{r}"] = {n: _guided(maps[n], imgs[n], ("colour", r, 1e-4)) for n in maps}
+                res["ceiling"][f"r{r}"] = float(
+                    _guided_ceiling(kinds[f"r{r}"]["test"][:, -1], tk).mean()
+                )
+            for j, m in enumerate(methods):
+                res[m] = {}
+                for kind, km in kinds.items():
+                    cal, iou, th = _best_threshold_iou(km["calib"][:, j], ck, km["test"][:, j], tk)
+                    res[m][kind] = {
+                        "iou_calibrated": iou,
+                        "iou_per_image": [
+                            round(float(v), 5)
+                            for v in mask_iou(km["test"][:, j], tk, threshold=th).values
+                        ],
+                        "calib_iou": cal,
+                        "threshold": th,
+                        "pointing": float(pointing_game(km["test"][:, j], tk).mean()),
+                        "pointing_tol": float(
+                            pointing_game(km["test"][:, j], tk, tolerance=tol).mean()
+                        ),
+                    }
+            row[name] = res
+        row["seconds"] = time.perf_counter() - t0
+        out["concepts"][concept] = row
+        brief = {
+            name: {
+                "ceil": round(row[name]["ceiling"]["bilinear"], 2),
+                **{
+                    m: (
+                        round(row[name][m]["bilinear"]["iou_calibrated"], 2),
+                        round(row[name][m]["r8"]["iou_calibrated"], 2),
+                    )
+                    for m in methods
+                },
+            }
+            for name in names
+        }
+        print(concept, row["target"], json.dumps(brief), round(row["seconds"], 1), flush=True)
+    rows = list(out["concepts"].values())
+    chosen = {}
+    for name in names:  # one guided radius per setting: best mean calibration IoU
+        mean_cal = {
+            k: float(np.mean([r[name][m][k]["calib_iou"] for r in rows for m in methods]))
+            for k in radii
+        }
+        chosen[name] = max(mean_cal, key=mean_cal.get)
+        out[f"{name}_mean_calib_iou_by_radius"] = mean_cal
+    out["guided_radius_chosen"] = chosen
+    for r in rows:
+        for name in names:
+            for m in methods:
+                r[name][m]["guided"] = {"radius": chosen[name], **r[name][m][chosen[name]]}
+                for k in radii:
+                    r[name][m][k].pop("iou_per_image", None)
+            r[name]["ceiling"]["guided"] = r[name]["ceiling"][chosen[name]]
+    if plain_name is not None:  # paired gain over the plain grid (same test images)
+        for r in rows:
+            for name in names:
+                for m in methods:
+                    for kind in ("bilinear", "guided"):
+                        if name == plain_name:
+                            continue
+                        a = np.asarray(r[name][m][kind]["iou_per_image"])
+                        diff = a - np.asarray(r[plain_name][m][kind]["iou_per_image"])
+                        r[name][m][kind]["gain_vs_z1"] = float(diff.mean())
+                        r[name][m][kind]["se_gain_vs_z1"] = (
+                            float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
+                        )
+    groups = {
+        "artifact": [c for c in out["concepts"] if c in ARTIFACTS],
+        "structure": [c for c in out["concepts"] if c in test.structure_masks],
+        "morphology": [
+            c for c in out["concepts"] if c not in ARTIFACTS and c not in test.structure_masks
+        ],
+    }
+    summary = {}
+    for gname, cs in groups.items():
+        for name in names:
+            for kind in ("bilinear", "guided"):
+                summary[f"{gname}/{name}/ceiling_{kind}"] = float(
+                    np.mean([out["concepts"][c][name]["ceiling"][kind] for c in cs])
+                )
+                for m in methods:
+                    rs = [out["concepts"][c][name][m][kind] for c in cs]
+                    summary[f"{gname}/{name}/{m}/{kind}"] = {
+                        k: float(np.mean([x[k] for x in rs]))
+                        for k in ("iou_calibrated", "pointing", "pointing_tol")
+                    }
+    out["summary"] = summary
+    out["chosen_on_calibration"] = _zoom_choice(out)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", default="all")
@@ -1054,9 +1389,19 @@ def main(argv=None):
         default=SHIFT_METHODS,
         help="methods measured on finer token grids (--part localization_shift)",
     )
+    ap.add_argument(
+        "--zooms",
+        default="1,2",
+        help="localization_zoom: zoom factors z (token grid 12 z x 12 z), 'zoz' with overlap",
+    )
+    ap.add_argument(
+        "--zoom-methods",
+        default=ZOOM_METHODS,
+        help="methods measured with zoomed inference (--part localization_zoom)",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    parts = (  # localization_guided, guided_errors, localization_shift on request
+    parts = (  # localization_guided, guided_errors, localization_shift, _zoom on request
         ["localization", "atlas", "confounded", "latency"]
         if args.part == "all"
         else args.part.split(",")

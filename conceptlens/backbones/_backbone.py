@@ -25,6 +25,12 @@ from conceptlens.backbones._dense import TOKEN_PATHS, last_block_dense
 from conceptlens.backbones._loading import LoadedModel, build_model, resolve_spec
 from conceptlens.backbones._registry import DEFAULT_BACKBONE, BackboneConfig
 from conceptlens.backbones._shift import check_shifts, shift_offsets, shifted_tokens
+from conceptlens.backbones._zoom import (
+    check_zoom,
+    tile_layout,
+    zoomed_preprocessor,
+    zoomed_tokens,
+)
 from conceptlens.exceptions import ConfigError, DataError
 
 __all__ = ["Backbone", "ImageSource", "as_image_source", "image_key", "load_backbone", "text_key"]
@@ -511,13 +517,16 @@ class Backbone:
         batch_size: int | None,
         indices: np.ndarray | None,
         num_workers: int | None,
+        preprocessor: Preprocessor | None = None,
     ) -> np.ndarray:
         """Rows of ``images`` from ``store``; missing ones computed by ``forward`` and added.
 
         Cached images are read, not encoded; the missing ones of each batch are
         preprocessed and encoded together (identical images in a batch once) and appended
         to the cache after every batch, so an interrupted run keeps its progress.
+        ``preprocessor`` replaces the backbone's own (zoomed inference).
         """
+        pre = preprocessor if preprocessor is not None else self._preprocessor
         out = []
         with store.writer() as writer:
             for _, keys, imgs in self.iter_batches(
@@ -537,7 +546,7 @@ class Backbone:
                     uniq: dict[str, int] = {}
                     for i in miss:
                         uniq.setdefault(keys[i], int(i))
-                    new = forward(self._preprocessor([imgs[i] for i in uniq.values()]))
+                    new = forward(pre([imgs[i] for i in uniq.values()]))
                     writer.append(list(uniq), new)
                     lookup = dict(zip(uniq, new, strict=True))
                     for i in miss:
@@ -783,11 +792,23 @@ class Backbone:
         return pooled, proj.reshape(x.shape[0], grid[0], grid[1], -1), grid
 
     def _patch_forward(
-        self, x: torch.Tensor, tokens: str = "output", shifts: int = 1
+        self,
+        x: torch.Tensor,
+        tokens: str = "output",
+        shifts: int = 1,
+        zoom: int = 1,
+        zoom_overlap: int = 0,
     ) -> tuple[np.ndarray, tuple[int, int]]:
+        """Patch tokens of preprocessed images (zoomed ones, ``z S x z S``, for ``zoom``)."""
         x = x.to(self.device)
         with torch.inference_mode(), self._autocast():
-            if shifts == 1:
+            if zoom > 1:
+                base = self._token_grid()
+                patches = zoomed_tokens(
+                    lambda v: self._tokens(v, tokens)[1], x, base, zoom, zoom_overlap
+                )
+                grid = (base[0] * zoom, base[1] * zoom)
+            elif shifts == 1:
                 _, patches, grid = self._tokens(x, tokens)
             else:
                 base = self._token_grid()
@@ -817,6 +838,31 @@ class Backbone:
             shift_offsets(size // gh, s)
         return s
 
+    def _check_zoom(self, zoom: Any, overlap: Any, shifts: int) -> tuple[int, int, int]:
+        """Validate ``zoom`` and ``zoom_overlap`` before any work (see :mod:`._zoom`);
+        ``(z, overlap, forward passes per image)``."""
+        z = check_zoom(zoom)
+        if z == 1:
+            if overlap != 0:
+                raise ConfigError(
+                    f"zoom_overlap={overlap!r} needs zoom > 1 (the overlap of zoomed tiles)"
+                )
+            return 1, 0, 1
+        if shifts > 1:
+            raise ConfigError(
+                f"zoom={z} and shifts={shifts} cannot be combined (shifted copies of a "
+                "zoomed image would be reflected at tile borders); use one of them"
+            )
+        gh, gw = self._token_grid()
+        size = self.image_size
+        if size % gh or size % gw or size // gh != size // gw:
+            raise ConfigError(
+                f"{self.name}: zoom needs square patches that tile the {size}-pixel input; "
+                f"its token grid is {gh}x{gw}"
+            )
+        th, tw = tile_layout((gh, gw), z, overlap)
+        return z, int(overlap), th * tw
+
     def patch_embeddings(
         self,
         images: Any,
@@ -826,6 +872,8 @@ class Backbone:
         cache: Any = None,
         tokens: str = "output",
         shifts: int = 1,
+        zoom: int = 1,
+        zoom_overlap: int = 0,
     ) -> tuple[np.ndarray, tuple[int, int]]:
         """ViT patch tokens projected into the joint space, on the patch grid.
 
@@ -859,11 +907,27 @@ class Backbone:
             pixels (``p`` divisible by ``s``, and by ``2 s`` for even ``s``; ``s`` = 2
             or 4 for 8- and 16-pixel patches). Cached under its own kind
             (``patch-s2``, ``patch-value-s2``, ...).
+        zoom : int, default 1
+            ``z > 1``: tokens that see ``1 / z`` of a patch, on a ``(z gh, z gw)`` grid, by
+            zoomed inference -- each image is resized to ``z`` times the input size with
+            the backbone's own resampling (bicubic for synthderm-lit), cut into ``z * z``
+            tiles of the input size and the tiles' token grids are stitched, so token
+            ``(I, J)`` sees the ``p / z``-pixel window of cell ``(I, J)`` of a
+            ``(z gh) x (z gw)`` grid over the ``S x S`` image (see
+            :mod:`conceptlens.backbones._zoom`). Costs ``z * z`` forward passes per
+            image; the tower sees structures ``z`` times larger than in training.
+            Not combined with ``shifts``. Cached under its own kind (``patch-z2``,
+            ``patch-value-z2``, ``patch-z2o2`` with overlap, ...).
+        zoom_overlap : int, default 0
+            With ``zoom``: tiles overlap so that every kept token has at least this many
+            tokens of context in its tile on each side (borders reflected); tiles keep
+            their central ``gh - 2 o`` tokens, which must divide ``z gh``.
 
         Returns
         -------
         embeddings : numpy.ndarray
-            float32, shape (N, gh, gw, embed_dim) (``gh``, ``gw`` times ``shifts``).
+            float32, shape (N, gh, gw, embed_dim) (``gh``, ``gw`` times ``shifts`` or
+            ``zoom``).
         grid : tuple of int
             ``(gh, gw)``.
 
@@ -871,7 +935,8 @@ class Backbone:
         ------
         ConfigError
             ``tokens`` unknown; ``shifts`` not a positive int or not giving whole-pixel
-            offsets for this tower's patch size.
+            offsets for this tower's patch size; ``zoom`` not a positive int,
+            ``zoom_overlap`` not fitting the tiles, or both ``zoom`` and ``shifts``.
 
         Examples
         --------
@@ -879,34 +944,52 @@ class Backbone:
         >>> imgs = np.zeros((2, 96, 96, 3), np.uint8)
         >>> bb.patch_embeddings(imgs, shifts=2)[0].shape  # doctest: +SKIP
         (2, 24, 24, 384)
+        >>> bb.patch_embeddings(imgs, zoom=2)[0].shape  # doctest: +SKIP
+        (2, 24, 24, 384)
         """
         if tokens not in TOKEN_PATHS:
             raise ConfigError(f"tokens must be one of {TOKEN_PATHS}, got {tokens!r}")
         shifts = self._check_shifts(shifts)
+        zoom, zoom_overlap, passes = self._check_zoom(zoom, zoom_overlap, shifts)
+        pre = zoomed_preprocessor(self._preprocessor, zoom)
+        if zoom > 1 and batch_size is None:  # z*z times the pixels per image
+            batch_size = max(1, self._auto_batch_size() // (zoom * zoom))
         grid = (0, 0)
         if cache is None:
             out = []
-            for _, _, batch in self.iter_batches(images, batch_size=batch_size):
-                patches, grid = self._patch_forward(batch, tokens, shifts)
+            for _, _, batch in self.iter_batches(
+                images, batch_size=batch_size, preprocess=zoom == 1
+            ):
+                x = batch if zoom == 1 else pre(batch)
+                patches, grid = self._patch_forward(x, tokens, shifts, zoom, zoom_overlap)
                 out.append(patches)
             if not out:
                 raise DataError("patch_embeddings got no images")
             result = np.concatenate(out)
         else:
+            size = self.image_size * zoom
             probe, grid = self._patch_forward(
-                torch.zeros(1, 3, self.image_size, self.image_size), tokens, shifts
+                torch.zeros(1, 3, size, size), tokens, shifts, zoom, zoom_overlap
             )
 
             def forward(x: torch.Tensor) -> np.ndarray:
-                self.n_image_encodes += x.shape[0] * shifts * shifts
-                return self._patch_forward(x, tokens, shifts)[0]
+                self.n_image_encodes += x.shape[0] * shifts * shifts * passes
+                return self._patch_forward(x, tokens, shifts, zoom, zoom_overlap)[0]
 
             kind = "patch" if tokens == "output" else f"patch-{tokens}"
             if shifts > 1:
                 kind += f"-s{shifts}"
+            if zoom > 1:
+                kind += f"-z{zoom}" + (f"o{zoom_overlap}" if zoom_overlap else "")
             store = self.open_cache(cache, kind=kind, row_shape=probe.shape[1:])
             result = self._read_through(
-                store, images, forward, batch_size=batch_size, indices=None, num_workers=None
+                store,
+                images,
+                forward,
+                batch_size=batch_size,
+                indices=None,
+                num_workers=None,
+                preprocessor=pre,
             )
             if not len(result):
                 raise DataError("patch_embeddings got no images")

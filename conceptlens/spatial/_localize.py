@@ -253,7 +253,8 @@ def resolution_ceiling(
     the ``window x window`` pixel square centred on the cell: the best a map reaches
     whose tokens each see a whole patch while the grid is finer, as with shifted
     inference (``concept_maps(shifts=s)``: pass the patch size, e.g. 8 for
-    synthderm-lit, with ``grid`` 24 or 48).
+    synthderm-lit, with ``grid`` 24 or 48). Zoomed inference (``concept_maps(zoom=z)``)
+    gives tokens that see their own cells: its ceiling is the one without ``window``.
     Reported next to a method's IoU it separates what the grid's resolution forbids (thin
     lines, small dots: a low ceiling) from what the method misses (a high ceiling). It is
     an estimate of the best grid map, not a bound: another grid map may do slightly

@@ -102,12 +102,15 @@ def patch_grid(
     batch_size: int | None = None,
     tokens: str = "output",
     shifts: int = 1,
+    zoom: int = 1,
+    zoom_overlap: int = 0,
 ) -> tuple[np.ndarray, list[str]]:
     """Unit-norm patch embeddings (N, gh, gw, D) of ``images`` and their sample ids.
 
-    ``tokens`` (``"output"``, ``"value"``, ``"self"``) and ``shifts`` (a grid ``shifts``
-    times finer from ``shifts**2`` shifted passes) are passed to
-    :meth:`Backbone.patch_embeddings`.
+    ``tokens`` (``"output"``, ``"value"``, ``"self"``), ``shifts`` (a grid ``shifts``
+    times finer from ``shifts**2`` shifted passes) and ``zoom`` / ``zoom_overlap`` (a
+    grid ``zoom`` times finer whose tokens see ``1 / zoom`` of a patch, from the image
+    upscaled and run as tiles) are passed to :meth:`Backbone.patch_embeddings`.
     """
     if resize:
         n, _ = _as_list(images)
@@ -117,6 +120,8 @@ def patch_grid(
     kw: dict[str, Any] = {"batch_size": batch_size, "normalize": True, "tokens": tokens}
     if shifts != 1:
         kw["shifts"] = shifts
+    if zoom != 1 or zoom_overlap != 0:
+        kw.update(zoom=zoom, zoom_overlap=zoom_overlap)
     if cache is not None:
         kw["cache"] = cache
     patches, _ = backbone.patch_embeddings(images, **kw)
@@ -136,6 +141,8 @@ def concept_maps(
     batch_size: int | None = None,
     tokens: str = "output",
     shifts: int = 1,
+    zoom: int = 1,
+    zoom_overlap: int = 0,
 ) -> xr.DataArray:
     """Similarity of every image patch to every concept of a bank.
 
@@ -169,13 +176,24 @@ def concept_maps(
         copies of the image moved by fractions of a patch, tokens interleaved so each is
         centred on its fine cell. Ignored when ``patches`` are given (compute those with
         the same ``shifts``). Measured in ``docs/spatial.md``.
+    zoom : int, default 1
+        ``z > 1``: maps on a grid ``z`` times finer whose tokens each see ``1 / z`` of a
+        patch (a ``p / z``-pixel window), by zoomed inference
+        (:meth:`Backbone.patch_embeddings`): the image is upscaled ``z`` times with the
+        backbone's own resampling and run as ``z * z`` tiles of the input size, their
+        token grids stitched. The tower then sees every structure ``z`` times larger
+        than it was trained on. Not combined with ``shifts``; ignored when ``patches``
+        are given. Measured in ``docs/spatial.md``.
+    zoom_overlap : int, default 0
+        Tokens of context each kept token has inside its tile (overlapping tiles).
 
     Returns
     -------
     xr.DataArray, dims ("sample", "concept", "y", "x"), name "concept_map"
-        On the patch grid (``gh x gw``, times ``shifts``); coordinates ``sample``,
-        ``concept``, ``concept_group``; attrs ``mode``, ``tokens``, ``shifts``,
-        ``backbone``, ``bank``, ``image_size``. Use :func:`upsample` to bring it to pixels.
+        On the patch grid (``gh x gw``, times ``shifts`` or ``zoom``); coordinates
+        ``sample``, ``concept``, ``concept_group``; attrs ``mode``, ``tokens``,
+        ``shifts``, ``zoom``, ``zoom_overlap``, ``backbone``, ``bank``, ``image_size``.
+        Use :func:`upsample` to bring it to pixels.
 
     Raises
     ------
@@ -184,7 +202,8 @@ def concept_maps(
         message names the sample.
     ConfigError
         ``shifts`` is not a positive int giving whole-pixel offsets for the backbone's
-        patch size.
+        patch size; ``zoom`` is not a positive int, ``zoom_overlap`` does not fit the
+        tiles, or both ``zoom`` and ``shifts`` are given.
 
     Examples
     --------
@@ -206,6 +225,8 @@ def concept_maps(
             batch_size=batch_size,
             tokens=tokens,
             shifts=shifts,
+            zoom=zoom,
+            zoom_overlap=zoom_overlap,
         )
     else:
         unit = np.asarray(patches, dtype=np.float32)
@@ -230,6 +251,8 @@ def concept_maps(
             "mode": mode,
             "tokens": tokens if patches is None else "given",
             "shifts": int(shifts) if patches is None else "given",
+            "zoom": int(zoom) if patches is None else "given",
+            "zoom_overlap": int(zoom_overlap) if patches is None else "given",
             "backbone": str(getattr(backbone, "name", "")),
             "bank": str(bank.id),
             "image_size": int(backbone.image_size),
@@ -269,9 +292,10 @@ def upsample(
         ``sample`` dim of length N).  Colour guides use all three channels.
     radius : int, optional
         Guided-filter window radius in pixels; default twice the patch size (output size
-        over the grid size, times the maps' ``shifts`` attribute for finer grids from
-        shifted inference), the best of 0.5, 1, 2 and 4 patches on SynthDerm, and of 8,
-        16 and 32 px at every ``shifts`` measured.
+        over the grid size, times the maps' ``shifts`` or ``zoom`` attribute for finer
+        grids from shifted or zoomed inference), the best of 0.5, 1, 2 and 4 patches on
+        SynthDerm, of 8, 16 and 32 px at every ``shifts`` and of 4, 8 and 16 px at every
+        ``zoom`` measured.
     eps : float, default 1e-4
         Guided-filter regularisation, relative to a guide in [0, 1]: the best on SynthDerm
         (1e-3 close, 1e-2 lower); on noisy images a larger value keeps the noise out.
@@ -336,8 +360,11 @@ def upsample(
             )
         if method == "guided":
             if radius is None:
-                shifts = maps.attrs.get("shifts", 1)
-                per_patch = shifts if isinstance(shifts, (int, np.integer)) and shifts > 0 else 1
+                per_patch = 1  # grid cells per patch of the tower (shifts, zoom)
+                for key in ("shifts", "zoom"):
+                    f = maps.attrs.get(key, 1)
+                    if isinstance(f, (int, np.integer)) and not isinstance(f, bool) and f > 0:
+                        per_patch *= int(f)
                 radius = max(1, round(2 * h * per_patch / maps.shape[-2]))
 
             def refine(m: np.ndarray, guide: np.ndarray) -> np.ndarray:

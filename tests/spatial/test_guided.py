@@ -244,3 +244,20 @@ def test_guided_radius_default_counts_patches_not_cells_of_a_shifted_grid():
     ref = guided_filter(upsample(fine, 96).values, img, radius=16, eps=1e-4)
     got = upsample(fine, 96, method="guided", image=img).values
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_guided_radius_default_of_zoomed_maps_is_two_tower_patches():
+    """Maps from zoomed inference (attrs zoom=z) have z cells per patch of the tower; the
+    default radius is two such patches (16 px at 96 px, 12 x 12 patches), the best of
+    4, 8 and 16 px at z = 1, 2, 4 in docs/spatial.md, not two (z-times smaller) cells."""
+    rng = np.random.default_rng(6)
+    img = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    for z in (2, 4):
+        fine = xr.DataArray(rng.random((12 * z, 12 * z)), dims=("y", "x"), attrs={"zoom": z})
+        assert upsample(fine, 96, method="guided", image=img).attrs["guided_radius"] == 16
+    fine = xr.DataArray(rng.random((24, 24)), dims=("y", "x"), attrs={"zoom": 2, "shifts": 1})
+    ref = guided_filter(upsample(fine, 96).values, img, radius=16, eps=1e-4)
+    got = upsample(fine, 96, method="guided", image=img).values
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    given = xr.DataArray(fine.values, dims=("y", "x"), attrs={"zoom": "given", "shifts": "given"})
+    assert upsample(given, 96, method="guided", image=img).attrs["guided_radius"] == 8

@@ -128,3 +128,29 @@ def test_shifted_maps_on_the_finer_grid(tiny, toy_bank):
     assert not np.allclose(fine.values[..., ::2, ::2], plain.values, atol=1e-3)
     with pytest.raises(ConfigError, match="shifts=3"):
         concept_maps(tiny, imgs, toy_bank, shifts=3)
+
+
+def test_zoomed_maps_on_the_finer_grid(tiny, toy_bank):
+    """concept_maps(zoom=2) is the maps of patch_embeddings(zoom=2): each tile (a, b) of
+    the map is the plain map of crop (a, b) of an image already 2 S pixels wide."""
+    s = tiny.image_size
+    big = _images(2, 2 * s, seed=5)
+    fine = concept_maps(tiny, big, toy_bank, zoom=2, resize=True)
+    crop = np.ascontiguousarray(big[:, s:, :s])  # tile (1, 0)
+    plain = concept_maps(tiny, crop, toy_bank)
+    gh, gw = plain.shape[-2:]
+    assert fine.shape == (2, 3, 2 * gh, 2 * gw)
+    assert fine.attrs["zoom"] == 2 and plain.attrs["zoom"] == 1
+    assert fine.attrs["zoom_overlap"] == 0 and fine.attrs["shifts"] == 1
+    np.testing.assert_allclose(fine.values[..., gh:, :gw], plain.values, atol=1e-5)
+    imgs = _images(2, s, seed=6)
+    patches, _ = tiny.patch_embeddings(imgs, zoom=2)
+    given = concept_maps(tiny, imgs, toy_bank, patches=patches)
+    np.testing.assert_allclose(
+        concept_maps(tiny, imgs, toy_bank, zoom=2).values, given.values, atol=1e-6
+    )
+    assert given.attrs["zoom"] == "given"
+    with pytest.raises(ConfigError, match="zoom must be a positive int"):
+        concept_maps(tiny, imgs, toy_bank, zoom=0)
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        concept_maps(tiny, imgs, toy_bank, zoom=2, shifts=2)
