@@ -37,8 +37,20 @@ def unit_patches(patches: Any) -> np.ndarray:
             "nothing: check the indices or mask it was made with."
         )
     if not np.isfinite(p).all():
-        raise DataError("the patch embeddings contain NaN or infinite values")
-    return p / np.maximum(np.linalg.norm(p, axis=-1, keepdims=True), 1e-12)
+        bad = np.flatnonzero(~np.isfinite(p).reshape(len(p), -1).all(axis=1))
+        raise DataError(
+            f"the patch embeddings contain NaN or infinite values (image(s) at position "
+            f"{bad[:5].tolist()}); re-embed those images"
+        )
+    norm = np.linalg.norm(p, axis=-1, keepdims=True)
+    if not (norm > 0).all():
+        bad = np.flatnonzero(~(norm > 0).reshape(len(p), -1).all(axis=1))
+        raise DataError(
+            f"the patch embeddings hold all-zero vectors (image(s) at position "
+            f"{bad[:5].tolist()}), which have no direction to compare; pass the output of "
+            "Backbone.patch_embeddings"
+        )
+    return p / norm
 
 
 def concept_label_matrix(labels: Any, concepts: Sequence[str], n: int, what: str) -> np.ndarray:

@@ -128,3 +128,46 @@ def test_shifted_maps_on_the_finer_grid(tiny, toy_bank):
     assert not np.allclose(fine.values[..., ::2, ::2], plain.values, atol=1e-3)
     with pytest.raises(ConfigError, match="shifts=3"):
         concept_maps(tiny, imgs, toy_bank, shifts=3)
+
+
+@pytest.mark.parametrize(
+    ("shape", "hint"),
+    [
+        ((2, None, None), "np.repeat"),
+        ((2, None, None, 1), "np.repeat"),
+        ((2, None, None, 4), ":3"),
+    ],
+)
+def test_non_rgb_images_are_refused_with_the_fix(tiny, toy_bank, shape, hint):
+    s = tiny.image_size
+    imgs = np.zeros(tuple(s if v is None else v for v in shape), np.uint8)
+    with pytest.raises(DataError, match=rf"not RGB.*{hint}"):
+        concept_maps(tiny, imgs, toy_bank)
+    with pytest.raises(DataError, match=r"sample 'img000001'.*not RGB"):
+        concept_maps(tiny, [_images(1, s)[0], imgs[1]], toy_bank)
+
+
+def test_given_patches_are_checked(tiny, toy_bank):
+    imgs = _images(2, tiny.image_size, seed=1)
+    patches, _ = tiny.patch_embeddings(imgs)
+    with pytest.raises(DataError, match="patches hold 3 images but images has 2"):
+        concept_maps(tiny, imgs, toy_bank, patches=np.concatenate([patches, patches[:1]]))
+    bad = patches.copy()
+    bad[1, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match=r"NaN.*position \[1\]"):
+        concept_maps(tiny, None, toy_bank, patches=bad)
+    with pytest.raises(DataError, match="all-zero"):
+        concept_maps(tiny, None, toy_bank, patches=np.zeros_like(patches))
+
+
+@pytest.mark.parametrize("size", [96.5, "96", (0, 4), (4,), True, (4, 2.0)])
+def test_upsample_refuses_bad_sizes(size):
+    m = xr.DataArray(np.zeros((2, 2)), dims=("y", "x"))
+    with pytest.raises(ConfigError, match="size must be a positive int"):
+        upsample(m, size)
+
+
+def test_upsample_refuses_rgba_guides():
+    m = xr.DataArray(np.zeros((2, 2, 2)), dims=("sample", "y", "x"))
+    with pytest.raises(DataError, match=r"4 channels.*\[\.\.\., :3\]"):
+        upsample(m, 8, method="guided", image=np.zeros((2, 8, 8, 4), np.uint8))
