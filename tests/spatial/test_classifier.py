@@ -104,7 +104,7 @@ def test_errors(fitted, toy_bank):
         PrototypeClassifier(atlas=clf.atlas).predict(P)
     with pytest.raises(ConfigError, match="atlas"):
         PrototypeClassifier().fit(P, y)
-    with pytest.raises(UnknownNameError, match="'veil' is not in the atlas"):
+    with pytest.raises(UnknownNameError, match="unknown concept 'veil'"):
         clf.remove_concepts(["veil"])
     bigger = toy_bank.to_dict()
     bigger["concepts"] = [*bigger["concepts"], {**bigger["concepts"][0], "name": "veil"}]

@@ -143,7 +143,7 @@ def test_feedback_errors(model):
         region_feedback(clf, P[:1], importance=np.ones((s + 2, s + 2)))
     with pytest.raises(ConfigError, match="either"):
         region_feedback(clf, P[:1], importance=np.ones((s, s)), negative=[(0, 0, 1, 1)])
-    with pytest.raises(Exception, match="'veil' is not in the atlas"):
+    with pytest.raises(Exception, match="unknown concept 'veil'"):
         region_feedback(clf, P[:1], reject=["veil"])
     with pytest.raises(DataError, match="the patch embeddings hold 0 images"):
         clf.predict(P[:0])
