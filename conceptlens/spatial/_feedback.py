@@ -28,7 +28,9 @@ def _region(region: Any, size: tuple[int, int], sample: str, kind: str) -> np.nd
             raise DataError(
                 f"sample {sample!r}: {kind} mask has shape {arr.shape}, the image is {(h, w)}"
             )
-        m = arr.astype(bool)
+        from conceptlens.spatial._atlas import check_binary
+
+        m = check_binary(arr, f"sample {sample!r}: the {kind} mask")
         if not m.any():
             raise DataError(
                 f"sample {sample!r}: {kind} mask is empty (no True pixel); drop it or draw a "
@@ -151,7 +153,7 @@ def region_feedback(
         the same regions for every image.
     positive, negative, alpha
         As in :func:`importance_map` (pixels of the backbone's input size).
-    reject : list of str
+    reject : str or list of str
         Concepts to reject: their prototypes' activations become the typical-absent
         value (``model.typical_absent_``; fit with ``concept_labels``).
     sample_ids : list of str, optional
@@ -209,6 +211,9 @@ def region_feedback(
     act = (sim.values * grid_a[:, None]).max(axis=(2, 3))
     before = sim.values.max(axis=(2, 3))
     if reject:
+        from conceptlens.spatial._atlas import names_list
+
+        reject = names_list(reject, "concepts")
         if model.typical_absent_ is None:
             raise ConfigError(
                 "concept rejection needs the typical-absent activations: fit the classifier "

@@ -150,3 +150,21 @@ def test_feedback_errors(model):
     unlabelled = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P, clf.predict(P).astype(str))
     with pytest.raises(ConfigError, match="concept_labels"):
         region_feedback(unlabelled, P[:1], reject=["ruler"])
+
+
+def test_masks_must_be_binary_and_reject_takes_a_bare_name(model):
+    clf, P = model
+    s = clf.atlas.image_size
+    fuzzy = np.full((s, s), 0.3)
+    with pytest.raises(DataError, match=r"sample 'x': the negative mask must be bool or 0/1"):
+        importance_map(s, negative=fuzzy, sample="x")
+    # 0/1 and 0/255 masks of any dtype mean the same as the bool mask
+    m = np.zeros((s, s), bool)
+    m[: s // 2] = True
+    ref = importance_map(s, negative=m)
+    for same in (m.astype(float), m.astype(np.uint8) * 255):
+        np.testing.assert_array_equal(importance_map(s, negative=same), ref)
+    bare = region_feedback(clf, P[:2], reject="ruler")
+    listed = region_feedback(clf, P[:2], reject=["ruler"])
+    np.testing.assert_array_equal(bare.activation.values, listed.activation.values)
+    assert bare.attrs["reject"] == ["ruler"]
