@@ -63,7 +63,7 @@ def names_list(names: Any, what: str) -> list[str]:
     return out
 
 
-def _by_sample(labels: Any, sample_ids: Sequence[str] | None, what: str) -> Any:
+def select_samples(labels: Any, sample_ids: Sequence[str] | None, what: str) -> Any:
     """Reorder a DataArray (``sample`` coordinate) to ``sample_ids``; refuse other ids."""
     if sample_ids is None or not isinstance(labels, xr.DataArray):
         return labels
@@ -115,7 +115,7 @@ def concept_label_matrix(
     import pandas as pd
 
     concepts = [str(c) for c in concepts]
-    labels = _by_sample(labels, sample_ids, "concept_labels")
+    labels = select_samples(labels, sample_ids, "concept_labels")
     if isinstance(labels, xr.DataArray) and "concept" in labels.dims:
         have = {str(c) for c in labels["concept"].values}
         missing = [c for c in concepts if c not in have]
@@ -591,7 +591,7 @@ def prototypes_on_masks(
     if not 0 < min_overlap <= 1:
         raise ConfigError(f"min_overlap must be in (0, 1], got {min_overlap!r}")
     if isinstance(masks, xr.DataArray) and "sample" in masks.coords and atlas.train_ids:
-        masks = _by_sample(masks, atlas.train_ids, "masks")
+        masks = select_samples(masks, atlas.train_ids, "masks")
     k = np.asarray(masks)
     s = atlas.image_size
     need = len(atlas.train_ids) or (int(atlas.source_sample.max()) + 1 if len(atlas) else 0)
