@@ -12,6 +12,7 @@ from conceptlens._cli_options import (
     FiniteFloat,
     UserPath,
     cache_dir_option,
+    echo_info,
     label_column_option,
     out_option,
     read_scores,
@@ -204,7 +205,7 @@ def generate_cmd(
     )
     b, rejected = result  # type: ignore[misc]
     b.save(out)
-    click.echo(
+    echo_info(
         f"wrote {out}: {len(b)} concepts, {len(rejected)} rejected; "
         f"{llm.n_requests} requests, {llm.n_cache_hits} cache hits"
     )
@@ -301,7 +302,7 @@ def retrieve_cmd(
         b = llm_priors(b, llm, domain=domain)
     b.save(out)
     n_prior = sum(any(c.classes.values()) for c in b.concepts)
-    click.echo(
+    echo_info(
         f"wrote {out}: {len(b)} concepts from {len(index)} passages, "
         f"{len(rejected)} candidates rejected; {n_prior} with class priors ({priors})"
     )
@@ -434,7 +435,7 @@ def filter_cmd(
     kept.save(out)
     if report:
         atomic_write_text(report, rep.to_frame().to_csv(index=False))
-    click.echo(f"wrote {out}: kept {len(kept)} of {len(b)} concepts ({rep.summary()})")
+    echo_info(f"wrote {out}: kept {len(kept)} of {len(b)} concepts ({rep.summary()})")
 
 
 @bank.command(name="random-words")
@@ -454,7 +455,7 @@ def random_words_cmd(bank_ref: str, out: str, n_concepts: int, n_words: int, see
 
     rnd = random_words_bank(load_bank(bank_ref), n_concepts, n_words=n_words, seed=seed)
     rnd.save(out)
-    click.echo(f"wrote {out}: {len(rnd)} random-word concepts matched to {bank_ref}")
+    echo_info(f"wrote {out}: {len(rnd)} random-word concepts matched to {bank_ref}")
 
 
 @bank.command(name="quality")
@@ -515,6 +516,6 @@ def quality_cmd(
     # "keep", "reject: <reason>", "merge with <concept>" -> keep / reject / merge
     counts = table["suggestion"].str.split(r"[: ]", regex=True).str[0].value_counts().to_dict()
     click.echo(
-        f"wrote {out}: {len(table)} concepts; "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        f"{len(table)} concepts; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     )
+    echo_info(f"wrote {out}")

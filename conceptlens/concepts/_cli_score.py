@@ -11,6 +11,7 @@ from conceptlens._cli_options import (
     UserPath,
     cache_dir_option,
     download_option,
+    echo_info,
     label_column_option,
     on_error_option,
     out_option,
@@ -156,7 +157,7 @@ def score(
     write_scores(scores, out_path)
     for skipped in getattr(dataset, "skipped", []):
         click.echo(printable(f"skipped {skipped}"), err=True)
-    click.echo(
+    echo_info(
         f"wrote {out_path}: {scores.sizes['sample']} samples x {scores.sizes['concept']} "
         f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version}"
         + (f"; embedding cache {cache})" if cache is not None else ")")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from conceptlens._cli_options import UserPath, allow_mismatch_option, cache_dir_option
+from conceptlens._cli_options import UserPath, allow_mismatch_option, cache_dir_option, echo_info
 
 __all__ = ["audit_command", "format_audit", "study"]
 
@@ -234,7 +234,7 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
             click.echo(df[cols].head(10).to_string(index=False, float_format="%.3f"))
     if opts.get("out"):
         save_audit(ds, Path(str(opts["out"])).expanduser())
-        click.echo(f"wrote {opts['out']}")
+        echo_info(f"wrote {opts['out']}")
 
 
 @click.group(name="study")
@@ -321,7 +321,7 @@ def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbon
     click.echo(format_masking(res))
     with atomic_path(Path(out).expanduser()) as tmp:
         res.to_netcdf(tmp, engine="netcdf4")
-    click.echo(f"wrote {out}")
+    echo_info(f"wrote {out}")
 
 
 def format_masking(res: Any) -> str:

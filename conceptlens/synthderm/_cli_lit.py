@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from conceptlens._cli_options import UserPath
+from conceptlens._cli_options import UserPath, echo_info
 
 __all__ = [
     "STAGE1_DEFAULTS",
@@ -104,7 +104,7 @@ def train_synthderm_lit(**options: Any) -> None:
     settings["augment"] = not settings.pop("no_augment")
     out = settings.pop("out")
     record = train_lit(out, quiet=is_quiet(), **settings)
-    click.echo(
+    echo_info(
         f"trained {record['steps']} steps ({record['images_seen']} images); validation mean "
         f"zero-shot AUROC {record['validation_zero_shot_auroc']['mean']:.3f}; wrote {out}"
     )
@@ -154,7 +154,7 @@ def refit_synthderm_lit(
         quiet=is_quiet(),
     )
     images = record["stage2"]["data"]["images"]
-    click.echo(f"refitted the image projection on {images} images; wrote {out}")
+    echo_info(f"refitted the image projection on {images} images; wrote {out}")
 
 
 @click.command("evaluate-synthderm-lit")
