@@ -17,7 +17,7 @@ from conceptlens._cli_options import (
     out_option,
     read_scores,
 )
-from conceptlens.exceptions import BankError, ConfigError
+from conceptlens.exceptions import BankError
 
 __all__ = ["bank"]
 
@@ -25,7 +25,7 @@ __all__ = ["bank"]
 def _split(values: tuple[str, ...]) -> list[str]:
     out = [v.strip() for item in values for v in item.split(",") if v.strip()]
     if not out:
-        raise ConfigError("give at least one class, e.g. --classes nevus,melanoma")
+        raise click.UsageError("give at least one class, e.g. --classes nevus,melanoma")
     return out
 
 
@@ -276,7 +276,7 @@ def retrieve_cmd(
         index = CorpusIndex.load(index_dir)
     else:
         if not corpora:
-            raise ConfigError("give --corpus FILE (or --index DIR of a saved index)")
+            raise click.UsageError("give --corpus FILE (or --index DIR of a saved index)")
         passages = [p for c in corpora for p in read_corpus(c)]
         index = CorpusIndex.build(passages)
         if index_dir:
@@ -499,7 +499,7 @@ def quality_cmd(
     from conceptlens.data import load_manifest
 
     if Path(out).suffix.lower() != ".nc":
-        raise ConfigError(f"--out {out}: use a .nc (netCDF) suffix")
+        raise click.BadParameter(f"{out}: use a .nc (netCDF) suffix", param_hint="--out")
     dataset = load_manifest(data, label_column=label_column)
     ann = pd.read_csv(annotations) if annotations else None
     report = bank_quality(

@@ -110,14 +110,13 @@ def score(
     from conceptlens.concepts import load_bank, score_concepts, write_scores
     from conceptlens.data import load_manifest
     from conceptlens.data._cli import manifest_file
-    from conceptlens.exceptions import ConfigError
 
     out_path = Path(out)
     suffix = out_path.suffix.lower()
     if suffix not in (".nc", ".zarr"):
-        raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
+        raise click.BadParameter(f"{out}: use a .nc (netCDF) or .zarr suffix", param_hint="--out")
     if no_cache and cache_dir is not None:
-        raise ConfigError("give --cache-dir or --no-cache, not both")
+        raise click.UsageError("give --cache-dir or --no-cache, not both")
     if no_cache or (scheduler and cache_dir is None):
         # on a cluster the workers write the cache: only a folder the user names (on a
         # file system every worker shares) is safe, not this machine's default

@@ -297,13 +297,13 @@ def predict(model_dir, scores_path, out, allow_score_mismatch):
     import xarray as xr
 
     from conceptlens._io import atomic_path, atomic_write_text
-    from conceptlens.exceptions import ConfigError, DataError
+    from conceptlens.exceptions import DataError
     from conceptlens.heads import ConceptBottleneckClassifier
 
     out_path = Path(out)
     suffix = out_path.suffix.lower()
     if suffix not in (".csv", ".nc"):
-        raise ConfigError(f"--out {out}: use a .csv or .nc suffix.")
+        raise click.BadParameter(f"{out}: use a .csv or .nc suffix.", param_hint="--out")
     model, scores = read_head_and_scores(model_dir, scores_path, allow_score_mismatch)
     if not isinstance(model, ConceptBottleneckClassifier):
         raise DataError(

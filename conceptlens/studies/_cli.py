@@ -26,7 +26,9 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
         if not sep:
             name, path = Path(v).name, v
         if not name or not path:
-            raise ConfigError(f"{what} {v!r}: give NAME=PATH (e.g. cbm=runs/head).")
+            raise click.BadParameter(
+                f"{v!r}: give NAME=PATH (e.g. cbm=runs/head).", param_hint=what
+            )
         if name in out:
             raise ConfigError(
                 f"two {what} entries are named {name!r} ({out[name]} and {path}); one would "
@@ -182,7 +184,6 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
     import numpy as np
 
     from conceptlens._cli_options import read_scores, warn_in_sample
-    from conceptlens.exceptions import ConfigError
     from conceptlens.heads import load_head
     from conceptlens.studies import audit, find_shortcuts, save_audit
 
@@ -196,7 +197,7 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
     }  # fmt: skip
     opts = {**cfg, **{k: v for k, v in cli.items() if v is not None}}
     if not opts.get("scores") or not opts.get("models"):
-        raise ConfigError("pass --scores and at least one --model NAME=FOLDER (or --config).")
+        raise click.UsageError("pass --scores and at least one --model NAME=FOLDER (or --config).")
     scores = read_scores(opts["scores"])
     # heads that read the scores must come from the same score mode, bank and backbone
     on_other_input = set(opts.get("inputs") or {})
@@ -294,13 +295,12 @@ def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbon
             cache_dir, no_cache, n_boot, seed, out):  # fmt: skip
     """Train on each ROI condition, evaluate on each; print the AUROC grids."""
     from conceptlens._io import atomic_path, cache_root
-    from conceptlens.exceptions import ConfigError
     from conceptlens.studies import masking_study
 
     if (manifest is None) == (preset is None):
-        raise ConfigError("pass exactly one of --manifest PATH or --synthderm PRESET.")
+        raise click.UsageError("pass exactly one of --manifest PATH or --synthderm PRESET.")
     if no_cache and cache_dir is not None:
-        raise ConfigError("pass either --cache-dir or --no-cache, not both.")
+        raise click.UsageError("pass either --cache-dir or --no-cache, not both.")
     cache = None if no_cache else (Path(cache_dir) if cache_dir else cache_root())
     if preset is not None:
         from conceptlens import SynthDerm

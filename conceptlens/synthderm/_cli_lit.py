@@ -104,10 +104,11 @@ def train_synthderm_lit(**options: Any) -> None:
     settings["augment"] = not settings.pop("no_augment")
     out = settings.pop("out")
     record = train_lit(out, quiet=is_quiet(), **settings)
-    echo_info(
+    click.echo(
         f"trained {record['steps']} steps ({record['images_seen']} images); validation mean "
-        f"zero-shot AUROC {record['validation_zero_shot_auroc']['mean']:.3f}; wrote {out}"
+        f"zero-shot AUROC {record['validation_zero_shot_auroc']['mean']:.3f}"
     )
+    echo_info(f"wrote {out}")
 
 
 @click.command("refit-synthderm-lit")
@@ -154,7 +155,8 @@ def refit_synthderm_lit(
         quiet=is_quiet(),
     )
     images = record["stage2"]["data"]["images"]
-    echo_info(f"refitted the image projection on {images} images; wrote {out}")
+    click.echo(f"refitted the image projection on {images} images")
+    echo_info(f"wrote {out}")
 
 
 @click.command("evaluate-synthderm-lit")

@@ -184,7 +184,7 @@ def test_predict_command_rejects_other_suffixes(tmp_path):
     result = CliRunner().invoke(
         main, ["predict", "--model", str(tmp_path), "--scores", "s.nc", "--out", "p.json"]
     )
-    assert result.exit_code == 1 and ".csv or .nc" in result.output
+    assert result.exit_code == 2 and ".csv or .nc" in result.output
 
 
 def test_a_class_with_only_negative_weights_is_described_by_them():
