@@ -17,6 +17,31 @@ _AUDIT_KEYS = {
 }  # fmt: skip
 
 
+def _load_input(name: str, path: str) -> Any:
+    """The ``--input`` array of model ``name``: a numeric ``.npy`` file, checked."""
+    import numpy as np
+
+    from conceptlens._io import user_path
+    from conceptlens.exceptions import DataError, MissingFileError
+
+    p = user_path(path)
+    if not p.is_file():
+        raise MissingFileError(f"--input {name}={path}: no such file")
+    try:
+        x = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(
+            f"--input {name}={path} is not a numeric .npy array ({exc}); save the model's "
+            "input (e.g. image embeddings) with np.save(path, array)"
+        ) from None
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
+        raise DataError(
+            f"--input {name}={path} holds {type(x).__name__} "
+            f"{getattr(x, 'dtype', '')}, not a numeric array; save it with np.save"
+        )
+    return x
+
+
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     from conceptlens.exceptions import ConfigError
 
@@ -181,7 +206,6 @@ def format_audit(ds: Any) -> str:
 def audit_command(config_path, scores_path, model_specs, input_specs, label, split, groups,
                   reference, n_boot, seed, shortcuts, out, allow_score_mismatch):  # fmt: skip
     """Audit models across splits and groups; print the summary and write the Dataset."""
-    import numpy as np
 
     from conceptlens._cli_options import read_scores, warn_in_sample
     from conceptlens.heads import load_head
@@ -213,7 +237,7 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
         warn_in_sample(model, scores, where=str(opts["scores"]), name=f"model {name!r}")
     inputs = {}
     for name, path in (opts.get("inputs") or {}).items():
-        inputs[name] = np.load(Path(path).expanduser(), allow_pickle=False)
+        inputs[name] = _load_input(name, path)
     ds = audit(
         models, scores, inputs=inputs, labels=opts.get("label", "label"),
         split=opts.get("split", "site"), groups=opts.get("groups") or (),

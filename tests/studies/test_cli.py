@@ -134,3 +134,15 @@ def test_two_models_with_one_name_are_refused():
         _pairs(("runs/a/head", "runs/b/head"), "--model")
     with pytest.raises(ConfigError, match="named 'cbm'"):
         _pairs(("cbm=x", "cbm=y"), "--model")
+
+
+def test_audit_input_that_is_not_a_npy_array_is_named(run_dir):
+    d = run_dir
+    (d / "emb.txt").write_text("1 2 3\n")
+    for bad in ("emb.txt", "scores.nc", "missing.npy"):
+        result = CliRunner().invoke(
+            main, ["audit", "--scores", str(d / "scores.nc"), "--model", f"cbm={d / 'cbm'}",
+                   "--input", f"cbm={d / bad}", "--out", str(d / "a.nc")],
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        assert f"--input cbm={d / bad}" in result.output and "internal error" not in result.output
