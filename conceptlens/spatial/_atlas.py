@@ -554,6 +554,8 @@ def build_atlas(
             "top_fraction": float(top_fraction),
             "mode": mode,
             "bank": str(bank.id),
+            "backbone": str(getattr(backbone, "name", "")),
+            "backbone_fingerprint": str(getattr(backbone, "fingerprint", "")),
             "alive_before_reseed": int(alive_before),
             "alive": int((win_total > 0).sum()),
             "reseeded": int(reseeded),
