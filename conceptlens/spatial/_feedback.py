@@ -102,9 +102,11 @@ def importance_map(
     >>> importance_map(4, negative=[(0, 0, 1, 4)])[:, 0].tolist()
     [0.0, 0.0, 0.0, 0.0]
     """
+    from conceptlens.spatial._maps import _size
+
     if not 0 <= alpha <= 1:
         raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
-    h, w = (int(size), int(size)) if isinstance(size, (int, np.integer)) else map(int, size)
+    h, w = _size(size)
     pos = [_region(r, (h, w), sample, "positive") for r in _regions(positive)]
     neg = [_region(r, (h, w), sample, "negative") for r in _regions(negative)]
     a = np.full((h, w), float(alpha) if pos else 1.0, np.float32)
@@ -148,9 +150,10 @@ def region_feedback(
     model : fitted PrototypeClassifier
     patches : array (N, gh, gw, D) or (gh, gw, D)
         Patch embeddings (cached once per image; feedback does not re-run the backbone).
-    importance : array (N, H, W) or (H, W), optional
+    importance : array or xr.DataArray (N, H, W), or (H, W), optional
         Importance maps (see :func:`importance_map`); or give ``positive``/``negative``,
-        the same regions for every image.
+        the same regions for every image. A DataArray with a ``sample`` coordinate is
+        matched to ``sample_ids`` by id.
     positive, negative, alpha
         As in :func:`importance_map` (pixels of the backbone's input size).
     reject : str or list of str
@@ -194,6 +197,15 @@ def region_feedback(
     else:
         if positive is not None or negative is not None:
             raise ConfigError("pass either importance maps or positive/negative regions")
+        if isinstance(importance, xr.DataArray) and "sample" in importance.coords:
+            if sample_ids is None:
+                raise ConfigError(
+                    "importance maps with a 'sample' coordinate need sample_ids= (the ids of "
+                    "the patches, in order), so that each map meets its own image"
+                )
+            from conceptlens.spatial._atlas import select_samples
+
+            importance = select_samples(importance, ids, "importance maps")
         a = np.asarray(importance, dtype=np.float32)
         if a.ndim == 2:
             a = np.broadcast_to(a, (n, *a.shape))

@@ -168,3 +168,23 @@ def test_masks_must_be_binary_and_reject_takes_a_bare_name(model):
     listed = region_feedback(clf, P[:2], reject=["ruler"])
     np.testing.assert_array_equal(bare.activation.values, listed.activation.values)
     assert bare.attrs["reject"] == ["ruler"]
+
+
+def test_labelled_importance_maps_are_paired_by_sample_id(model):
+    import xarray as xr
+
+    clf, P = model
+    s = clf.atlas.image_size
+    rng = np.random.default_rng(3)
+    maps = (rng.random((3, s, s)) > 0.5).astype(np.float32)
+    ids = ["a", "b", "c"]
+    ref = region_feedback(clf, P[:3], importance=maps, sample_ids=ids)
+    da = xr.DataArray(maps, dims=("sample", "y", "x"), coords={"sample": ids})
+    got = region_feedback(clf, P[:3], importance=da.isel(sample=[2, 0, 1]), sample_ids=ids)
+    np.testing.assert_array_equal(got.activation.values, ref.activation.values)
+    with pytest.raises(ConfigError, match="need sample_ids="):
+        region_feedback(clf, P[:3], importance=da)
+    with pytest.raises(DataError, match=r"importance maps lack the sample\(s\) \['c'\]"):
+        region_feedback(clf, P[:3], importance=da.isel(sample=[0, 1, 1]), sample_ids=ids)
+    with pytest.raises(ConfigError, match="size must be a positive int"):
+        importance_map(96.5)
