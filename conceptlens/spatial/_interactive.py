@@ -130,6 +130,11 @@ class RegionSession:
     def reject_concept(self, concept: str) -> xr.Dataset:
         """Replace the concept's prototype activations by their typical-absent value."""
         self.model.atlas.of_concept(str(concept))  # raises on an unknown concept
+        if self.model.typical_absent_ is None:  # refuse before the state changes
+            raise ConfigError(
+                "concept rejection needs the typical-absent activations: fit the classifier "
+                "with concept_labels=..."
+            )
         if concept not in self.rejected:
             self.rejected.append(str(concept))
             self._history.append(("reject", None))

@@ -205,3 +205,15 @@ def test_widget_shows_every_refused_action_in_the_status_line(session_parts):
     buttons = {b.description: b for b in button_row.children}
     buttons["drop prototypes"].click()  # nothing selected
     assert "no prototypes given" in status.value and sess._history == []
+
+
+def test_refused_rejection_leaves_the_session_usable(session_parts):
+    from conceptlens.exceptions import ConfigError
+
+    clf, P, _ = session_parts
+    unlabelled = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P, clf.predict(P))
+    sess = RegionSession(unlabelled, P[0])
+    with pytest.raises(ConfigError, match="concept_labels"):
+        sess.reject_concept("ruler")
+    assert sess.rejected == [] and sess._history == []
+    assert "rejected []" in sess.summary()  # raised ConfigError here before
