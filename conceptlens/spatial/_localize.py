@@ -185,11 +185,14 @@ def _mask_stack(masks: Any, what: str) -> tuple[np.ndarray, list[str]]:
 
 
 def _grid(grid: Any) -> tuple[int, int]:
-    gh, gw = (grid, grid) if np.isscalar(grid) else grid
-    h, w = int(gh), int(gw)  # type: ignore[arg-type]
-    if h < 1 or w < 1:
-        raise ConfigError(f"grid must be positive, got {grid!r}")
-    return h, w
+    from conceptlens.spatial._maps import _size
+
+    try:
+        return _size(tuple(grid) if isinstance(grid, (list, tuple, np.ndarray)) else grid)
+    except ConfigError:
+        raise ConfigError(
+            f"grid must be a positive int or a (gh, gw) pair of positive ints, got {grid!r}"
+        ) from None
 
 
 def patch_masks(masks: Any, grid: Any, *, min_coverage: float = 0.5) -> np.ndarray:

@@ -141,7 +141,7 @@ def test_patch_masks_against_loops():
 def test_ceiling_and_patch_masks_refuse_bad_input():
     with pytest.raises(DataError, match="empty ground-truth mask for sample"):
         resolution_ceiling(np.zeros((2, 16, 16), bool), 2)
-    with pytest.raises(ConfigError, match="grid must be positive"):
+    with pytest.raises(ConfigError, match="grid must be a positive int"):
         resolution_ceiling(np.ones((1, 16, 16), bool), 0)
     with pytest.raises(ConfigError, match="min_coverage"):
         patch_masks(np.ones((1, 16, 16), bool), 2, min_coverage=0)
@@ -206,3 +206,13 @@ def test_labelled_masks_are_paired_with_maps_by_sample_id():
         pointing_game(m, k.isel(sample=[0, 2]))
     with pytest.raises(DataError, match="masks must be bool or 0/1"):
         pointing_game(m, masks * 0.5)
+
+
+@pytest.mark.parametrize("grid", [12.7, True, (4, 0), "12"])
+def test_grid_must_be_whole_positive_numbers(grid):
+    from conceptlens.spatial import patch_masks
+
+    masks = np.ones((1, 8, 8), bool)
+    with pytest.raises(ConfigError, match="grid must be a positive int"):
+        patch_masks(masks, grid)
+    assert patch_masks(masks, np.array([2, 2])).shape == (1, 2, 2)
