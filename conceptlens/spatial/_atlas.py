@@ -64,18 +64,29 @@ def names_list(names: Any, what: str) -> list[str]:
 
 
 def select_samples(labels: Any, sample_ids: Sequence[str] | None, what: str) -> Any:
-    """Reorder a DataArray (``sample`` coordinate) to ``sample_ids``; refuse other ids."""
-    if sample_ids is None or not isinstance(labels, xr.DataArray):
+    """Reorder labelled rows to ``sample_ids``; refuse missing ids.
+
+    A DataArray with a ``sample`` coordinate, or a DataFrame indexed by sample id (not a
+    plain 0..n-1 index), is reordered; anything else is returned as it is (by position).
+    """
+    import pandas as pd
+
+    if sample_ids is None:
         return labels
-    if "sample" not in labels.dims or "sample" not in labels.coords:
+    if isinstance(labels, xr.DataArray) and "sample" in labels.dims and "sample" in labels.coords:
+        have = [str(v) for v in labels["sample"].values]
+    elif isinstance(labels, pd.DataFrame) and not isinstance(labels.index, pd.RangeIndex):
+        have = [str(v) for v in labels.index]
+    else:
         return labels
-    have = [str(v) for v in labels["sample"].values]
     missing = [i for i in sample_ids if i not in set(have)]
     if missing:
         raise DataError(
             f"{what} lack the sample(s) {missing[:5]} (of {len(missing)} missing); give "
             "one row per training image, with the same sample ids"
         )
+    if isinstance(labels, pd.DataFrame):
+        return labels.set_axis(have).loc[list(sample_ids)]
     return labels.assign_coords(sample=have).sel(sample=list(sample_ids))
 
 

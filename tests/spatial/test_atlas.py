@@ -219,3 +219,20 @@ def test_prototypes_on_masks_refuses_mispaired_or_fuzzy_masks(tiny, toy_bank):
     assert atlas.names[k] in prototypes_on_masks(atlas, da.isel(sample=order))
     with pytest.raises(DataError, match=r"masks lack the sample\(s\) \['case1'\]"):
         prototypes_on_masks(atlas, da.isel(sample=[0, 0, 2, 3, 4]))
+
+
+def test_concept_labels_frame_indexed_by_sample_id_is_paired(tiny, toy_bank):
+    import pandas as pd
+
+    P = _patches(tiny, n=4, seed=5)
+    ids = ["a", "b", "c", "d"]
+    names = ["red_dots", "ruler", "irregular_border"]
+    lab = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]])
+    ref = build_atlas(tiny, P, toy_bank, n_prototypes=1, concept_labels=lab, sample_ids=ids)
+    frame = pd.DataFrame(lab, index=ids, columns=names).iloc[[3, 1, 0, 2]]
+    got = build_atlas(tiny, P, toy_bank, n_prototypes=1, concept_labels=frame, sample_ids=ids)
+    np.testing.assert_array_equal(got.vectors, ref.vectors)
+    with pytest.raises(DataError, match=r"lack the sample\(s\) \['c'\]"):
+        build_atlas(
+            tiny, P, toy_bank, n_prototypes=1, concept_labels=frame.iloc[:3], sample_ids=ids
+        )
