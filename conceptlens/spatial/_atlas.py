@@ -71,14 +71,18 @@ def select_samples(labels: Any, sample_ids: Sequence[str] | None, what: str) -> 
     """
     import pandas as pd
 
-    if sample_ids is None:
-        return labels
     if isinstance(labels, xr.DataArray) and "sample" in labels.dims and "sample" in labels.coords:
         have = [str(v) for v in labels["sample"].values]
     elif isinstance(labels, pd.DataFrame) and not isinstance(labels.index, pd.RangeIndex):
         have = [str(v) for v in labels.index]
     else:
         return labels
+    if sample_ids is None:
+        raise ConfigError(
+            f"the {what} carry sample ids ({have[:3]}...) but the images' ids were not "
+            "given: pass sample_ids= (the ids of the patches' rows, e.g. from patch_grid) "
+            "so they are matched by id, or plain values (.values) to pair them by position"
+        )
     missing = [i for i in sample_ids if i not in set(have)]
     if missing:
         raise DataError(

@@ -101,7 +101,14 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
             )
         return self.atlas
 
-    def fit(self, X: Any, y: Any, *, concept_labels: Any = None) -> PrototypeClassifier:
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        concept_labels: Any = None,
+        sample_ids: Sequence[str] | None = None,
+    ) -> PrototypeClassifier:
         """Fit the head on the prototype activations of training images.
 
         Parameters
@@ -113,6 +120,10 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         concept_labels : array (N, n_concepts) of 0/1 or DataArray (sample, concept), optional
             Ground-truth concepts (columns in the atlas's concept order unless a
             DataArray); gives ``typical_absent_`` for concept rejection.
+        sample_ids : list of str, optional
+            Ids of the rows of ``X``; needed when ``concept_labels`` carry sample ids (a
+            DataArray with a ``sample`` coordinate, a DataFrame indexed by id), which are
+            then matched to them by id.
         """
         atlas = self._atlas()
         if self.bank is not None:
@@ -123,7 +134,10 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         self._fit_activations(act.values, np.asarray(y), list(atlas.names))
         self.typical_absent_ = None
         if concept_labels is not None:
-            self.typical_absent_ = _typical_absent(atlas, act.values, concept_labels)
+            ids = None if sample_ids is None else [str(i) for i in sample_ids]
+            if ids is not None and len(ids) != len(act):
+                raise DataError(f"{len(ids)} sample_ids for {len(act)} images")
+            self.typical_absent_ = _typical_absent(atlas, act.values, concept_labels, ids)
         return self
 
     def _fit_activations(self, act: np.ndarray, y: np.ndarray, names: list[str]) -> None:
@@ -292,9 +306,11 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         return self.remove_prototypes([n for names in left.values() for n in names])
 
 
-def _typical_absent(atlas: PrototypeAtlas, act: np.ndarray, labels: Any) -> xr.DataArray:
+def _typical_absent(
+    atlas: PrototypeAtlas, act: np.ndarray, labels: Any, sample_ids: list[str] | None
+) -> xr.DataArray:
     concepts = atlas.concept_names
-    lab = concept_label_matrix(labels, concepts, len(act), "atlas")
+    lab = concept_label_matrix(labels, concepts, len(act), "atlas", sample_ids)
     out = np.empty(len(atlas), np.float32)
     for j, c in enumerate(concepts):
         idx = np.flatnonzero(np.asarray(atlas.concepts) == c)

@@ -179,3 +179,20 @@ def test_refinement_report_refuses_swapped_or_unrelated_models(fitted, tiny, toy
     other = PrototypeClassifier(atlas=other_atlas, C=1.0).fit(P[:30], y[:30])
     with pytest.raises(DataError, match="another atlas"):
         refinement_report(clf, other.remove_prototypes(["ruler/0"]), P, y)
+
+
+def test_labelled_concept_labels_are_matched_by_id_or_refused(fitted):
+    import pandas as pd
+
+    clf, P, y, _, labels = fitted
+    names = clf.atlas.concept_names
+    ids = [f"s{i}" for i in range(30)]
+    frame = pd.DataFrame(labels[:30].astype(int), columns=names, index=ids)
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    # indexed by id but no ids for X: refused, never paired by position
+    with pytest.raises(ConfigError, match=r"carry sample ids .* pass sample_ids="):
+        PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P[:30], y[:30], concept_labels=shuffled)
+    fit = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(
+        P[:30], y[:30], concept_labels=shuffled, sample_ids=ids
+    )
+    np.testing.assert_allclose(fit.typical_absent_.values, clf.typical_absent_.values)
