@@ -53,12 +53,12 @@ def unit_patches(patches: Any) -> np.ndarray:
     return p / norm
 
 
-def names_list(names: Any, what: str) -> list[str]:
+def names_list(names: Any, what: str, *, allow_empty: bool = True) -> list[str]:
     """``names`` as a list of str: one bare name is one name, not its characters."""
     if isinstance(names, str):
         return [names]
     out = [str(q) for q in names]
-    if not out:
+    if not out and not allow_empty:
         raise ConfigError(f"no {what} given; pass a list of {what} names")
     return out
 

@@ -144,7 +144,7 @@ class RegionSession:
         """Remove prototypes and refit the head only (on the training activations)."""
         from conceptlens.spatial._atlas import names_list
 
-        names = names_list(prototypes, "prototypes")
+        names = names_list(prototypes, "prototypes", allow_empty=False)
         previous = self.model
         self.model = self.model.remove_prototypes(names)
         self.dropped.extend(n for n in names if n not in self.dropped)
