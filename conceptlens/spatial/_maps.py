@@ -41,7 +41,7 @@ def _as_list(images: Any) -> tuple[int, Any]:
         arr = images[None] if images.ndim == 3 else images
         return len(arr), arr.__getitem__
     seq = list(images)
-    return len(seq), lambda i: np.asarray(seq[i])
+    return len(seq), seq.__getitem__  # PIL images stay PIL (the backbone converts them)
 
 
 def _channel_hint(what: str, shape: tuple[int, ...]) -> str:

@@ -171,3 +171,20 @@ def test_upsample_refuses_rgba_guides():
     m = xr.DataArray(np.zeros((2, 2, 2)), dims=("sample", "y", "x"))
     with pytest.raises(DataError, match=r"4 channels.*\[\.\.\., :3\]"):
         upsample(m, 8, method="guided", image=np.zeros((2, 8, 8, 4), np.uint8))
+
+
+def test_lists_of_pil_images_in_any_mode_are_mapped(tiny, toy_bank):
+    """The backbone converts PIL images to RGB itself, so grey and RGBA PIL images are
+    fine (only grey / RGBA arrays are refused)."""
+    from PIL import Image
+
+    s = tiny.image_size
+    imgs = _images(2, s, seed=3)
+    pil = [Image.fromarray(imgs[0]), Image.fromarray(imgs[1]).convert("L")]
+    pil.append(Image.fromarray(imgs[0]).convert("RGBA"))
+    maps = concept_maps(tiny, pil, toy_bank)
+    ref = concept_maps(tiny, imgs[:1], toy_bank)
+    assert maps.sizes["sample"] == 3
+    np.testing.assert_allclose(maps.values[[0, 2]], np.repeat(ref.values, 2, axis=0), atol=1e-5)
+    with pytest.raises(DataError, match=r"sample 'img000000': image size \(8, 8\)"):
+        concept_maps(tiny, [Image.fromarray(imgs[0]).resize((8, 8))], toy_bank)
