@@ -525,6 +525,8 @@ def build_atlas(
                     break
                 served = act.max(axis=1)
                 order = [r for r in np.argsort(served, kind="stable") if r not in used]
+                if not order:  # every image seeded one already: nothing left to try
+                    break
                 for q, r in zip(dead, order, strict=False):
                     patch_scores = p[rows[r]].reshape(gh * gw, d) @ weights[j]
                     protos[q] = p[rows[r]].reshape(gh * gw, d)[int(np.argmax(patch_scores))]

@@ -235,3 +235,20 @@ def test_concept_labels_frame_indexed_by_sample_id_is_paired(tiny, toy_bank):
         build_atlas(
             tiny, P, toy_bank, n_prototypes=1, concept_labels=frame.iloc[:3], sample_ids=ids
         )
+
+
+def test_reseeding_stops_when_no_image_is_left(tiny, toy_bank, monkeypatch):
+    """A concept seen on k images can have at most k winners; with M >> k the re-seeding
+    loop must stop once every image has seeded a prototype, not run M rounds (each a
+    pass over all training patches)."""
+    import conceptlens.spatial._atlas as mod
+
+    P = _patches(tiny, n=3, seed=6)
+    calls = []
+    real = mod._max_cos
+    monkeypatch.setattr(mod, "_max_cos", lambda *a: calls.append(1) or real(*a))
+    m = 40
+    atlas = build_atlas(tiny, P, toy_bank, n_prototypes=m)
+    assert atlas.info["alive"] <= 3 * 3  # at most one winner per image and concept
+    # per concept: the first activations, then at most one round per image (3)
+    assert len(calls) <= 3 * (1 + 3)
