@@ -24,6 +24,7 @@ __all__ = [
     "cache_dir_option",
     "debug_option",
     "download_option",
+    "echo_info",
     "label_column_option",
     "model_option",
     "on_error_option",
@@ -302,6 +303,19 @@ def read_scores(path: str | os.PathLike[str], *, option: str = "--scores") -> An
                 f"(scores.drop_duplicates({dim!r}))."
             )
     return scores.transpose("sample", "concept")
+
+
+def echo_info(message: str) -> None:
+    """Print an informational line (what a command wrote) unless ``--quiet`` is on.
+
+    Every command's "wrote ..." / "saved ..." line goes through here, so ``--quiet`` (or
+    ``CONCEPTLENS_QUIET=1``) silences them all alike; results a command exists to show
+    (tables, summaries) are printed whatever ``--quiet`` says.
+    """
+    from conceptlens._progress import is_quiet
+
+    if not is_quiet():
+        click.echo(message)
 
 
 def warn_in_sample(model: Any, scores: Any, *, where: str, name: str = "the head") -> int:

@@ -422,3 +422,26 @@ def test_out_of_range_numbers_are_usage_errors(tmp_path, monkeypatch, args):
     assert res.exit_code == 2, res.output
     assert "Invalid value" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "s.nc"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["study", "masking", "--out", "x.nc"], "exactly one of --manifest"),
+        (["bank", "retrieve", "--classes", "a,b", "--out", "b.yaml"], "give --corpus"),
+        (["bank", "retrieve", "--classes", ",", "--corpus", "{t}", "--out", "b.yaml"],
+         "at least one class"),
+        (["bank", "quality", "synthderm", "--data", "{m}", "--out", "q.csv"], ".nc"),
+        (["audit", "--scores", "{m}", "--model", "cbm="], "NAME=PATH"),
+        (["audit", "--scores", "{m}"], "at least one --model"),
+    ],
+)  # fmt: skip
+def test_option_combination_mistakes_are_usage_errors(tmp_path, args, message):
+    """Like any usage mistake the parser catches: click's usage message, status 2."""
+    m = tmp_path / "m.csv"
+    m.write_text("path,label\n", encoding="utf-8")
+    t = tmp_path / "c.txt"
+    t.write_text("Nevi are symmetric.\n", encoding="utf-8")
+    res = CliRunner().invoke(main, [a.format(m=m, t=t) for a in args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Usage:" in res.output

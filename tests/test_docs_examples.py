@@ -111,3 +111,46 @@ def test_concept_banks_filter_and_select_example(tmp_path, monkeypatch):
     kept, selected = ns["kept"], ns["selected"]
     assert set(selected.names) <= set(kept.names) < set(setup["bank"].names)
     assert len(ns["report"].to_frame()) == len(setup["bank"].names) - len(kept.names)
+
+
+@pytest.mark.slow
+def test_audits_probe_folder_example_feeds_the_audit_command(tmp_path, monkeypatch):
+    """docs/audits.md: the probe saved from Python is what `audit --model probe=...` reads."""
+    import xarray as xr
+    from click.testing import CliRunner
+
+    from conceptlens.cli import main
+    from conceptlens.synthderm import write_synthderm
+
+    write_synthderm(tmp_path / "train", 60, seed=0, preset="confounded")
+    write_synthderm(tmp_path / "test", 40, seed=1, preset="confounded")
+    monkeypatch.setenv("CONCEPTLENS_CACHE_DIR", str(tmp_path / "cache"))
+    run = CliRunner().invoke
+    for args in (
+        ["score", "--data", str(tmp_path / "test"), "--bank", "synthderm",
+         "--out", str(tmp_path / "test_scores.nc")],
+        ["score", "--data", str(tmp_path / "train"), "--bank", "synthderm",
+         "--out", str(tmp_path / "train_scores.nc")],
+        ["fit", "--scores", str(tmp_path / "train_scores.nc"), "--C", "1.0", "--n-boot", "0",
+         "--out", str(tmp_path / "runs" / "head")],
+    ):  # fmt: skip
+        res = run(main, args)
+        assert res.exit_code == 0, res.output
+    _run("docs/audits.md", "LinearProbe(C=0.1)", tmp_path, monkeypatch)
+    res = run(
+        main,
+        ["audit", "--scores", "test_scores.nc", "--model", "cbm=runs/head", "--model",
+         "probe=runs/probe", "--input", "probe=embeddings.npy", "--n-boot", "20",
+         "--out", "audit.nc"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    audit = xr.load_dataset(tmp_path / "audit.nc")
+    assert list(audit["model"].values) == ["cbm", "probe"]
+    # a file that is not a .npy array is refused with its name, not an internal error
+    res = run(
+        main,
+        ["audit", "--scores", "test_scores.nc", "--model", "probe=runs/probe", "--input",
+         "probe=test_scores.nc", "--out", "audit2.nc"],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "probe=test_scores.nc is not a numeric .npy" in res.output
+    assert "internal error" not in res.output

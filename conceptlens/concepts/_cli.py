@@ -12,11 +12,12 @@ from conceptlens._cli_options import (
     FiniteFloat,
     UserPath,
     cache_dir_option,
+    echo_info,
     label_column_option,
     out_option,
     read_scores,
 )
-from conceptlens.exceptions import BankError, ConfigError
+from conceptlens.exceptions import BankError
 
 __all__ = ["bank"]
 
@@ -24,7 +25,7 @@ __all__ = ["bank"]
 def _split(values: tuple[str, ...]) -> list[str]:
     out = [v.strip() for item in values for v in item.split(",") if v.strip()]
     if not out:
-        raise ConfigError("give at least one class, e.g. --classes nevus,melanoma")
+        raise click.UsageError("give at least one class, e.g. --classes nevus,melanoma")
     return out
 
 
@@ -204,7 +205,7 @@ def generate_cmd(
     )
     b, rejected = result  # type: ignore[misc]
     b.save(out)
-    click.echo(
+    echo_info(
         f"wrote {out}: {len(b)} concepts, {len(rejected)} rejected; "
         f"{llm.n_requests} requests, {llm.n_cache_hits} cache hits"
     )
@@ -275,7 +276,7 @@ def retrieve_cmd(
         index = CorpusIndex.load(index_dir)
     else:
         if not corpora:
-            raise ConfigError("give --corpus FILE (or --index DIR of a saved index)")
+            raise click.UsageError("give --corpus FILE (or --index DIR of a saved index)")
         passages = [p for c in corpora for p in read_corpus(c)]
         index = CorpusIndex.build(passages)
         if index_dir:
@@ -301,7 +302,7 @@ def retrieve_cmd(
         b = llm_priors(b, llm, domain=domain)
     b.save(out)
     n_prior = sum(any(c.classes.values()) for c in b.concepts)
-    click.echo(
+    echo_info(
         f"wrote {out}: {len(b)} concepts from {len(index)} passages, "
         f"{len(rejected)} candidates rejected; {n_prior} with class priors ({priors})"
     )
@@ -434,7 +435,7 @@ def filter_cmd(
     kept.save(out)
     if report:
         atomic_write_text(report, rep.to_frame().to_csv(index=False))
-    click.echo(f"wrote {out}: kept {len(kept)} of {len(b)} concepts ({rep.summary()})")
+    echo_info(f"wrote {out}: kept {len(kept)} of {len(b)} concepts ({rep.summary()})")
 
 
 @bank.command(name="random-words")
@@ -454,7 +455,7 @@ def random_words_cmd(bank_ref: str, out: str, n_concepts: int, n_words: int, see
 
     rnd = random_words_bank(load_bank(bank_ref), n_concepts, n_words=n_words, seed=seed)
     rnd.save(out)
-    click.echo(f"wrote {out}: {len(rnd)} random-word concepts matched to {bank_ref}")
+    echo_info(f"wrote {out}: {len(rnd)} random-word concepts matched to {bank_ref}")
 
 
 @bank.command(name="quality")
@@ -498,7 +499,7 @@ def quality_cmd(
     from conceptlens.data import load_manifest
 
     if Path(out).suffix.lower() != ".nc":
-        raise ConfigError(f"--out {out}: use a .nc (netCDF) suffix")
+        raise click.BadParameter(f"{out}: use a .nc (netCDF) suffix", param_hint="--out")
     dataset = load_manifest(data, label_column=label_column)
     ann = pd.read_csv(annotations) if annotations else None
     report = bank_quality(
@@ -515,6 +516,6 @@ def quality_cmd(
     # "keep", "reject: <reason>", "merge with <concept>" -> keep / reject / merge
     counts = table["suggestion"].str.split(r"[: ]", regex=True).str[0].value_counts().to_dict()
     click.echo(
-        f"wrote {out}: {len(table)} concepts; "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        f"{len(table)} concepts; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     )
+    echo_info(f"wrote {out}")

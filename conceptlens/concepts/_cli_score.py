@@ -11,6 +11,7 @@ from conceptlens._cli_options import (
     UserPath,
     cache_dir_option,
     download_option,
+    echo_info,
     label_column_option,
     on_error_option,
     out_option,
@@ -109,14 +110,13 @@ def score(
     from conceptlens.concepts import load_bank, score_concepts, write_scores
     from conceptlens.data import load_manifest
     from conceptlens.data._cli import manifest_file
-    from conceptlens.exceptions import ConfigError
 
     out_path = Path(out)
     suffix = out_path.suffix.lower()
     if suffix not in (".nc", ".zarr"):
-        raise ConfigError(f"--out {out}: use a .nc (netCDF) or .zarr suffix")
+        raise click.BadParameter(f"{out}: use a .nc (netCDF) or .zarr suffix", param_hint="--out")
     if no_cache and cache_dir is not None:
-        raise ConfigError("give --cache-dir or --no-cache, not both")
+        raise click.UsageError("give --cache-dir or --no-cache, not both")
     if no_cache or (scheduler and cache_dir is None):
         # on a cluster the workers write the cache: only a folder the user names (on a
         # file system every worker shares) is safe, not this machine's default
@@ -156,7 +156,7 @@ def score(
     write_scores(scores, out_path)
     for skipped in getattr(dataset, "skipped", []):
         click.echo(printable(f"skipped {skipped}"), err=True)
-    click.echo(
+    echo_info(
         f"wrote {out_path}: {scores.sizes['sample']} samples x {scores.sizes['concept']} "
         f"concepts ({mode}, backbone {bb.name}, bank {bank_obj.id} {bank_obj.version}"
         + (f"; embedding cache {cache})" if cache is not None else ")")

@@ -9,6 +9,7 @@ import click
 from conceptlens._cli_options import (
     UserPath,
     allow_mismatch_option,
+    echo_info,
     model_option,
     printable,
     read_head_and_scores,
@@ -99,7 +100,7 @@ def explain(model_dir, scores_path, allow_score_mismatch, out_dir, background_pa
                 f"{sample_ids[i]}: {pred[i]} (logit {float(logit[i].max()):+.2f}{true}) <- {parts}"
             )
         )
-    click.echo(
+    echo_info(
         f"wrote {out / 'contributions.nc'} and {out / 'contributions.csv'} "
         f"({c.sizes['sample']} samples x {c.sizes['class']} classes x "
         f"{c.sizes['concept']} concepts)"

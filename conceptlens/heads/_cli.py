@@ -8,6 +8,7 @@ from conceptlens._cli_options import (
     FiniteFloat,
     UserPath,
     allow_mismatch_option,
+    echo_info,
     model_option,
     printable,
     read_head_and_scores,
@@ -248,7 +249,7 @@ def fit(
     click.echo(f"top concepts per class ({STD_UNIT}):")
     for cls in model.coef_["class"].values:
         click.echo(f"  {cls}: {_describe_class(model, cls)}")
-    click.echo(f"saved model to {out_dir}")
+    echo_info(f"saved model to {out_dir}")
 
 
 def _describe_class(model, cls, k=5):
@@ -296,13 +297,13 @@ def predict(model_dir, scores_path, out, allow_score_mismatch):
     import xarray as xr
 
     from conceptlens._io import atomic_path, atomic_write_text
-    from conceptlens.exceptions import ConfigError, DataError
+    from conceptlens.exceptions import DataError
     from conceptlens.heads import ConceptBottleneckClassifier
 
     out_path = Path(out)
     suffix = out_path.suffix.lower()
     if suffix not in (".csv", ".nc"):
-        raise ConfigError(f"--out {out}: use a .csv or .nc suffix.")
+        raise click.BadParameter(f"{out}: use a .csv or .nc suffix.", param_hint="--out")
     model, scores = read_head_and_scores(model_dir, scores_path, allow_score_mismatch)
     if not isinstance(model, ConceptBottleneckClassifier):
         raise DataError(
@@ -335,7 +336,7 @@ def predict(model_dir, scores_path, out, allow_score_mismatch):
                 frame.insert(0, name, coord.values)
         frame.index.name = "sample"
         atomic_write_text(out_path, frame.to_csv())
-    click.echo(
+    echo_info(
         f"wrote {out_path}: {proba.sizes['sample']} samples x {proba.sizes['class']} "
         f"class probabilities ({', '.join(map(str, proba['class'].values))})"
     )

@@ -8,6 +8,7 @@ from conceptlens._cli_options import (
     FiniteFloat,
     UserPath,
     allow_mismatch_option,
+    echo_info,
     model_option,
     read_head_and_scores,
     scores_option,
@@ -178,7 +179,7 @@ def fit_cmd(
             f"source accuracy {rep.attrs['source_accuracy_before']:.3f} -> "
             f"{rep.attrs['source_accuracy_after']:.3f}"
         )
-    click.echo(f"saved adapter to {path}")
+    echo_info(f"saved adapter to {path}")
 
 
 @mask.command(name="apply")
@@ -233,4 +234,4 @@ def apply_cmd(model_dir, adapter_path, scores_path, allow_score_mismatch, out_pa
             f"accuracy: source {np.mean(source_pred.astype(str) == y):.3f}, adapted "
             f"{np.mean(pred.astype(str) == y):.3f}"
         )
-    click.echo(f"wrote {out_path}")
+    echo_info(f"wrote {out_path}")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.exceptions import ConfigError, DataError, unknown_names
 from conceptlens.plot._common import literal_text
 
 __all__ = ["plot_concept_maps"]
@@ -32,14 +32,14 @@ def plot_concept_maps(
 
     Parameters
     ----------
-    image : uint8 array (H, W, 3)
+    image : uint8 or float ([0, 1]) array (H, W, 3), (H, W, 4) or grey (H, W)
         The image the maps were computed on.
     maps : xr.DataArray, dims ("sample", "concept", "y", "x") or ("concept", "y", "x")
         From :func:`conceptlens.spatial.concept_maps`; any grid size (drawn stretched
         over the image with bilinear interpolation).
     sample : int or str, default 0
         Position or id of the sample in ``maps``.
-    concepts : list of str, optional
+    concepts : str or list of str, optional
         Concepts to draw (default: all), in this order.
     axes : sequence of matplotlib Axes, optional
         ``1 + len(concepts)`` axes to draw on; default: a new figure, one row.
@@ -67,24 +67,51 @@ def plot_concept_maps(
     >>> [a.get_title() for a in ax]
     ['image', 'ruler', 'hair']
     """
-    if not isinstance(maps, xr.DataArray) or maps.dims[-2:] != ("y", "x"):
-        raise DataError("maps must be an xr.DataArray with dims (..., 'concept', 'y', 'x')")
+    if (
+        not isinstance(maps, xr.DataArray)
+        or maps.dims[-2:] != ("y", "x")
+        or "concept" not in maps.dims
+    ):
+        got = maps.dims if isinstance(maps, xr.DataArray) else type(maps).__name__
+        raise DataError(
+            f"maps must be an xr.DataArray with dims (..., 'concept', 'y', 'x'), got {got}; "
+            "give one concept's (sample, y, x) maps a concept dim with "
+            "maps.expand_dims(concept=['name'], axis=-3)"
+        )
+    if not 0 <= alpha <= 1:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
     if "sample" in maps.dims:
+        n = maps.sizes["sample"]
         if isinstance(sample, str):
             ids = [str(s) for s in maps["sample"].values]
             if sample not in ids:
                 raise DataError(f"sample {sample!r} is not in the maps; ids start {ids[:5]}")
             maps = maps.isel(sample=ids.index(sample))
+        elif isinstance(sample, bool) or not isinstance(sample, (int, np.integer)):
+            raise ConfigError(f"sample must be a position (int) or an id (str), got {sample!r}")
+        elif not -n <= sample < n:
+            raise DataError(f"sample {sample} is out of range for maps of {n} sample(s)")
         else:
             maps = maps.isel(sample=int(sample))
     names = [str(c) for c in maps["concept"].values]
+    if isinstance(concepts, str):
+        concepts = [concepts]
     chosen = names if concepts is None else [str(c) for c in concepts]
+    if not chosen:
+        raise ConfigError("concepts is empty; pass the concepts to draw (or None for all)")
     missing = [c for c in chosen if c not in names]
     if missing:
-        raise DataError(f"concept(s) {missing} not in the maps; they have {names}")
+        raise DataError(unknown_names("concept", missing, names))
     img = np.asarray(image)
+    if img.ndim == 2:  # grey
+        img = np.repeat(img[..., None], 3, axis=-1)
     if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise DataError(f"image must be (H, W, 3), got shape {img.shape}")
+        raise DataError(f"image must be (H, W, 3), (H, W, 4) or grey (H, W), got {img.shape}")
+    if img.dtype.kind == "f" and not (np.nanmin(img) >= 0 and np.nanmax(img) <= 1):
+        raise DataError(
+            f"a float image must lie in [0, 1], got values in [{np.nanmin(img):g}, "
+            f"{np.nanmax(img):g}]; divide 0-255 values by 255 or pass uint8 pixels"
+        )
     if axes is None:
         # a figure pyplot does not track, as every conceptlens.plot function draws on
         from matplotlib.figure import Figure

@@ -10,6 +10,7 @@ from conceptlens._cli_options import (
     UserPath,
     allow_mismatch_option,
     cache_dir_option,
+    echo_info,
     model_option,
     out_option,
     read_head_and_scores,
@@ -134,7 +135,7 @@ def case_command(
         concept_maps=concept_maps,
         title=title,
     )
-    click.echo(f"wrote {path}")
+    echo_info(f"wrote {path}")
 
 
 def _case_maps(
@@ -265,4 +266,4 @@ def audit_command(
         description=description,
         title=title,
     )
-    click.echo(f"wrote {path}")
+    echo_info(f"wrote {path}")

@@ -11,6 +11,12 @@ from conceptlens.spatial._classifier import PrototypeClassifier, refinement_repo
 from conceptlens.spatial._feedback import importance_map, pool_to_grid, region_feedback
 from conceptlens.spatial._guided import guided_filter, joint_bilateral_upsample
 from conceptlens.spatial._interactive import RegionSession
+from conceptlens.spatial._io import (
+    load_atlas,
+    load_prototype_classifier,
+    save_atlas,
+    save_prototype_classifier,
+)
 from conceptlens.spatial._localize import (
     mask_iou,
     normalize_maps,
@@ -48,6 +54,11 @@ __all__ = [
     "importance_map",
     "pool_to_grid",
     "region_feedback",
+    # saving and loading
+    "save_atlas",
+    "load_atlas",
+    "save_prototype_classifier",
+    "load_prototype_classifier",
     # interaction
     "RegionSession",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from conceptlens.exceptions import ConfigError, DataError, UnknownNameError
+from conceptlens.exceptions import ConfigError, DataError, UnknownNameError, unknown_names
 
 __all__ = ["PrototypeAtlas", "build_atlas", "unit_patches"]
 
@@ -37,21 +37,100 @@ def unit_patches(patches: Any) -> np.ndarray:
             "nothing: check the indices or mask it was made with."
         )
     if not np.isfinite(p).all():
-        raise DataError("the patch embeddings contain NaN or infinite values")
-    return p / np.maximum(np.linalg.norm(p, axis=-1, keepdims=True), 1e-12)
+        bad = np.flatnonzero(~np.isfinite(p).reshape(len(p), -1).all(axis=1))
+        raise DataError(
+            f"the patch embeddings contain NaN or infinite values (image(s) at position "
+            f"{bad[:5].tolist()}); re-embed those images"
+        )
+    norm = np.linalg.norm(p, axis=-1, keepdims=True)
+    if not (norm > 0).all():
+        bad = np.flatnonzero(~(norm > 0).reshape(len(p), -1).all(axis=1))
+        raise DataError(
+            f"the patch embeddings hold all-zero vectors (image(s) at position "
+            f"{bad[:5].tolist()}), which have no direction to compare; pass the output of "
+            "Backbone.patch_embeddings"
+        )
+    return p / norm
 
 
-def concept_label_matrix(labels: Any, concepts: Sequence[str], n: int, what: str) -> np.ndarray:
+def names_list(names: Any, what: str, *, allow_empty: bool = True) -> list[str]:
+    """``names`` as a list of str: one bare name is one name, not its characters."""
+    if isinstance(names, str):
+        return [names]
+    out = [str(q) for q in names]
+    if not out and not allow_empty:
+        raise ConfigError(f"no {what} given; pass a list of {what} names")
+    return out
+
+
+def select_samples(labels: Any, sample_ids: Sequence[str] | None, what: str) -> Any:
+    """Reorder labelled rows to ``sample_ids``; refuse missing ids.
+
+    A DataArray with a ``sample`` coordinate, or a DataFrame indexed by sample id (not a
+    plain 0..n-1 index), is reordered; anything else is returned as it is (by position).
+    """
+    import pandas as pd
+
+    if isinstance(labels, xr.DataArray) and "sample" in labels.dims and "sample" in labels.coords:
+        have = [str(v) for v in labels["sample"].values]
+    elif isinstance(labels, pd.DataFrame) and not isinstance(labels.index, pd.RangeIndex):
+        have = [str(v) for v in labels.index]
+    else:
+        return labels
+    if sample_ids is None:
+        raise ConfigError(
+            f"the {what} carry sample ids ({have[:3]}...) but the images' ids were not "
+            "given: pass sample_ids= (the ids of the patches' rows, e.g. from patch_grid) "
+            "so they are matched by id, or plain values (.values) to pair them by position"
+        )
+    missing = [i for i in sample_ids if i not in set(have)]
+    if missing:
+        raise DataError(
+            f"{what} lack the sample(s) {missing[:5]} (of {len(missing)} missing); give "
+            "one row per training image, with the same sample ids"
+        )
+    if isinstance(labels, pd.DataFrame):
+        return labels.set_axis(have).loc[list(sample_ids)]
+    return labels.assign_coords(sample=have).sel(sample=list(sample_ids))
+
+
+def check_binary(values: np.ndarray, what: str) -> np.ndarray:
+    """``values`` (bool, or numbers 0/1; uint8 0/255 too) as a bool array, else raise."""
+    v = np.asarray(values)
+    if v.dtype == bool:
+        return v
+    if not (np.issubdtype(v.dtype, np.number)):
+        raise DataError(f"{what} must be bool or 0/1, got dtype {v.dtype}")
+    seen = np.unique(v[np.isfinite(v)] if np.issubdtype(v.dtype, np.floating) else v)
+    ok = set(seen.tolist()) <= {0, 1} or (v.dtype == np.uint8 and set(seen.tolist()) <= {0, 255})
+    if not ok:
+        other = [x for x in seen.tolist() if x not in (0, 1)][:3]
+        raise DataError(
+            f"{what} must be bool or 0/1, got values like {other}; threshold them first "
+            "(e.g. x > 0.5)"
+        )
+    return v != 0
+
+
+def concept_label_matrix(
+    labels: Any,
+    concepts: Sequence[str],
+    n: int,
+    what: str,
+    sample_ids: Sequence[str] | None = None,
+) -> np.ndarray:
     """``concept_labels`` as a bool (n, len(concepts)) matrix in the order of ``concepts``.
 
     A DataArray with a ``concept`` dim or a DataFrame with one column per concept is
     taken by concept name (a DataFrame's columns in another order were read by position);
-    an array by position.  Missing concepts, a wrong shape and NaN raise
-    :class:`DataError`.
+    an array by position.  With ``sample_ids``, a DataArray with a ``sample`` coordinate
+    is reordered to them (and must hold them all).  Missing concepts, a wrong shape,
+    NaN and values other than 0/1 raise :class:`DataError`.
     """
     import pandas as pd
 
     concepts = [str(c) for c in concepts]
+    labels = select_samples(labels, sample_ids, "concept_labels")
     if isinstance(labels, xr.DataArray) and "concept" in labels.dims:
         have = {str(c) for c in labels["concept"].values}
         missing = [c for c in concepts if c not in have]
@@ -86,7 +165,7 @@ def concept_label_matrix(labels: Any, concepts: Sequence[str], n: int, what: str
             f"concept_labels hold {len(rows)} missing value(s) (NaN), e.g. image {rows[0]}, "
             f"concept {concepts[cols[0]]!r}; fill them with 0/1 or leave those images out"
         )
-    return lab.astype(bool)
+    return check_binary(lab, "concept_labels")
 
 
 @dataclass(frozen=True)
@@ -115,6 +194,8 @@ class PrototypeAtlas:
         Patch grid and input size of the backbone the atlas was built with.
     info : dict
         Build report: prototypes alive before and after re-seeding, M, candidates.
+    train_ids : list of str
+        Ids of all the training images, in order (what ``source_sample`` indexes).
     """
 
     vectors: np.ndarray
@@ -129,6 +210,7 @@ class PrototypeAtlas:
     grid: tuple[int, int]
     image_size: int
     info: dict[str, Any] = field(default_factory=dict)
+    train_ids: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -164,14 +246,14 @@ class PrototypeAtlas:
         """Prototype names of ``concept`` (raises if the concept is not in the atlas)."""
         if concept not in self.concepts:
             raise UnknownNameError(
-                f"concept {concept!r} is not in the atlas; it has {self.concept_names}. "
-                "Build the atlas with a bank that contains it."
+                unknown_names("concept", [concept], self.concept_names)
+                + " Build the atlas with a bank that contains it."
             )
         return [n for n, c in zip(self.names, self.concepts, strict=True) if c == concept]
 
     def check_concepts(self, concepts: Sequence[str]) -> None:
         """Raise naming every concept of ``concepts`` that the atlas lacks."""
-        missing = [c for c in concepts if c not in set(self.concepts)]
+        missing = [c for c in names_list(concepts, "concepts") if c not in set(self.concepts)]
         if missing:
             raise UnknownNameError(
                 f"concept(s) {missing} of the bank are missing from the atlas (it has "
@@ -182,16 +264,22 @@ class PrototypeAtlas:
     def index(self, prototypes: Sequence[str]) -> np.ndarray:
         """Positions of prototype names (raises on unknown names)."""
         pos = {n: i for i, n in enumerate(self.names)}
+        prototypes = names_list(prototypes, "prototypes")
         unknown = [p for p in prototypes if p not in pos]
         if unknown:
             raise UnknownNameError(
-                f"unknown prototype(s) {unknown[:5]}; names look like {self.names[:3]}"
+                unknown_names("prototype", unknown[:5], self.names).split("; the prototypes are")[
+                    0
+                ]
+                + f"; names look like {self.names[:3]} (concept/number)"
             )
         return np.array([pos[p] for p in prototypes], dtype=np.int64)
 
     def drop(self, prototypes: Sequence[str]) -> PrototypeAtlas:
-        """A new atlas without ``prototypes``."""
-        keep = np.setdiff1d(np.arange(len(self)), self.index(list(prototypes)))
+        """A new atlas without ``prototypes`` (a name or a list of names)."""
+        keep = np.setdiff1d(np.arange(len(self)), self.index(prototypes))
+        if not len(keep):
+            raise DataError("dropping these prototypes would leave the atlas empty")
         return self._subset(keep)
 
     def _subset(self, keep: np.ndarray) -> PrototypeAtlas:
@@ -208,6 +296,7 @@ class PrototypeAtlas:
             grid=self.grid,
             image_size=self.image_size,
             info=dict(self.info),
+            train_ids=list(self.train_ids),
         )
 
     def _check_patches(self, patches: Any) -> np.ndarray:
@@ -371,9 +460,13 @@ def build_atlas(
     from conceptlens.concepts import load_bank
     from conceptlens.spatial._maps import concept_directions
 
+    if (
+        not isinstance(n_prototypes, (int, np.integer))
+        or isinstance(n_prototypes, bool)
+        or n_prototypes < 1
+    ):
+        raise ConfigError(f"n_prototypes must be an int >= 1, got {n_prototypes!r}")
     m = int(n_prototypes)
-    if m < 1:
-        raise ConfigError(f"n_prototypes must be >= 1, got {n_prototypes!r}")
     if not 0 < top_fraction <= 1:
         raise ConfigError(f"top_fraction must be in (0, 1], got {top_fraction!r}")
     bank = load_bank(bank)
@@ -382,6 +475,12 @@ def build_atlas(
     ids = [str(s) for s in sample_ids] if sample_ids is not None else None
     if ids is not None and len(ids) != n:
         raise DataError(f"{len(ids)} sample_ids for {n} images")
+    if ids is not None and len(set(ids)) != n:
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise DataError(
+            f"sample_ids repeat {dup}; each training image needs its own id, so that a "
+            "prototype's source image can be found"
+        )
     ids = ids or [f"img{i:06d}" for i in range(n)]
     weights, names, _ = concept_directions(backbone, bank, mode=mode, templates=templates)
     if weights.shape[1] != d:
@@ -390,7 +489,9 @@ def build_atlas(
         )
     labels = None
     if concept_labels is not None:
-        labels = concept_label_matrix(concept_labels, names, n, "bank")
+        labels = concept_label_matrix(
+            concept_labels, names, n, "bank", ids if sample_ids is not None else None
+        )
     flat = p.reshape(n * gh * gw, d)
     rng = np.random.default_rng(random_state)
     vectors, concepts, alive_before, reseeded = [], [], 0, 0
@@ -402,13 +503,16 @@ def build_atlas(
                 f"concept {concept!r} is present in no training image (concept_labels); "
                 "drop it from the bank or add images that show it"
             )
+        if m > len(rows) * gh * gw:
+            raise ConfigError(
+                f"n_prototypes={m} but concept {concept!r} has only {len(rows) * gh * gw} "
+                f"training patches ({len(rows)} image(s) x {gh * gw}); use n_prototypes <= "
+                f"{len(rows) * gh * gw} (a handful per concept is typical) or more images"
+            )
         cand = (rows[:, None] * gh * gw + np.arange(gh * gw)[None]).ravel()
         k = min(len(cand), max(4 * m, int(np.ceil(top_fraction * len(cand)))))
         top = cand[np.argsort(-score[cand], kind="stable")[:k]]
-        mc = min(m, len(top))
-        protos = _kmeans_unit(flat[top], mc, int(rng.integers(2**31 - 1)))
-        if mc < m:  # fewer candidates than prototypes: repeat (they die and get reseeded)
-            protos = np.concatenate([protos, protos[np.arange(m - mc) % mc]])
+        protos = _kmeans_unit(flat[top], m, int(rng.integers(2**31 - 1)))
         sub = p[rows].reshape(len(rows) * gh * gw, d)
         act = _max_cos(sub, protos, gh * gw)  # (rows, m)
         wins = _win_counts(act, np.arange(len(rows)))
@@ -421,6 +525,8 @@ def build_atlas(
                     break
                 served = act.max(axis=1)
                 order = [r for r in np.argsort(served, kind="stable") if r not in used]
+                if not order:  # every image seeded one already: nothing left to try
+                    break
                 for q, r in zip(dead, order, strict=False):
                     patch_scores = p[rows[r]].reshape(gh * gw, d) @ weights[j]
                     protos[q] = p[rows[r]].reshape(gh * gw, d)[int(np.argmax(patch_scores))]
@@ -465,11 +571,14 @@ def build_atlas(
             "top_fraction": float(top_fraction),
             "mode": mode,
             "bank": str(bank.id),
+            "backbone": str(getattr(backbone, "name", "")),
+            "backbone_fingerprint": str(getattr(backbone, "fingerprint", "")),
             "alive_before_reseed": int(alive_before),
             "alive": int((win_total > 0).sum()),
             "reseeded": int(reseeded),
             "total": len(vec),
         },
+        train_ids=list(ids),
     )
 
 
@@ -484,9 +593,11 @@ def prototypes_on_masks(
     Parameters
     ----------
     atlas : PrototypeAtlas
-    masks : bool array (N_train, H, W)
-        Masks of the training images the atlas was built from, in the same order
-        (``H = W = atlas.image_size``).
+    masks : bool array (N_train, H, W) or xr.DataArray (sample, y, x)
+        Masks of the training images the atlas was built from (``H = W =
+        atlas.image_size``): an array in the same order, one per training image; a
+        DataArray with a ``sample`` coordinate is matched to the atlas's training ids
+        (``atlas.train_ids``) by name.
     min_overlap : float in (0, 1], default 0.5
         Fraction of the linked patch's pixels that must be inside the mask.
 
@@ -498,14 +609,19 @@ def prototypes_on_masks(
 
     if not 0 < min_overlap <= 1:
         raise ConfigError(f"min_overlap must be in (0, 1], got {min_overlap!r}")
+    if isinstance(masks, xr.DataArray) and "sample" in masks.coords and atlas.train_ids:
+        masks = select_samples(masks, atlas.train_ids, "masks")
     k = np.asarray(masks)
     s = atlas.image_size
-    need = int(atlas.source_sample.max()) + 1 if len(atlas) else 0
-    if k.ndim != 3 or k.shape[1:] != (s, s) or len(k) < need:
+    need = len(atlas.train_ids) or (int(atlas.source_sample.max()) + 1 if len(atlas) else 0)
+    exact = bool(atlas.train_ids)
+    if k.ndim != 3 or k.shape[1:] != (s, s) or len(k) < need or (exact and len(k) != need):
         raise DataError(
-            f"masks must be (N_train, {s}, {s}) for the atlas's training images (at least "
-            f"{need}), got {k.shape}"
+            f"masks must be (N_train, {s}, {s}), one per training image of the atlas "
+            f"({'exactly' if exact else 'at least'} {need}, in the order it was built from), "
+            f"got {k.shape}"
         )
+    k = check_binary(k, "masks")
     cover = pool_to_grid(k.astype(np.float32), atlas.grid)
     frac = cover[atlas.source_sample, atlas.source_y, atlas.source_x]
     return [n for n, f in zip(atlas.names, frac, strict=True) if f >= min_overlap]

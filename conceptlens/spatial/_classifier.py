@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from conceptlens.exceptions import ConfigError, DataError
-from conceptlens.spatial._atlas import PrototypeAtlas, concept_label_matrix
+from conceptlens.spatial._atlas import PrototypeAtlas, concept_label_matrix, names_list
 
 __all__ = ["PrototypeClassifier", "refinement_report"]
 
@@ -101,7 +101,14 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
             )
         return self.atlas
 
-    def fit(self, X: Any, y: Any, *, concept_labels: Any = None) -> PrototypeClassifier:
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        concept_labels: Any = None,
+        sample_ids: Sequence[str] | None = None,
+    ) -> PrototypeClassifier:
         """Fit the head on the prototype activations of training images.
 
         Parameters
@@ -113,6 +120,10 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         concept_labels : array (N, n_concepts) of 0/1 or DataArray (sample, concept), optional
             Ground-truth concepts (columns in the atlas's concept order unless a
             DataArray); gives ``typical_absent_`` for concept rejection.
+        sample_ids : list of str, optional
+            Ids of the rows of ``X``; needed when ``concept_labels`` carry sample ids (a
+            DataArray with a ``sample`` coordinate, a DataFrame indexed by id), which are
+            then matched to them by id.
         """
         atlas = self._atlas()
         if self.bank is not None:
@@ -123,7 +134,10 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         self._fit_activations(act.values, np.asarray(y), list(atlas.names))
         self.typical_absent_ = None
         if concept_labels is not None:
-            self.typical_absent_ = _typical_absent(atlas, act.values, concept_labels)
+            ids = None if sample_ids is None else [str(i) for i in sample_ids]
+            if ids is not None and len(ids) != len(act):
+                raise DataError(f"{len(ids)} sample_ids for {len(act)} images")
+            self.typical_absent_ = _typical_absent(atlas, act.values, concept_labels, ids)
         return self
 
     def _fit_activations(self, act: np.ndarray, y: np.ndarray, names: list[str]) -> None:
@@ -248,9 +262,18 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         """A copy without ``prototypes``; only the head is refitted (training activations).
 
         The atlas is unchanged; the removed prototypes get no weight and no evidence.
+        ``prototypes`` is a name or a list of names of prototypes the head still uses;
+        unknown names and prototypes removed before raise, naming them.
         """
         check_is_fitted(self, "head_")
-        drop = set(self._atlas().names[i] for i in self._atlas().index(list(prototypes)))
+        names = names_list(prototypes, "prototypes")
+        drop = set(self._atlas().names[i] for i in self._atlas().index(names))
+        gone = sorted(drop - set(self.prototypes_))
+        if gone:
+            raise DataError(
+                f"prototype(s) {gone[:5]} were already removed from this classifier; remove "
+                f"only prototypes it still uses ({len(self.prototypes_)} in prototypes_)"
+            )
         keep = [p for p in self.prototypes_ if p not in drop]
         if not keep:
             raise DataError("removing these prototypes would leave the head with none")
@@ -263,15 +286,31 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
         return new
 
     def remove_concepts(self, concepts: Sequence[str]) -> PrototypeClassifier:
-        """A copy without all prototypes of ``concepts`` (head refitted only)."""
+        """A copy without all prototypes of ``concepts`` (a name or a list; head refitted only).
+
+        Prototypes of these concepts removed before are skipped; a concept with none left
+        raises.
+        """
+        check_is_fitted(self, "head_")
         atlas = self._atlas()
-        names = [n for c in concepts for n in atlas.of_concept(str(c))]
-        return self.remove_prototypes([n for n in names if n in self.prototypes_])
+        left = {
+            c: [n for n in atlas.of_concept(c) if n in self.prototypes_]
+            for c in names_list(concepts, "concepts")
+        }
+        empty = [c for c, names in left.items() if not names]
+        if empty:
+            raise DataError(
+                f"concept(s) {empty} have no prototypes left in this classifier (removed "
+                "before); nothing to remove"
+            )
+        return self.remove_prototypes([n for names in left.values() for n in names])
 
 
-def _typical_absent(atlas: PrototypeAtlas, act: np.ndarray, labels: Any) -> xr.DataArray:
+def _typical_absent(
+    atlas: PrototypeAtlas, act: np.ndarray, labels: Any, sample_ids: list[str] | None
+) -> xr.DataArray:
     concepts = atlas.concept_names
-    lab = concept_label_matrix(labels, concepts, len(act), "atlas")
+    lab = concept_label_matrix(labels, concepts, len(act), "atlas", sample_ids)
     out = np.empty(len(atlas), np.float32)
     for j, c in enumerate(concepts):
         idx = np.flatnonzero(np.asarray(atlas.concepts) == c)
@@ -305,6 +344,21 @@ def refinement_report(
         of the before head's absolute weight on the removed prototypes) and with ``X``,
         ``y``: ``accuracy`` before/after and ``changed`` (predictions that differ).
     """
+    check_is_fitted(before, "head_")
+    check_is_fitted(after, "head_")
+    added = [p for p in after.prototypes_ if p not in set(before.prototypes_)]
+    same_atlas = before.atlas is after.atlas or (
+        before.atlas.names == after.atlas.names
+        and np.array_equal(before.atlas.vectors, after.atlas.vectors)
+    )
+    if added or not same_atlas:
+        raise DataError(
+            "after must be before refined (remove_prototypes / remove_concepts of the same "
+            "classifier): "
+            + (f"it uses prototypes {added[:5]} that before lacks" if added else "")
+            + ("" if added else "it was built on another atlas")
+            + "; did you swap before and after?"
+        )
     removed = [p for p in before.prototypes_ if p not in set(after.prototypes_)]
     wb = np.abs(before.coef_.values)
     mask = np.isin(before.prototypes_, removed)

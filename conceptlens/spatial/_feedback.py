@@ -28,7 +28,9 @@ def _region(region: Any, size: tuple[int, int], sample: str, kind: str) -> np.nd
             raise DataError(
                 f"sample {sample!r}: {kind} mask has shape {arr.shape}, the image is {(h, w)}"
             )
-        m = arr.astype(bool)
+        from conceptlens.spatial._atlas import check_binary
+
+        m = check_binary(arr, f"sample {sample!r}: the {kind} mask")
         if not m.any():
             raise DataError(
                 f"sample {sample!r}: {kind} mask is empty (no True pixel); drop it or draw a "
@@ -100,9 +102,11 @@ def importance_map(
     >>> importance_map(4, negative=[(0, 0, 1, 4)])[:, 0].tolist()
     [0.0, 0.0, 0.0, 0.0]
     """
+    from conceptlens.spatial._maps import _size
+
     if not 0 <= alpha <= 1:
         raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
-    h, w = (int(size), int(size)) if isinstance(size, (int, np.integer)) else map(int, size)
+    h, w = _size(size)
     pos = [_region(r, (h, w), sample, "positive") for r in _regions(positive)]
     neg = [_region(r, (h, w), sample, "negative") for r in _regions(negative)]
     a = np.full((h, w), float(alpha) if pos else 1.0, np.float32)
@@ -146,12 +150,13 @@ def region_feedback(
     model : fitted PrototypeClassifier
     patches : array (N, gh, gw, D) or (gh, gw, D)
         Patch embeddings (cached once per image; feedback does not re-run the backbone).
-    importance : array (N, H, W) or (H, W), optional
+    importance : array or xr.DataArray (N, H, W), or (H, W), optional
         Importance maps (see :func:`importance_map`); or give ``positive``/``negative``,
-        the same regions for every image.
+        the same regions for every image. A DataArray with a ``sample`` coordinate is
+        matched to ``sample_ids`` by id.
     positive, negative, alpha
         As in :func:`importance_map` (pixels of the backbone's input size).
-    reject : list of str
+    reject : str or list of str
         Concepts to reject: their prototypes' activations become the typical-absent
         value (``model.typical_absent_``; fit with ``concept_labels``).
     sample_ids : list of str, optional
@@ -192,6 +197,15 @@ def region_feedback(
     else:
         if positive is not None or negative is not None:
             raise ConfigError("pass either importance maps or positive/negative regions")
+        if isinstance(importance, xr.DataArray) and "sample" in importance.coords:
+            if sample_ids is None:
+                raise ConfigError(
+                    "importance maps with a 'sample' coordinate need sample_ids= (the ids of "
+                    "the patches, in order), so that each map meets its own image"
+                )
+            from conceptlens.spatial._atlas import select_samples
+
+            importance = select_samples(importance, ids, "importance maps")
         a = np.asarray(importance, dtype=np.float32)
         if a.ndim == 2:
             a = np.broadcast_to(a, (n, *a.shape))
@@ -209,6 +223,9 @@ def region_feedback(
     act = (sim.values * grid_a[:, None]).max(axis=(2, 3))
     before = sim.values.max(axis=(2, 3))
     if reject:
+        from conceptlens.spatial._atlas import names_list
+
+        reject = names_list(reject, "concepts")
         if model.typical_absent_ is None:
             raise ConfigError(
                 "concept rejection needs the typical-absent activations: fit the classifier "

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from conceptlens.exceptions import DataError, MissingDependencyError
+from conceptlens.exceptions import ConceptLensError, ConfigError, DataError, MissingDependencyError
 from conceptlens.spatial._feedback import importance_map, region_feedback
 
 __all__ = ["RegionSession"]
@@ -53,6 +53,9 @@ class RegionSession:
         sample_id: str = "image",
         alpha: float = 0.2,
     ) -> None:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(model, "head_")
         p = np.asarray(patches, dtype=np.float32)
         if p.ndim == 3:
             p = p[None]
@@ -61,6 +64,31 @@ class RegionSession:
                 f"sample {sample_id!r}: a session holds one image's patches (gh, gw, D), got "
                 f"{np.shape(patches)}"
             )
+        try:
+            model.atlas.similarity(p)  # the atlas's grid and dim, finite values
+        except DataError as err:
+            raise DataError(f"sample {sample_id!r}: {err}") from None
+        if not 0 <= alpha <= 1:
+            raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
+        size = int(model.atlas.image_size)
+        if image is not None:
+            img = np.asarray(image)
+            if img.ndim != 3 or img.shape[:2] != (size, size) or img.shape[2] not in (3, 4):
+                raise DataError(
+                    f"sample {sample_id!r}: image has shape {img.shape}; the session draws "
+                    f"boxes on the backbone's input, so pass the ({size}, {size}, 3) image "
+                    "the patches were computed from"
+                )
+            if img.dtype != np.uint8 and not (
+                np.issubdtype(img.dtype, np.floating)
+                and np.isfinite(img).all()
+                and img.min() >= 0
+                and img.max() <= 1
+            ):
+                raise DataError(
+                    f"sample {sample_id!r}: image must be uint8 or float in [0, 1], got "
+                    f"{img.dtype} in [{np.nanmin(img)}, {np.nanmax(img)}]"
+                )
         self.original_model = model
         self.model = model
         self.patches = p
@@ -102,6 +130,11 @@ class RegionSession:
     def reject_concept(self, concept: str) -> xr.Dataset:
         """Replace the concept's prototype activations by their typical-absent value."""
         self.model.atlas.of_concept(str(concept))  # raises on an unknown concept
+        if self.model.typical_absent_ is None:  # refuse before the state changes
+            raise ConfigError(
+                "concept rejection needs the typical-absent activations: fit the classifier "
+                "with concept_labels=..."
+            )
         if concept not in self.rejected:
             self.rejected.append(str(concept))
             self._history.append(("reject", None))
@@ -109,7 +142,9 @@ class RegionSession:
 
     def drop_prototypes(self, prototypes: Sequence[str]) -> xr.Dataset:
         """Remove prototypes and refit the head only (on the training activations)."""
-        names = [str(q) for q in prototypes]
+        from conceptlens.spatial._atlas import names_list
+
+        names = names_list(prototypes, "prototypes", allow_empty=False)
         previous = self.model
         self.model = self.model.remove_prototypes(names)
         self.dropped.extend(n for n in names if n not in self.dropped)
@@ -159,6 +194,8 @@ class RegionSession:
 
     def contributions(self, k: int = 5, result: xr.Dataset | None = None) -> xr.DataArray:
         """The ``k`` prototypes with the largest |reliance| for the predicted class."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be an int >= 1, got {k!r}")
         res = self.result() if result is None else result
         cls = str(res.prediction.values[0])
         rel = res.reliance.isel(sample=0).sel({"class": cls})
@@ -237,7 +274,7 @@ class RegionSession:
         def on_box(_b: Any) -> None:
             try:
                 self.add_box([c.value for c in coords], positive=polarity.value == "positive")
-            except DataError as err:
+            except ConceptLensError as err:
                 status.value = f"<b>{html.escape(str(err))}</b>"
                 return
             refresh()
@@ -246,7 +283,7 @@ class RegionSession:
             def run(_b: Any) -> None:
                 try:
                     fn()
-                except (DataError, KeyError) as err:
+                except ConceptLensError as err:
                     status.value = f"<b>{html.escape(str(err))}</b>"
                     return
                 refresh()

@@ -19,6 +19,7 @@ import xarray as xr
 from scipy import ndimage
 
 from conceptlens.exceptions import ConfigError, DataError
+from conceptlens.spatial._atlas import check_binary, select_samples
 
 __all__ = [
     "mask_iou",
@@ -49,6 +50,9 @@ def _pairs(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
         ids = [str(s) for s in np.atleast_1d(maps["sample"].values)]
     else:
         ids = [f"img{i:06d}" for i in range(len(m))]
+    if isinstance(maps, xr.DataArray) and "sample" in maps.coords and m.ndim == 3:
+        # both labelled: pair by sample id, never by position
+        masks = select_samples(masks, ids, "masks")
     k = np.asarray(masks.values if isinstance(masks, xr.DataArray) else masks)
     if k.ndim == 2:
         k = k[None]
@@ -59,7 +63,7 @@ def _pairs(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
             f"masks {k.shape} and maps {m.shape} differ in shape; bring the maps to the mask "
             "size with conceptlens.spatial.upsample(maps, (H, W)) first"
         )
-    k = k.astype(bool)
+    k = check_binary(k, "masks")
     empty = [ids[i] for i in np.flatnonzero(~k.reshape(len(k), -1).any(axis=1))]
     if empty:
         raise DataError(
@@ -87,8 +91,9 @@ def pointing_game(maps: Any, masks: Any, *, tolerance: float = 0.0) -> xr.DataAr
     ----------
     maps : array or xr.DataArray (sample, y, x)
         One concept's maps at the mask resolution (see :func:`upsample`).
-    masks : bool array (sample, y, x)
-        Ground truth; every mask must be non-empty.
+    masks : bool (or 0/1) array or xr.DataArray (sample, y, x)
+        Ground truth; every mask must be non-empty. When both ``maps`` and ``masks``
+        are DataArrays with a ``sample`` coordinate they are paired by sample id.
     tolerance : float, default 0
         A maximum within this many pixels (Euclidean) of the mask counts as a hit.
 
@@ -129,7 +134,8 @@ def mask_iou(maps: Any, masks: Any, *, threshold: float = 0.5) -> xr.DataArray:
     Parameters
     ----------
     maps : array or xr.DataArray (sample, y, x)
-    masks : bool array (sample, y, x), every mask non-empty
+    masks : bool (or 0/1) array or xr.DataArray (sample, y, x), every mask non-empty
+        Paired with ``maps`` by sample id when both are DataArrays with ``sample``.
     threshold : float in [0, 1], default 0.5
 
     Returns
@@ -168,7 +174,7 @@ def _mask_stack(masks: Any, what: str) -> tuple[np.ndarray, list[str]]:
         ids = [str(v) for v in np.atleast_1d(masks["sample"].values)]
     else:
         ids = [f"img{i:06d}" for i in range(len(k))]
-    k = k.astype(bool)
+    k = check_binary(k, f"{what}: masks")
     empty = [ids[i] for i in np.flatnonzero(~k.reshape(len(k), -1).any(axis=1))]
     if empty:
         raise DataError(
@@ -179,11 +185,14 @@ def _mask_stack(masks: Any, what: str) -> tuple[np.ndarray, list[str]]:
 
 
 def _grid(grid: Any) -> tuple[int, int]:
-    gh, gw = (grid, grid) if np.isscalar(grid) else grid
-    h, w = int(gh), int(gw)  # type: ignore[arg-type]
-    if h < 1 or w < 1:
-        raise ConfigError(f"grid must be positive, got {grid!r}")
-    return h, w
+    from conceptlens.spatial._maps import _size
+
+    try:
+        return _size(tuple(grid) if isinstance(grid, (list, tuple, np.ndarray)) else grid)
+    except ConfigError:
+        raise ConfigError(
+            f"grid must be a positive int or a (gh, gw) pair of positive ints, got {grid!r}"
+        ) from None
 
 
 def patch_masks(masks: Any, grid: Any, *, min_coverage: float = 0.5) -> np.ndarray:
@@ -218,6 +227,7 @@ def patch_masks(masks: Any, grid: Any, *, min_coverage: float = 0.5) -> np.ndarr
     k = k[None] if k.ndim == 2 else k
     if k.ndim != 3:
         raise DataError(f"patch_masks: masks must be (sample, H, W), got shape {k.shape}")
+    k = check_binary(k, "patch_masks: masks")
     return pool_to_grid(k.astype(np.float32), _grid(grid)) >= np.float32(min_coverage)
 
 

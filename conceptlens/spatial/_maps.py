@@ -41,7 +41,18 @@ def _as_list(images: Any) -> tuple[int, Any]:
         arr = images[None] if images.ndim == 3 else images
         return len(arr), arr.__getitem__
     seq = list(images)
-    return len(seq), lambda i: np.asarray(seq[i])
+    return len(seq), seq.__getitem__  # PIL images stay PIL (the backbone converts them)
+
+
+def _channel_hint(what: str, shape: tuple[int, ...]) -> str:
+    """Message for an image array that is not RGB (N, H, W, 3) / (H, W, 3)."""
+    fix = (
+        "drop the alpha channel with x[..., :3]"
+        if shape[-1] == 4
+        else "repeat a grey channel with np.repeat(x[..., None], 3, axis=-1) (or "
+        "np.repeat(x, 3, axis=-1) for (..., 1) arrays)"
+    )
+    return f"{what} is not RGB: images must be uint8 (N, H, W, 3) or (H, W, 3); {fix}"
 
 
 def check_image_sizes(backbone: Any, images: Any) -> list[str]:
@@ -55,8 +66,13 @@ def check_image_sizes(backbone: Any, images: Any) -> list[str]:
     if n == 0:
         raise DataError("no images were given")
     s = int(backbone.image_size)
+    if isinstance(images, np.ndarray) and (images.ndim not in (3, 4) or images.shape[-1] != 3):
+        raise DataError(_channel_hint(f"the image array {images.shape}", images.shape))
     for i in range(n):
-        shape = np.shape(get(i))
+        img = get(i)
+        shape = np.shape(img)
+        if isinstance(img, np.ndarray) and (img.ndim != 3 or img.shape[-1] != 3):
+            raise DataError(_channel_hint(f"sample {ids[i]!r}: image {shape}", shape))
         if len(shape) < 2 or tuple(shape[:2]) != (s, s):
             raise DataError(
                 f"sample {ids[i]!r}: image size {tuple(shape[:2])} differs from the backbone's "
@@ -229,14 +245,21 @@ def concept_maps(
             zoom_overlap=zoom_overlap,
         )
     else:
-        unit = np.asarray(patches, dtype=np.float32)
-        if unit.ndim != 4 or unit.shape[-1] != weights.shape[1]:
+        from conceptlens.spatial._atlas import unit_patches
+
+        shape = np.shape(patches)
+        if len(shape) != 4 or shape[-1] != weights.shape[1]:
             raise DataError(
-                f"patches must have shape (N, gh, gw, {weights.shape[1]}), got {unit.shape}"
+                f"patches must have shape (N, gh, gw, {weights.shape[1]}), got {shape}"
             )
-        unit = unit / np.maximum(np.linalg.norm(unit, axis=-1, keepdims=True), 1e-12)
+        unit = unit_patches(patches)
         n = len(unit)
-        ids = image_ids(images, n) if images is not None else image_ids(None, n)
+        if images is not None and _as_list(images)[0] != n:
+            raise DataError(
+                f"patches hold {n} images but images has {_as_list(images)[0]}; pass the "
+                "images the patches were computed from (or images=None)"
+            )
+        ids = image_ids(images, n)
     values = np.einsum("nhwd,cd->nchw", unit, weights, optimize=True)
     return xr.DataArray(
         values.astype(np.float32, copy=False),
@@ -258,6 +281,19 @@ def concept_maps(
             "image_size": int(backbone.image_size),
         },
     )
+
+
+def _size(size: Any) -> tuple[int, int]:
+    """``size`` (an int or an (H, W) pair of ints, each >= 1) as ``(H, W)``."""
+    pair = (size, size) if isinstance(size, (int, np.integer)) else size
+    ok = isinstance(pair, (tuple, list)) and len(pair) == 2
+    if not ok or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in pair
+    ):
+        raise ConfigError(
+            f"size must be a positive int or an (H, W) pair of positive ints, got {size!r}"
+        )
+    return int(pair[0]), int(pair[1])
 
 
 def upsample(
@@ -331,9 +367,7 @@ def upsample(
             if joint
             else f"image= is only used by method='guided' or 'jbu', not {method!r}"
         )
-    h, w = (int(size), int(size)) if isinstance(size, (int, np.integer)) else map(int, size)
-    if h < 1 or w < 1:
-        raise ConfigError(f"size must be positive, got {size!r}")
+    h, w = _size(size)
     lead = maps.shape[:-2]
     x = torch.from_numpy(np.ascontiguousarray(maps.values, dtype=np.float32))
     x = x.reshape(1, -1, *maps.shape[-2:])
@@ -343,6 +377,13 @@ def upsample(
     attrs = dict(maps.attrs)
     if joint:
         g = np.asarray(image)
+        if (g.ndim == 4 and g.shape[-1] not in (1, 3)) or (
+            g.ndim == 3 and g.shape[:2] == (h, w) and g.shape[-1] == 4
+        ):
+            raise DataError(
+                f"the guide image {g.shape} has {g.shape[-1]} channels; give grey or RGB "
+                "guides (drop an alpha channel with image[..., :3])"
+            )
         grey_one = g.ndim == 2
         colour_one = g.ndim == 3 and g.shape[-1] in (1, 3) and g.shape[:2] == (h, w)
         if not (grey_one or colour_one) and (

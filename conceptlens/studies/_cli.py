@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from conceptlens._cli_options import UserPath, allow_mismatch_option, cache_dir_option
+from conceptlens._cli_options import UserPath, allow_mismatch_option, cache_dir_option, echo_info
 
 __all__ = ["audit_command", "format_audit", "study"]
 
@@ -15,6 +15,31 @@ _AUDIT_KEYS = {
     "scores", "models", "inputs", "label", "split", "groups", "reference", "n_boot", "seed",
     "ci", "min_cases", "out", "shortcuts", "by",
 }  # fmt: skip
+
+
+def _load_input(name: str, path: str) -> Any:
+    """The ``--input`` array of model ``name``: a numeric ``.npy`` file, checked."""
+    import numpy as np
+
+    from conceptlens._io import user_path
+    from conceptlens.exceptions import DataError, MissingFileError
+
+    p = user_path(path)
+    if not p.is_file():
+        raise MissingFileError(f"--input {name}={path}: no such file")
+    try:
+        x = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(
+            f"--input {name}={path} is not a numeric .npy array ({exc}); save the model's "
+            "input (e.g. image embeddings) with np.save(path, array)"
+        ) from None
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
+        raise DataError(
+            f"--input {name}={path} holds {type(x).__name__} "
+            f"{getattr(x, 'dtype', '')}, not a numeric array; save it with np.save"
+        )
+    return x
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -26,7 +51,9 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
         if not sep:
             name, path = Path(v).name, v
         if not name or not path:
-            raise ConfigError(f"{what} {v!r}: give NAME=PATH (e.g. cbm=runs/head).")
+            raise click.BadParameter(
+                f"{v!r}: give NAME=PATH (e.g. cbm=runs/head).", param_hint=what
+            )
         if name in out:
             raise ConfigError(
                 f"two {what} entries are named {name!r} ({out[name]} and {path}); one would "
@@ -179,10 +206,8 @@ def format_audit(ds: Any) -> str:
 def audit_command(config_path, scores_path, model_specs, input_specs, label, split, groups,
                   reference, n_boot, seed, shortcuts, out, allow_score_mismatch):  # fmt: skip
     """Audit models across splits and groups; print the summary and write the Dataset."""
-    import numpy as np
 
     from conceptlens._cli_options import read_scores, warn_in_sample
-    from conceptlens.exceptions import ConfigError
     from conceptlens.heads import load_head
     from conceptlens.studies import audit, find_shortcuts, save_audit
 
@@ -196,7 +221,7 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
     }  # fmt: skip
     opts = {**cfg, **{k: v for k, v in cli.items() if v is not None}}
     if not opts.get("scores") or not opts.get("models"):
-        raise ConfigError("pass --scores and at least one --model NAME=FOLDER (or --config).")
+        raise click.UsageError("pass --scores and at least one --model NAME=FOLDER (or --config).")
     scores = read_scores(opts["scores"])
     # heads that read the scores must come from the same score mode, bank and backbone
     on_other_input = set(opts.get("inputs") or {})
@@ -212,7 +237,7 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
         warn_in_sample(model, scores, where=str(opts["scores"]), name=f"model {name!r}")
     inputs = {}
     for name, path in (opts.get("inputs") or {}).items():
-        inputs[name] = np.load(Path(path).expanduser(), allow_pickle=False)
+        inputs[name] = _load_input(name, path)
     ds = audit(
         models, scores, inputs=inputs, labels=opts.get("label", "label"),
         split=opts.get("split", "site"), groups=opts.get("groups") or (),
@@ -234,7 +259,7 @@ def audit_command(config_path, scores_path, model_specs, input_specs, label, spl
             click.echo(df[cols].head(10).to_string(index=False, float_format="%.3f"))
     if opts.get("out"):
         save_audit(ds, Path(str(opts["out"])).expanduser())
-        click.echo(f"wrote {opts['out']}")
+        echo_info(f"wrote {opts['out']}")
 
 
 @click.group(name="study")
@@ -294,13 +319,12 @@ def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbon
             cache_dir, no_cache, n_boot, seed, out):  # fmt: skip
     """Train on each ROI condition, evaluate on each; print the AUROC grids."""
     from conceptlens._io import atomic_path, cache_root
-    from conceptlens.exceptions import ConfigError
     from conceptlens.studies import masking_study
 
     if (manifest is None) == (preset is None):
-        raise ConfigError("pass exactly one of --manifest PATH or --synthderm PRESET.")
+        raise click.UsageError("pass exactly one of --manifest PATH or --synthderm PRESET.")
     if no_cache and cache_dir is not None:
-        raise ConfigError("pass either --cache-dir or --no-cache, not both.")
+        raise click.UsageError("pass either --cache-dir or --no-cache, not both.")
     cache = None if no_cache else (Path(cache_dir) if cache_dir else cache_root())
     if preset is not None:
         from conceptlens import SynthDerm
@@ -321,7 +345,7 @@ def masking(manifest, preset, n, roi, fill, dilations, metadata_columns, backbon
     click.echo(format_masking(res))
     with atomic_path(Path(out).expanduser()) as tmp:
         res.to_netcdf(tmp, engine="netcdf4")
-    click.echo(f"wrote {out}")
+    echo_info(f"wrote {out}")
 
 
 def format_masking(res: Any) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from conceptlens._cli_options import UserPath
+from conceptlens._cli_options import UserPath, echo_info
 from conceptlens.synthderm._presets import list_synthderm_presets
 
 __all__ = ["synthderm"]
@@ -59,11 +59,9 @@ def synthderm(n: int, seed: int, preset: str, out: Path, image_size: int, overwr
 
     Rerunning the same command over a partial output completes it.
     """
-    from conceptlens._progress import is_quiet
     from conceptlens.synthderm._generator import write_synthderm
 
     manifest = write_synthderm(
         out, n, seed=seed, preset=preset, image_size=image_size, overwrite=overwrite
     )
-    if not is_quiet():
-        click.echo(f"wrote {n} SynthDerm images ({preset}, seed {seed}) -> {manifest}")
+    echo_info(f"wrote {n} SynthDerm images ({preset}, seed {seed}) -> {manifest}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from conceptlens._cli_options import UserPath
+from conceptlens._cli_options import UserPath, echo_info
 
 __all__ = [
     "STAGE1_DEFAULTS",
@@ -106,8 +106,9 @@ def train_synthderm_lit(**options: Any) -> None:
     record = train_lit(out, quiet=is_quiet(), **settings)
     click.echo(
         f"trained {record['steps']} steps ({record['images_seen']} images); validation mean "
-        f"zero-shot AUROC {record['validation_zero_shot_auroc']['mean']:.3f}; wrote {out}"
+        f"zero-shot AUROC {record['validation_zero_shot_auroc']['mean']:.3f}"
     )
+    echo_info(f"wrote {out}")
 
 
 @click.command("refit-synthderm-lit")
@@ -154,7 +155,8 @@ def refit_synthderm_lit(
         quiet=is_quiet(),
     )
     images = record["stage2"]["data"]["images"]
-    click.echo(f"refitted the image projection on {images} images; wrote {out}")
+    click.echo(f"refitted the image projection on {images} images")
+    echo_info(f"wrote {out}")
 
 
 @click.command("evaluate-synthderm-lit")

@@ -293,7 +293,10 @@ def test_retrieve_with_llm_against_local_server(index, tmp_path):
     assert any("instruction" in r.reason for r in rejected)
 
 
-def test_cli_retrieve(tmp_path):
+def test_cli_retrieve(tmp_path, monkeypatch):
+    from conceptlens import _progress
+
+    monkeypatch.setattr(_progress, "_QUIET", False)  # the "wrote ..." line is checked below
     out = tmp_path / "r.yaml"
     res = CliRunner().invoke(
         main,

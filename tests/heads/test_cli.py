@@ -184,7 +184,7 @@ def test_predict_command_rejects_other_suffixes(tmp_path):
     result = CliRunner().invoke(
         main, ["predict", "--model", str(tmp_path), "--scores", "s.nc", "--out", "p.json"]
     )
-    assert result.exit_code == 1 and ".csv or .nc" in result.output
+    assert result.exit_code == 2 and ".csv or .nc" in result.output
 
 
 def test_a_class_with_only_negative_weights_is_described_by_them():
@@ -230,3 +230,35 @@ def test_fit_prints_the_size_of_each_group(tmp_path):
     assert "split  group            n  metric" in res.output
     n_a = int(((split == "test") & (site == "a")).sum())
     assert f"test   a            {n_a:5d}  accuracy" in res.output
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_silences_every_writers_status_line(tmp_path, monkeypatch, quiet):
+    """--quiet / CONCEPTLENS_QUIET silence "wrote ..." and "saved ..." alike (fit, predict,
+    data synthderm); the results a command shows (the metrics table) stay."""
+    from conceptlens import _progress
+
+    monkeypatch.setattr(_progress, "_QUIET", quiet)
+    scores, _, _ = _with_split(0)
+    path = _write(tmp_path, scores)
+    fit = _fit(path, tmp_path / "m", "--split-column", "split", "--C", "0.5")
+    assert fit.exit_code == 0, fit.output
+    assert "accuracy" in fit.output
+    assert ("\nsaved model to" in fit.output) is (not quiet)
+    runs = [
+        ["predict", "--model", str(tmp_path / "m"), "--scores", str(path),
+         "--out", str(tmp_path / "p.csv")],
+        ["data", "synthderm", "--n", "2", "--out", str(tmp_path / "d")],
+    ]  # fmt: skip
+    for args in runs:
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, res.output
+        assert _wrote(res.output) is (not quiet), (args[0], res.output)
+    # -q on the command line does the same as the environment variable
+    monkeypatch.setattr(_progress, "_QUIET", False)
+    res = CliRunner().invoke(main, ["-q", *runs[0][:-1], str(tmp_path / "p2.csv")])
+    assert res.exit_code == 0 and not _wrote(res.output)
+
+
+def _wrote(output):
+    return any(line.startswith("wrote ") for line in output.splitlines())

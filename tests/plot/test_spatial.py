@@ -36,7 +36,7 @@ def test_draws_image_and_selected_maps_on_given_axes():
 
 def test_errors():
     img = np.zeros((8, 8, 3), np.uint8)
-    with pytest.raises(DataError, match="not in the maps"):
+    with pytest.raises(DataError, match="unknown concept 'veil'"):
         plot_concept_maps(img, _maps(), concepts=["veil"])
     with pytest.raises(DataError, match="sample 'z'"):
         plot_concept_maps(img, _maps(), sample="z")
@@ -69,3 +69,26 @@ def test_guided_overlay_is_the_guided_upsample_of_the_map():
     with pytest.raises(ConfigError, match="upsample must be"):
         plot_concept_maps(img, _maps(), upsample="cubic")
     plt.close("all")
+
+
+def test_careless_inputs_get_clear_errors_or_are_drawn_right():
+    img = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(DataError, match=r"float image must lie in \[0, 1\].*divide"):
+        plot_concept_maps(img.astype(float) + 200, _maps())  # was drawn clipped to white
+    with pytest.raises(DataError, match="sample 5 is out of range for maps of 2"):
+        plot_concept_maps(img, _maps(), sample=5)
+    for bad in (True, 1.7):
+        with pytest.raises(ConfigError, match="sample must be a position"):
+            plot_concept_maps(img, _maps(), sample=bad)
+    with pytest.raises(DataError, match="did you mean 'ruler'"):
+        plot_concept_maps(img, _maps(), concepts=["rular"])
+    with pytest.raises(ConfigError, match="concepts is empty"):
+        plot_concept_maps(img, _maps(), concepts=[])
+    with pytest.raises(ConfigError, match="alpha must be in"):
+        plot_concept_maps(img, _maps(), alpha=3)
+    with pytest.raises(DataError, match="expand_dims"):
+        plot_concept_maps(img, _maps().isel(concept=0))
+    # one bare concept name is one concept; a grey image is drawn as grey RGB
+    axes = plot_concept_maps(img[..., 0] + 9, _maps(), concepts="hair")
+    assert [a.get_title() for a in axes] == ["image", "hair"]
+    np.testing.assert_array_equal(axes[0].get_images()[0].get_array(), img + 9)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from conceptlens.exceptions import ConfigError, DataError, UnknownNameError
 from conceptlens.spatial import build_atlas, concept_directions, unit_patches
@@ -98,7 +99,7 @@ def test_more_prototypes_than_images_keeps_some_dead(tiny, toy_bank):
 def test_errors(tiny, toy_bank):
     P = _patches(tiny, n=3)
     atlas = build_atlas(tiny, P, toy_bank, n_prototypes=1)
-    with pytest.raises(UnknownNameError, match="'veil' is not in the atlas"):
+    with pytest.raises(UnknownNameError, match="unknown concept 'veil'"):
         atlas.of_concept("veil")
     with pytest.raises(UnknownNameError, match=r"\['veil'\] of the bank are missing"):
         atlas.check_concepts(["ruler", "veil"])
@@ -131,3 +132,123 @@ def test_prototypes_on_masks_uses_the_linked_patch(tiny, toy_bank):
     assert atlas.names[k] not in prototypes_on_masks(atlas, masks, min_overlap=0.75)
     with pytest.raises(DataError, match="masks must be"):
         prototypes_on_masks(atlas, masks[:, :4])
+
+
+def test_names_typos_and_bare_strings(tiny, toy_bank):
+    atlas = build_atlas(tiny, _patches(tiny, n=3), toy_bank, n_prototypes=2)
+    with pytest.raises(UnknownNameError, match="'rular' \\(did you mean 'ruler'\\?\\)"):
+        atlas.of_concept("rular")
+    with pytest.raises(UnknownNameError, match="'rular/0' \\(did you mean 'ruler/0'\\?\\)"):
+        atlas.drop(["rular/0"])
+    # one bare name is one name, not its characters
+    assert "ruler/0" not in atlas.drop("ruler/0").names
+    assert atlas.drop(["ruler/0", "ruler/0"]).names == atlas.drop("ruler/0").names
+    with pytest.raises(DataError, match="leave the atlas empty"):
+        atlas.drop(atlas.names)
+    assert atlas.drop([]).names == atlas.names  # nothing to drop (a pipeline found none)
+
+
+@pytest.mark.parametrize("m", [2.7, True, "3", 0])
+def test_n_prototypes_must_be_a_positive_int(tiny, toy_bank, m):
+    with pytest.raises(ConfigError, match="n_prototypes must be an int >= 1"):
+        build_atlas(tiny, _patches(tiny, n=2), toy_bank, n_prototypes=m)
+
+
+def test_more_prototypes_than_patches_is_refused_before_any_work(tiny, toy_bank):
+    P = _patches(tiny, n=2)
+    n_patches = 2 * P.shape[1] * P.shape[2]
+    # 10**9 prototypes would need terabytes; the check comes first
+    for m in (n_patches + 1, 10**9):
+        with pytest.raises(ConfigError, match=rf"n_prototypes={m} but concept .* {n_patches} "):
+            build_atlas(tiny, P, toy_bank, n_prototypes=m)
+    # exactly as many as patches works and gives distinct prototypes
+    atlas = build_atlas(tiny, P, toy_bank, n_prototypes=n_patches, reseed=False)
+    v = atlas.vectors[: len(atlas) // 3]
+    assert len(np.unique(np.round(v, 5), axis=0)) > 1
+
+
+def test_concept_labels_must_be_binary_and_are_paired_by_sample(tiny, toy_bank):
+    P = _patches(tiny, n=4, seed=5)
+    lab = np.ones((4, 3), int)
+    for bad in (lab * 2, lab - 2):
+        with pytest.raises(DataError, match="concept_labels must be bool or 0/1"):
+            build_atlas(tiny, P, toy_bank, n_prototypes=1, concept_labels=bad)
+    names = ["red_dots", "ruler", "irregular_border"]
+    ids = ["a", "b", "c", "d"]
+    lab = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], bool)
+    da = xr.DataArray(lab, dims=("sample", "concept"), coords={"sample": ids, "concept": names})
+    ref = build_atlas(tiny, P, toy_bank, n_prototypes=1, concept_labels=lab, sample_ids=ids)
+    shuffled = da.isel(sample=[3, 1, 0, 2])
+    got = build_atlas(tiny, P, toy_bank, n_prototypes=1, concept_labels=shuffled, sample_ids=ids)
+    np.testing.assert_array_equal(got.vectors, ref.vectors)
+    with pytest.raises(DataError, match=r"concept_labels lack the sample\(s\) \['d'\]"):
+        build_atlas(
+            tiny,
+            P,
+            toy_bank,
+            n_prototypes=1,
+            concept_labels=da.isel(sample=[0, 1, 2, 2]),
+            sample_ids=ids,
+        )
+    with pytest.raises(DataError, match=r"sample_ids repeat \['a'\]"):
+        build_atlas(tiny, P, toy_bank, n_prototypes=1, sample_ids=["a", "a", "c", "d"])
+
+
+def test_prototypes_on_masks_refuses_mispaired_or_fuzzy_masks(tiny, toy_bank):
+    from conceptlens.spatial import prototypes_on_masks
+
+    P = _patches(tiny, n=5, seed=4)
+    ids = [f"case{i}" for i in range(5)]
+    atlas = build_atlas(tiny, P, toy_bank, n_prototypes=2, sample_ids=ids)
+    s = atlas.image_size
+    gh, gw = atlas.grid
+    ph, pw = s // gh, s // gw
+    masks = np.zeros((5, s, s), bool)
+    k = 3
+    i, y, x = atlas.source_sample[k], atlas.source_y[k], atlas.source_x[k]
+    masks[i, y * ph : (y + 1) * ph, x * pw : (x + 1) * pw] = True
+    with pytest.raises(DataError, match=r"exactly 5"):
+        prototypes_on_masks(atlas, np.concatenate([masks, masks]))
+    with pytest.raises(DataError, match="masks must be bool or 0/1"):
+        prototypes_on_masks(atlas, masks * 0.3)
+    # a DataArray of masks is matched by sample id, whatever its order
+    da = xr.DataArray(masks, dims=("sample", "y", "x"), coords={"sample": ids})
+    order = [4, 2, 0, 3, 1]
+    assert prototypes_on_masks(atlas, da.isel(sample=order)) == prototypes_on_masks(atlas, masks)
+    assert atlas.names[k] in prototypes_on_masks(atlas, da.isel(sample=order))
+    with pytest.raises(DataError, match=r"masks lack the sample\(s\) \['case1'\]"):
+        prototypes_on_masks(atlas, da.isel(sample=[0, 0, 2, 3, 4]))
+
+
+def test_concept_labels_frame_indexed_by_sample_id_is_paired(tiny, toy_bank):
+    import pandas as pd
+
+    P = _patches(tiny, n=4, seed=5)
+    ids = ["a", "b", "c", "d"]
+    names = ["red_dots", "ruler", "irregular_border"]
+    lab = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]])
+    ref = build_atlas(tiny, P, toy_bank, n_prototypes=1, concept_labels=lab, sample_ids=ids)
+    frame = pd.DataFrame(lab, index=ids, columns=names).iloc[[3, 1, 0, 2]]
+    got = build_atlas(tiny, P, toy_bank, n_prototypes=1, concept_labels=frame, sample_ids=ids)
+    np.testing.assert_array_equal(got.vectors, ref.vectors)
+    with pytest.raises(DataError, match=r"lack the sample\(s\) \['c'\]"):
+        build_atlas(
+            tiny, P, toy_bank, n_prototypes=1, concept_labels=frame.iloc[:3], sample_ids=ids
+        )
+
+
+def test_reseeding_stops_when_no_image_is_left(tiny, toy_bank, monkeypatch):
+    """A concept seen on k images can have at most k winners; with M >> k the re-seeding
+    loop must stop once every image has seeded a prototype, not run M rounds (each a
+    pass over all training patches)."""
+    import conceptlens.spatial._atlas as mod
+
+    P = _patches(tiny, n=3, seed=6)
+    calls = []
+    real = mod._max_cos
+    monkeypatch.setattr(mod, "_max_cos", lambda *a: calls.append(1) or real(*a))
+    m = 40
+    atlas = build_atlas(tiny, P, toy_bank, n_prototypes=m)
+    assert atlas.info["alive"] <= 3 * 3  # at most one winner per image and concept
+    # per concept: the first activations, then at most one round per image (3)
+    assert len(calls) <= 3 * (1 + 3)

@@ -104,7 +104,7 @@ def test_errors(fitted, toy_bank):
         PrototypeClassifier(atlas=clf.atlas).predict(P)
     with pytest.raises(ConfigError, match="atlas"):
         PrototypeClassifier().fit(P, y)
-    with pytest.raises(UnknownNameError, match="'veil' is not in the atlas"):
+    with pytest.raises(UnknownNameError, match="unknown concept 'veil'"):
         clf.remove_concepts(["veil"])
     bigger = toy_bank.to_dict()
     bigger["concepts"] = [*bigger["concepts"], {**bigger["concepts"][0], "name": "veil"}]
@@ -139,3 +139,60 @@ def test_concept_labels_as_a_frame_are_read_by_column_name(fitted):
         DataError, match=rf"1 missing value\(s\) \(NaN\), e.g. image 4, concept '{names[1]}'"
     ):
         PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P[:30], y[:30], concept_labels=gaps)
+
+
+def test_refinement_input_errors(fitted):
+    from conceptlens.exceptions import DataError
+
+    clf = fitted[0]
+    unfitted = PrototypeClassifier(atlas=clf.atlas)
+    with pytest.raises(NotFittedError):
+        unfitted.remove_concepts(["ruler"])
+    # one bare name is one name, not its characters
+    assert clf.remove_concepts("ruler").prototypes_ == clf.remove_concepts(["ruler"]).prototypes_
+    assert "ruler/0" not in clf.remove_prototypes("ruler/0").prototypes_
+    # removing twice is refused, naming what was removed before
+    once = clf.remove_prototypes(["ruler/0", "ruler/0"])
+    with pytest.raises(DataError, match=r"\['ruler/0'\] were already removed"):
+        once.remove_prototypes(["ruler/0"])
+    # remove_concepts skips prototypes removed before, refuses a concept with none left
+    assert (
+        once.remove_concepts(["ruler"]).prototypes_ == clf.remove_concepts(["ruler"]).prototypes_
+    )
+    with pytest.raises(DataError, match=r"\['ruler'\] have no prototypes left"):
+        clf.remove_concepts(["ruler"]).remove_concepts(["ruler"])
+    # nothing to remove (e.g. prototypes_on_masks found none): the same classifier
+    assert clf.remove_prototypes([]).prototypes_ == clf.prototypes_
+    with pytest.raises(UnknownNameError, match="did you mean 'ruler'"):
+        clf.remove_concepts(["rular"])
+
+
+def test_refinement_report_refuses_swapped_or_unrelated_models(fitted, tiny, toy_bank):
+    from conceptlens.exceptions import DataError
+
+    clf, P, y, *_ = fitted
+    refined = clf.remove_prototypes(["ruler/0"])
+    assert refinement_report(clf, refined, P, y)["removed"] == ["ruler/0"]
+    with pytest.raises(DataError, match="swap before and after"):
+        refinement_report(refined, clf, P, y)
+    other_atlas = build_atlas(tiny, P[10:], toy_bank, n_prototypes=2, top_fraction=0.2)
+    other = PrototypeClassifier(atlas=other_atlas, C=1.0).fit(P[:30], y[:30])
+    with pytest.raises(DataError, match="another atlas"):
+        refinement_report(clf, other.remove_prototypes(["ruler/0"]), P, y)
+
+
+def test_labelled_concept_labels_are_matched_by_id_or_refused(fitted):
+    import pandas as pd
+
+    clf, P, y, _, labels = fitted
+    names = clf.atlas.concept_names
+    ids = [f"s{i}" for i in range(30)]
+    frame = pd.DataFrame(labels[:30].astype(int), columns=names, index=ids)
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    # indexed by id but no ids for X: refused, never paired by position
+    with pytest.raises(ConfigError, match=r"carry sample ids .* pass sample_ids="):
+        PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P[:30], y[:30], concept_labels=shuffled)
+    fit = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(
+        P[:30], y[:30], concept_labels=shuffled, sample_ids=ids
+    )
+    np.testing.assert_allclose(fit.typical_absent_.values, clf.typical_absent_.values)

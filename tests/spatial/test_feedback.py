@@ -143,10 +143,48 @@ def test_feedback_errors(model):
         region_feedback(clf, P[:1], importance=np.ones((s + 2, s + 2)))
     with pytest.raises(ConfigError, match="either"):
         region_feedback(clf, P[:1], importance=np.ones((s, s)), negative=[(0, 0, 1, 1)])
-    with pytest.raises(Exception, match="'veil' is not in the atlas"):
+    with pytest.raises(Exception, match="unknown concept 'veil'"):
         region_feedback(clf, P[:1], reject=["veil"])
     with pytest.raises(DataError, match="the patch embeddings hold 0 images"):
         clf.predict(P[:0])
     unlabelled = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P, clf.predict(P).astype(str))
     with pytest.raises(ConfigError, match="concept_labels"):
         region_feedback(unlabelled, P[:1], reject=["ruler"])
+
+
+def test_masks_must_be_binary_and_reject_takes_a_bare_name(model):
+    clf, P = model
+    s = clf.atlas.image_size
+    fuzzy = np.full((s, s), 0.3)
+    with pytest.raises(DataError, match=r"sample 'x': the negative mask must be bool or 0/1"):
+        importance_map(s, negative=fuzzy, sample="x")
+    # 0/1 and 0/255 masks of any dtype mean the same as the bool mask
+    m = np.zeros((s, s), bool)
+    m[: s // 2] = True
+    ref = importance_map(s, negative=m)
+    for same in (m.astype(float), m.astype(np.uint8) * 255):
+        np.testing.assert_array_equal(importance_map(s, negative=same), ref)
+    bare = region_feedback(clf, P[:2], reject="ruler")
+    listed = region_feedback(clf, P[:2], reject=["ruler"])
+    np.testing.assert_array_equal(bare.activation.values, listed.activation.values)
+    assert bare.attrs["reject"] == ["ruler"]
+
+
+def test_labelled_importance_maps_are_paired_by_sample_id(model):
+    import xarray as xr
+
+    clf, P = model
+    s = clf.atlas.image_size
+    rng = np.random.default_rng(3)
+    maps = (rng.random((3, s, s)) > 0.5).astype(np.float32)
+    ids = ["a", "b", "c"]
+    ref = region_feedback(clf, P[:3], importance=maps, sample_ids=ids)
+    da = xr.DataArray(maps, dims=("sample", "y", "x"), coords={"sample": ids})
+    got = region_feedback(clf, P[:3], importance=da.isel(sample=[2, 0, 1]), sample_ids=ids)
+    np.testing.assert_array_equal(got.activation.values, ref.activation.values)
+    with pytest.raises(ConfigError, match="need sample_ids="):
+        region_feedback(clf, P[:3], importance=da)
+    with pytest.raises(DataError, match=r"importance maps lack the sample\(s\) \['c'\]"):
+        region_feedback(clf, P[:3], importance=da.isel(sample=[0, 1, 1]), sample_ids=ids)
+    with pytest.raises(ConfigError, match="size must be a positive int"):
+        importance_map(96.5)

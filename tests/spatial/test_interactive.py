@@ -152,3 +152,68 @@ def test_widget_actions_equal_the_plain_function_calls(session_parts):
     same(twin.reset())
     np.testing.assert_allclose(sess.result().proba.values, clf.predict_proba(P[:1]), atol=1e-9)
     plt.close("all")
+
+
+def test_session_checks_its_inputs_up_front(session_parts):
+    from sklearn.exceptions import NotFittedError
+
+    from conceptlens.exceptions import ConfigError
+
+    clf, P, imgs = session_parts
+    s = clf.atlas.image_size
+    with pytest.raises(NotFittedError):
+        RegionSession(PrototypeClassifier(atlas=clf.atlas), P[0])
+    with pytest.raises(DataError, match="sample 'c': patch embeddings of shape"):
+        RegionSession(clf, P[0, :2, :2], sample_id="c")
+    with pytest.raises(ConfigError, match="alpha must be in"):
+        RegionSession(clf, P[0], alpha=5)
+    with pytest.raises(DataError, match=rf"sample 'c': image has shape .*\({s}, {s}, 3\)"):
+        RegionSession(clf, P[0], image=imgs[0, :10], sample_id="c")
+    with pytest.raises(DataError, match=r"uint8 or float in \[0, 1\]"):
+        RegionSession(clf, P[0], image=imgs[0].astype(float))
+    RegionSession(clf, P[0], image=imgs[0] / 255.0)  # floats in [0, 1] are fine
+    sess = RegionSession(clf, P[0])
+    with pytest.raises(ConfigError, match="k must be an int >= 1"):
+        sess.contributions(k=0)
+
+
+def test_session_drop_out_of_order_leaves_no_trace(session_parts):
+    from conceptlens.exceptions import ConfigError
+
+    clf, P, _ = session_parts
+    sess = RegionSession(clf, P[0])
+    with pytest.raises(ConfigError, match="no prototypes given"):
+        sess.drop_prototypes([])
+    sess.drop_prototypes("ruler/0")  # a bare name is one name
+    assert sess.dropped == ["ruler/0"] and "ruler/0" not in sess.model.prototypes_
+    with pytest.raises(DataError, match="already removed"):
+        sess.drop_prototypes(["ruler/0"])
+    assert len(sess._history) == 1 and sess.dropped == ["ruler/0"]
+    r = sess.undo()
+    assert sess.dropped == [] and "ruler/0" in r.prototype.values
+    # undo and reset with nothing to undo give the plain prediction
+    np.testing.assert_allclose(sess.undo().proba.values, clf.predict_proba(P[:1]), atol=1e-9)
+
+
+def test_widget_shows_every_refused_action_in_the_status_line(session_parts):
+    """A ConfigError (drop with nothing picked) must not escape the button callback."""
+    pytest.importorskip("ipywidgets")
+    clf, P, _ = session_parts
+    sess = RegionSession(clf, P[0])
+    panel = sess.widget()
+    _, _, _, button_row, status, _, _ = panel.children
+    buttons = {b.description: b for b in button_row.children}
+    buttons["drop prototypes"].click()  # nothing selected
+    assert "no prototypes given" in status.value and sess._history == []
+
+
+def test_refused_rejection_leaves_the_session_usable(session_parts):
+    from conceptlens.exceptions import ConfigError
+
+    clf, P, _ = session_parts
+    unlabelled = PrototypeClassifier(atlas=clf.atlas, C=1.0).fit(P, clf.predict(P))
+    sess = RegionSession(unlabelled, P[0])
+    with pytest.raises(ConfigError, match="concept_labels"):
+        sess.reject_concept("ruler")
+    assert sess.rejected == [] and sess._history == []
+    assert "rejected []" in sess.summary()  # raised ConfigError here before

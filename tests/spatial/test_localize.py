@@ -141,7 +141,7 @@ def test_patch_masks_against_loops():
 def test_ceiling_and_patch_masks_refuse_bad_input():
     with pytest.raises(DataError, match="empty ground-truth mask for sample"):
         resolution_ceiling(np.zeros((2, 16, 16), bool), 2)
-    with pytest.raises(ConfigError, match="grid must be positive"):
+    with pytest.raises(ConfigError, match="grid must be a positive int"):
         resolution_ceiling(np.ones((1, 16, 16), bool), 0)
     with pytest.raises(ConfigError, match="min_coverage"):
         patch_masks(np.ones((1, 16, 16), bool), 2, min_coverage=0)
@@ -183,3 +183,36 @@ def test_resolution_ceiling_window_matches_a_brute_force_reference():
     for bad in (0, 48, 8.5, True):
         with pytest.raises(ConfigError, match="window must be a whole number of pixels"):
             resolution_ceiling(masks, grid, window=bad)
+
+
+def test_labelled_masks_are_paired_with_maps_by_sample_id():
+
+    rng = np.random.default_rng(0)
+    ids = ["a", "b", "c"]
+    masks = np.zeros((3, 8, 8), bool)
+    maps = rng.random((3, 8, 8))
+    for i, (y, x) in enumerate([(1, 1), (4, 6), (6, 2)]):
+        masks[i, y : y + 2, x : x + 2] = True
+        maps[i, y, x] = 5.0  # each map peaks inside its own mask
+    m = xr.DataArray(maps, dims=("sample", "y", "x"), coords={"sample": ids})
+    k = xr.DataArray(masks, dims=("sample", "y", "x"), coords={"sample": ids})
+    shuffled = k.isel(sample=[2, 0, 1])
+    assert pointing_game(m, shuffled).values.all()
+    assert pointing_game(m, masks).values.all()
+    # by position the shuffled masks would all miss
+    assert not pointing_game(m, shuffled.values).values.any()
+    np.testing.assert_allclose(mask_iou(m, shuffled).values, mask_iou(m, k).values)
+    with pytest.raises(DataError, match=r"masks lack the sample\(s\) \['b'\]"):
+        pointing_game(m, k.isel(sample=[0, 2]))
+    with pytest.raises(DataError, match="masks must be bool or 0/1"):
+        pointing_game(m, masks * 0.5)
+
+
+@pytest.mark.parametrize("grid", [12.7, True, (4, 0), "12"])
+def test_grid_must_be_whole_positive_numbers(grid):
+    from conceptlens.spatial import patch_masks
+
+    masks = np.ones((1, 8, 8), bool)
+    with pytest.raises(ConfigError, match="grid must be a positive int"):
+        patch_masks(masks, grid)
+    assert patch_masks(masks, np.array([2, 2])).shape == (1, 2, 2)

@@ -154,3 +154,63 @@ def test_zoomed_maps_on_the_finer_grid(tiny, toy_bank):
         concept_maps(tiny, imgs, toy_bank, zoom=0)
     with pytest.raises(ConfigError, match="cannot be combined"):
         concept_maps(tiny, imgs, toy_bank, zoom=2, shifts=2)
+
+
+@pytest.mark.parametrize(
+    ("shape", "hint"),
+    [
+        ((2, None, None), "np.repeat"),
+        ((2, None, None, 1), "np.repeat"),
+        ((2, None, None, 4), ":3"),
+    ],
+)
+def test_non_rgb_images_are_refused_with_the_fix(tiny, toy_bank, shape, hint):
+    s = tiny.image_size
+    imgs = np.zeros(tuple(s if v is None else v for v in shape), np.uint8)
+    with pytest.raises(DataError, match=rf"not RGB.*{hint}"):
+        concept_maps(tiny, imgs, toy_bank)
+    with pytest.raises(DataError, match=r"sample 'img000001'.*not RGB"):
+        concept_maps(tiny, [_images(1, s)[0], imgs[1]], toy_bank)
+
+
+def test_given_patches_are_checked(tiny, toy_bank):
+    imgs = _images(2, tiny.image_size, seed=1)
+    patches, _ = tiny.patch_embeddings(imgs)
+    with pytest.raises(DataError, match="patches hold 3 images but images has 2"):
+        concept_maps(tiny, imgs, toy_bank, patches=np.concatenate([patches, patches[:1]]))
+    bad = patches.copy()
+    bad[1, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match=r"NaN.*position \[1\]"):
+        concept_maps(tiny, None, toy_bank, patches=bad)
+    with pytest.raises(DataError, match="all-zero"):
+        concept_maps(tiny, None, toy_bank, patches=np.zeros_like(patches))
+
+
+@pytest.mark.parametrize("size", [96.5, "96", (0, 4), (4,), True, (4, 2.0)])
+def test_upsample_refuses_bad_sizes(size):
+    m = xr.DataArray(np.zeros((2, 2)), dims=("y", "x"))
+    with pytest.raises(ConfigError, match="size must be a positive int"):
+        upsample(m, size)
+
+
+def test_upsample_refuses_rgba_guides():
+    m = xr.DataArray(np.zeros((2, 2, 2)), dims=("sample", "y", "x"))
+    with pytest.raises(DataError, match=r"4 channels.*\[\.\.\., :3\]"):
+        upsample(m, 8, method="guided", image=np.zeros((2, 8, 8, 4), np.uint8))
+
+
+def test_lists_of_pil_images_in_any_mode_are_mapped(tiny, toy_bank):
+    """The backbone converts PIL images to RGB itself, so grey and RGBA PIL images are
+    fine (only grey / RGBA arrays are refused)."""
+    from PIL import Image
+
+    s = tiny.image_size
+    imgs = _images(2, s, seed=3)
+    pil = [Image.fromarray(imgs[0]), Image.fromarray(imgs[1]).convert("L")]
+    pil.append(Image.fromarray(imgs[0]).convert("RGBA"))
+    maps = concept_maps(tiny, pil, toy_bank)
+    ref = concept_maps(tiny, imgs[:1], toy_bank)
+    assert maps.sizes["sample"] == 3
+    np.testing.assert_allclose(maps.values[[0, 2]], np.repeat(ref.values, 2, axis=0), atol=1e-5)
+    with pytest.raises(DataError, match=r"sample 'img000000': image size \(8, 8\)"):
+        concept_maps(tiny, [Image.fromarray(imgs[0]).resize((8, 8))], toy_bank)

@@ -69,7 +69,7 @@ def test_audit_command_from_yaml_config(run_dir):
 def test_audit_command_errors(run_dir):
     d = run_dir
     result = CliRunner().invoke(main, ["audit", "--scores", str(d / "scores.nc")])
-    assert result.exit_code == 1 and "--model" in result.output
+    assert result.exit_code == 2 and "--model" in result.output
     result = CliRunner().invoke(
         main, ["audit", "--scores", str(d / "scores.nc"), "--model", f"cbm={d / 'cbm'}",
                "--group", "hospital"],
@@ -79,7 +79,7 @@ def test_audit_command_errors(run_dir):
     result = CliRunner().invoke(main, ["audit", "--config", str(d / "bad.yaml")])
     assert result.exit_code == 1 and "unknown keys ['model']" in result.output
     result = CliRunner().invoke(main, ["study", "masking", "--out", str(d / "x.nc")])
-    assert result.exit_code == 1 and "exactly one of" in result.output
+    assert result.exit_code == 2 and "exactly one of" in result.output
 
 
 @pytest.mark.slow
@@ -117,7 +117,7 @@ def test_study_masking_reuses_the_embedding_cache_like_score(tmp_path, monkeypat
         str(tmp_path / "mine"),
     ]
     r = CliRunner().invoke(main, [*base, "--no-cache", "--cache-dir", str(tmp_path / "x")])
-    assert r.exit_code == 1 and "not both" in r.output
+    assert r.exit_code == 2 and "not both" in r.output
 
 
 def test_two_models_with_one_name_are_refused():
@@ -134,3 +134,15 @@ def test_two_models_with_one_name_are_refused():
         _pairs(("runs/a/head", "runs/b/head"), "--model")
     with pytest.raises(ConfigError, match="named 'cbm'"):
         _pairs(("cbm=x", "cbm=y"), "--model")
+
+
+def test_audit_input_that_is_not_a_npy_array_is_named(run_dir):
+    d = run_dir
+    (d / "emb.txt").write_text("1 2 3\n")
+    for bad in ("emb.txt", "scores.nc", "missing.npy"):
+        result = CliRunner().invoke(
+            main, ["audit", "--scores", str(d / "scores.nc"), "--model", f"cbm={d / 'cbm'}",
+                   "--input", f"cbm={d / bad}", "--out", str(d / "a.nc")],
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        assert f"--input cbm={d / bad}" in result.output and "internal error" not in result.output
