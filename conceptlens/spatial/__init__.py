@@ -1,5 +1,6 @@
 """Spatial concept reasoning: patch concept maps, localisation metrics, prototype atlas,
-prototype classifier and region feedback (similarity reasoning as in CSR, CVPR 2025)."""
+prototype classifier and region feedback (similarity reasoning as in CSR, CVPR 2025), and a
+mask-supervised pixel-level concept segmenter."""
 
 from conceptlens.spatial._atlas import (
     PrototypeAtlas,
@@ -20,6 +21,7 @@ from conceptlens.spatial._localize import (
     scaled_tolerance,
 )
 from conceptlens.spatial._maps import concept_directions, concept_maps, patch_grid, upsample
+from conceptlens.spatial._segment import ConceptSegmenter, pixel_feature_names, pixel_features
 
 __all__ = [
     # concept maps
@@ -50,4 +52,8 @@ __all__ = [
     "region_feedback",
     # interaction
     "RegionSession",
+    # mask-supervised pixel segmentation
+    "ConceptSegmenter",
+    "pixel_features",
+    "pixel_feature_names",
 ]
