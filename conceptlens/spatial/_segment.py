@@ -295,10 +295,10 @@ class ConceptSegmenter(BaseEstimator):
         Hidden units of the MLP.
     alpha : float, default 1e-4
         L2 penalty on the weights (the loss is the class-balanced mean log loss).
-    max_pixels : int, default 20000
+    max_pixels : int, default 10000
         Training pixels per concept: up to half positive and half negative, drawn
         uniformly (seeded) over all training images; each class gets half the weight.
-    max_iter : int, default 300
+    max_iter : int, default 200
         L-BFGS iterations per concept.
     random_state : int, default 0
 
@@ -338,8 +338,8 @@ class ConceptSegmenter(BaseEstimator):
         classifier: str = "mlp",
         hidden: int = 32,
         alpha: float = 1e-4,
-        max_pixels: int = 20000,
-        max_iter: int = 300,
+        max_pixels: int = 10000,
+        max_iter: int = 200,
         random_state: int = 0,
     ) -> None:
         self.features = features
@@ -572,7 +572,9 @@ class ConceptSegmenter(BaseEstimator):
         wts = {k: v[keep] for k, v in self.weights_.items()}
         if "w" in wts:
             return x @ wts["w"].T + wts["b"]
-        h = np.maximum(np.einsum("pf,kfh->pkh", x, wts["w1"]) + wts["b1"], 0.0)
+        k, n_feat, hid = wts["w1"].shape
+        w1 = wts["w1"].transpose(1, 0, 2).reshape(n_feat, k * hid)  # one GEMM for all
+        h = np.maximum(x @ w1 + wts["b1"].reshape(-1), 0.0).reshape(len(x), k, hid)
         return np.einsum("pkh,kh->pk", h, wts["w2"]) + wts["b2"]
 
     def predict_maps(
