@@ -817,4 +817,5 @@ class ConceptSegmenter(BaseEstimator):
                     f"{None if name not in got else got[name].shape}; {fix}"
                 )
         seg.weights_ = {key: got[key] for key in keys}
+        seg.feature_mean_, seg.feature_scale_ = got["feature_mean"], got["feature_scale"]
         return seg
