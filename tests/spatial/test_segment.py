@@ -163,6 +163,17 @@ def test_subset_of_concepts_and_dataset_input(lit, derm_split, artifact_seg):
     )
 
 
+def test_maps_plot_with_plot_concept_maps(lit, derm_split, artifact_seg):
+    from conceptlens.plot import plot_concept_maps
+
+    _, test = derm_split
+    maps = artifact_seg.predict_maps(lit, test.images[:2])
+    axes = plot_concept_maps(test.images[1], maps, sample=1)
+    assert [ax.get_title() for ax in axes] == ["image", "ruler", "purple_ink"]
+    drawn = axes[2].get_images()[-1].get_array()
+    np.testing.assert_allclose(drawn, maps.sel(concept="purple_ink").values[1], rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------- save / load
 @pytest.mark.parametrize("classifier", ["logistic", "mlp"])
 def test_save_load_round_trip(lit, derm_split, tmp_path, classifier):
