@@ -196,9 +196,14 @@ def _fit_classifier(
 
     opt.step(closure)
     names = ("w", "b") if hidden == 0 else ("w1", "b1", "w2", "b2")
-    return {
+    out = {
         k: p.detach().cpu().numpy().astype(np.float32) for k, p in zip(names, params, strict=True)
     }
+    state = opt.state[params[0]]
+    grad = torch.cat([p.grad.reshape(-1) for p in params]).abs().max()
+    out["n_iter"] = np.asarray(int(state.get("n_iter", 0)))
+    out["grad_max"] = np.asarray(float(grad))
+    return out
 
 
 # ----------------------------------------------------------------------------- masks
@@ -311,6 +316,10 @@ class ConceptSegmenter(BaseEstimator):
     feature_names_ : list of str
     n_train_images_ : int
     n_train_pixels_ : dict concept -> {"positive": int, "negative": int}
+    n_iter_ : dict concept -> int
+        L-BFGS iterations run (``max_iter`` when it stopped there, not converged).
+    final_gradient_ : dict concept -> float
+        Largest absolute gradient of the training loss at the end (0 at the optimum).
     fit_seconds_ : float
 
     Notes
@@ -556,8 +565,15 @@ class ConceptSegmenter(BaseEstimator):
                     seed=int(self.random_state) + k,
                 )
             )
-        self.weights_ = {key: np.stack([f[key] for f in fitted]) for key in fitted[0]}
+        diag = ("n_iter", "grad_max")
+        self.weights_ = {
+            key: np.stack([f[key] for f in fitted]) for key in fitted[0] if key not in diag
+        }
         self.concepts_ = list(table)
+        self.n_iter_ = {c: int(f["n_iter"]) for c, f in zip(table, fitted, strict=True)}
+        self.final_gradient_ = {
+            c: float(f["grad_max"]) for c, f in zip(table, fitted, strict=True)
+        }
         self.backbone_ = str(getattr(backbone, "name", ""))
         self.image_size_ = size
         self.token_dim_ = 0 if unit is None else int(unit.shape[-1])
@@ -710,6 +726,8 @@ class ConceptSegmenter(BaseEstimator):
             "n_train_images": self.n_train_images_,
             "n_train_pixels": self.n_train_pixels_,
             "fit_seconds": self.fit_seconds_,
+            "n_iter": self.n_iter_,
+            "final_gradient": self.final_gradient_,
         }
         blob = save_bytes({k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()})
         final = user_path(path)
@@ -786,6 +804,8 @@ class ConceptSegmenter(BaseEstimator):
         seg.n_train_images_ = field("n_train_images", int, "an int")
         seg.n_train_pixels_ = field("n_train_pixels", dict, "an object")
         seg.fit_seconds_ = float(field("fit_seconds", (int, float), "a number"))
+        seg.n_iter_ = field("n_iter", dict, "an object")
+        seg.final_gradient_ = field("final_gradient", dict, "an object")
         seg.pca_mean_ = arrays.get("pca_mean")
         seg.pca_components_ = arrays.get("pca_components")
         seg.directions_ = arrays.get("directions")
