@@ -282,10 +282,12 @@ class ConceptSegmenter(BaseEstimator):
 
     Parameters
     ----------
-    features : {"both", "pixel", "token"}, default "both"
+    features : {"pixel", "both", "token"}, default "pixel"
         Per-pixel features: the pixel filter bank (:func:`pixel_features`), the
         backbone's patch tokens (PCA, and the bank's concept maps with ``bank``)
-        upsampled bilinearly to pixels, or both.
+        upsampled bilinearly to pixels, or both. ``"pixel"`` localised best on SynthDerm
+        with synthderm-lit (chosen on calibration images, ``docs/spatial.md``); the
+        tokens may help with a stronger backbone -- measure it on your data.
     n_components : int, default 16
         PCA components of the patch tokens (fitted on the training images).
     bank : ConceptBank or name, optional
@@ -293,9 +295,10 @@ class ConceptSegmenter(BaseEstimator):
     sigmas : sequence of float, optional
         Filter scales in pixels; default 0.7, 1, 1.6, 2.5, 4 px scaled to the image
         size (:func:`default_sigmas`).
-    classifier : {"logistic", "mlp"}, default "mlp"
-        Per concept: logistic regression, or an MLP with one ReLU hidden layer of
-        ``hidden`` units. Chosen by measurement (``docs/spatial.md``).
+    classifier : {"mlp", "logistic"}, default "mlp"
+        Per concept: an MLP with one ReLU hidden layer of ``hidden`` units, or logistic
+        regression (a weight per named feature: readable). The MLP localised better on
+        SynthDerm (chosen on calibration images, ``docs/spatial.md``).
     hidden : int, default 32
         Hidden units of the MLP.
     alpha : float, default 1e-4
@@ -340,7 +343,7 @@ class ConceptSegmenter(BaseEstimator):
     def __init__(
         self,
         *,
-        features: str = "both",
+        features: str = "pixel",
         n_components: int = 16,
         bank: Any = None,
         sigmas: Sequence[float] | None = None,

@@ -35,7 +35,8 @@ def derm_split():
 def artifact_seg(lit, derm_split):
     train, _ = derm_split
     masks = {c: train.artifact_masks[c] for c in ("ruler", "purple_ink")}
-    return ConceptSegmenter(classifier="logistic", max_pixels=6000).fit(lit, train.images, masks)
+    seg = ConceptSegmenter(features="both", classifier="logistic", max_pixels=6000)
+    return seg.fit(lit, train.images, masks)
 
 
 # ----------------------------------------------------------------------------- filter bank
@@ -175,11 +176,13 @@ def test_maps_plot_with_plot_concept_maps(lit, derm_split, artifact_seg):
 
 
 # ----------------------------------------------------------------------------- save / load
-@pytest.mark.parametrize("classifier", ["logistic", "mlp"])
-def test_save_load_round_trip(lit, derm_split, tmp_path, classifier):
+@pytest.mark.parametrize(
+    ("classifier", "features"), [("logistic", "both"), ("mlp", "pixel"), ("mlp", "token")]
+)
+def test_save_load_round_trip(lit, derm_split, tmp_path, classifier, features):
     train, test = derm_split
     masks = {"hair": train.artifact_masks["hair"], "lesion": train.lesion_mask}
-    seg = ConceptSegmenter(classifier=classifier, hidden=8, **FAST)
+    seg = ConceptSegmenter(classifier=classifier, features=features, hidden=8, **FAST)
     seg.fit(lit, train.images[:12], {c: m[:12] for c, m in masks.items()})
     path = seg.save(tmp_path / "seg")
     assert sorted(p.name for p in path.iterdir()) == ["segmenter.json", "segmenter.safetensors"]
@@ -194,6 +197,8 @@ def test_save_load_round_trip(lit, derm_split, tmp_path, classifier):
     assert meta["n_train_pixels"]["hair"] == {"positive": min(n_hair, 1500), "negative": 1500}
     assert meta["n_train_pixels"]["lesion"] == {"positive": 1500, "negative": 1500}
     assert meta["feature_names"] == seg.feature_names_
+    assert any(n.startswith("token_pc") for n in seg.feature_names_) == (features != "pixel")
+    assert any(n.startswith("hessian") for n in seg.feature_names_) == (features != "token")
     # saving again replaces the folder as a whole
     seg.save(path)
     assert ConceptSegmenter.load(path).concepts_ == ["hair", "lesion"]
@@ -208,7 +213,9 @@ def test_tiny_vit_with_bank_features_round_trip(tiny, toy_bank, tmp_path):
         y0, x0 = rng.integers(0, s - 10, 2)
         masks[i, y0 : y0 + 9, x0 : x0 + 9] = True
         imgs[i][masks[i]] = 250
-    seg = ConceptSegmenter(bank=toy_bank, n_components=4, classifier="logistic", **FAST)
+    seg = ConceptSegmenter(
+        features="both", bank=toy_bank, n_components=4, classifier="logistic", **FAST
+    )
     seg.fit(tiny, imgs, xr.DataArray(masks[:, None], dims=("sample", "concept", "y", "x"),
                                      coords={"concept": ["square"]}))  # fmt: skip
     assert sum(n.startswith("concept_map_") for n in seg.feature_names_) == len(toy_bank)
