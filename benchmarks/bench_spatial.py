@@ -31,7 +31,8 @@ Parts (``--part``, default all):
   a separate SynthDerm sample (``--seg-train`` images, seed + 303), same calibration and
   test images, targets and threshold calibration; ablations of the features (pixel filter
   bank, token PCA, both), the classifier (logistic, MLP) and the number of training
-  images (``--seg-configs``); the same-run zero-shot ``rel`` map, the token grid's
+  images (``--seg-configs``; the configuration to use is chosen by the mean IoU on the
+  calibration images); the same-run zero-shot ``rel`` map, the token grid's
   ceiling and the best stored zero-shot IoU per concept; fit and predict seconds.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
@@ -1008,9 +1009,9 @@ def latency(args):
     }
 
 
-#: ``auto``: the classifier of the ``both`` fits with the higher mean calibration IoU
 SEG_CONFIGS = (
-    "both/logistic/200,both/mlp/200,pixel/auto/200,token/auto/200,both/auto/25,both/auto/50"
+    "both/logistic/200,both/mlp/200,pixel/logistic/200,pixel/mlp/200,token/mlp/200,"
+    "pixel/mlp/25,pixel/mlp/50,both/mlp/25,both/mlp/50"
 )
 ZERO_SHOT_RESULTS = (
     "benchmarks/results/spatial_localization.json",
@@ -1125,11 +1126,6 @@ def localization_seg(args):
     for cfg in args.seg_configs.split(","):
         feats, clf, n_train = cfg.split("/")
         n_train = int(n_train)
-        if clf == "auto":
-            clf = _seg_classifier_by_calibration(out)
-            cfg = f"{feats}/{clf}/{n_train}"
-            if cfg in out["configs"]:
-                continue
         seg = ConceptSegmenter(features=feats, classifier=clf, random_state=args.seed)
         t = time.perf_counter()
         seg.fit(
@@ -1153,8 +1149,11 @@ def localization_seg(args):
             tm = pred["test"].sel(concept=c).values[sel[(c, "test")]]
             tk, ck = masks[(c, "test")], masks[(c, "calib")]
             cal, iou, th = _best_threshold_iou(cm, ck, tm, tk)
+            per_image = mask_iou(tm, tk, threshold=th).values
             rows[c] = {
                 "iou_calibrated": iou,
+                "iou_se": float(per_image.std(ddof=1) / np.sqrt(len(per_image))),
+                "iou_per_image": [round(float(v), 5) for v in per_image],
                 "calib_iou": cal,
                 "threshold": th,
                 "iou_0.5": float(mask_iou(tm, tk, threshold=0.5).mean()),
@@ -1168,6 +1167,7 @@ def localization_seg(args):
             "n_train": n_train,
             "fit_seconds": fit_s,
             "predict_seconds_per_image": pred_s,
+            "n_iter": seg.n_iter_,
             "concepts": rows,
         }
         brief = {c: round(r["iou_calibrated"], 2) for c, r in rows.items()}
@@ -1191,23 +1191,19 @@ def localization_seg(args):
                 for k in ("iou_calibrated", "calib_iou", "iou_0.5", "pointing", "pointing_tol")
             }
     out["summary"] = summary
+    out["mean_calib_iou_by_config"] = _seg_choice_by_calibration(out)
     return out
 
 
-def _seg_classifier_by_calibration(out):
-    """The classifier whose ``both`` fit has the higher mean IoU on the CALIBRATION images
-    (all concepts; the most training images measured); recorded in ``out``."""
-    fits = {k: v for k, v in out["configs"].items() if v["features"] == "both"}
-    if not fits:
-        raise SystemExit("localization_seg: 'auto' needs a both/<classifier>/<n> fit before it")
-    n_max = max(v["n_train"] for v in fits.values())
-    calib_mean = {
-        v["classifier"]: float(np.mean([r["calib_iou"] for r in v["concepts"].values()]))
-        for v in fits.values()
+def _seg_choice_by_calibration(out):
+    """Mean IoU on the CALIBRATION images (all concepts) of every configuration fitted on
+    the most training images: the features and classifier to choose."""
+    n_max = max(v["n_train"] for v in out["configs"].values())
+    return {
+        k: float(np.mean([r["calib_iou"] for r in v["concepts"].values()]))
+        for k, v in out["configs"].items()
         if v["n_train"] == n_max
     }
-    out["classifier_by_calibration"] = {"n_train": n_max, "mean_calib_iou": calib_mean}
-    return max(calib_mean, key=calib_mean.get)
 
 
 def main(argv=None):
