@@ -111,3 +111,23 @@ def test_concept_banks_filter_and_select_example(tmp_path, monkeypatch):
     kept, selected = ns["kept"], ns["selected"]
     assert set(selected.names) <= set(kept.names) < set(setup["bank"].names)
     assert len(ns["report"].to_frame()) == len(setup["bank"].names) - len(kept.names)
+
+
+@pytest.mark.slow
+def test_spatial_concept_segmenter_example(tmp_path, monkeypatch):
+    import conceptlens as cl
+
+    bb = cl.load_backbone("synthderm-lit")
+    test = cl.SynthDerm("confounded").generate(6, seed=202)
+    ns = _run(
+        "docs/spatial.md",
+        "seg = ConceptSegmenter().fit(bb, train.images, masks)",
+        tmp_path,
+        monkeypatch,
+        setup={"cl": cl, "bb": bb, "test": test},
+    )
+    maps = ns["maps"]
+    assert maps.dims == ("sample", "concept", "y", "x")
+    assert maps.shape == (6, 14, 96, 96) and ns["two"].shape == (6, 2, 96, 96)
+    assert ns["seg"].concepts_ == list(ns["masks"])
+    assert (tmp_path / "models" / "derm-seg" / "segmenter.safetensors").is_file()
