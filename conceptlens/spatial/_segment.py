@@ -385,7 +385,14 @@ class ConceptSegmenter(BaseEstimator):
             "random_state": (isinstance(self.random_state, (int, np.integer)), "an int"),
             "sigmas": (
                 self.sigmas is None
-                or (len(self.sigmas) > 0 and all(float(s) > 0 for s in self.sigmas)),
+                or (
+                    isinstance(self.sigmas, (Sequence, np.ndarray))
+                    and len(self.sigmas) > 0
+                    and all(
+                        isinstance(s, (int, float, np.number)) and s > 0 and math.isfinite(s)
+                        for s in self.sigmas
+                    )
+                ),
                 "None or a non-empty sequence of positive pixels",
             ),
         }  # fmt: skip
@@ -500,7 +507,8 @@ class ConceptSegmenter(BaseEstimator):
         size = int(backbone.image_size)
         table = _mask_table(masks, n, size, ids, getattr(images, "ids", None) is not None)
         self.sigmas_ = [float(s) for s in (self.sigmas or default_sigmas(size))]
-        rng = np.random.default_rng(self.random_state)
+        # separate streams: the training pixels do not depend on the features used
+        rng_tokens, rng = np.random.default_rng(self.random_state).spawn(2)
 
         unit = self._tokens(backbone, images, patches, cache, batch_size, n)
         self.pca_mean_ = self.pca_components_ = self.directions_ = None
@@ -509,7 +517,7 @@ class ConceptSegmenter(BaseEstimator):
         self.grid_ = self.n_pca_ = 0
         if unit is not None:
             flat = unit.reshape(-1, unit.shape[-1])
-            sub = flat[rng.choice(len(flat), min(len(flat), 20000), replace=False)]
+            sub = flat[rng_tokens.choice(len(flat), min(len(flat), 20000), replace=False)]
             self.pca_mean_ = sub.mean(axis=0).astype(np.float32)
             _, _, vt = np.linalg.svd(sub - self.pca_mean_, full_matrices=False)
             self.pca_components_ = np.ascontiguousarray(vt[: self.n_components], np.float32)

@@ -175,6 +175,18 @@ def test_maps_plot_with_plot_concept_maps(lit, derm_split, artifact_seg):
     np.testing.assert_allclose(drawn, maps.sel(concept="purple_ink").values[1], rtol=1e-6)
 
 
+def test_training_pixels_do_not_depend_on_the_features(lit, derm_split):
+    """The seeded pixel sample is the same whether or not tokens are used (fair ablations):
+    the colour channels, the first 4 features, then have the same means over it."""
+    train, _ = derm_split
+    masks = {"ruler": train.artifact_masks["ruler"][:8]}
+    means = []
+    for features in ("pixel", "both"):
+        seg = ConceptSegmenter(features=features, classifier="logistic", **FAST)
+        means.append(seg.fit(lit, train.images[:8], masks).feature_mean_[:4])
+    np.testing.assert_allclose(means[0], means[1], rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------- save / load
 @pytest.mark.parametrize(
     ("classifier", "features"), [("logistic", "both"), ("mlp", "pixel"), ("mlp", "token")]
@@ -250,6 +262,8 @@ def test_bad_masks_are_refused_naming_the_concept(lit, derm_split):
         seg.fit(lit, ds, wrong_order)
     with pytest.raises(ConfigError, match="classifier"):
         ConceptSegmenter(classifier="forest").fit(lit, imgs, {"ruler": np.ones((4, 96, 96))})
+    with pytest.raises(ConfigError, match="sigmas"):
+        ConceptSegmenter(sigmas=["wide"]).fit(lit, imgs, {"ruler": np.ones((4, 96, 96))})
 
 
 def test_bad_predict_input_is_refused(lit, derm_split, artifact_seg):
