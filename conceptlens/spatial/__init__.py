@@ -21,7 +21,8 @@ from conceptlens.spatial._localize import (
     scaled_tolerance,
 )
 from conceptlens.spatial._maps import concept_directions, concept_maps, patch_grid, upsample
-from conceptlens.spatial._segment import ConceptSegmenter, pixel_feature_names, pixel_features
+from conceptlens.spatial._pixel import pixel_feature_names, pixel_features
+from conceptlens.spatial._segment import ConceptSegmenter
 
 __all__ = [
     # concept maps

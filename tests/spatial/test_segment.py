@@ -20,7 +20,7 @@ from conceptlens.spatial import (
     pixel_features,
     pointing_game,
 )
-from conceptlens.spatial._segment import _fit_classifier, default_sigmas
+from conceptlens.spatial._pixel import _fit_classifier, default_sigmas
 
 FAST = {"max_pixels": 3000, "max_iter": 60}
 
