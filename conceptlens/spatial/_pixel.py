@@ -173,7 +173,7 @@ def _fit_classifier(
         k: p.detach().cpu().numpy().astype(np.float32) for k, p in zip(names, params, strict=True)
     }
     state = opt.state[params[0]]
-    grad = torch.cat([p.grad.reshape(-1) for p in params]).abs().max()
+    grad = torch.cat([p.grad.reshape(-1) for p in params if p.grad is not None]).abs().max()
     out["n_iter"] = np.asarray(int(state.get("n_iter", 0)))
     out["grad_max"] = np.asarray(float(grad))
     return out

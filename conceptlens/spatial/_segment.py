@@ -218,7 +218,7 @@ class ConceptSegmenter(BaseEstimator):
     # -- parameters
     def _check_params(self) -> None:
         def pos_int(v: Any) -> bool:
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+            return bool(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1)
 
         checks = {
             "features": (self.features in _FEATURES, f"one of {_FEATURES}"),
@@ -289,7 +289,10 @@ class ConceptSegmenter(BaseEstimator):
 
     def _token_maps(self, unit: np.ndarray, size: int) -> np.ndarray:
         """(N, gh, gw, D) unit tokens -> (N, K, size, size) token feature maps."""
-        parts = [(unit - self.pca_mean_) @ self.pca_components_.T]
+        mean, comps = self.pca_mean_, self.pca_components_
+        if mean is None or comps is None:
+            raise NotFittedError("token features need the PCA fitted in fit(); fit first")
+        parts = [(unit - mean) @ comps.T]
         if self.directions_ is not None:
             parts.append(unit @ self.directions_.T)
         grid = np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2)

@@ -264,6 +264,8 @@ def test_bad_masks_are_refused_naming_the_concept(lit, derm_split):
         ConceptSegmenter(classifier="forest").fit(lit, imgs, {"ruler": np.ones((4, 96, 96))})
     with pytest.raises(ConfigError, match="sigmas"):
         ConceptSegmenter(sigmas=["wide"]).fit(lit, imgs, {"ruler": np.ones((4, 96, 96))})
+    with pytest.raises(ConfigError, match="features='pixel' uses none"):
+        ConceptSegmenter(bank="synthderm").fit(lit, imgs, {"ruler": np.ones((4, 96, 96))})
 
 
 def test_bad_predict_input_is_refused(lit, derm_split, artifact_seg):
