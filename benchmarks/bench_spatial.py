@@ -1266,7 +1266,7 @@ def main(argv=None):
     )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    parts = (  # on request: localization_guided, guided_errors, localization_shift/_seg
+    parts = (  # localization_guided, guided_errors, localization_shift on request
         ["localization", "atlas", "confounded", "latency"]
         if args.part == "all"
         else args.part.split(",")
