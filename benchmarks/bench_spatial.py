@@ -34,6 +34,13 @@ Parts (``--part``, default all):
   the calibration tokens on the concept's mask, no text); bilinear and guided IoU,
   pointing game, the cell ceiling of each grid, and the agreement of image-level
   concept scores from the zoomed tokens with the plain ones.
+* ``localization_seg`` (on request): the mask-supervised ``ConceptSegmenter`` trained on
+  a separate SynthDerm sample (``--seg-train`` images, seed + 303), same calibration and
+  test images, targets and threshold calibration; ablations of the features (pixel filter
+  bank, token PCA, both), the classifier (logistic, MLP) and the number of training
+  images (``--seg-configs``; the configuration to use is chosen by the mean IoU on the
+  calibration images); the same-run zero-shot ``rel`` map, the token grid's
+  ceiling and the best stored zero-shot IoU per concept; fit and predict seconds.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
   re-seeding dead prototypes.
@@ -1337,6 +1344,203 @@ def localization_zoom(args):
     return out
 
 
+SEG_CONFIGS = (
+    "both/logistic/200,both/mlp/200,pixel/logistic/200,pixel/mlp/200,token/mlp/200,"
+    "pixel/mlp/25,pixel/mlp/50,both/mlp/25,both/mlp/50"
+)
+ZERO_SHOT_RESULTS = (
+    "benchmarks/results/spatial_localization.json",
+    "benchmarks/results/spatial_localization_guided.json",
+    "benchmarks/results/spatial_localization_shift.json",
+)
+
+
+def _best_zero_shot(concept, target):
+    """Best calibrated test IoU of any zero-shot map in the stored results (primary target),
+    and where it is: (iou, "file:path") or (None, None) when no result file is there."""
+    best = (None, None)
+
+    def walk(node, path):
+        nonlocal best
+        if isinstance(node, dict):
+            v = node.get("iou_calibrated")
+            if isinstance(v, float) and (best[0] is None or v > best[0]):
+                best = (v, path)
+            for k, sub in node.items():
+                walk(sub, f"{path}/{k}")
+
+    for file in ZERO_SHOT_RESULTS:
+        if not Path(file).is_file():
+            continue
+        part = next(iter(json.loads(Path(file).read_text()).values()))
+        row = part.get("concepts", {}).get(concept)
+        if row is None:
+            continue
+        if "target" in row:  # guided / shift: one (primary) target per concept
+            walk(row, f"{Path(file).stem}:")
+        else:  # localization: method -> target -> numbers
+            for method, per in row.items():
+                if isinstance(per, dict) and isinstance(per.get(target), dict):
+                    walk(per[target], f"{Path(file).stem}:/{method}")
+    return best
+
+
+def localization_seg(args):
+    """Mask-supervised pixel segmentation (``ConceptSegmenter``), same calibration and test
+    images, targets and threshold calibration as ``localization``.
+
+    Trained on a separate SynthDerm sample (``--seg-train`` images, seed + 303) with each
+    concept's primary target mask (all False where the concept is absent); per
+    configuration ``features/classifier/n_train`` (``--seg-configs``; fewer training
+    images are the first n of the sample): per concept the calibrated pixel IoU (the
+    threshold chosen on the calibration images), IoU at 0.5, pointing game with and
+    without tolerance; fit seconds and predict seconds per image. Next to it, in the same
+    run, the zero-shot ``patch_relative`` map (bilinear), the resolution ceiling of the
+    token grid, and the best zero-shot number stored in the earlier result files.
+    """
+    import conceptlens as cl
+    from conceptlens.spatial import (
+        ConceptSegmenter,
+        mask_iou,
+        pointing_game,
+        resolution_ceiling,
+    )
+
+    backbone, bank, calib, test, modules, tol, patches, grid = _localization_setup(
+        args, ["patch_relative"]
+    )
+    train = cl.SynthDerm(args.preset).generate(args.seg_train, seed=args.seed + 303)
+    t0 = time.perf_counter()
+    train_patches = backbone.patch_embeddings(train.images)[0]
+    embed_s = (time.perf_counter() - t0) / len(train)
+    concepts = list(bank.names)
+
+    def target_masks(batch, concept):
+        present = batch.concept(concept).astype(bool)
+        return _targets(batch, concept)[0][1] & present[:, None, None]
+
+    train_masks = {c: target_masks(train, c) for c in concepts}
+    sel, masks, targets = {}, {}, {}
+    for c in concepts:
+        targets[c] = _targets(test, c)[0][0]
+        for name, batch in (("calib", calib), ("test", test)):
+            k = target_masks(batch, c)
+            sel[(c, name)] = np.flatnonzero(k.reshape(len(k), -1).any(axis=1))
+            masks[(c, name)] = k[sel[(c, name)]]
+    concepts = [c for c in concepts if len(sel[(c, "calib")]) and len(sel[(c, "test")])]
+    out = {
+        "tolerance_px": tol,
+        "n_images": args.n_loc,
+        "n_train_sample": args.seg_train,
+        "train_seed": args.seed + 303,
+        "grid": grid,
+        "embed_seconds_per_image": embed_s,
+        "configs": {},
+        "concepts": {},
+    }
+    for c in concepts:
+        tk, ck = masks[(c, "test")], masks[(c, "calib")]
+        rel = {
+            n: _method_maps(
+                "patch_relative", backbone, b.images, sel[(c, n)], c, modules, patches["output"][n]
+            )
+            for n, b in (("calib", calib), ("test", test))
+        }
+        _, rel_iou, _ = _best_threshold_iou(rel["calib"], ck, rel["test"], tk)
+        zs, where = _best_zero_shot(c, targets[c])
+        out["concepts"][c] = {
+            "target": targets[c],
+            "n": len(tk),
+            "n_calib": len(ck),
+            "ceiling": float(resolution_ceiling(tk, grid).mean()),
+            "zero_shot_rel_same_run": rel_iou,
+            "best_zero_shot_stored": zs,
+            "best_zero_shot_where": where,
+            "train_images_with_concept": int(train.concept(c).sum()),
+        }
+    for cfg in args.seg_configs.split(","):
+        feats, clf, n_train = cfg.split("/")
+        n_train = int(n_train)
+        seg = ConceptSegmenter(features=feats, classifier=clf, random_state=args.seed)
+        t = time.perf_counter()
+        seg.fit(
+            backbone,
+            train.images[:n_train],
+            {c: train_masks[c][:n_train] for c in concepts if train_masks[c][:n_train].any()},
+            patches=train_patches[:n_train],
+        )
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        pred = {
+            "calib": seg.predict_maps(backbone, calib.images, patches=patches["output"]["calib"]),
+            "test": seg.predict_maps(backbone, test.images, patches=patches["output"]["test"]),
+        }
+        pred_s = (time.perf_counter() - t) / (len(calib) + len(test))
+        rows = {}
+        for c in concepts:
+            if c not in seg.concepts_:
+                continue
+            cm = pred["calib"].sel(concept=c).values[sel[(c, "calib")]]
+            tm = pred["test"].sel(concept=c).values[sel[(c, "test")]]
+            tk, ck = masks[(c, "test")], masks[(c, "calib")]
+            cal, iou, th = _best_threshold_iou(cm, ck, tm, tk)
+            per_image = mask_iou(tm, tk, threshold=th).values
+            rows[c] = {
+                "iou_calibrated": iou,
+                "iou_se": float(per_image.std(ddof=1) / np.sqrt(len(per_image))),
+                "iou_per_image": [round(float(v), 5) for v in per_image],
+                "calib_iou": cal,
+                "threshold": th,
+                "iou_0.5": float(mask_iou(tm, tk, threshold=0.5).mean()),
+                "pointing": float(pointing_game(tm, tk).mean()),
+                "pointing_tol": float(pointing_game(tm, tk, tolerance=tol).mean()),
+                "train_pixels": seg.n_train_pixels_[c],
+            }
+        out["configs"][cfg] = {
+            "features": feats,
+            "classifier": clf,
+            "n_train": n_train,
+            "fit_seconds": fit_s,
+            "predict_seconds_per_image": pred_s,
+            "n_iter": seg.n_iter_,
+            "concepts": rows,
+        }
+        brief = {c: round(r["iou_calibrated"], 2) for c, r in rows.items()}
+        print(cfg, round(fit_s, 1), round(pred_s, 3), json.dumps(brief), flush=True)
+    groups = {
+        "artifact": [c for c in concepts if c in ARTIFACTS],
+        "structure": [c for c in concepts if c in test.structure_masks],
+        "morphology": [
+            c for c in concepts if c not in ARTIFACTS and c not in test.structure_masks
+        ],
+    }
+    summary = {}
+    for gname, cs in groups.items():
+        for key in ("ceiling", "zero_shot_rel_same_run", "best_zero_shot_stored"):
+            vals = [out["concepts"][c][key] for c in cs if out["concepts"][c][key] is not None]
+            summary[f"{gname}/{key}"] = float(np.mean(vals)) if vals else None
+        for cfg, res in out["configs"].items():
+            rs = [res["concepts"][c] for c in cs if c in res["concepts"]]
+            summary[f"{gname}/{cfg}"] = {
+                k: float(np.mean([r[k] for r in rs]))
+                for k in ("iou_calibrated", "calib_iou", "iou_0.5", "pointing", "pointing_tol")
+            }
+    out["summary"] = summary
+    out["mean_calib_iou_by_config"] = _seg_choice_by_calibration(out)
+    return out
+
+
+def _seg_choice_by_calibration(out):
+    """Mean IoU on the CALIBRATION images (all concepts) of every configuration fitted on
+    the most training images: the features and classifier to choose."""
+    n_max = max(v["n_train"] for v in out["configs"].values())
+    return {
+        k: float(np.mean([r["calib_iou"] for r in v["concepts"].values()]))
+        for k, v in out["configs"].items()
+        if v["n_train"] == n_max
+    }
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", default="all")
@@ -1398,6 +1602,12 @@ def main(argv=None):
         "--zoom-methods",
         default=ZOOM_METHODS,
         help="methods measured with zoomed inference (--part localization_zoom)",
+    )
+    ap.add_argument("--seg-train", type=int, default=200, help="localization_seg: training images")
+    ap.add_argument(
+        "--seg-configs",
+        default=SEG_CONFIGS,
+        help="localization_seg: features/classifier/n_train per ConceptSegmenter fit",
     )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)

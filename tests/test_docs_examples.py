@@ -154,3 +154,23 @@ def test_audits_probe_folder_example_feeds_the_audit_command(tmp_path, monkeypat
     )  # fmt: skip
     assert res.exit_code == 1 and "probe=test_scores.nc is not a numeric .npy" in res.output
     assert "internal error" not in res.output
+
+
+@pytest.mark.slow
+def test_spatial_concept_segmenter_example(tmp_path, monkeypatch):
+    import conceptlens as cl
+
+    bb = cl.load_backbone("synthderm-lit")
+    test = cl.SynthDerm("confounded").generate(6, seed=202)
+    ns = _run(
+        "docs/spatial.md",
+        "seg = ConceptSegmenter().fit(bb, train.images, masks)",
+        tmp_path,
+        monkeypatch,
+        setup={"cl": cl, "bb": bb, "test": test},
+    )
+    maps = ns["maps"]
+    assert maps.dims == ("sample", "concept", "y", "x")
+    assert maps.shape == (6, 14, 96, 96) and ns["two"].shape == (6, 2, 96, 96)
+    assert ns["seg"].concepts_ == list(ns["masks"])
+    assert (tmp_path / "models" / "derm-seg" / "segmenter.safetensors").is_file()

@@ -1,5 +1,6 @@
 """Spatial concept reasoning: patch concept maps, localisation metrics, prototype atlas,
-prototype classifier and region feedback (similarity reasoning as in CSR, CVPR 2025)."""
+prototype classifier and region feedback (similarity reasoning as in CSR, CVPR 2025), and a
+mask-supervised pixel-level concept segmenter."""
 
 from conceptlens.spatial._atlas import (
     PrototypeAtlas,
@@ -26,6 +27,8 @@ from conceptlens.spatial._localize import (
     scaled_tolerance,
 )
 from conceptlens.spatial._maps import concept_directions, concept_maps, patch_grid, upsample
+from conceptlens.spatial._pixel import pixel_feature_names, pixel_features
+from conceptlens.spatial._segment import ConceptSegmenter
 
 __all__ = [
     # concept maps
@@ -61,4 +64,8 @@ __all__ = [
     "load_prototype_classifier",
     # interaction
     "RegionSession",
+    # mask-supervised pixel segmentation
+    "ConceptSegmenter",
+    "pixel_features",
+    "pixel_feature_names",
 ]

@@ -1,0 +1,179 @@
+"""Per-pixel features and classifiers of :class:`~conceptlens.spatial.ConceptSegmenter`.
+
+:func:`pixel_features` is a fixed filter bank on the image (``scipy.ndimage``), as in
+ilastik's pixel classification: colour-opponent channels, Gaussian smoothing, gradient
+magnitude, Laplacian of Gaussian and Hessian eigenvalues at a few scales.
+``_fit_classifier`` fits one concept's logistic regression or one-hidden-layer MLP by
+L-BFGS on weighted pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from conceptlens.exceptions import ConfigError, DataError
+
+__all__ = ["BASE_SIGMAS", "default_sigmas", "pixel_feature_names", "pixel_features"]
+
+#: filter scales in pixels at a 96 px image; scaled linearly with the image size
+BASE_SIGMAS = (0.7, 1.0, 1.6, 2.5, 4.0)
+_CHANNELS = ("intensity", "opp_rg", "opp_yb", "chroma")
+
+
+# ----------------------------------------------------------------------------- filters
+def default_sigmas(image_size: int) -> tuple[float, ...]:
+    """The filter scales for ``image_size`` px images: :data:`BASE_SIGMAS` x size / 96."""
+    return tuple(round(s * image_size / 96.0, 4) for s in BASE_SIGMAS)
+
+
+def _channels(image: np.ndarray) -> np.ndarray:
+    """(4, H, W) float64: intensity, red-green and yellow-blue opponents, chroma."""
+    x = np.asarray(image)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise DataError(f"images must be (H, W, 3) RGB, got shape {x.shape}")
+    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    o1 = (r - g) / math.sqrt(2.0)
+    o2 = (r + g - 2.0 * b) / math.sqrt(6.0)
+    return np.stack([(r + g + b) / 3.0, o1, o2, np.hypot(o1, o2)])
+
+
+def pixel_feature_names(sigmas: Sequence[float]) -> list[str]:
+    """Names of the rows of :func:`pixel_features` for these ``sigmas``."""
+    names = list(_CHANNELS)
+    for s in sigmas:
+        names += [f"gauss_{c}_s{s:g}" for c in _CHANNELS]
+        names += [f"gradmag_intensity_s{s:g}", f"gradmag_chroma_s{s:g}"]
+        names += [f"log_intensity_s{s:g}", f"hessian_hi_s{s:g}", f"hessian_lo_s{s:g}"]
+    return names
+
+
+def pixel_features(image: Any, sigmas: Sequence[float] | None = None) -> np.ndarray:
+    """The fixed pixel filter bank of one RGB image.
+
+    Channels: intensity ``(R+G+B)/3``, the opponent colours ``(R-G)/sqrt 2`` and
+    ``(R+G-2B)/sqrt 6`` and their chroma (Euclidean norm). Per scale ``s`` (pixels):
+    the Gaussian-smoothed channels, the Gaussian gradient magnitude of intensity and of
+    chroma, the scale-normalised Laplacian of Gaussian of intensity (``s**2 * LoG``) and
+    the two eigenvalues of its scale-normalised Hessian (``s**2 * H``; larger first),
+    which respond to bright and dark ridges (hair, streaks, network lines). Borders are
+    reflected (``scipy.ndimage`` mode ``"reflect"``).
+
+    Parameters
+    ----------
+    image : uint8 array (H, W, 3), or float in [0, 1]
+    sigmas : sequence of float, optional
+        Scales in pixels; default :func:`default_sigmas` of the image height
+        (0.7, 1, 1.6, 2.5 and 4 px at 96 px).
+
+    Returns
+    -------
+    numpy.ndarray, float32, (F, H, W)
+        Rows named by :func:`pixel_feature_names`.
+
+    Examples
+    --------
+    >>> img = np.zeros((16, 16, 3), np.uint8); img[:, 8] = 255     # a bright vertical line
+    >>> f = pixel_features(img, sigmas=[1.0])
+    >>> f.shape, len(pixel_feature_names([1.0]))
+    ((13, 16, 16), 13)
+    >>> names = pixel_feature_names([1.0])
+    >>> lo = f[names.index("hessian_lo_s1")]
+    >>> bool(lo[:, 8].mean() < lo[:, 2].mean())     # a bright ridge: strongly negative
+    True
+    """
+    ch = _channels(image)
+    if sigmas is None:
+        sigmas = default_sigmas(ch.shape[1])
+    out = [ch]
+    gi = ndimage.gaussian_filter
+    for s in sigmas:
+        s = float(s)
+        if not s > 0:
+            raise ConfigError(f"filter scales (sigmas) must be positive pixels, got {s!r}")
+        out.append(np.stack([gi(c, s) for c in ch]))
+        out.append(np.stack([ndimage.gaussian_gradient_magnitude(ch[k], s) for k in (0, 3)]))
+        hyy = gi(ch[0], s, order=(2, 0))
+        hxx = gi(ch[0], s, order=(0, 2))
+        hxy = gi(ch[0], s, order=(1, 1))
+        half = 0.5 * (hxx + hyy)
+        root = np.sqrt((0.5 * (hxx - hyy)) ** 2 + hxy**2)
+        s2 = s * s
+        out.append(np.stack([s2 * (hxx + hyy), s2 * (half + root), s2 * (half - root)]))
+    return np.concatenate(out).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- classifier
+def _fit_classifier(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    *,
+    hidden: int,
+    alpha: float,
+    max_iter: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Minimise ``sum_i w_i BCE(f(x_i), y_i) + alpha / 2 * ||weights||^2`` with L-BFGS.
+
+    ``hidden == 0``: logistic regression (float64; the intercept is not penalised);
+    else a ReLU MLP with one hidden layer (float32, seeded initialisation).
+    """
+    dtype = torch.float64 if hidden == 0 else torch.float32
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
+    yt = torch.from_numpy(y.astype(np.float64)).to(dtype)
+    wt = torch.from_numpy(w.astype(np.float64)).to(dtype)
+    n_feat = x.shape[1]
+    gen = torch.Generator().manual_seed(int(seed))
+    if hidden == 0:
+        params = [torch.zeros(n_feat, dtype=dtype), torch.zeros((), dtype=dtype)]
+    else:
+        params = [
+            torch.randn(n_feat, hidden, generator=gen, dtype=dtype) * math.sqrt(2.0 / n_feat),
+            torch.zeros(hidden, dtype=dtype),
+            torch.randn(hidden, generator=gen, dtype=dtype) * math.sqrt(1.0 / hidden),
+            torch.zeros((), dtype=dtype),
+        ]
+    for p in params:
+        p.requires_grad_(True)
+
+    def forward() -> torch.Tensor:
+        if hidden == 0:
+            return xt @ params[0] + params[1]
+        return torch.relu(xt @ params[0] + params[1]) @ params[2] + params[3]
+
+    penalised = [params[0]] if hidden == 0 else [params[0], params[2]]
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-9 if hidden == 0 else 1e-6,
+        tolerance_change=1e-12 if hidden == 0 else 1e-9,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (wt * F.binary_cross_entropy_with_logits(forward(), yt, reduction="none")).sum()
+        loss = loss + 0.5 * alpha * sum((p * p).sum() for p in penalised)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    names = ("w", "b") if hidden == 0 else ("w1", "b1", "w2", "b2")
+    out = {
+        k: p.detach().cpu().numpy().astype(np.float32) for k, p in zip(names, params, strict=True)
+    }
+    state = opt.state[params[0]]
+    grad = torch.cat([p.grad.reshape(-1) for p in params if p.grad is not None]).abs().max()
+    out["n_iter"] = np.asarray(int(state.get("n_iter", 0)))
+    out["grad_max"] = np.asarray(float(grad))
+    return out
