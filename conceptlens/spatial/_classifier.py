@@ -347,9 +347,12 @@ def refinement_report(
     check_is_fitted(before, "head_")
     check_is_fitted(after, "head_")
     added = [p for p in after.prototypes_ if p not in set(before.prototypes_)]
-    same_atlas = before.atlas is after.atlas or (
-        before.atlas.names == after.atlas.names
-        and np.array_equal(before.atlas.vectors, after.atlas.vectors)
+    a, b = before.atlas, after.atlas
+    same_atlas = a is b or (
+        a is not None
+        and b is not None
+        and a.names == b.names
+        and np.array_equal(a.vectors, b.vectors)
     )
     if added or not same_atlas:
         raise DataError(

@@ -342,9 +342,12 @@ def save_prototype_classifier(model: Any, path: str | os.PathLike[str]) -> Path:
         else list(typical["prototype"].values),
         "train_labels": _encode(np.asarray(model.train_labels_), "train_labels_"),
     }
+    atlas = model.atlas
+    if atlas is None:  # fitted classifiers always hold their atlas; a hand-edited one may not
+        raise ConfigError("the classifier has no atlas (model.atlas is None); fit it again")
     with atomic_dir(out) as tmp:
         (tmp / "atlas").mkdir()
-        _write_atlas(model.atlas, tmp / "atlas")
+        _write_atlas(atlas, tmp / "atlas")
         save_head(model.head_, tmp / "head")
         _write_tensors(arrays, tmp / "classifier.safetensors")
         (tmp / "classifier.json").write_text(
