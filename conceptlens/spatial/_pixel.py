@@ -38,7 +38,22 @@ def _channels(image: np.ndarray) -> np.ndarray:
     x = np.asarray(image)
     if x.ndim != 3 or x.shape[-1] != 3:
         raise DataError(f"images must be (H, W, 3) RGB, got shape {x.shape}")
-    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float64) / 255.0
+    elif np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+        if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
+            raise DataError(
+                f"float images must hold finite values in [0, 1], got values in "
+                f"[{np.nanmin(x):.4g}, {np.nanmax(x):.4g}]"
+                + (" and NaN/inf" if not np.isfinite(x).all() else "")
+                + "; divide 0-255 images by 255 or pass them as uint8"
+            )
+    else:
+        raise DataError(
+            f"images must be uint8 (0-255) or float in [0, 1], got dtype {x.dtype}; "
+            "convert with x.astype(np.uint8) when the values are 0-255"
+        )
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     o1 = (r - g) / math.sqrt(2.0)
     o2 = (r + g - 2.0 * b) / math.sqrt(6.0)

@@ -493,6 +493,8 @@ class ConceptSegmenter(BaseEstimator):
         DataError (an image of the wrong size, named), ConfigError (another backbone).
         """
         self._check_fitted()
+        if isinstance(concepts, str):  # one name, not its characters
+            concepts = [concepts]
         keep_names = list(self.concepts_) if concepts is None else [str(c) for c in concepts]
         unknown = [c for c in keep_names if c not in self.concepts_]
         if unknown:
@@ -594,7 +596,9 @@ class ConceptSegmenter(BaseEstimator):
             "final_gradient": self.final_gradient_,
         }
         blob = save_bytes({k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()})
-        final = user_path(path)
+        from conceptlens.spatial._io import _target
+
+        final = _target(path, _META_FILE, "ConceptSegmenter.save")
         with atomic_dir(final) as tmp:
             (tmp / _TENSOR_FILE).write_bytes(blob)
             (tmp / _META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")

@@ -298,3 +298,43 @@ def test_damaged_files_are_refused(artifact_seg, tmp_path):
     (path / "segmenter.json").write_text("{not json")
     with pytest.raises(DataError, match="segmenter description"):
         ConceptSegmenter.load(path)
+
+
+def test_save_never_replaces_a_file_or_a_foreign_folder(artifact_seg, tmp_path):
+    """save replaces only a folder it wrote (or an empty one): a user's file or a folder
+    holding other files is refused and left as it was."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    with pytest.raises(ConfigError, match="is a file"):
+        artifact_seg.save(afile)
+    assert afile.read_text() == "mine"
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "keep.csv").write_text("a,b\n")
+    with pytest.raises(ConfigError, match="holds other files"):
+        artifact_seg.save(folder)
+    assert (folder / "keep.csv").read_text() == "a,b\n"
+    path = artifact_seg.save(tmp_path / "seg")
+    assert artifact_seg.save(path) == path  # its own folder is replaced
+
+
+def test_one_concept_name_as_a_string(lit, derm_split, artifact_seg):
+    _, test = derm_split
+    one = artifact_seg.predict_maps(lit, test.images[:2], concepts="ruler")
+    assert list(one.concept.values) == ["ruler"]
+
+
+@pytest.mark.parametrize(
+    ("scale", "dtype", "match"),
+    [(1.0, np.float64, r"finite values in \[0, 1\]"), (1 / 255, np.float32, None),
+     (1.0, np.int64, "uint8")],
+)  # fmt: skip
+def test_float_or_int_images_outside_the_unit_range_are_refused(scale, dtype, match):
+    img = (np.arange(16 * 16 * 3).reshape(16, 16, 3) % 256).astype(np.float64)
+    x = (img * scale).astype(dtype)
+    if match is None:  # floats in [0, 1] are the uint8 image / 255
+        ref = pixel_features(img.astype(np.uint8))
+        np.testing.assert_allclose(pixel_features(x), ref, atol=1e-5)
+    else:
+        with pytest.raises(DataError, match=match):
+            pixel_features(x)
