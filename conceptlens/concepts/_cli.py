@@ -205,8 +205,9 @@ def generate_cmd(
     )
     b, rejected = result  # type: ignore[misc]
     b.save(out)
-    echo_info(
-        f"wrote {out}: {len(b)} concepts, {len(rejected)} rejected; "
+    echo_info(f"wrote {out}")
+    click.echo(  # the result, shown under --quiet too
+        f"{len(b)} concepts, {len(rejected)} rejected; "
         f"{llm.n_requests} requests, {llm.n_cache_hits} cache hits"
     )
     for r in rejected:
