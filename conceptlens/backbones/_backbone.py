@@ -860,6 +860,12 @@ class Backbone:
                 f"{self.name}: zoom needs square patches that tile the {size}-pixel input; "
                 f"its token grid is {gh}x{gw}"
             )
+        if z > size // gh:
+            raise ConfigError(
+                f"zoom={z} would make each token see less than one pixel of the image: "
+                f"{self.name} has {size // gh}-pixel patches, so zoom can be at most "
+                f"{size // gh} (a token then sees one pixel; it costs zoom*zoom passes per image)"
+            )
         th, tw = tile_layout((gh, gw), z, overlap)
         return z, int(overlap), th * tw
 

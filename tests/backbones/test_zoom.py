@@ -180,3 +180,14 @@ def test_zoom_bounds_the_batch_by_pixels(tmp_path):
     bb._tokens = spy
     bb.patch_embeddings(_images(bb.image_size, n=8), zoom=2)
     assert seen == [2] * 16  # 4 batches of 2 images x 4 tiles
+
+
+def test_zoom_beyond_the_patch_size_is_refused_before_any_work(bb):
+    """A token cannot see less than one pixel: zoom is at most the patch size in pixels
+    (zoom=100 was accepted and ran 10,000 passes per image)."""
+    s = bb.image_size
+    p = s // bb.patch_embeddings(_images(s, 1))[1][0]
+    before = bb.n_image_encodes
+    with pytest.raises(ConfigError, match=rf"zoom={p + 1} .*at most {p}"):
+        bb.patch_embeddings(_images(s, 2), zoom=p + 1, cache=None)
+    assert bb.n_image_encodes == before
