@@ -1362,6 +1362,8 @@ SEG_OPTIONS = {
     "std": "local standard deviation of intensity and chroma per scale",
     "h64": "64 hidden units (32 otherwise)",
     "it500": "500 L-BFGS iterations (200 otherwise)",
+    "px40k": "40,000 training pixels per concept (10,000 otherwise)",
+    "px100k": "100,000 training pixels per concept",
 }
 ZERO_SHOT_RESULTS = (
     "benchmarks/results/spatial_localization.json",
@@ -1390,6 +1392,7 @@ def _seg_params(cfg):
         "local_std": "std" in opts,
         "hidden": 64 if "h64" in opts else 32,
         "max_iter": 500 if "it500" in opts else 200,
+        "max_pixels": 100000 if "px100k" in opts else 40000 if "px40k" in opts else 10000,
     }
     return int(n_train), kw
 
