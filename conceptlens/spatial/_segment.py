@@ -143,20 +143,22 @@ class ConceptSegmenter(BaseEstimator):
     bank : ConceptBank or name, optional
         Also use the bank's zero-shot concept maps (cosine) as token features.
     sigmas : sequence of float, optional
-        Filter scales in pixels; default :data:`~conceptlens.spatial._pixel.BASE_SIGMAS`
-        px at 96 px, scaled to the image size (:func:`default_sigmas`).
-    vesselness, local_std : bool, default False
-        Add Frangi's line measure (bright and dark lines) and the local standard
-        deviation of intensity and chroma at every scale (:func:`pixel_features`).
+        Filter scales in pixels; default 0.5, 0.7, 1, 1.6, 2.5 and 4 px at 96 px,
+        scaled to the image size (:func:`default_sigmas`).
+    vesselness : bool, default False
+        Add Frangi's line measure of bright and dark lines at every scale
+        (:func:`pixel_features`; it did not help on SynthDerm).
+    local_std : bool, default True
+        Add the local standard deviation of intensity and chroma at every scale.
     classifier : {"mlp", "logistic"}, default "mlp"
         Per concept: an MLP with one ReLU hidden layer of ``hidden`` units, or logistic
         regression (a weight per named feature: readable). The MLP localised better on
         SynthDerm (chosen on calibration images, ``docs/spatial.md``).
-    hidden : int, default 32
+    hidden : int, default 64
         Hidden units of the MLP.
     alpha : float, default 1e-4
         L2 penalty on the weights (the loss is the class-balanced mean log loss).
-    max_pixels : int, default 10000
+    max_pixels : int, default 100000
         Training pixels per concept: up to half positive and half negative, drawn
         uniformly (seeded) over all training images; each class gets half the weight.
     max_iter : int, default 200
@@ -209,11 +211,11 @@ class ConceptSegmenter(BaseEstimator):
         bank: Any = None,
         sigmas: Sequence[float] | None = None,
         vesselness: bool = False,
-        local_std: bool = False,
+        local_std: bool = True,
         classifier: str = "mlp",
-        hidden: int = 32,
+        hidden: int = 64,
         alpha: float = 1e-4,
-        max_pixels: int = 10000,
+        max_pixels: int = 100000,
         max_iter: int = 200,
         random_state: int = 0,
     ) -> None:

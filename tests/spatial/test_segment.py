@@ -144,8 +144,8 @@ def test_colour_channels_and_default_scales():
     assert f[names.index("opp_rg")].min() == pytest.approx(1 / np.sqrt(2), abs=1e-6)
     assert f[names.index("opp_yb")].min() == pytest.approx(1 / np.sqrt(6), abs=1e-6)
     assert f[names.index("chroma")].min() == pytest.approx(np.sqrt(1 / 2 + 1 / 6), abs=1e-6)
-    assert default_sigmas(96) == (0.7, 1.0, 1.6, 2.5, 4.0)
-    assert default_sigmas(192) == (1.4, 2.0, 3.2, 5.0, 8.0)
+    assert default_sigmas(96) == (0.5, 0.7, 1.0, 1.6, 2.5, 4.0)
+    assert default_sigmas(192) == (1.0, 1.4, 2.0, 3.2, 5.0, 8.0)
     with pytest.raises(ConfigError, match="positive"):
         pixel_features(img, sigmas=[0.0])
 
@@ -214,8 +214,10 @@ def test_probabilities_are_shifted_to_the_training_pixel_prior(lit, derm_split):
     seg.fit(lit, train.images[:10], masks)
     for c, m in masks.items():
         assert seg.pixel_prior_[c] == pytest.approx(m.sum() / m.size, rel=1e-12)
+    # the default filter bank: the base scales at 96 px, with the local standard deviation
+    assert seg.feature_names_ == pixel_feature_names(default_sigmas(96), local_std=True)
     img = test.images[0]
-    x = pixel_features(img, seg.sigmas_).reshape(len(seg.feature_names_), -1).T
+    x = pixel_features(img, seg.sigmas_, local_std=True).reshape(len(seg.feature_names_), -1).T
     x = (x.astype(np.float64) - seg.feature_mean_) / seg.feature_scale_
     z = x @ seg.weights_["w"].T.astype(np.float64) + seg.weights_["b"]  # (P, 2) balanced
     pi = np.array([masks[c].mean() for c in seg.concepts_])
