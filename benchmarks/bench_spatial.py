@@ -36,11 +36,14 @@ Parts (``--part``, default all):
   concept scores from the zoomed tokens with the plain ones.
 * ``localization_seg`` (on request): the mask-supervised ``ConceptSegmenter`` trained on
   a separate SynthDerm sample (``--seg-train`` images, seed + 303), same calibration and
-  test images, targets and threshold calibration; ablations of the features (pixel filter
-  bank, token PCA, both), the classifier (logistic, MLP) and the number of training
-  images (``--seg-configs``; the configuration to use is chosen by the mean IoU on the
-  calibration images); the same-run zero-shot ``rel`` map, the token grid's
-  ceiling and the best stored zero-shot IoU per concept; fit and predict seconds.
+  test images, targets and threshold calibration (on the shared grid and on a wider one,
+  ``SEG_THRESHOLDS``, for the prior-shifted and the class-balanced probabilities);
+  ablations of the features (pixel filter bank and its options, token PCA, both), the
+  classifier (logistic, MLP, its size and iterations), the training pixels and the
+  number of training images (``--seg-configs``, options ``SEG_OPTIONS``; the
+  configuration to use is chosen by the mean IoU on the calibration images); the
+  same-run zero-shot ``rel`` map, the token grid's ceiling and the best stored zero-shot
+  IoU per concept (plain, guided, shifted and zoomed maps); fit and predict seconds.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
   re-seeding dead prototypes.
@@ -1435,12 +1438,16 @@ def _best_zero_shot(concept, target):
 
 def localization_seg(args):
     """Mask-supervised pixel segmentation (``ConceptSegmenter``), same calibration and test
-    images, targets and threshold calibration as ``localization``.
+    images, targets and threshold calibration as ``localization``; the segmenter's
+    threshold is also calibrated on the wide grid ``SEG_THRESHOLDS``, for its
+    prior-shifted (default) and class-balanced probabilities (``variants``). The
+    headline ``iou_calibrated`` is prior-shifted, wide grid.
 
     Trained on a separate SynthDerm sample (``--seg-train`` images, seed + 303) with each
     concept's primary target mask (all False where the concept is absent); per
-    configuration ``features/classifier/n_train`` (``--seg-configs``; fewer training
-    images are the first n of the sample): per concept the calibrated pixel IoU (the
+    configuration ``features/classifier/n_train[/opt+opt]`` (``--seg-configs``, options
+    in ``SEG_OPTIONS``, absent ones at the first defaults; fewer training images are the
+    first n of the sample): per concept the calibrated pixel IoU (the
     threshold chosen on the calibration images), IoU at 0.5, pointing game with and
     without tolerance; fit seconds and predict seconds per image. Next to it, in the same
     run, the zero-shot ``patch_relative`` map (bilinear), the resolution ceiling of the
