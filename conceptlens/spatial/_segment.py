@@ -14,8 +14,9 @@ Weka Segmentation: every pixel gets a feature vector made of
   bilinearly from the patch grid to pixels;
 
 and, per concept, a classifier (logistic regression or a one-hidden-layer MLP) is fitted
-on a class-balanced, seeded subsample of the training pixels. Saved as safetensors + JSON
-(no pickle).
+on a class-balanced, seeded subsample of the training pixels; its logits are shifted to
+the concept's pixel prior in the training images at prediction. Saved as safetensors +
+JSON (no pickle).
 """
 
 from __future__ import annotations
