@@ -36,11 +36,14 @@ Parts (``--part``, default all):
   concept scores from the zoomed tokens with the plain ones.
 * ``localization_seg`` (on request): the mask-supervised ``ConceptSegmenter`` trained on
   a separate SynthDerm sample (``--seg-train`` images, seed + 303), same calibration and
-  test images, targets and threshold calibration; ablations of the features (pixel filter
-  bank, token PCA, both), the classifier (logistic, MLP) and the number of training
-  images (``--seg-configs``; the configuration to use is chosen by the mean IoU on the
-  calibration images); the same-run zero-shot ``rel`` map, the token grid's
-  ceiling and the best stored zero-shot IoU per concept; fit and predict seconds.
+  test images, targets and threshold calibration (on the shared grid and on a wider one,
+  ``SEG_THRESHOLDS``, for the prior-shifted and the class-balanced probabilities);
+  ablations of the features (pixel filter bank and its options, token PCA, both), the
+  classifier (logistic, MLP, its size and iterations), the training pixels and the
+  number of training images (``--seg-configs``, options ``SEG_OPTIONS``; the
+  configuration to use is chosen by the mean IoU on the calibration images); the
+  same-run zero-shot ``rel`` map, the token grid's ceiling and the best stored zero-shot
+  IoU per concept (plain, guided, shifted and zoomed maps); fit and predict seconds.
 * ``atlas``: prototypes per concept M in {1, 3, 5, 10}: held-out-site accuracy of the
   prototype classifier, prototypes that win on >= 1 training image, with and without
   re-seeding dead prototypes.
@@ -576,11 +579,11 @@ def _guided(maps, images, variant, grids=None):
     return guided_filter(maps, g, radius=a, eps=b)
 
 
-def _best_threshold_iou(cm, ck, tm, tk):
+def _best_threshold_iou(cm, ck, tm, tk, grid=THRESHOLDS):
     """Threshold maximising mean IoU on the calibration maps; (calib IoU, test IoU, thr)."""
     from conceptlens.spatial import mask_iou
 
-    scores = {float(th): float(mask_iou(cm, ck, threshold=th).mean()) for th in THRESHOLDS}
+    scores = {float(th): float(mask_iou(cm, ck, threshold=th).mean()) for th in grid}
     th = max(scores, key=scores.get)
     return scores[th], float(mask_iou(tm, tk, threshold=th).mean()), th
 
@@ -1348,20 +1351,67 @@ SEG_CONFIGS = (
     "both/logistic/200,both/mlp/200,pixel/logistic/200,pixel/mlp/200,token/mlp/200,"
     "pixel/mlp/25,pixel/mlp/50,both/mlp/25,both/mlp/50"
 )
+#: the segmenter's thresholds: the shared grid widened at both ends (its prior-shifted
+#: probabilities of rare structures are small, its balanced ones large)
+SEG_THRESHOLDS = np.round(
+    np.r_[0.01, 0.02, 0.03, 0.05, np.arange(0.1, 0.95, 0.1), 0.95, 0.97, 0.98, 0.99], 2
+)
+#: options after ``features/classifier/n_train/`` ("+"-joined); absent ones are the
+#: earlier defaults, spelled out so a config means the same when the defaults change
+SEG_OPTIONS = {
+    "fine": "a finer scale, 0.5 px",
+    "ctx": "context scales 8 and 16 px",
+    "ves": "Frangi vesselness (bright and dark lines) per scale",
+    "std": "local standard deviation of intensity and chroma per scale",
+    "h64": "64 hidden units (32 otherwise)",
+    "it500": "500 L-BFGS iterations (200 otherwise)",
+    "px40k": "40,000 training pixels per concept (10,000 otherwise)",
+    "px100k": "100,000 training pixels per concept",
+}
 ZERO_SHOT_RESULTS = (
     "benchmarks/results/spatial_localization.json",
     "benchmarks/results/spatial_localization_guided.json",
     "benchmarks/results/spatial_localization_shift.json",
+    "benchmarks/results/spatial_localization_zoom.json",
 )
+#: stored methods that learn from masks: not zero-shot
+SUPERVISED_METHODS = ("mask_prototypes",)
+
+
+def _seg_params(cfg):
+    """``features/classifier/n_train[/opt+opt...]`` -> (n_train, ConceptSegmenter kwargs)."""
+    feats, clf, n_train, *rest = cfg.split("/")
+    opts = rest[0].split("+") if rest else []
+    unknown = [o for o in opts if o not in SEG_OPTIONS]
+    if unknown:
+        raise SystemExit(f"unknown --seg-configs option(s) {unknown}; known: {list(SEG_OPTIONS)}")
+    sigmas = (0.7, 1.0, 1.6, 2.5, 4.0)  # the first defaults, whatever they are now
+    sigmas = ((0.5,) if "fine" in opts else ()) + sigmas + ((8.0, 16.0) if "ctx" in opts else ())
+    kw = {
+        "features": feats,
+        "classifier": clf,
+        "sigmas": sigmas,
+        "vesselness": "ves" in opts,
+        "local_std": "std" in opts,
+        "hidden": 64 if "h64" in opts else 32,
+        "max_iter": 500 if "it500" in opts else 200,
+        "max_pixels": 100000 if "px100k" in opts else 40000 if "px40k" in opts else 10000,
+    }
+    return int(n_train), kw
 
 
 def _best_zero_shot(concept, target):
     """Best calibrated test IoU of any zero-shot map in the stored results (primary target),
-    and where it is: (iou, "file:path") or (None, None) when no result file is there."""
+    and where it is: (iou, "file:path") or (None, None) when no result file is there.
+
+    Every file of ``ZERO_SHOT_RESULTS`` (plain, guided, shifted and zoomed maps), every
+    method but the mask-supervised ones (``SUPERVISED_METHODS``)."""
     best = (None, None)
 
     def walk(node, path):
         nonlocal best
+        if any(f"/{m}" in path for m in SUPERVISED_METHODS):
+            return
         if isinstance(node, dict):
             v = node.get("iou_calibrated")
             if isinstance(v, float) and (best[0] is None or v > best[0]):
@@ -1376,8 +1426,9 @@ def _best_zero_shot(concept, target):
         row = part.get("concepts", {}).get(concept)
         if row is None:
             continue
-        if "target" in row:  # guided / shift: one (primary) target per concept
-            walk(row, f"{Path(file).stem}:")
+        if "target" in row:  # guided / shift / zoom: one (primary) target per concept
+            if row["target"] == target:
+                walk(row, f"{Path(file).stem}:")
         else:  # localization: method -> target -> numbers
             for method, per in row.items():
                 if isinstance(per, dict) and isinstance(per.get(target), dict):
@@ -1387,12 +1438,16 @@ def _best_zero_shot(concept, target):
 
 def localization_seg(args):
     """Mask-supervised pixel segmentation (``ConceptSegmenter``), same calibration and test
-    images, targets and threshold calibration as ``localization``.
+    images, targets and threshold calibration as ``localization``; the segmenter's
+    threshold is also calibrated on the wide grid ``SEG_THRESHOLDS``, for its
+    prior-shifted (default) and class-balanced probabilities (``variants``). The
+    headline ``iou_calibrated`` is prior-shifted, wide grid.
 
     Trained on a separate SynthDerm sample (``--seg-train`` images, seed + 303) with each
     concept's primary target mask (all False where the concept is absent); per
-    configuration ``features/classifier/n_train`` (``--seg-configs``; fewer training
-    images are the first n of the sample): per concept the calibrated pixel IoU (the
+    configuration ``features/classifier/n_train[/opt+opt]`` (``--seg-configs``, options
+    in ``SEG_OPTIONS``, absent ones at the first defaults; fewer training images are the
+    first n of the sample): per concept the calibrated pixel IoU (the
     threshold chosen on the calibration images), IoU at 0.5, pointing game with and
     without tolerance; fit seconds and predict seconds per image. Next to it, in the same
     run, the zero-shot ``patch_relative`` map (bilinear), the resolution ceiling of the
@@ -1447,6 +1502,7 @@ def localization_seg(args):
             for n, b in (("calib", calib), ("test", test))
         }
         _, rel_iou, _ = _best_threshold_iou(rel["calib"], ck, rel["test"], tk)
+        _, rel_wide, _ = _best_threshold_iou(rel["calib"], ck, rel["test"], tk, SEG_THRESHOLDS)
         zs, where = _best_zero_shot(c, targets[c])
         out["concepts"][c] = {
             "target": targets[c],
@@ -1454,14 +1510,14 @@ def localization_seg(args):
             "n_calib": len(ck),
             "ceiling": float(resolution_ceiling(tk, grid).mean()),
             "zero_shot_rel_same_run": rel_iou,
+            "zero_shot_rel_same_run_wide_grid": rel_wide,
             "best_zero_shot_stored": zs,
             "best_zero_shot_where": where,
             "train_images_with_concept": int(train.concept(c).sum()),
         }
     for cfg in args.seg_configs.split(","):
-        feats, clf, n_train = cfg.split("/")
-        n_train = int(n_train)
-        seg = ConceptSegmenter(features=feats, classifier=clf, random_state=args.seed)
+        n_train, kw = _seg_params(cfg)
+        seg = ConceptSegmenter(**kw, random_state=args.seed)
         t = time.perf_counter()
         seg.fit(
             backbone,
@@ -1476,33 +1532,49 @@ def localization_seg(args):
             "test": seg.predict_maps(backbone, test.images, patches=patches["output"]["test"]),
         }
         pred_s = (time.perf_counter() - t) / (len(calib) + len(test))
+        bal = {  # the class-balanced probabilities: the same logits without the prior shift
+            n: seg.predict_maps(backbone, b.images, balanced=True, patches=patches["output"][n])
+            for n, b in (("calib", calib), ("test", test))
+        }
         rows = {}
         for c in concepts:
             if c not in seg.concepts_:
                 continue
-            cm = pred["calib"].sel(concept=c).values[sel[(c, "calib")]]
-            tm = pred["test"].sel(concept=c).values[sel[(c, "test")]]
             tk, ck = masks[(c, "test")], masks[(c, "calib")]
-            cal, iou, th = _best_threshold_iou(cm, ck, tm, tk)
-            per_image = mask_iou(tm, tk, threshold=th).values
+            variants = {}
+            for prob, maps in (("prior", pred), ("balanced", bal)):
+                cm = maps["calib"].sel(concept=c).values[sel[(c, "calib")]]
+                tm = maps["test"].sel(concept=c).values[sel[(c, "test")]]
+                for gname, grid_ in (("shared", THRESHOLDS), ("wide", SEG_THRESHOLDS)):
+                    cal, iou, th = _best_threshold_iou(cm, ck, tm, tk, grid_)
+                    per_image = mask_iou(tm, tk, threshold=th).values
+                    variants[f"{prob}/{gname}"] = {
+                        "iou_calibrated": iou,
+                        "iou_se": float(per_image.std(ddof=1) / np.sqrt(len(per_image))),
+                        "iou_per_image": [round(float(v), 5) for v in per_image],
+                        "calib_iou": cal,
+                        "threshold": th,
+                    }
+                variants[f"{prob}/iou_0.5"] = float(mask_iou(tm, tk, threshold=0.5).mean())
+            # headline: prior-shifted probabilities, wide grid (what the library returns)
+            tm = pred["test"].sel(concept=c).values[sel[(c, "test")]]
             rows[c] = {
-                "iou_calibrated": iou,
-                "iou_se": float(per_image.std(ddof=1) / np.sqrt(len(per_image))),
-                "iou_per_image": [round(float(v), 5) for v in per_image],
-                "calib_iou": cal,
-                "threshold": th,
-                "iou_0.5": float(mask_iou(tm, tk, threshold=0.5).mean()),
+                **variants["prior/wide"],
+                "iou_0.5": variants["prior/iou_0.5"],
                 "pointing": float(pointing_game(tm, tk).mean()),
                 "pointing_tol": float(pointing_game(tm, tk, tolerance=tol).mean()),
+                "pixel_prior": seg.pixel_prior_[c],
                 "train_pixels": seg.n_train_pixels_[c],
+                "variants": variants,
             }
         out["configs"][cfg] = {
-            "features": feats,
-            "classifier": clf,
+            **kw,
             "n_train": n_train,
+            "n_features": len(seg.feature_names_),
             "fit_seconds": fit_s,
             "predict_seconds_per_image": pred_s,
             "n_iter": seg.n_iter_,
+            "final_gradient": seg.final_gradient_,
             "concepts": rows,
         }
         brief = {c: round(r["iou_calibrated"], 2) for c, r in rows.items()}
@@ -1516,7 +1588,12 @@ def localization_seg(args):
     }
     summary = {}
     for gname, cs in groups.items():
-        for key in ("ceiling", "zero_shot_rel_same_run", "best_zero_shot_stored"):
+        for key in (
+            "ceiling",
+            "zero_shot_rel_same_run",
+            "zero_shot_rel_same_run_wide_grid",
+            "best_zero_shot_stored",
+        ):
             vals = [out["concepts"][c][key] for c in cs if out["concepts"][c][key] is not None]
             summary[f"{gname}/{key}"] = float(np.mean(vals)) if vals else None
         for cfg, res in out["configs"].items():
@@ -1525,6 +1602,11 @@ def localization_seg(args):
                 k: float(np.mean([r[k] for r in rs]))
                 for k in ("iou_calibrated", "calib_iou", "iou_0.5", "pointing", "pointing_tol")
             }
+            for v in ("prior/shared", "prior/wide", "balanced/shared", "balanced/wide"):
+                summary[f"{gname}/{cfg}"][v] = {
+                    k: float(np.mean([r["variants"][v][k] for r in rs]))
+                    for k in ("iou_calibrated", "calib_iou")
+                }
     out["summary"] = summary
     out["mean_calib_iou_by_config"] = _seg_choice_by_calibration(out)
     return out
@@ -1532,13 +1614,18 @@ def localization_seg(args):
 
 def _seg_choice_by_calibration(out):
     """Mean IoU on the CALIBRATION images (all concepts) of every configuration fitted on
-    the most training images: the features and classifier to choose."""
+    the most training images (prior-shifted probabilities, wide threshold grid; and per
+    probability / grid variant): the features and classifier to choose."""
     n_max = max(v["n_train"] for v in out["configs"].values())
-    return {
-        k: float(np.mean([r["calib_iou"] for r in v["concepts"].values()]))
-        for k, v in out["configs"].items()
-        if v["n_train"] == n_max
-    }
+    res = {}
+    for k, v in out["configs"].items():
+        if v["n_train"] != n_max:
+            continue
+        rs = list(v["concepts"].values())
+        res[k] = float(np.mean([r["calib_iou"] for r in rs]))
+        for var in ("prior/shared", "prior/wide", "balanced/shared", "balanced/wide"):
+            res[f"{k} [{var}]"] = float(np.mean([r["variants"][var]["calib_iou"] for r in rs]))
+    return res
 
 
 def main(argv=None):

@@ -20,11 +20,24 @@ from scipy import ndimage
 
 from conceptlens.exceptions import ConfigError, DataError
 
-__all__ = ["BASE_SIGMAS", "default_sigmas", "pixel_feature_names", "pixel_features"]
+__all__ = [
+    "BASE_SIGMAS",
+    "VESSEL_BETA",
+    "VESSEL_C",
+    "default_sigmas",
+    "pixel_feature_names",
+    "pixel_features",
+]
 
 #: filter scales in pixels at a 96 px image; scaled linearly with the image size
-BASE_SIGMAS = (0.7, 1.0, 1.6, 2.5, 4.0)
+#: (0.5 px added to the first 0.7-4 px by the calibration images, docs/spatial.md)
+BASE_SIGMAS = (0.5, 0.7, 1.0, 1.6, 2.5, 4.0)
 _CHANNELS = ("intensity", "opp_rg", "opp_yb", "chroma")
+#: Frangi vesselness: sensitivity to the eigenvalue ratio (blob vs line) ...
+VESSEL_BETA = 0.5
+#: ... and to the structure strength, in scale-normalised Hessian units of intensities
+#: in [0, 1] (about half the 99th percentile on SynthDerm)
+VESSEL_C = 0.1
 
 
 # ----------------------------------------------------------------------------- filters
@@ -60,17 +73,47 @@ def _channels(image: np.ndarray) -> np.ndarray:
     return np.stack([(r + g + b) / 3.0, o1, o2, np.hypot(o1, o2)])
 
 
-def pixel_feature_names(sigmas: Sequence[float]) -> list[str]:
-    """Names of the rows of :func:`pixel_features` for these ``sigmas``."""
+def pixel_feature_names(
+    sigmas: Sequence[float], *, vesselness: bool = False, local_std: bool = False
+) -> list[str]:
+    """Names of the rows of :func:`pixel_features` for these ``sigmas`` and options."""
     names = list(_CHANNELS)
     for s in sigmas:
         names += [f"gauss_{c}_s{s:g}" for c in _CHANNELS]
         names += [f"gradmag_intensity_s{s:g}", f"gradmag_chroma_s{s:g}"]
         names += [f"log_intensity_s{s:g}", f"hessian_hi_s{s:g}", f"hessian_lo_s{s:g}"]
+        if vesselness:
+            names += [f"vessel_bright_s{s:g}", f"vessel_dark_s{s:g}"]
+        if local_std:
+            names += [f"std_intensity_s{s:g}", f"std_chroma_s{s:g}"]
     return names
 
 
-def pixel_features(image: Any, sigmas: Sequence[float] | None = None) -> np.ndarray:
+def _vesselness(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frangi's 2-D vesselness of bright and of dark lines from the (scale-normalised)
+    Hessian eigenvalues ``hi >= lo``.
+
+    With ``l2`` the eigenvalue of larger magnitude and ``l1`` the other one,
+    ``V = exp(-(l1 / l2)**2 / (2 beta**2)) * (1 - exp(-(l1**2 + l2**2) / (2 c**2)))``,
+    ``beta`` = :data:`VESSEL_BETA`, ``c`` = :data:`VESSEL_C`; a bright line needs
+    ``l2 < 0``, a dark one ``l2 > 0`` (0 elsewhere).
+    """
+    big = np.abs(hi) > np.abs(lo)
+    l2 = np.where(big, hi, lo)
+    l1 = np.where(big, lo, hi)
+    safe = np.where(l2 == 0, 1.0, l2)
+    blob = np.where(l2 == 0, 0.0, np.exp(-((l1 / safe) ** 2) / (2 * VESSEL_BETA**2)))
+    v = blob * (1.0 - np.exp(-(l1 * l1 + l2 * l2) / (2 * VESSEL_C**2)))
+    return np.where(l2 < 0, v, 0.0), np.where(l2 > 0, v, 0.0)
+
+
+def pixel_features(
+    image: Any,
+    sigmas: Sequence[float] | None = None,
+    *,
+    vesselness: bool = False,
+    local_std: bool = False,
+) -> np.ndarray:
     """The fixed pixel filter bank of one RGB image.
 
     Channels: intensity ``(R+G+B)/3``, the opponent colours ``(R-G)/sqrt 2`` and
@@ -79,14 +122,22 @@ def pixel_features(image: Any, sigmas: Sequence[float] | None = None) -> np.ndar
     chroma, the scale-normalised Laplacian of Gaussian of intensity (``s**2 * LoG``) and
     the two eigenvalues of its scale-normalised Hessian (``s**2 * H``; larger first),
     which respond to bright and dark ridges (hair, streaks, network lines). Borders are
-    reflected (``scipy.ndimage`` mode ``"reflect"``).
+    reflected (``scipy.ndimage`` mode ``"reflect"``). Optionally, per scale:
+    ``vesselness``, Frangi's line measure of bright and of dark lines from those
+    eigenvalues ``l1``, ``l2`` (``|l1| <= |l2|``; a bright line has ``l2 < 0``, a dark
+    one ``l2 > 0``): ``exp(-(l1/l2)**2 / (2 beta**2)) * (1 - exp(-(l1**2 + l2**2) /
+    (2 c**2)))`` with ``beta`` = :data:`VESSEL_BETA` and ``c`` = :data:`VESSEL_C`, 0 for
+    the other polarity; ``local_std``, the Gaussian-weighted local standard
+    deviation ``sqrt(G_s * x**2 - (G_s * x)**2)`` of intensity and of chroma (texture).
 
     Parameters
     ----------
     image : uint8 array (H, W, 3), or float in [0, 1]
     sigmas : sequence of float, optional
         Scales in pixels; default :func:`default_sigmas` of the image height
-        (0.7, 1, 1.6, 2.5 and 4 px at 96 px).
+        (:data:`BASE_SIGMAS` at 96 px).
+    vesselness, local_std : bool, default False
+        Add the line measure and the local standard deviation at every scale.
 
     Returns
     -------
@@ -103,6 +154,11 @@ def pixel_features(image: Any, sigmas: Sequence[float] | None = None) -> np.ndar
     >>> lo = f[names.index("hessian_lo_s1")]
     >>> bool(lo[:, 8].mean() < lo[:, 2].mean())     # a bright ridge: strongly negative
     True
+    >>> f = pixel_features(img, sigmas=[1.0], vesselness=True)
+    >>> names = pixel_feature_names([1.0], vesselness=True)
+    >>> v = f[names.index("vessel_bright_s1")]
+    >>> bool(v[:, 8].min() > 0.5), float(f[names.index("vessel_dark_s1")][:, 8].max())
+    (True, 0.0)
     """
     ch = _channels(image)
     if sigmas is None:
@@ -113,7 +169,8 @@ def pixel_features(image: Any, sigmas: Sequence[float] | None = None) -> np.ndar
         s = float(s)
         if not s > 0:
             raise ConfigError(f"filter scales (sigmas) must be positive pixels, got {s!r}")
-        out.append(np.stack([gi(c, s) for c in ch]))
+        smooth = np.stack([gi(c, s) for c in ch])
+        out.append(smooth)
         out.append(np.stack([ndimage.gaussian_gradient_magnitude(ch[k], s) for k in (0, 3)]))
         hyy = gi(ch[0], s, order=(2, 0))
         hxx = gi(ch[0], s, order=(0, 2))
@@ -121,7 +178,13 @@ def pixel_features(image: Any, sigmas: Sequence[float] | None = None) -> np.ndar
         half = 0.5 * (hxx + hyy)
         root = np.sqrt((0.5 * (hxx - hyy)) ** 2 + hxy**2)
         s2 = s * s
-        out.append(np.stack([s2 * (hxx + hyy), s2 * (half + root), s2 * (half - root)]))
+        hi, lo = s2 * (half + root), s2 * (half - root)
+        out.append(np.stack([s2 * (hxx + hyy), hi, lo]))
+        if vesselness:
+            out.append(np.stack(_vesselness(hi, lo)))
+        if local_std:
+            var = [gi(ch[k] ** 2, s) - smooth[k] ** 2 for k in (0, 3)]
+            out.append(np.sqrt(np.maximum(np.stack(var), 0.0)))
     return np.concatenate(out).astype(np.float32)
 
 

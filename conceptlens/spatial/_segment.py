@@ -14,8 +14,9 @@ Weka Segmentation: every pixel gets a feature vector made of
   bilinearly from the patch grid to pixels;
 
 and, per concept, a classifier (logistic regression or a one-hidden-layer MLP) is fitted
-on a class-balanced, seeded subsample of the training pixels. Saved as safetensors + JSON
-(no pickle).
+on a class-balanced, seeded subsample of the training pixels; its logits are shifted to
+the concept's pixel prior in the training images at prediction. Saved as safetensors +
+JSON (no pickle).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ __all__ = ["ConceptSegmenter"]
 
 _FEATURES = ("both", "pixel", "token")
 _CLASSIFIERS = ("logistic", "mlp")
-_FORMAT = 1
+_FORMAT = 2  # 2: pixel priors (prior-shifted probabilities), vesselness, local std
 _TENSOR_FILE = "segmenter.safetensors"
 _META_FILE = "segmenter.json"
 
@@ -143,17 +144,22 @@ class ConceptSegmenter(BaseEstimator):
     bank : ConceptBank or name, optional
         Also use the bank's zero-shot concept maps (cosine) as token features.
     sigmas : sequence of float, optional
-        Filter scales in pixels; default 0.7, 1, 1.6, 2.5, 4 px scaled to the image
-        size (:func:`default_sigmas`).
+        Filter scales in pixels; default 0.5, 0.7, 1, 1.6, 2.5 and 4 px at 96 px,
+        scaled to the image size (:func:`default_sigmas`).
+    vesselness : bool, default False
+        Add Frangi's line measure of bright and dark lines at every scale
+        (:func:`pixel_features`; it did not help on SynthDerm).
+    local_std : bool, default True
+        Add the local standard deviation of intensity and chroma at every scale.
     classifier : {"mlp", "logistic"}, default "mlp"
         Per concept: an MLP with one ReLU hidden layer of ``hidden`` units, or logistic
         regression (a weight per named feature: readable). The MLP localised better on
         SynthDerm (chosen on calibration images, ``docs/spatial.md``).
-    hidden : int, default 32
+    hidden : int, default 64
         Hidden units of the MLP.
     alpha : float, default 1e-4
         L2 penalty on the weights (the loss is the class-balanced mean log loss).
-    max_pixels : int, default 10000
+    max_pixels : int, default 100000
         Training pixels per concept: up to half positive and half negative, drawn
         uniformly (seeded) over all training images; each class gets half the weight.
     max_iter : int, default 200
@@ -169,6 +175,10 @@ class ConceptSegmenter(BaseEstimator):
     feature_names_ : list of str
     n_train_images_ : int
     n_train_pixels_ : dict concept -> {"positive": int, "negative": int}
+    pixel_prior_ : dict concept -> float
+        Fraction of the training images' pixels inside the concept's masks (images
+        without the concept included); :meth:`predict_maps` shifts the balanced
+        classifiers' logits to it.
     n_iter_ : dict concept -> int
         L-BFGS iterations run (``max_iter`` when it stopped there, not converged).
     final_gradient_ : dict concept -> float
@@ -177,9 +187,13 @@ class ConceptSegmenter(BaseEstimator):
 
     Notes
     -----
-    The outputs are probabilities under class balance (each concept's positive and
-    negative training pixels weigh the same), not calibrated to how rare the concept's
-    pixels are: choose the threshold on held-out annotated images (the benchmark does).
+    The classifiers are fitted under class balance (each concept's positive and negative
+    training pixels weigh the same); :meth:`predict_maps` shifts their logits to the
+    concept's pixel prior in the training images, so a map reads as the probability of
+    the concept at that pixel when concepts are as frequent as in training
+    (``balanced=True`` gives the balanced ones). For the best IoU, still choose the
+    threshold on held-out annotated images (the benchmark does): for small structures
+    it lies below 0.5 of the prior-shifted probability.
 
     Examples
     --------
@@ -197,10 +211,12 @@ class ConceptSegmenter(BaseEstimator):
         n_components: int = 16,
         bank: Any = None,
         sigmas: Sequence[float] | None = None,
+        vesselness: bool = False,
+        local_std: bool = True,
         classifier: str = "mlp",
-        hidden: int = 32,
+        hidden: int = 64,
         alpha: float = 1e-4,
-        max_pixels: int = 10000,
+        max_pixels: int = 100000,
         max_iter: int = 200,
         random_state: int = 0,
     ) -> None:
@@ -208,6 +224,8 @@ class ConceptSegmenter(BaseEstimator):
         self.n_components = n_components
         self.bank = bank
         self.sigmas = sigmas
+        self.vesselness = vesselness
+        self.local_std = local_std
         self.classifier = classifier
         self.hidden = hidden
         self.alpha = alpha
@@ -233,6 +251,8 @@ class ConceptSegmenter(BaseEstimator):
                 "a finite float >= 0",
             ),
             "random_state": (isinstance(self.random_state, (int, np.integer)), "an int"),
+            "vesselness": (isinstance(self.vesselness, bool), "True or False"),
+            "local_std": (isinstance(self.local_std, bool), "True or False"),
             "sigmas": (
                 self.sigmas is None
                 or (
@@ -304,14 +324,22 @@ class ConceptSegmenter(BaseEstimator):
         """(F, H * W) float32 features of one image; ``tok`` its (K, H, W) token maps."""
         parts = []
         if self._uses_pixels():
-            parts.append(pixel_features(image, self.sigmas_))
+            parts.append(
+                pixel_features(
+                    image, self.sigmas_, vesselness=self.vesselness, local_std=self.local_std
+                )
+            )
         if tok is not None:
             parts.append(tok)
         feats = np.concatenate(parts)
         return feats.reshape(len(feats), -1)
 
     def _feature_names(self, token_dim: int) -> list[str]:
-        names = pixel_feature_names(self.sigmas_) if self._uses_pixels() else []
+        names = (
+            pixel_feature_names(self.sigmas_, vesselness=self.vesselness, local_std=self.local_std)
+            if self._uses_pixels()
+            else []
+        )
         if self._uses_tokens():
             names += [f"token_pc{i}" for i in range(self.n_pca_)]
             names += [f"concept_map_{c}" for c in self.bank_concepts_]
@@ -396,6 +424,8 @@ class ConceptSegmenter(BaseEstimator):
             neg = np.sort(rng.choice(neg, min(half, len(neg)), replace=False))
             chosen[c] = (pos, neg)
             self.n_train_pixels_[c] = {"positive": len(pos), "negative": len(neg)}
+        # the concepts' pixel priors in the training images (for the prior shift)
+        self.pixel_prior_ = {c: float(m.mean()) for c, m in table.items()}
         union = np.unique(np.concatenate([np.concatenate(pn) for pn in chosen.values()]))
         npx = size * size
         rows = []
@@ -447,6 +477,11 @@ class ConceptSegmenter(BaseEstimator):
         return self
 
     # -- predict
+    def _prior_logit(self, concepts: Sequence[str]) -> np.ndarray:
+        """Prior-shift term ``log(pi / (1 - pi)) - log(0.5 / 0.5)`` of each concept."""
+        pi = np.array([self.pixel_prior_[c] for c in concepts], dtype=np.float64)
+        return np.log(pi) - np.log1p(-pi) - math.log(0.5 / 0.5)
+
     def _logits(self, x: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """(P, F) standardised features -> (P, K) logits of the concepts ``keep``."""
         wts = {k: v[keep] for k, v in self.weights_.items()}
@@ -463,11 +498,18 @@ class ConceptSegmenter(BaseEstimator):
         images: Any,
         *,
         concepts: Sequence[str] | None = None,
+        balanced: bool = False,
         patches: Any = None,
         cache: Any = None,
         batch_size: int | None = None,
     ) -> xr.DataArray:
         """Per-pixel probability of each concept.
+
+        The classifiers are fitted on class-balanced pixels, so their raw output is the
+        probability under a 50 % prior. By default it is corrected to the concept's
+        pixel prior ``pi`` in the training images (:attr:`pixel_prior_`) by Bayes' prior
+        shift on the logit, ``z + log(pi / (1 - pi)) - log(0.5 / 0.5)``: a probability
+        that a pixel shows the concept, as often as in the training images.
 
         Parameters
         ----------
@@ -476,6 +518,8 @@ class ConceptSegmenter(BaseEstimator):
         images : uint8 array (N, S, S, 3), list of images or ImageDataset
         concepts : list of str, optional
             A subset of the trained concepts (default all).
+        balanced : bool, default False
+            Return the class-balanced probabilities (no prior shift) instead.
         patches, cache, batch_size
             As in :meth:`fit`.
 
@@ -485,7 +529,8 @@ class ConceptSegmenter(BaseEstimator):
             At pixel resolution, name ``"concept_segmentation"``; usable by
             :func:`mask_iou`, :func:`pointing_game` and
             :func:`conceptlens.plot.plot_concept_maps`. attrs: ``backbone``,
-            ``supervised`` ("masks"), ``classifier``, ``features``.
+            ``supervised`` ("masks"), ``classifier``, ``features``, ``probability``
+            ("pixel prior" or "class-balanced").
 
         Raises
         ------
@@ -523,13 +568,16 @@ class ConceptSegmenter(BaseEstimator):
                 f"({self.grid_}, {self.grid_}, {self.token_dim_})"
             )
         keep = np.array([self.concepts_.index(c) for c in keep_names])
+        if not isinstance(balanced, bool):
+            raise ConfigError(f"balanced must be True or False, got {balanced!r}")
+        shift = np.zeros(len(keep)) if balanced else self._prior_logit(keep_names)
         out = np.empty((n, len(keep), size, size), np.float32)
         for i in range(n):
             tok = None if unit is None else self._token_maps(unit[i : i + 1], size)[0]
             x = self._image_features(np.asarray(get(i)), tok).T - self.feature_mean_
             x /= self.feature_scale_
             z = self._logits(x, keep)
-            out[i] = expit(z).T.reshape(len(keep), size, size)
+            out[i] = expit(z + shift).T.reshape(len(keep), size, size)
         return xr.DataArray(
             out,
             dims=("sample", "concept", "y", "x"),
@@ -541,6 +589,7 @@ class ConceptSegmenter(BaseEstimator):
                 "classifier": self.classifier,
                 "features": self.features,
                 "image_size": size,
+                "probability": "class-balanced" if balanced else "pixel prior",
             },
         )
 
@@ -591,6 +640,7 @@ class ConceptSegmenter(BaseEstimator):
             "feature_names": list(self.feature_names_),
             "n_train_images": self.n_train_images_,
             "n_train_pixels": self.n_train_pixels_,
+            "pixel_prior": self.pixel_prior_,
             "fit_seconds": self.fit_seconds_,
             "n_iter": self.n_iter_,
             "final_gradient": self.final_gradient_,
@@ -639,8 +689,16 @@ class ConceptSegmenter(BaseEstimator):
         if field("kind", str, "a string") != "ConceptSegmenter":
             raise DataError(f"{meta_file}: not a ConceptSegmenter description; {fix}")
         if field("format", int, "an int") != _FORMAT:
+            old = meta["format"] < _FORMAT
             raise DataError(
-                f"{meta_file}: format {meta['format']} is not the {_FORMAT} this version reads"
+                f"{meta_file}: format {meta['format']} is not the {_FORMAT} this version "
+                "reads; "
+                + (
+                    "it was written by an older conceptlens, without the concepts' pixel "
+                    "priors (format 2 adds them); fit the segmenter again and save it"
+                    if old
+                    else "it was written by a newer conceptlens; upgrade conceptlens"
+                )
             )
         params = field("params", dict, "an object of constructor parameters")
         try:
@@ -671,6 +729,14 @@ class ConceptSegmenter(BaseEstimator):
         seg.bank_id_ = params.get("bank") or ""
         seg.n_train_images_ = field("n_train_images", int, "an int")
         seg.n_train_pixels_ = field("n_train_pixels", dict, "an object")
+        prior = field("pixel_prior", dict, "an object concept -> pixel prior")
+        if set(prior) != set(concepts) or not all(
+            isinstance(v, float) and 0 < v < 1 for v in prior.values()
+        ):
+            raise DataError(
+                f"{meta_file}: 'pixel_prior' must give every concept a fraction in (0, 1); {fix}"
+            )
+        seg.pixel_prior_ = {c: float(prior[c]) for c in concepts}
         seg.fit_seconds_ = float(field("fit_seconds", (int, float), "a number"))
         seg.n_iter_ = field("n_iter", dict, "an object")
         seg.final_gradient_ = field("final_gradient", dict, "an object")

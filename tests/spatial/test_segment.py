@@ -83,6 +83,58 @@ def test_hessian_and_log_match_a_dense_reference():
     )
 
 
+def _frangi_reference(eig, bright, beta=0.5, c=0.1):
+    """Frangi's 2-D vesselness, pixel by pixel, from ascending eigenvalue pairs."""
+    out = np.zeros(eig.shape[:-1])
+    for idx in np.ndindex(*out.shape):
+        a, b = sorted(eig[idx], key=abs)  # |l1| <= |l2|
+        if b == 0 or (b > 0) == bright:
+            continue
+        out[idx] = np.exp(-((a / b) ** 2) / (2 * beta**2)) * (
+            1 - np.exp(-(a * a + b * b) / (2 * c * c))
+        )
+    return out
+
+
+def test_vesselness_and_local_std_match_a_dense_reference():
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (22, 18, 3), dtype=np.uint8)
+    img[:, 6] = 250  # a bright line
+    img[11, :] = 5  # and a dark one
+    s = 1.1
+    feats = pixel_features(img, sigmas=[s], vesselness=True, local_std=True)
+    names = pixel_feature_names([s], vesselness=True, local_std=True)
+    assert feats.shape == (len(names), 22, 18)
+    assert names[-4:] == [f"vessel_bright_s{s:g}", f"vessel_dark_s{s:g}",
+                          f"std_intensity_s{s:g}", f"std_chroma_s{s:g}"]  # fmt: skip
+    # the base rows do not change with the options
+    np.testing.assert_array_equal(feats[:13], pixel_features(img, sigmas=[s]))
+    x = img.astype(np.float64) / 255.0
+    intensity = x.mean(axis=-1)
+    o1 = (x[..., 0] - x[..., 1]) / np.sqrt(2)
+    o2 = (x[..., 0] + x[..., 1] - 2 * x[..., 2]) / np.sqrt(6)
+    chroma = np.hypot(o1, o2)
+    r = int(4 * s + 0.5)
+    u = np.arange(-r, r + 1, dtype=np.float64)
+    g = np.exp(-(u**2) / (2 * s * s))
+    g /= g.sum()
+    d1 = -u / s**2 * g
+    d2 = (u**2 - s**2) / s**4 * g
+    hyy, hxx = _dense_conv(intensity, d2, g), _dense_conv(intensity, g, d2)
+    hxy = _dense_conv(intensity, d1, d1)
+    eig = np.linalg.eigvalsh(np.stack([np.stack([hyy, hxy], -1), np.stack([hxy, hxx], -1)], -2))
+    eig *= s * s
+    bright, dark = _frangi_reference(eig, True), _frangi_reference(eig, False)
+    np.testing.assert_allclose(feats[names.index(f"vessel_bright_s{s:g}")], bright, atol=1e-4)
+    np.testing.assert_allclose(feats[names.index(f"vessel_dark_s{s:g}")], dark, atol=1e-4)
+    assert bright[:, 6].mean() > 5 * bright[:, 2].mean()  # the bright line, not the dark
+    assert dark[11].mean() > 5 * dark[3].mean()
+    for k, ch in (("intensity", intensity), ("chroma", chroma)):
+        mean = _dense_conv(ch, g, g)
+        ref = np.sqrt(np.maximum(_dense_conv(ch * ch, g, g) - mean * mean, 0))
+        np.testing.assert_allclose(feats[names.index(f"std_{k}_s{s:g}")], ref, atol=2e-4)
+
+
 def test_colour_channels_and_default_scales():
     img = np.zeros((8, 8, 3), np.uint8)
     img[..., 0] = 255  # pure red
@@ -92,8 +144,8 @@ def test_colour_channels_and_default_scales():
     assert f[names.index("opp_rg")].min() == pytest.approx(1 / np.sqrt(2), abs=1e-6)
     assert f[names.index("opp_yb")].min() == pytest.approx(1 / np.sqrt(6), abs=1e-6)
     assert f[names.index("chroma")].min() == pytest.approx(np.sqrt(1 / 2 + 1 / 6), abs=1e-6)
-    assert default_sigmas(96) == (0.7, 1.0, 1.6, 2.5, 4.0)
-    assert default_sigmas(192) == (1.4, 2.0, 3.2, 5.0, 8.0)
+    assert default_sigmas(96) == (0.5, 0.7, 1.0, 1.6, 2.5, 4.0)
+    assert default_sigmas(192) == (1.0, 1.4, 2.0, 3.2, 5.0, 8.0)
     with pytest.raises(ConfigError, match="positive"):
         pixel_features(img, sigmas=[0.0])
 
@@ -153,6 +205,38 @@ def test_segmenter_localises_artifacts_on_held_out_images(lit, derm_split, artif
     assert px["positive"] == 3000 and px["negative"] == 3000
 
 
+def test_probabilities_are_shifted_to_the_training_pixel_prior(lit, derm_split):
+    """predict_maps = expit(logistic logit + log(pi / (1 - pi))), computed by hand from
+    the saved weights, the filter bank and the masks' pixel fraction."""
+    train, test = derm_split
+    masks = {"ruler": train.artifact_masks["ruler"][:10], "lesion": train.lesion_mask[:10]}
+    seg = ConceptSegmenter(features="pixel", classifier="logistic", **FAST)
+    seg.fit(lit, train.images[:10], masks)
+    for c, m in masks.items():
+        assert seg.pixel_prior_[c] == pytest.approx(m.sum() / m.size, rel=1e-12)
+    # the default filter bank: the base scales at 96 px, with the local standard deviation
+    assert seg.feature_names_ == pixel_feature_names(default_sigmas(96), local_std=True)
+    img = test.images[0]
+    x = pixel_features(img, seg.sigmas_, local_std=True).reshape(len(seg.feature_names_), -1).T
+    x = (x.astype(np.float64) - seg.feature_mean_) / seg.feature_scale_
+    z = x @ seg.weights_["w"].T.astype(np.float64) + seg.weights_["b"]  # (P, 2) balanced
+    pi = np.array([masks[c].mean() for c in seg.concepts_])
+    want = 1 / (1 + np.exp(-(z + np.log(pi / (1 - pi)))))
+    got = seg.predict_maps(lit, img[None])
+    bal = seg.predict_maps(lit, img[None], balanced=True)
+    assert got.attrs["probability"] == "pixel prior"
+    assert bal.attrs["probability"] == "class-balanced"
+    for k, c in enumerate(seg.concepts_):
+        np.testing.assert_allclose(got.sel(concept=c).values[0].ravel(), want[:, k], atol=2e-5)
+        np.testing.assert_allclose(
+            bal.sel(concept=c).values[0].ravel(), 1 / (1 + np.exp(-z[:, k])), atol=2e-5
+        )
+    # a rare concept: the prior-shifted probabilities are lower everywhere
+    assert pi[0] < 0.1 and (got.values[0, 0] <= bal.values[0, 0] + 1e-7).all()
+    with pytest.raises(ConfigError, match="balanced"):
+        seg.predict_maps(lit, img[None], balanced="yes")
+
+
 def test_subset_of_concepts_and_dataset_input(lit, derm_split, artifact_seg):
     _, test = derm_split
     full = artifact_seg.predict_maps(lit, test.images[:3])
@@ -209,6 +293,8 @@ def test_save_load_round_trip(lit, derm_split, tmp_path, classifier, features):
     assert meta["n_train_pixels"]["hair"] == {"positive": min(n_hair, 1500), "negative": 1500}
     assert meta["n_train_pixels"]["lesion"] == {"positive": 1500, "negative": 1500}
     assert meta["feature_names"] == seg.feature_names_
+    assert meta["pixel_prior"] == seg.pixel_prior_ == back.pixel_prior_
+    assert meta["pixel_prior"]["lesion"] == pytest.approx(masks["lesion"][:12].mean())
     assert any(n.startswith("token_pc") for n in seg.feature_names_) == (features != "pixel")
     assert any(n.startswith("hessian") for n in seg.feature_names_) == (features != "token")
     # saving again replaces the folder as a whole
@@ -292,8 +378,20 @@ def test_damaged_files_are_refused(artifact_seg, tmp_path):
     path = artifact_seg.save(tmp_path / "seg2")
     meta = json.loads((path / "segmenter.json").read_text())
     meta["concepts"] = ["ruler"]  # the arrays hold two concepts
+    meta["pixel_prior"] = {"ruler": meta["pixel_prior"]["ruler"]}
     (path / "segmenter.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="shape"):
+        ConceptSegmenter.load(path)
+    meta = json.loads((path / "segmenter.json").read_text())
+    meta["concepts"] = ["ruler", "purple_ink"]
+    meta["format"] = 1  # written before the pixel priors
+    del meta["pixel_prior"]
+    (path / "segmenter.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"format 1.*older conceptlens.*fit the segmenter again"):
+        ConceptSegmenter.load(path)
+    meta["format"] = 2
+    (path / "segmenter.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="'pixel_prior' is missing"):
         ConceptSegmenter.load(path)
     (path / "segmenter.json").write_text("{not json")
     with pytest.raises(DataError, match="segmenter description"):
