@@ -43,15 +43,25 @@ def check_shifts(shifts: object) -> int:
     >>> check_shifts(2)
     2
     """
-    value = None
-    if isinstance(shifts, numbers.Integral) and not isinstance(shifts, bool):
-        value = int(shifts)
-    if value is None or value < 1:
-        raise ConfigError(
-            f"shifts must be a positive int (1: the plain patch grid, s: a grid s times "
-            f"finer from s*s shifted forward passes), got {shifts!r}"
-        )
-    return value
+    return positive_int(
+        shifts,
+        "shifts",
+        "1: the plain patch grid, s: a grid s times finer from s*s shifted forward passes",
+    )
+
+
+def positive_int(value: object, name: str, meaning: str) -> int:
+    """``value`` as an int >= 1 (bools refused), or :class:`ConfigError` naming ``name``
+    and what its values mean.
+
+    Examples
+    --------
+    >>> positive_int(3, "zoom", "the zoom factor")
+    3
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1:
+        return int(value)
+    raise ConfigError(f"{name} must be a positive int ({meaning}), got {value!r}")
 
 
 def shift_offsets(patch: int, shifts: int) -> list[int]:

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from conceptlens.backbones._shift import positive_int
 from conceptlens.exceptions import ConfigError
 
 __all__ = ["check_zoom", "tile_layout", "zoomed_preprocessor", "zoomed_tokens"]
@@ -48,15 +49,12 @@ def check_zoom(zoom: object, name: str = "zoom") -> int:
     >>> check_zoom(2)
     2
     """
-    value = None
-    if isinstance(zoom, numbers.Integral) and not isinstance(zoom, bool):
-        value = int(zoom)
-    if value is None or value < 1:
-        raise ConfigError(
-            f"{name} must be a positive int (1: the plain patch grid, z: the image upscaled "
-            f"z times and run as z*z tiles, tokens seeing 1/z of a patch), got {zoom!r}"
-        )
-    return value
+    return positive_int(
+        zoom,
+        name,
+        "1: the plain patch grid, z: the image upscaled z times and run as z*z tiles, "
+        "tokens seeing 1/z of a patch",
+    )
 
 
 def tile_layout(grid: tuple[int, int], zoom: int, overlap: int = 0) -> tuple[int, int]:
