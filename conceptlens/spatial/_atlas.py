@@ -101,7 +101,9 @@ def check_binary(values: np.ndarray, what: str) -> np.ndarray:
         return v
     if not (np.issubdtype(v.dtype, np.number)):
         raise DataError(f"{what} must be bool or 0/1, got dtype {v.dtype}")
-    seen = np.unique(v[np.isfinite(v)] if np.issubdtype(v.dtype, np.floating) else v)
+    if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
+        raise DataError(f"{what} hold NaN or infinite values; fill them with 0/1 first")
+    seen = np.unique(v)
     ok = set(seen.tolist()) <= {0, 1} or (v.dtype == np.uint8 and set(seen.tolist()) <= {0, 255})
     if not ok:
         other = [x for x in seen.tolist() if x not in (0, 1)][:3]

@@ -40,6 +40,7 @@ from sklearn.exceptions import NotFittedError
 from conceptlens._io import atomic_dir, read_json, user_path
 from conceptlens._version import __version__
 from conceptlens.exceptions import ConfigError, DataError, UnknownNameError
+from conceptlens.spatial._atlas import check_binary, names_list, unit_patches
 from conceptlens.spatial._maps import _as_list, check_image_sizes, patch_grid
 from conceptlens.spatial._pixel import (
     _fit_classifier,
@@ -103,16 +104,7 @@ def _mask_table(
                 f"{size}x{size}: give one (H, W) mask per image, at the image's size "
                 f"({n}, {size}, {size}), all False where the concept is absent"
             )
-        if m.dtype != bool:
-            if not np.issubdtype(m.dtype, np.number):
-                raise DataError(f"masks of concept {c!r} must be bool or 0/1, got {m.dtype}")
-            vals = np.unique(m)
-            if not np.isin(vals, (0, 1)).all():
-                raise DataError(
-                    f"masks of concept {c!r} hold values other than 0 and 1 (e.g. "
-                    f"{vals[~np.isin(vals, (0, 1))][:3].tolist()}); binarise them first"
-                )
-            m = m.astype(bool)
+        m = check_binary(m, f"masks of concept {c!r}")
         if not m.any():
             raise DataError(
                 f"the masks of concept {c!r} have no positive pixel in any of the {n} "
@@ -298,13 +290,10 @@ class ConceptSegmenter(BaseEstimator):
             return None
         if patches is None:
             unit, _ = patch_grid(backbone, images, cache=cache, batch_size=batch_size)
-        else:
-            unit = np.asarray(patches, dtype=np.float32)
-            if unit.ndim != 4 or len(unit) != n:
-                raise DataError(
-                    f"patches must be (N, gh, gw, D) with N = {n} images, got {unit.shape}"
-                )
-            unit = unit / np.maximum(np.linalg.norm(unit, axis=-1, keepdims=True), 1e-12)
+            return unit
+        unit = unit_patches(patches)
+        if len(unit) != n:
+            raise DataError(f"patches hold {len(unit)} images but images has {n}")
         return unit
 
     def _token_maps(self, unit: np.ndarray, size: int) -> np.ndarray:
@@ -478,9 +467,10 @@ class ConceptSegmenter(BaseEstimator):
 
     # -- predict
     def _prior_logit(self, concepts: Sequence[str]) -> np.ndarray:
-        """Prior-shift term ``log(pi / (1 - pi)) - log(0.5 / 0.5)`` of each concept."""
+        """Prior-shift term of each concept: ``log(pi / (1 - pi))`` minus the balanced
+        sample's ``log(0.5 / 0.5)``, which is 0."""
         pi = np.array([self.pixel_prior_[c] for c in concepts], dtype=np.float64)
-        return np.log(pi) - np.log1p(-pi) - math.log(0.5 / 0.5)
+        return np.log(pi) - np.log1p(-pi)
 
     def _logits(self, x: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """(P, F) standardised features -> (P, K) logits of the concepts ``keep``."""
@@ -538,9 +528,11 @@ class ConceptSegmenter(BaseEstimator):
         DataError (an image of the wrong size, named), ConfigError (another backbone).
         """
         self._check_fitted()
-        if isinstance(concepts, str):  # one name, not its characters
-            concepts = [concepts]
-        keep_names = list(self.concepts_) if concepts is None else [str(c) for c in concepts]
+        keep_names = (
+            list(self.concepts_)
+            if concepts is None
+            else names_list(concepts, "concepts", allow_empty=False)
+        )
         unknown = [c for c in keep_names if c not in self.concepts_]
         if unknown:
             raise UnknownNameError(

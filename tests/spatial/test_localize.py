@@ -216,3 +216,15 @@ def test_grid_must_be_whole_positive_numbers(grid):
     with pytest.raises(ConfigError, match="grid must be a positive int"):
         patch_masks(masks, grid)
     assert patch_masks(masks, np.array([2, 2])).shape == (1, 2, 2)
+
+
+def test_masks_with_nan_are_refused_not_read_as_inside():
+    """A NaN in a float mask was read as inside the mask (NaN != 0)."""
+    maps = np.zeros((1, 4, 4))
+    maps[0, 0, 0] = 1.0
+    masks = np.zeros((1, 4, 4))
+    masks[0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        pointing_game(maps, masks)
+    with pytest.raises(DataError, match="NaN"):
+        mask_iou(maps, masks)

@@ -332,8 +332,12 @@ def test_bad_masks_are_refused_naming_the_concept(lit, derm_split):
         seg.fit(lit, imgs, {"ruler": train.artifact_masks["ruler"][:4, :48, :48]})
     with pytest.raises(DataError, match=r"'hair'.*no positive pixel"):
         seg.fit(lit, imgs, {"hair": np.zeros((4, 96, 96), bool)})
-    with pytest.raises(DataError, match=r"'ruler'.*other than 0 and 1"):
+    with pytest.raises(DataError, match=r"'ruler' must be bool or 0/1"):
         seg.fit(lit, imgs, {"ruler": np.full((4, 96, 96), 0.5)})
+    nan = train.artifact_masks["ruler"][:4].astype(float)
+    nan[0, 0, 0] = np.nan  # NaN was read as inside the mask
+    with pytest.raises(DataError, match=r"'ruler' hold NaN"):
+        seg.fit(lit, imgs, {"ruler": nan})
     with pytest.raises(DataError, match=r"sample 'img000001'.*differs"):
         seg.fit(lit, [imgs[0], imgs[1][:90]], {"ruler": np.ones((2, 96, 96), bool)})
     with pytest.raises(DataError, match=r"xr.DataArray"):
