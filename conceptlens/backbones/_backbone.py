@@ -828,15 +828,20 @@ class Backbone:
         """Validate ``shifts`` for this tower before any work (see :mod:`._shift`)."""
         s = check_shifts(shifts)
         if s > 1:
-            gh, gw = self._token_grid()
-            size = self.image_size
-            if size % gh or size % gw or size // gh != size // gw:
-                raise ConfigError(
-                    f"{self.name}: shifts need square patches that tile the {size}-pixel "
-                    f"input; its token grid is {gh}x{gw}"
-                )
-            shift_offsets(size // gh, s)
+            shift_offsets(self._patch_pixels("shifted inference (shifts > 1)"), s)
         return s
+
+    def _patch_pixels(self, what: str) -> int:
+        """Patch size in pixels; :class:`ConfigError` (naming ``what`` needs it) when the
+        patches are not square or do not tile the input."""
+        gh, gw = self._token_grid()
+        size = self.image_size
+        if size % gh or size % gw or size // gh != size // gw:
+            raise ConfigError(
+                f"{self.name}: {what} needs square patches that tile the {size}-pixel "
+                f"input; its token grid is {gh}x{gw}"
+            )
+        return size // gh
 
     def _check_zoom(self, zoom: Any, overlap: Any, shifts: int) -> tuple[int, int, int]:
         """Validate ``zoom`` and ``zoom_overlap`` before any work (see :mod:`._zoom`);
@@ -853,20 +858,14 @@ class Backbone:
                 f"zoom={z} and shifts={shifts} cannot be combined (shifted copies of a "
                 "zoomed image would be reflected at tile borders); use one of them"
             )
-        gh, gw = self._token_grid()
-        size = self.image_size
-        if size % gh or size % gw or size // gh != size // gw:
-            raise ConfigError(
-                f"{self.name}: zoom needs square patches that tile the {size}-pixel input; "
-                f"its token grid is {gh}x{gw}"
-            )
-        if z > size // gh:
+        p = self._patch_pixels("zoomed inference (zoom > 1)")
+        if z > p:
             raise ConfigError(
                 f"zoom={z} would make each token see less than one pixel of the image: "
-                f"{self.name} has {size // gh}-pixel patches, so zoom can be at most "
-                f"{size // gh} (a token then sees one pixel; it costs zoom*zoom passes per image)"
+                f"{self.name} has {p}-pixel patches, so zoom can be at most {p} (a token "
+                "then sees one pixel; it costs zoom*zoom passes per image)"
             )
-        th, tw = tile_layout((gh, gw), z, overlap)
+        th, tw = tile_layout(self._token_grid(), z, overlap)
         return z, int(overlap), th * tw
 
     def patch_embeddings(
