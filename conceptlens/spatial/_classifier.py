@@ -143,7 +143,10 @@ class PrototypeClassifier(ClassifierMixin, BaseEstimator):
     def _fit_activations(self, act: np.ndarray, y: np.ndarray, names: list[str]) -> None:
         if len(act) != len(y):
             raise DataError(f"{len(act)} images but {len(y)} labels")
-        head = self._new_head().fit(_features(act, names), y)
+        self._set_fitted(self._new_head().fit(_features(act, names), y), names, act, y)
+
+    def _set_fitted(self, head: Any, names: list[str], act: np.ndarray, y: Any) -> None:
+        """The fitted state from a fitted head on prototype features (also for loading)."""
         self.head_ = head
         self.prototypes_ = list(names)
         self.classes_ = head.classes_

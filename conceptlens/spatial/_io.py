@@ -425,15 +425,7 @@ def load_prototype_classifier(path: str | os.PathLike[str], *, backbone: Any = N
     if not np.isfinite(act).all():
         raise DataError(f"{tfile}: the training activations hold NaN or infinite values")
     model = PrototypeClassifier(atlas=atlas, bank=bank, **decoded)
-    model.head_ = head
-    model.prototypes_ = list(protos)
-    model.classes_ = head.classes_
-    model.coef_ = head.coef_.rename({"concept": "prototype"})
-    model.intercept_ = head.intercept_
-    model.train_activations_ = xr.DataArray(
-        act, dims=("sample", "prototype"), coords={"prototype": list(protos)}
-    )
-    model.train_labels_ = labels
+    model._set_fitted(head, list(protos), act, labels)
     model.typical_absent_ = None
     if has_typical:
         names = _field(meta, "typical_absent_prototypes", _strings, jfile, "prototype names")
