@@ -972,10 +972,12 @@ class Backbone:
                 raise DataError("patch_embeddings got no images")
             result = np.concatenate(out)
         else:
-            size = self.image_size * zoom
-            probe, grid = self._patch_forward(
-                torch.zeros(1, 3, size, size), tokens, shifts, zoom, zoom_overlap
-            )
+            # the row shape from one plain pass (not the s*s or z*z of a fine grid)
+            size = self.image_size
+            plain, (gh, gw) = self._patch_forward(torch.zeros(1, 3, size, size), tokens, 1, 1, 0)
+            k = shifts * zoom  # one of them is 1
+            grid = (gh * k, gw * k)
+            row_shape = (gh * k, gw * k, plain.shape[-1])
 
             def forward(x: torch.Tensor) -> np.ndarray:
                 self.n_image_encodes += x.shape[0] * shifts * shifts * passes
@@ -986,7 +988,7 @@ class Backbone:
                 kind += f"-s{shifts}"
             if zoom > 1:
                 kind += f"-z{zoom}" + (f"o{zoom_overlap}" if zoom_overlap else "")
-            store = self.open_cache(cache, kind=kind, row_shape=probe.shape[1:])
+            store = self.open_cache(cache, kind=kind, row_shape=row_shape)
             result = self._read_through(
                 store,
                 images,
